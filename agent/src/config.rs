@@ -1,0 +1,411 @@
+//! Agent configuration: the TOML file as written (`RawConfig`) and the validated form (`Config`).
+//!
+//! A missing file means all defaults. Unknown keys are rejected. Every problem in a file is reported
+//! at once, with the key and the file it came from.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the agent looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/b24watch/agent.toml";
+
+/// The complete default config file, printed by `--print-default-config`.
+///
+/// A test checks that it parses to the same values as an empty file and that it names every key.
+pub const DEFAULT_CONFIG: &str = r#"# b24watch-agent configuration.
+# Every key is optional: the values shown are the defaults.
+# Flags and B24WATCH_* environment variables override the file (see `b24watch-agent --help`).
+
+[agent]
+# Agent id as enrolled on the collector (`b24watch-collector enroll <id>`). Becomes the `host`
+# label. Empty means: the id inside the token.
+id = ""
+# Collector gRPC endpoint.
+collector_url = "http://127.0.0.1:10062"
+# Agent token printed by `b24watch-collector enroll`. Prefer `token_file`, which can be mode 0600.
+token = ""
+# File whose first line is the token; used when `token` is empty.
+token_file = "/etc/b24watch/agent.token"
+# Directory for the spool (batches not yet acknowledged). Created if missing.
+state_dir = "/var/lib/b24watch-agent"
+# Seconds between samples (1..=3600).
+interval_secs = 10
+# Seconds a single sampler may take before its run is abandoned and counted as a timeout (1..=300).
+sampler_timeout_secs = 5
+# Seconds to keep sending pending batches after SIGTERM before exiting (0..=60).
+# What is not acknowledged by then stays in the spool and is sent after the next start.
+shutdown_grace_secs = 3
+
+[spool]
+# Upper bound of the spool's payload bytes. When full, the oldest batches are dropped, counted in
+# agent_spool_dropped_batches_total{reason="full"} and reported to the collector as a gap.
+max_bytes = 67108864
+# Upper bound of batches in the spool (1 hour at 10 s is 360).
+max_batches = 100000
+
+[host]
+# CPU, load, memory, swap, filesystems and disk IO of this server.
+enabled = true
+# Filesystem types never reported (pseudo and virtual filesystems).
+exclude_fstypes = ["autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs", "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "proc", "pstore", "ramfs", "rpc_pipefs", "securityfs", "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs", "fuse.gvfsd-fuse", "fuse.portal", "nfsd"]
+# Mount point prefixes never reported.
+exclude_mountpoint_prefixes = ["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/snap"]
+# Block device name prefixes never reported for disk IO (partitions are always skipped).
+exclude_device_prefixes = ["loop", "ram", "zram", "fd", "sr"]
+"#;
+
+/// The config file as written. Mirrors the TOML; validated by [`Config::from_raw`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[agent]`
+    pub agent: RawAgent,
+    /// `[spool]`
+    pub spool: RawSpool,
+    /// `[host]`
+    pub host: RawHost,
+}
+
+/// `[agent]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAgent {
+    /// Agent id; empty means the id inside the token.
+    pub id: String,
+    /// Collector gRPC endpoint.
+    pub collector_url: String,
+    /// Token text.
+    pub token: String,
+    /// File with the token.
+    pub token_file: PathBuf,
+    /// Spool directory.
+    pub state_dir: PathBuf,
+    /// Seconds between samples.
+    pub interval_secs: u64,
+    /// Seconds per sampler run.
+    pub sampler_timeout_secs: u64,
+    /// Seconds of sending after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[spool]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpool {
+    /// Payload byte cap.
+    pub max_bytes: u64,
+    /// Batch count cap.
+    pub max_batches: u64,
+}
+
+/// `[host]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHost {
+    /// Whether the host samplers run.
+    pub enabled: bool,
+    /// Filesystem types never reported.
+    pub exclude_fstypes: Vec<String>,
+    /// Mount point prefixes never reported.
+    pub exclude_mountpoint_prefixes: Vec<String>,
+    /// Block device prefixes never reported.
+    pub exclude_device_prefixes: Vec<String>,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            id: String::new(),
+            collector_url: "http://127.0.0.1:10062".into(),
+            token: String::new(),
+            token_file: "/etc/b24watch/agent.token".into(),
+            state_dir: "/var/lib/b24watch-agent".into(),
+            interval_secs: 10,
+            sampler_timeout_secs: 5,
+            shutdown_grace_secs: 3,
+        }
+    }
+}
+
+impl Default for RawSpool {
+    fn default() -> Self {
+        RawSpool { max_bytes: 64 << 20, max_batches: 100_000 }
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl Default for RawHost {
+    fn default() -> Self {
+        RawHost {
+            enabled: true,
+            exclude_fstypes: strings(&[
+                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
+                "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "proc", "pstore", "ramfs",
+                "rpc_pipefs", "securityfs", "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs", "fuse.gvfsd-fuse",
+                "fuse.portal", "nfsd",
+            ]),
+            exclude_mountpoint_prefixes: strings(&["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/snap"]),
+            exclude_device_prefixes: strings(&["loop", "ram", "zram", "fd", "sr"]),
+        }
+    }
+}
+
+/// Where the token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Given inline in the config or by flag.
+    Inline(String),
+    /// Read from the first line of a file at startup.
+    File(PathBuf),
+}
+
+/// Validated agent configuration. Code after loading never re-checks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Agent id; `None` means the id inside the token.
+    pub id: Option<String>,
+    /// Collector gRPC endpoint (`http://host:port`).
+    pub collector_url: String,
+    /// Where the token comes from.
+    pub token: TokenSource,
+    /// Spool directory.
+    pub state_dir: PathBuf,
+    /// Time between samples.
+    pub interval: Duration,
+    /// Time one sampler run may take.
+    pub sampler_timeout: Duration,
+    /// Time to keep sending after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Spool bounds.
+    pub spool: SpoolConfig,
+    /// Host samplers.
+    pub host: HostConfig,
+}
+
+/// Bounds of the on-disk spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Payload byte cap.
+    pub max_bytes: u64,
+    /// Batch count cap.
+    pub max_batches: u64,
+}
+
+/// Host sampler settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Whether the host samplers run.
+    pub enabled: bool,
+    /// Filesystem types never reported.
+    pub exclude_fstypes: Vec<String>,
+    /// Mount point prefixes never reported.
+    pub exclude_mountpoint_prefixes: Vec<String>,
+    /// Block device prefixes never reported.
+    pub exclude_device_prefixes: Vec<String>,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the problem is in (or `<defaults>`).
+    pub origin: PathBuf,
+    /// Dotted key, empty when the file as a whole did not parse.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin.display(), self.message)
+        } else {
+            write!(f, "invalid value for {} in {}: {}", self.key, self.origin.display(), self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// All problems of one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (idx, err) in self.0.iter().enumerate() {
+            if idx > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{err}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Parses config text. Pure: `origin` only names the file in errors.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its key and `origin`.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            ConfigErrors(vec![ConfigError {
+                origin: origin.to_path_buf(),
+                key: String::new(),
+                message: err.to_string().trim_end().replace('\n', " "),
+            }])
+        })?;
+        Config::from_raw(raw, origin)
+    }
+
+    /// Validates a raw config, reporting every problem at once.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn from_raw(raw: RawConfig, origin: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            errors.push(ConfigError { origin: origin.to_path_buf(), key: key.to_owned(), message });
+        };
+        let a = &raw.agent;
+        if !a.id.is_empty() && !valid_agent_id(&a.id) {
+            bad("agent.id", format!("{:?}: expected 1..=128 characters of [A-Za-z0-9._-]", a.id));
+        }
+        if !(a.collector_url.starts_with("http://") || a.collector_url.starts_with("https://")) {
+            bad("agent.collector_url", format!("{:?}: expected a URL starting with http:// or https://", a.collector_url));
+        }
+        if a.token.is_empty() && a.token_file.as_os_str().is_empty() {
+            bad("agent.token_file", "empty while agent.token is empty too: set one of them".to_owned());
+        }
+        if a.state_dir.as_os_str().is_empty() {
+            bad("agent.state_dir", "empty: expected a directory path".to_owned());
+        }
+        let mut secs = |key: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                bad(key, format!("{value}: expected an integer from {min} to {max}"));
+            }
+            Duration::from_secs(value)
+        };
+        let interval = secs("agent.interval_secs", a.interval_secs, 1, 3600);
+        let sampler_timeout = secs("agent.sampler_timeout_secs", a.sampler_timeout_secs, 1, 300);
+        let shutdown_grace = secs("agent.shutdown_grace_secs", a.shutdown_grace_secs, 0, 60);
+        if raw.spool.max_bytes < 1 << 20 {
+            errors.push(ConfigError {
+                origin: origin.to_path_buf(),
+                key: "spool.max_bytes".into(),
+                message: format!("{}: expected at least 1048576 (1 MiB)", raw.spool.max_bytes),
+            });
+        }
+        if raw.spool.max_batches < 1 {
+            errors.push(ConfigError {
+                origin: origin.to_path_buf(),
+                key: "spool.max_batches".into(),
+                message: "0: expected at least 1".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Config {
+            id: (!a.id.is_empty()).then(|| a.id.clone()),
+            collector_url: a.collector_url.clone(),
+            token: if a.token.is_empty() {
+                TokenSource::File(a.token_file.clone())
+            } else {
+                TokenSource::Inline(a.token.clone())
+            },
+            state_dir: a.state_dir.clone(),
+            interval,
+            sampler_timeout,
+            shutdown_grace,
+            spool: SpoolConfig { max_bytes: raw.spool.max_bytes, max_batches: raw.spool.max_batches },
+            host: HostConfig {
+                enabled: raw.host.enabled,
+                exclude_fstypes: raw.host.exclude_fstypes,
+                exclude_mountpoint_prefixes: raw.host.exclude_mountpoint_prefixes,
+                exclude_device_prefixes: raw.host.exclude_device_prefixes,
+            },
+        })
+    }
+}
+
+/// Whether `id` is acceptable as an agent id (and so as a `host` label value).
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> &'static Path {
+        Path::new("/etc/b24watch/agent.toml")
+    }
+
+    #[test]
+    fn empty_file_means_all_defaults() {
+        let empty = Config::parse("", origin()).expect("empty config is valid");
+        let full = Config::parse(DEFAULT_CONFIG, origin()).expect("default config is valid");
+        assert_eq!(empty, full);
+        assert_eq!(empty.interval, Duration::from_secs(10));
+        assert_eq!(empty.token, TokenSource::File("/etc/b24watch/agent.token".into()));
+    }
+
+    #[test]
+    fn default_config_text_matches_the_code_defaults() {
+        let parsed: RawConfig = toml::from_str(DEFAULT_CONFIG).expect("valid TOML");
+        assert_eq!(parsed, RawConfig::default());
+    }
+
+    #[test]
+    fn default_config_names_every_key() {
+        let raw = toml::to_string(&RawConfig::default()).expect("serializable");
+        let table: toml::Table = toml::from_str(&raw).expect("round trip");
+        for (section, keys) in &table {
+            for key in keys.as_table().expect("sections are tables").keys() {
+                let needle = format!("\n{key} = ");
+                assert!(DEFAULT_CONFIG.contains(&needle), "DEFAULT_CONFIG lacks [{section}] {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_file_name() {
+        let err = Config::parse("[agent]\nintervall_secs = 5\n", origin()).expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("/etc/b24watch/agent.toml"), "{text}");
+        assert!(text.contains("intervall_secs"), "{text}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let text = "[agent]\ninterval_secs = 0\ncollector_url = \"127.0.0.1:10062\"\nid = \"bad id\"\n[spool]\nmax_bytes = 10\n";
+        let err = Config::parse(text, origin()).expect_err("invalid values");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["agent.id", "agent.collector_url", "agent.interval_secs", "spool.max_bytes"]);
+        assert!(err.to_string().contains("invalid value for agent.interval_secs in /etc/b24watch/agent.toml: 0: expected an integer from 1 to 3600"));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Config::parse("[agent]\ninterval_secs = \"15x\"\n", origin()).expect_err("wrong type");
+        assert!(err.to_string().contains("interval_secs"), "{err}");
+    }
+
+    #[test]
+    fn inline_token_wins_over_token_file() {
+        let cfg = Config::parse("[agent]\ntoken = \"web-1.abc\"\n", origin()).expect("valid");
+        assert_eq!(cfg.token, TokenSource::Inline("web-1.abc".into()));
+    }
+}

@@ -1,0 +1,117 @@
+//! b24watch-agent: samples a Bitrix24 box server and streams batches to the collector.
+//!
+//! # Layout
+//! - [`config`]: TOML config, raw and validated.
+//! - [`sampler`]: the `Sampler` trait and every sampler (one file each).
+//! - [`scheduler`]: runs samplers each interval and spools one batch per tick.
+//! - [`batch`]: observations to the wire `Batch` (with [`shipper`] and [`spool`], the only
+//!   places that name proto types).
+//! - [`spool`]: bounded on-disk queue; batches leave it only when acked.
+//! - [`shipper`]: gRPC stream to the collector, backoff, acks.
+//! - [`telemetry`]: logging and self-telemetry.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod config;
+pub mod sampler;
+pub mod scheduler;
+pub mod shipper;
+pub mod spool;
+pub mod telemetry;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// The agent id inside a token (`<agent id>.<secret>`).
+pub fn token_agent_id(token: &str) -> Option<&str> {
+    token.rsplit_once('.').map(|(id, _)| id).filter(|id| config::valid_agent_id(id))
+}
+
+/// Runs the agent until `shutdown` is cancelled, then stops sampling, sends what it can within the
+/// grace period and returns. Every observation is either acknowledged or left in the spool.
+///
+/// # Errors
+/// Startup failures only (spool cannot be opened, token unusable).
+pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let agent_id = match &cfg.id {
+        Some(id) => id.clone(),
+        None => token_agent_id(&token)
+            .context("the token has no agent id before its last '.': use the token printed by `b24watch-collector enroll`")?
+            .to_owned(),
+    };
+    let (spool, moved_aside) = spool::Spool::open(&cfg.state_dir, &cfg.spool)
+        .with_context(|| format!("opening the spool in {}", cfg.state_dir.display()))?;
+    if let Some(aside) = moved_aside {
+        error!(path = %aside.display(), "spool was damaged: moved aside, starting a new one; its pending batches are lost");
+    }
+    info!(
+        agent_id = %agent_id,
+        collector = %cfg.collector_url,
+        epoch = spool.epoch(),
+        pending = spool.pending_batches(),
+        interval_secs = cfg.interval.as_secs(),
+        "agent started"
+    );
+    let telemetry = Arc::new(telemetry::Telemetry::default());
+    telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
+    let spool = Arc::new(Mutex::new(spool));
+    let pushed = Arc::new(Notify::new());
+    let scheduler = scheduler::Scheduler {
+        samplers: sampler::build_samplers(&cfg),
+        agent_id,
+        interval: cfg.interval,
+        sampler_timeout: cfg.sampler_timeout,
+        spool: Arc::clone(&spool),
+        pushed: Arc::clone(&pushed),
+        telemetry: Arc::clone(&telemetry),
+    };
+    let shipper = shipper::Shipper {
+        url: cfg.collector_url.clone(),
+        token,
+        spool,
+        pushed,
+        telemetry,
+        grace: cfg.shutdown_grace,
+    };
+    let tracker = TaskTracker::new();
+    // The scheduler stops first; the shipper gets the grace period to deliver what is pending.
+    tracker.spawn(scheduler.run(shutdown.child_token()));
+    tracker.spawn(shipper.run(shutdown.child_token()));
+    tracker.close();
+    tracker.wait().await;
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT and says which arrived.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_id_is_everything_before_the_last_dot() {
+        assert_eq!(token_agent_id("web-1.example.com.c0ffee"), Some("web-1.example.com"));
+        assert_eq!(token_agent_id("nodot"), None);
+        assert_eq!(token_agent_id("bad id.c0ffee"), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! The extension seam: one trait every sampler implements, and the registry that builds them.
+//!
+//! Adding a sampler: a new file here with `impl Sampler`, one line in [`build_samplers`], its series
+//! in `b24watch_proto::catalog`, unit tests of its pure parser on fixture text.
+
+mod cpu;
+mod diskio;
+mod filesystem;
+mod load;
+mod memory;
+
+use std::fmt;
+
+use crate::config::Config;
+
+/// Milliseconds since the unix epoch, as read once per tick by the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixMs(pub i64);
+
+/// One measured value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Series name from `b24watch_proto::catalog` (without the `b24watch_` prefix).
+    pub name: &'static str,
+    /// Labels besides `host`, in the catalog's order.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+    /// When it was taken.
+    pub at: UnixMs,
+}
+
+impl Observation {
+    /// An observation without labels.
+    pub fn new(name: &'static str, value: f64, at: UnixMs) -> Self {
+        Observation { name, labels: Vec::new(), value, at }
+    }
+
+    /// An observation with labels.
+    pub fn labeled(name: &'static str, labels: Vec<(&'static str, String)>, value: f64, at: UnixMs) -> Self {
+        Observation { name, labels, value, at }
+    }
+}
+
+/// Why a sampler run produced nothing usable.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// The target is down (file missing, service refused).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The input did not parse.
+    #[error("parse error: {0}")]
+    Parse(String),
+}
+
+impl SampleError {
+    /// Bounded label value for `agent_sampler_errors_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SampleError::Unavailable(_) => "unavailable",
+            SampleError::Parse(_) => "parse",
+        }
+    }
+}
+
+/// One kind of measurement taken periodically on the host.
+///
+/// The scheduler owns timing, timeouts, error accounting and shutdown. A sampler only knows how to
+/// take one sample.
+#[async_trait::async_trait]
+pub trait Sampler: Send {
+    /// Stable lowercase name: config section, `sampler` label, span field.
+    fn name(&self) -> &'static str;
+
+    /// Takes one sample at `at`, appending observations to `out`.
+    ///
+    /// Never called concurrently with itself. A partial failure (one of five disks unreadable) is
+    /// recorded in `out` and returns `Ok`.
+    ///
+    /// # Errors
+    /// `SampleError` when nothing usable was read this tick.
+    async fn sample(&mut self, at: UnixMs, out: &mut Vec<Observation>) -> Result<(), SampleError>;
+}
+
+impl fmt::Debug for dyn Sampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sampler").field("name", &self.name()).finish()
+    }
+}
+
+/// Builds every enabled sampler. The only place that knows the list.
+pub fn build_samplers(cfg: &Config) -> Vec<Box<dyn Sampler>> {
+    let mut samplers: Vec<Box<dyn Sampler>> = Vec::new();
+    if cfg.host.enabled {
+        samplers.push(Box::new(cpu::CpuSampler::default()));
+        samplers.push(Box::new(load::LoadSampler));
+        samplers.push(Box::new(memory::MemorySampler));
+        samplers.push(Box::new(filesystem::FilesystemSampler::new(&cfg.host)));
+        samplers.push(Box::new(diskio::DiskIoSampler::new(&cfg.host)));
+    }
+    samplers
+}
+
+/// Reads a small /proc file into `buf` (reused between ticks to avoid allocation).
+fn read_proc(path: &str, buf: &mut String) -> Result<(), SampleError> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_to_string(buf))
+        .map(|_| ())
+        .map_err(|err| SampleError::Unavailable(format!("reading {path}: {err}")))
+}

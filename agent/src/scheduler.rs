@@ -1,0 +1,106 @@
+//! Runs every sampler once per interval under a timeout, and spools the result as one batch.
+//!
+//! The only caller of `Sampler::sample`. A failing sampler is counted and logged on state change;
+//! it never stops the others.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::{MissedTickBehavior, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::sampler::{Observation, Sampler, UnixMs};
+use crate::spool::Spool;
+use crate::telemetry::Telemetry;
+use crate::batch;
+
+/// Everything one scheduler needs.
+#[derive(Debug)]
+pub struct Scheduler {
+    /// The samplers, run in order each tick.
+    pub samplers: Vec<Box<dyn Sampler>>,
+    /// Agent id written into each batch.
+    pub agent_id: String,
+    /// Time between ticks.
+    pub interval: Duration,
+    /// Time one sampler may take.
+    pub sampler_timeout: Duration,
+    /// Where batches go.
+    pub spool: Arc<Mutex<Spool>>,
+    /// Woken after each push.
+    pub pushed: Arc<Notify>,
+    /// Shared self-telemetry.
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// The wall clock, read once per tick. Samples carry the agent's time (RELIABILITY.md decision 6).
+pub fn now() -> UnixMs {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    UnixMs(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Scheduler {
+    /// Ticks until `shutdown` is cancelled. A tick in progress completes and is spooled first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut failing = vec![false; self.samplers.len()];
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            self.tick(&mut failing).await;
+        }
+        debug!("scheduler stopped");
+    }
+
+    async fn tick(&mut self, failing: &mut [bool]) {
+        let at = now();
+        let mut observations: Vec<Observation> = Vec::with_capacity(128);
+        for (idx, sampler) in self.samplers.iter_mut().enumerate() {
+            let name = sampler.name();
+            let result = timeout(self.sampler_timeout, sampler.sample(at, &mut observations)).await;
+            let reason = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some((err.reason(), err.to_string())),
+                Err(_) => Some(("timeout", format!("no result within {:?}", self.sampler_timeout))),
+            };
+            match (reason, failing[idx]) {
+                (Some((reason, message)), was_failing) => {
+                    self.telemetry.sampler_error(name, reason);
+                    if !was_failing {
+                        warn!(sampler = name, reason, error = %message, "sampler failing");
+                    }
+                    failing[idx] = true;
+                }
+                (None, true) => {
+                    info!(sampler = name, "sampler recovered");
+                    failing[idx] = false;
+                }
+                (None, false) => {}
+            }
+        }
+        let telemetry = self.telemetry.observe(at);
+        let batch = batch::build(&self.agent_id, at, observations, telemetry);
+        let pushed = {
+            let mut spool = self.spool.lock().expect("spool lock is never poisoned");
+            let result = spool.push(batch);
+            self.telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
+            result
+        };
+        match pushed {
+            Ok((seq, dropped)) => {
+                if dropped.batches > 0 {
+                    self.telemetry.spool_dropped(dropped.batches);
+                    error!(batches = dropped.batches, points = dropped.points, "spool full: dropped the oldest batches");
+                }
+                debug!(seq, "batch spooled");
+                self.pushed.notify_one();
+            }
+            Err(err) => error!(error = %err, "batch lost: could not write it to the spool"),
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Bounded on-disk queue of encoded batches, written before sending and deleted after the ack.
+//!
+//! ## Durability
+//! SQLite in WAL mode with `synchronous=NORMAL`: a crash of the agent loses nothing committed; a
+//! power cut may lose the last moments before it, but never corrupts the file. A file that does
+//! not open as a spool is moved aside (`spool.db.damaged-<unix ms>`) and a new spool with a new
+//! epoch starts, so the collector cannot mistake new batches for old ones.
+//!
+//! ## Bounds
+//! `max_bytes` of payload and `max_batches`. When a push would exceed either, the oldest batches
+//! are dropped, counted, and described in a `Gap` carried by the batch being pushed, in the same
+//! transaction, so the collector learns exactly what is missing.
+//!
+//! ## Compatibility
+//! The format version is `PRAGMA user_version`; a spool of an unknown (newer) version is moved
+//! aside rather than misread.
+
+use std::path::{Path, PathBuf};
+
+use b24watch_proto::v1::{Batch, Gap};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::config::SpoolConfig;
+
+/// Current on-disk format.
+const FORMAT_VERSION: i64 = 1;
+
+/// File name inside the state directory.
+pub const FILE_NAME: &str = "spool.db";
+
+/// Spool failures. All of them mean "this batch was not persisted".
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite failed (disk full, IO error).
+    #[error("spool database {path}: {source}")]
+    Sqlite {
+        /// Spool file.
+        path: PathBuf,
+        /// Underlying error.
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be prepared.
+    #[error("spool directory {path}: {source}")]
+    Dir {
+        /// Directory.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// What a push dropped to make room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Batches removed.
+    pub batches: u64,
+    /// Points those batches held.
+    pub points: u64,
+}
+
+/// The spool. Not shared across threads; the agent wraps it in a mutex.
+#[derive(Debug)]
+pub struct Spool {
+    conn: Connection,
+    path: PathBuf,
+    epoch: u64,
+    next_seq: u64,
+    max_bytes: u64,
+    max_batches: u64,
+    pending_batches: u64,
+    pending_bytes: u64,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`. A damaged or foreign file is moved aside first.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or a fresh spool cannot be created either.
+    pub fn open(dir: &Path, cfg: &SpoolConfig) -> Result<(Spool, Option<PathBuf>), Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Dir { path: dir.to_path_buf(), source })?;
+        let path = dir.join(FILE_NAME);
+        match Spool::open_at(&path, cfg) {
+            Ok(spool) => Ok((spool, None)),
+            Err(_) if path.exists() => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let aside = dir.join(format!("{FILE_NAME}.damaged-{stamp}"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                    let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                    if from.exists() {
+                        std::fs::rename(&from, &to).map_err(|source| Error::Dir { path: from.clone(), source })?;
+                    }
+                }
+                Ok((Spool::open_at(&path, cfg)?, Some(aside)))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn open_at(path: &Path, cfg: &SpoolConfig) -> Result<Spool, Error> {
+        let sql = |source| Error::Sqlite { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256; PRAGMA busy_timeout=2000;",
+        )
+        .map_err(sql)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+        match version {
+            0 => {
+                let epoch = random_epoch();
+                conn.execute_batch(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                     CREATE TABLE batch(seq INTEGER PRIMARY KEY, first_ms INTEGER NOT NULL,
+                         last_ms INTEGER NOT NULL, points INTEGER NOT NULL, payload BLOB NOT NULL);
+                     PRAGMA user_version = 1;",
+                )
+                .map_err(sql)?;
+                // SQLite integers are signed; the epoch round-trips through i64 bit-for-bit.
+                conn.execute("INSERT INTO meta VALUES ('epoch', ?1), ('next_seq', 1)", [epoch as i64]).map_err(sql)?;
+                conn.execute_batch("COMMIT").map_err(sql)?;
+            }
+            FORMAT_VERSION => {
+                let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(sql)?;
+                if check != "ok" {
+                    return Err(sql(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(format!("quick_check: {check}")),
+                    )));
+                }
+            }
+            other => {
+                return Err(sql(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                    Some(format!("unknown spool format version {other}")),
+                )));
+            }
+        }
+        let meta = |key: &str| conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0));
+        let epoch = meta("epoch").map_err(sql)? as u64;
+        let next_seq = meta("next_seq").map_err(sql)? as u64;
+        let (pending_batches, pending_bytes): (i64, i64) = conn
+            .query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM batch", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        Ok(Spool {
+            conn,
+            path: path.to_path_buf(),
+            epoch,
+            next_seq,
+            max_bytes: cfg.max_bytes,
+            max_batches: cfg.max_batches,
+            pending_batches: pending_batches as u64,
+            pending_bytes: pending_bytes as u64,
+        })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> Error {
+        Error::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// The spool's epoch (random, fixed for the life of the file).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Batches waiting for an ack.
+    pub fn pending_batches(&self) -> u64 {
+        self.pending_batches
+    }
+
+    /// Payload bytes waiting for an ack.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes
+    }
+
+    /// Assigns the next `(epoch, seq)` to `batch` and stores it, dropping the oldest batches first
+    /// when the bounds require it (recorded as a `spool_full` gap inside `batch`).
+    ///
+    /// # Errors
+    /// When the batch could not be stored; the spool is unchanged then.
+    pub fn push(&mut self, mut batch: Batch) -> Result<(u64, Dropped), Error> {
+        let seq = self.next_seq;
+        batch.spool_epoch = self.epoch;
+        batch.seq = seq;
+        let points: u64 = batch.series.iter().map(|s| s.values.len() as u64).sum();
+        let (first_ms, last_ms) = point_range(&batch);
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let mut dropped = Dropped::default();
+        let mut gap = Gap { reason: "spool_full".into(), from_unix_ms: i64::MAX, to_unix_ms: i64::MIN, ..Gap::default() };
+        let mut pending_batches = self.pending_batches;
+        let mut pending_bytes = self.pending_bytes;
+        // Room for the new batch: its size is known only roughly before the gap is added, so
+        // reserve a little for the gap record.
+        let incoming = batch.encoded_len() as u64 + 64;
+        while pending_batches > 0 && (pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes) {
+            let oldest: Option<(i64, i64, i64, i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, first_ms, last_ms, points, LENGTH(payload) FROM batch ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(|e| self.sql(e))?;
+            let Some((old_seq, old_first, old_last, old_points, old_len)) = oldest else { break };
+            tx.execute("DELETE FROM batch WHERE seq = ?1", [old_seq]).map_err(|e| self.sql(e))?;
+            // A dropped batch may itself have carried a gap record; keep it by folding it in.
+            dropped.batches += 1;
+            dropped.points += old_points as u64;
+            gap.from_unix_ms = gap.from_unix_ms.min(old_first);
+            gap.to_unix_ms = gap.to_unix_ms.max(old_last);
+            pending_batches -= 1;
+            pending_bytes -= old_len as u64;
+        }
+        if dropped.batches > 0 {
+            gap.dropped_batches = dropped.batches;
+            gap.dropped_samples = dropped.points;
+            batch.gaps.push(gap);
+        }
+        let payload = batch.encode_to_vec();
+        tx.execute(
+            "INSERT INTO batch(seq, first_ms, last_ms, points, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq as i64, first_ms, last_ms, points as i64, payload],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'next_seq'", [(seq + 1) as i64]).map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        self.next_seq = seq + 1;
+        self.pending_batches = pending_batches + 1;
+        self.pending_bytes = pending_bytes + payload.len() as u64;
+        Ok((seq, dropped))
+    }
+
+    /// Up to `limit` pending batches with `seq > after`, oldest first, as encoded payloads.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn pending_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, payload FROM batch WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![after as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Deletes an acknowledged batch. Acking a seq that is gone (dropped meanwhile) is a no-op.
+    ///
+    /// # Errors
+    /// When SQLite fails to delete.
+    pub fn ack(&mut self, seq: u64) -> Result<(), Error> {
+        let len: Option<i64> = self
+            .conn
+            .query_row("DELETE FROM batch WHERE seq = ?1 RETURNING LENGTH(payload)", [seq as i64], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        if let Some(len) = len {
+            self.pending_batches -= 1;
+            self.pending_bytes -= len as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Earliest and latest point timestamps of a batch (its creation time when it has no points).
+fn point_range(batch: &Batch) -> (i64, i64) {
+    let all = batch.series.iter().chain(&batch.telemetry).flat_map(|s| s.timestamps_unix_ms.iter().copied());
+    let (min, max) = all.fold((i64::MAX, i64::MIN), |(lo, hi), ts| (lo.min(ts), hi.max(ts)));
+    if min > max { (batch.created_unix_ms, batch.created_unix_ms) } else { (min, max) }
+}
+
+/// A random non-zero epoch.
+fn random_epoch() -> u64 {
+    // Falling back to the clock only matters on systems without getrandom, where uniqueness
+    // across spool recreations is still what we need.
+    let random = getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    (random & (i64::MAX as u64)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use b24watch_proto::v1::Series;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cfg(max_bytes: u64, max_batches: u64) -> SpoolConfig {
+        SpoolConfig { max_bytes, max_batches }
+    }
+
+    fn batch(ts: i64, n_points: usize) -> Batch {
+        Batch {
+            created_unix_ms: ts,
+            series: vec![Series {
+                name: "load1".into(),
+                timestamps_unix_ms: vec![ts; n_points],
+                values: vec![1.0; n_points],
+                ..Series::default()
+            }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn batches_survive_reopen_in_order_with_same_epoch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, aside) = Spool::open(dir.path(), &cfg(1 << 20, 100)).expect("open");
+        assert_eq!(aside, None);
+        let epoch = spool.epoch();
+        for ts in 1..=3 {
+            spool.push(batch(ts, 2)).expect("push");
+        }
+        spool.ack(1).expect("ack");
+        drop(spool);
+        let (spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 100)).expect("reopen");
+        assert_eq!(spool.epoch(), epoch);
+        let pending: Vec<u64> = spool.pending_after(0, 10).expect("read").into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(pending, [2, 3]);
+        let decoded = Batch::decode(spool.pending_after(2, 1).expect("read")[0].1.as_slice()).expect("decode");
+        assert_eq!((decoded.spool_epoch, decoded.seq, decoded.created_unix_ms), (epoch, 3, 3));
+    }
+
+    #[test]
+    fn seq_keeps_increasing_after_everything_is_acked_and_reopened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 100)).expect("open");
+        let (seq, _) = spool.push(batch(1, 1)).expect("push");
+        spool.ack(seq).expect("ack");
+        drop(spool);
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 100)).expect("reopen");
+        assert_eq!(spool.push(batch(2, 1)).expect("push").0, seq + 1);
+    }
+
+    #[test]
+    fn full_spool_drops_oldest_and_records_a_gap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 3)).expect("open");
+        for ts in [10, 20, 30] {
+            spool.push(batch(ts, 5)).expect("push");
+        }
+        let (seq, dropped) = spool.push(batch(40, 5)).expect("push");
+        assert_eq!(dropped, Dropped { batches: 1, points: 5 });
+        assert_eq!(spool.pending_batches(), 3);
+        let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
+        let gap = Batch::decode(payload.as_slice()).expect("decode").gaps.remove(0);
+        assert_eq!((gap.reason.as_str(), gap.from_unix_ms, gap.to_unix_ms, gap.dropped_samples), ("spool_full", 10, 10, 5));
+    }
+
+    #[test]
+    fn damaged_file_is_moved_aside_and_a_new_epoch_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(FILE_NAME), b"this is not a database, just text that is long enough to matter")
+            .expect("write");
+        let (mut spool, aside) = Spool::open(dir.path(), &cfg(1 << 20, 10)).expect("open recovers");
+        let aside = aside.expect("moved aside");
+        assert!(aside.exists(), "{} kept for inspection", aside.display());
+        assert_eq!(spool.push(batch(1, 1)).expect("push").0, 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        AckOldest,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![(1usize..40).prop_map(Op::Push), Just(Op::AckOldest), Just(Op::Reopen)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The spool behaves like a bounded VecDeque whose overflow drops the front, across reopens.
+        #[test]
+        fn property_test_spool_matches_bounded_queue_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let bounds = cfg(1 << 20, 5);
+            let (mut spool, _) = Spool::open(dir.path(), &bounds).expect("open");
+            let mut model: VecDeque<(u64, usize)> = VecDeque::new();
+            let mut next_seq = 1;
+            let mut dropped_points = 0u64;
+            for op in ops {
+                match op {
+                    Op::Push(n) => {
+                        let (seq, dropped) = spool.push(batch(next_seq as i64, n)).expect("push");
+                        prop_assert_eq!(seq, next_seq);
+                        next_seq += 1;
+                        let mut expect = Dropped::default();
+                        while model.len() >= 5 {
+                            let (_, points) = model.pop_front().expect("non-empty");
+                            expect.batches += 1;
+                            expect.points += points as u64;
+                        }
+                        prop_assert_eq!(dropped, expect);
+                        dropped_points += expect.points;
+                        model.push_back((seq, n));
+                    }
+                    Op::AckOldest => {
+                        if let Some((seq, _)) = model.pop_front() {
+                            spool.ack(seq).expect("ack");
+                        }
+                    }
+                    Op::Reopen => {
+                        drop(spool);
+                        spool = Spool::open(dir.path(), &bounds).expect("reopen").0;
+                    }
+                }
+                let pending: Vec<u64> = spool.pending_after(0, 100).expect("read").into_iter().map(|(s, _)| s).collect();
+                let expected: Vec<u64> = model.iter().map(|(s, _)| *s).collect();
+                prop_assert_eq!(pending, expected);
+                prop_assert_eq!(spool.pending_batches(), model.len() as u64);
+            }
+            let _ = dropped_points;
+        }
+    }
+}

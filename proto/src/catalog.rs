@@ -1,0 +1,132 @@
+//! Every series the agent emits: name (without the `b24watch_` prefix), type and help text.
+//!
+//! Series names are part of the contract: the collector exposes them as `b24watch_<name>` with a
+//! `host` label, dashboards and alert rules refer to them. Names are only ever added.
+
+use crate::v1::MetricKind;
+
+/// Describes one series family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Name without the `b24watch_` prefix.
+    pub name: &'static str,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// One-line help text for `# HELP`.
+    pub help: &'static str,
+    /// Label names besides `host`.
+    pub labels: &'static [&'static str],
+}
+
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Descriptor {
+    Descriptor { name, kind: MetricKind::Gauge, help, labels }
+}
+
+const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Descriptor {
+    Descriptor { name, kind: MetricKind::Counter, help, labels }
+}
+
+/// Host sampler: CPU.
+pub const CPU_USAGE_RATIO: &str = "cpu_usage_ratio";
+/// Host sampler: CPU time share by mode.
+pub const CPU_MODE_RATIO: &str = "cpu_mode_ratio";
+/// Host sampler: number of online CPUs.
+pub const CPU_COUNT: &str = "cpu_count";
+/// Host sampler: load averages.
+pub const LOAD1: &str = "load1";
+/// Host sampler: load average over 5 minutes.
+pub const LOAD5: &str = "load5";
+/// Host sampler: load average over 15 minutes.
+pub const LOAD15: &str = "load15";
+/// Host sampler: memory.
+pub const MEMORY_TOTAL_BYTES: &str = "memory_total_bytes";
+/// Host sampler: memory available for new work without swapping.
+pub const MEMORY_AVAILABLE_BYTES: &str = "memory_available_bytes";
+/// Host sampler: swap size.
+pub const SWAP_TOTAL_BYTES: &str = "swap_total_bytes";
+/// Host sampler: free swap.
+pub const SWAP_FREE_BYTES: &str = "swap_free_bytes";
+/// Host sampler: filesystem size.
+pub const FILESYSTEM_SIZE_BYTES: &str = "filesystem_size_bytes";
+/// Host sampler: filesystem space available to unprivileged users.
+pub const FILESYSTEM_AVAIL_BYTES: &str = "filesystem_avail_bytes";
+/// Host sampler: inode count.
+pub const FILESYSTEM_FILES: &str = "filesystem_files";
+/// Host sampler: free inodes.
+pub const FILESYSTEM_FILES_FREE: &str = "filesystem_files_free";
+/// Host sampler: bytes read from a block device.
+pub const DISK_READ_BYTES_TOTAL: &str = "disk_read_bytes_total";
+/// Host sampler: bytes written to a block device.
+pub const DISK_WRITTEN_BYTES_TOTAL: &str = "disk_written_bytes_total";
+/// Host sampler: time a block device was busy.
+pub const DISK_IO_TIME_SECONDS_TOTAL: &str = "disk_io_time_seconds_total";
+/// Agent self-telemetry: resident memory.
+pub const AGENT_RESIDENT_MEMORY_BYTES: &str = "agent_resident_memory_bytes";
+/// Agent self-telemetry: CPU time used.
+pub const AGENT_CPU_SECONDS_TOTAL: &str = "agent_cpu_seconds_total";
+/// Agent self-telemetry: batches waiting in the spool.
+pub const AGENT_SPOOL_PENDING_BATCHES: &str = "agent_spool_pending_batches";
+/// Agent self-telemetry: spool size on disk.
+pub const AGENT_SPOOL_BYTES: &str = "agent_spool_bytes";
+/// Agent self-telemetry: batches dropped from the spool.
+pub const AGENT_SPOOL_DROPPED_BATCHES_TOTAL: &str = "agent_spool_dropped_batches_total";
+/// Agent self-telemetry: failed sampler runs.
+pub const AGENT_SAMPLER_ERRORS_TOTAL: &str = "agent_sampler_errors_total";
+/// Agent self-telemetry: points the collector rejected.
+pub const AGENT_REJECTED_POINTS_TOTAL: &str = "agent_rejected_points_total";
+
+/// All known series, in documentation order.
+pub const SERIES: &[Descriptor] = &[
+    gauge(CPU_USAGE_RATIO, &[], "Share of CPU time spent not idle (idle and iowait excluded) since the previous sample, 0..1."),
+    gauge(CPU_MODE_RATIO, &["mode"], "Share of CPU time spent in each mode (user, nice, system, iowait, irq, softirq, steal, idle) since the previous sample."),
+    gauge(CPU_COUNT, &[], "Number of CPUs seen in /proc/stat."),
+    gauge(LOAD1, &[], "Load average over 1 minute."),
+    gauge(LOAD5, &[], "Load average over 5 minutes."),
+    gauge(LOAD15, &[], "Load average over 15 minutes."),
+    gauge(MEMORY_TOTAL_BYTES, &[], "Total usable memory (MemTotal)."),
+    gauge(MEMORY_AVAILABLE_BYTES, &[], "Memory available for new work without swapping (MemAvailable)."),
+    gauge(SWAP_TOTAL_BYTES, &[], "Total swap space."),
+    gauge(SWAP_FREE_BYTES, &[], "Unused swap space."),
+    gauge(FILESYSTEM_SIZE_BYTES, &["mountpoint", "fstype", "device"], "Filesystem size."),
+    gauge(FILESYSTEM_AVAIL_BYTES, &["mountpoint", "fstype", "device"], "Filesystem space available to non-root users."),
+    gauge(FILESYSTEM_FILES, &["mountpoint", "fstype", "device"], "Filesystem inode count."),
+    gauge(FILESYSTEM_FILES_FREE, &["mountpoint", "fstype", "device"], "Filesystem free inodes."),
+    counter(DISK_READ_BYTES_TOTAL, &["device"], "Bytes read from the block device."),
+    counter(DISK_WRITTEN_BYTES_TOTAL, &["device"], "Bytes written to the block device."),
+    counter(DISK_IO_TIME_SECONDS_TOTAL, &["device"], "Seconds the block device spent doing IO."),
+    gauge(AGENT_RESIDENT_MEMORY_BYTES, &[], "Resident memory of the agent process."),
+    counter(AGENT_CPU_SECONDS_TOTAL, &[], "CPU time (user and system) used by the agent process."),
+    gauge(AGENT_SPOOL_PENDING_BATCHES, &[], "Batches in the agent's spool not yet acknowledged by the collector."),
+    gauge(AGENT_SPOOL_BYTES, &[], "Size of the agent's spool payloads."),
+    counter(AGENT_SPOOL_DROPPED_BATCHES_TOTAL, &["reason"], "Batches the agent dropped from its spool, by reason."),
+    counter(AGENT_SAMPLER_ERRORS_TOTAL, &["sampler", "reason"], "Sampler runs that produced nothing usable, by sampler and reason."),
+    counter(AGENT_REJECTED_POINTS_TOTAL, &["reason"], "Points the collector rejected, by reason."),
+];
+
+/// Looks up a series descriptor by name (without prefix).
+pub fn lookup(name: &str) -> Option<&'static Descriptor> {
+    SERIES.iter().find(|d| d.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for d in SERIES {
+            assert!(seen.insert(d.name), "duplicate series {}", d.name);
+            assert!(
+                d.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "bad name {}",
+                d.name
+            );
+            match d.kind {
+                MetricKind::Counter => assert!(d.name.ends_with("_total"), "counter {} lacks _total", d.name),
+                _ => assert!(!d.name.ends_with("_total"), "gauge {} ends in _total", d.name),
+            }
+            assert!(!d.labels.contains(&"host"), "{} declares host, which the collector adds", d.name);
+        }
+    }
+}
