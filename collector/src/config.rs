@@ -1,0 +1,305 @@
+//! Collector configuration: the TOML file as written (`RawConfig`) and the validated form (`Config`).
+//!
+//! A missing file means all defaults. Unknown keys are rejected. Every problem is reported at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the collector looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/b24watch/collector.toml";
+
+/// The complete default config file, printed by `--print-default-config`. Tests keep it equal to
+/// the defaults in code and check it names every key.
+pub const DEFAULT_CONFIG: &str = r#"# b24watch-collector configuration.
+# Every key is optional: the values shown are the defaults.
+# Flags and B24WATCH_* environment variables override the file (see `b24watch-collector --help`).
+
+[collector]
+# gRPC ingest address for agents. Loopback by default: set "0.0.0.0:10062" (or a specific
+# address) so agents on other servers can connect.
+grpc_listen = "127.0.0.1:10062"
+# HTTP address for /metrics, /-/healthy, /-/ready and /api/v1.
+http_listen = "127.0.0.1:10061"
+# Directory holding b24watch.db (SQLite). Created if missing.
+data_dir = "/var/lib/b24watch"
+# An agent silent for longer than this many seconds is reported with b24watch_agent_up 0 and its
+# other series disappear from /metrics (10..=86400). Three agent intervals is a good value.
+agent_timeout_secs = 60
+# Seconds given to open streams to finish their current batch on SIGTERM (0..=120).
+shutdown_grace_secs = 5
+
+[limits]
+# Largest accepted gRPC message after decompression, in bytes (65536..=67108864).
+max_message_bytes = 4194304
+# Distinct series one agent may create; points of further series are rejected with
+# SERIES_LIMIT (1..=1000000).
+max_series_per_agent = 10000
+# Labels per series (0..=64).
+max_labels_per_series = 16
+# Bytes per label value (1..=65536).
+max_label_value_bytes = 2048
+# Points stamped further than this many seconds ahead of the collector's clock are rejected
+# with TOO_FAR_IN_FUTURE (1..=86400).
+max_future_secs = 600
+"#;
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[collector]`
+    pub collector: RawCollector,
+    /// `[limits]`
+    pub limits: RawLimits,
+}
+
+/// `[collector]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCollector {
+    /// gRPC listen address.
+    pub grpc_listen: String,
+    /// HTTP listen address.
+    pub http_listen: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Seconds of silence before an agent counts as down.
+    pub agent_timeout_secs: u64,
+    /// Seconds for streams to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for RawCollector {
+    fn default() -> Self {
+        RawCollector {
+            grpc_listen: "127.0.0.1:10062".into(),
+            http_listen: "127.0.0.1:10061".into(),
+            data_dir: "/var/lib/b24watch".into(),
+            agent_timeout_secs: 60,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+/// `[limits]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Largest decoded message.
+    pub max_message_bytes: u64,
+    /// Series per agent.
+    pub max_series_per_agent: u64,
+    /// Labels per series.
+    pub max_labels_per_series: u64,
+    /// Bytes per label value.
+    pub max_label_value_bytes: u64,
+    /// Seconds into the future.
+    pub max_future_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_message_bytes: 4 << 20,
+            max_series_per_agent: 10_000,
+            max_labels_per_series: 16,
+            max_label_value_bytes: 2048,
+            max_future_secs: 600,
+        }
+    }
+}
+
+/// Validated collector configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Silence after which an agent is down.
+    pub agent_timeout: Duration,
+    /// Time for streams to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Input limits.
+    pub limits: Limits,
+}
+
+/// Input limits applied to every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest decoded message.
+    pub max_message_bytes: usize,
+    /// Series per agent.
+    pub max_series_per_agent: usize,
+    /// Labels per series.
+    pub max_labels_per_series: usize,
+    /// Bytes per label value.
+    pub max_label_value_bytes: usize,
+    /// Milliseconds into the future.
+    pub max_future_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default(), Path::new("<defaults>")).expect("defaults are valid (tested)").limits
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the problem is in.
+    pub origin: PathBuf,
+    /// Dotted key, empty when the file as a whole did not parse.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin.display(), self.message)
+        } else {
+            write!(f, "invalid value for {} in {}: {}", self.key, self.origin.display(), self.message)
+        }
+    }
+}
+
+/// All problems of one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (idx, err) in self.0.iter().enumerate() {
+            if idx > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{err}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Parses config text. Pure: `origin` only names the file in errors.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            ConfigErrors(vec![ConfigError {
+                origin: origin.to_path_buf(),
+                key: String::new(),
+                message: err.to_string().trim_end().replace('\n', " "),
+            }])
+        })?;
+        Config::from_raw(raw, origin)
+    }
+
+    /// Validates a raw config, reporting every problem at once.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn from_raw(raw: RawConfig, origin: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            errors.push(ConfigError { origin: origin.to_path_buf(), key: key.to_owned(), message });
+        };
+        let c = &raw.collector;
+        let mut addr = |key: &str, text: &str| match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                bad(key, format!("{text:?}: expected an address and port such as \"127.0.0.1:10062\" or \"[::]:10062\""));
+                None
+            }
+        };
+        let grpc_listen = addr("collector.grpc_listen", &c.grpc_listen);
+        let http_listen = addr("collector.http_listen", &c.http_listen);
+        let mut range = |key: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                bad(key, format!("{value}: expected an integer from {min} to {max}"));
+            }
+            value
+        };
+        let agent_timeout = range("collector.agent_timeout_secs", c.agent_timeout_secs, 10, 86_400);
+        let shutdown_grace = range("collector.shutdown_grace_secs", c.shutdown_grace_secs, 0, 120);
+        let l = &raw.limits;
+        let max_message_bytes = range("limits.max_message_bytes", l.max_message_bytes, 65_536, 64 << 20);
+        let max_series = range("limits.max_series_per_agent", l.max_series_per_agent, 1, 1_000_000);
+        let max_labels = range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
+        let max_label_value = range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
+        let max_future = range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
+        if c.data_dir.as_os_str().is_empty() {
+            bad("collector.data_dir", "empty: expected a directory path".into());
+        }
+        match (grpc_listen, http_listen) {
+            (Some(grpc_listen), Some(http_listen)) if errors.is_empty() => Ok(Config {
+                grpc_listen,
+                http_listen,
+                data_dir: c.data_dir.clone(),
+                agent_timeout: Duration::from_secs(agent_timeout),
+                shutdown_grace: Duration::from_secs(shutdown_grace),
+                limits: Limits {
+                    max_message_bytes: max_message_bytes as usize,
+                    max_series_per_agent: max_series as usize,
+                    max_labels_per_series: max_labels as usize,
+                    max_label_value_bytes: max_label_value as usize,
+                    max_future_ms: (max_future * 1000) as i64,
+                },
+            }),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> &'static Path {
+        Path::new("/etc/b24watch/collector.toml")
+    }
+
+    #[test]
+    fn default_config_text_matches_the_code_defaults() {
+        let parsed: RawConfig = toml::from_str(DEFAULT_CONFIG).expect("valid TOML");
+        assert_eq!(parsed, RawConfig::default());
+        assert_eq!(Config::parse("", origin()), Config::parse(DEFAULT_CONFIG, origin()));
+    }
+
+    #[test]
+    fn default_config_names_every_key() {
+        let raw = toml::to_string(&RawConfig::default()).expect("serializable");
+        let table: toml::Table = toml::from_str(&raw).expect("round trip");
+        for (section, keys) in &table {
+            for key in keys.as_table().expect("sections are tables").keys() {
+                assert!(DEFAULT_CONFIG.contains(&format!("\n{key} = ")), "DEFAULT_CONFIG lacks [{section}] {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let text = "[collector]\ngrpc_listen = \"localhost\"\nagent_timeout_secs = 1\n[limits]\nmax_message_bytes = 10\n";
+        let err = Config::parse(text, origin()).expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["collector.grpc_listen", "collector.agent_timeout_secs", "limits.max_message_bytes"]);
+        assert!(err.to_string().contains("/etc/b24watch/collector.toml"));
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let err = Config::parse("[colector]\n", origin()).expect_err("unknown");
+        assert!(err.to_string().contains("colector"), "{err}");
+    }
+}

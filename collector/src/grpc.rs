@@ -1,0 +1,460 @@
+//! The tonic ingest service: authenticate the stream, validate each batch, store it, ack it.
+//!
+//! The only collector file that names proto types. Status codes (DESIGN.md 3):
+//! `UNAUTHENTICATED`/`PERMISSION_DENIED` for credentials, `INVALID_ARGUMENT` for a malformed batch
+//! (nothing of it stored), `UNAVAILABLE` with a `retry-after-ms` hint when the store cannot commit,
+//! `ALREADY_EXISTS` when a stored key is resent with different content.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use b24watch_proto::AUTHORIZATION;
+use b24watch_proto::v1::ingest_server::Ingest;
+use b24watch_proto::v1::{Ack, Batch, Rejection, RejectReason, Series};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Limits;
+use crate::live::Live;
+use crate::metrics::{AuthFailure, BatchResult, Metrics};
+use crate::store::query::Reader;
+use crate::store::{self, CheckIn, GapIn, IngestBatch, LogGroupIn, Outcome, SeriesIn, Store};
+use crate::{auth, now_ms};
+
+/// Retry hint sent with `UNAVAILABLE`.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The ingest service; one instance per collector.
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    /// Store handle.
+    pub store: Store,
+    /// Read side (credentials).
+    pub reader: Arc<Reader>,
+    /// Latest values for /metrics.
+    pub live: Arc<Live>,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+    /// Input limits.
+    pub limits: Limits,
+    /// Cancelled on shutdown; each stream finishes its current batch and ends.
+    pub shutdown: CancellationToken,
+    /// Tracks stream tasks for the grace period.
+    pub tracker: TaskTracker,
+}
+
+/// Maps a store error to the status the agent acts on.
+pub fn status_for(err: &store::Error) -> Status {
+    match err {
+        store::Error::Busy | store::Error::Full | store::Error::Unavailable(_) => {
+            let mut status = Status::unavailable(format!("store cannot commit now: {err}"));
+            status.metadata_mut().insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
+            status
+        }
+        store::Error::Failed(_) => {
+            let mut status = Status::unavailable(format!("store failed: {err}"));
+            status.metadata_mut().insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
+            status
+        }
+    }
+}
+
+impl IngestService {
+    /// Resolves the credential to an agent id, counting every refusal by reason.
+    fn authenticate(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        let fail = |failure: AuthFailure, status: Status| {
+            self.metrics.auth_failure(failure);
+            Err(status)
+        };
+        let Some(header) = metadata.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return fail(AuthFailure::Missing, Status::unauthenticated("missing authorization metadata"));
+        };
+        let Some((agent_id, secret)) = auth::bearer(header).and_then(auth::parse) else {
+            return fail(AuthFailure::Malformed, Status::unauthenticated("malformed token"));
+        };
+        match self.reader.credential(agent_id) {
+            Err(err) => Err(status_for(&err)),
+            Ok(None) => fail(AuthFailure::UnknownAgent, Status::unauthenticated("unknown agent or wrong token")),
+            Ok(Some((_, true))) => fail(AuthFailure::Revoked, Status::permission_denied("token revoked")),
+            Ok(Some((hash, false))) if auth::verify(secret, &hash) => Ok(agent_id.to_owned()),
+            Ok(Some(_)) => fail(AuthFailure::BadSecret, Status::unauthenticated("unknown agent or wrong token")),
+        }
+    }
+
+    /// Validates, stores and acks one batch. `Err` ends the stream.
+    async fn handle(&self, agent_id: &str, batch: Batch) -> Result<Ack, Status> {
+        if batch.agent_id != agent_id && !batch.agent_id.is_empty() {
+            self.metrics.auth_failure(AuthFailure::AgentMismatch);
+            warn!(claimed = %batch.agent_id, "batch claims another agent's id; refused");
+            return Err(Status::permission_denied(format!(
+                "this credential belongs to agent {agent_id:?}, the batch claims {:?}",
+                batch.agent_id
+            )));
+        }
+        if self.live.is_revoked(agent_id) {
+            self.metrics.auth_failure(AuthFailure::Revoked);
+            return Err(Status::permission_denied("token revoked"));
+        }
+        let received_ms = now_ms();
+        let (ingest, mut rejections) = match validate(agent_id, batch, received_ms, &self.limits) {
+            Ok(valid) => valid,
+            Err(status) => {
+                self.metrics.batch(BatchResult::Invalid);
+                return Err(status);
+            }
+        };
+        let (epoch, seq) = (ingest.epoch, ingest.seq);
+        let dropped: u64 = ingest.gaps.iter().map(|g| g.dropped_points).sum();
+        let started = Instant::now();
+        let outcome = self.store.ingest(ingest.clone()).await;
+        self.metrics.commit_latency(started.elapsed());
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                self.metrics.batch(BatchResult::Unavailable);
+                return Err(status_for(&err));
+            }
+        };
+        let mut ack = Ack { spool_epoch: epoch, seq, ..Ack::default() };
+        match outcome {
+            Outcome::Stored { points, series_limited } => {
+                self.metrics.batch(BatchResult::Stored);
+                self.metrics.points_stored(points);
+                self.metrics.agent_dropped_points(dropped);
+                for (series_index, telemetry, points) in series_limited {
+                    rejections.push(Rejection { series_index, points, reason: RejectReason::SeriesLimit as i32, telemetry });
+                }
+                ack.stored_points = points;
+                let limited: Vec<(u32, bool)> = rejections
+                    .iter()
+                    .filter(|r| r.reason == RejectReason::SeriesLimit as i32)
+                    .map(|r| (r.series_index, r.telemetry))
+                    .collect();
+                let stored: Vec<SeriesIn> = ingest
+                    .series
+                    .into_iter()
+                    .filter(|s| !limited.contains(&(s.index, s.telemetry)))
+                    .collect();
+                self.live.observe(agent_id, received_ms, &stored);
+            }
+            Outcome::Duplicate => {
+                self.metrics.batch(BatchResult::Duplicate);
+                ack.duplicate = true;
+                // The values are the stored ones; they only refresh liveness and latest values.
+                self.live.observe(agent_id, received_ms, &ingest.series);
+                return Ok(ack);
+            }
+            Outcome::Conflict => {
+                self.metrics.batch(BatchResult::Conflict);
+                return Err(Status::already_exists(format!(
+                    "batch epoch={epoch} seq={seq} was stored before with different content; nothing stored"
+                )));
+            }
+        }
+        for rejection in &rejections {
+            let reason = RejectReason::try_from(rejection.reason).unwrap_or(RejectReason::Unspecified);
+            self.metrics.points_rejected(reason, u64::from(rejection.points));
+        }
+        ack.rejections = rejections;
+        Ok(ack)
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type StreamStream = ReceiverStream<Result<Ack, Status>>;
+
+    async fn stream(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::StreamStream>, Status> {
+        let peer = request.remote_addr().map(|addr| addr.to_string()).unwrap_or_default();
+        let agent_id = match self.authenticate(request.metadata()) {
+            Ok(agent_id) => agent_id,
+            Err(status) => {
+                warn!(peer = %peer, code = ?status.code(), error = %status.message(), "stream refused");
+                return Err(status);
+            }
+        };
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let service = self.clone();
+        let span = info_span!("stream", agent_id = %agent_id, peer = %peer);
+        self.tracker.spawn(
+            async move {
+                service.metrics.stream_opened();
+                debug!("stream opened");
+                loop {
+                    let message = tokio::select! {
+                        () = service.shutdown.cancelled() => break,
+                        message = inbound.message() => message,
+                    };
+                    let reply = match message {
+                        Ok(Some(batch)) => service.handle(&agent_id, batch).await,
+                        Ok(None) => break,
+                        Err(status) => Err(inbound_error(status)),
+                    };
+                    let end = reply.is_err();
+                    if let Err(status) = &reply {
+                        if status.code() != Code::Unavailable {
+                            info!(code = ?status.code(), error = %status.message(), "stream ended with an error");
+                        }
+                    }
+                    if tx.send(reply).await.is_err() || end {
+                        break;
+                    }
+                }
+                service.metrics.stream_closed();
+                debug!("stream closed");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// A decode failure of the inbound stream is the client's fault: INVALID_ARGUMENT, not INTERNAL.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == Code::Internal && status.message().contains("decode") {
+        Status::invalid_argument(format!("malformed batch: {}", status.message()))
+    } else {
+        status
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.len() <= 200
+}
+
+/// Escapes a label value for the exposition format.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Validates a batch. Pure: `now_ms` is the receive time.
+///
+/// Returns the storable part and the per-item rejections, or `INVALID_ARGUMENT` for a batch that
+/// is malformed as a whole (nothing of it is stored then).
+///
+/// # Errors
+/// `INVALID_ARGUMENT` with a readable message.
+pub fn validate(agent_id: &str, batch: Batch, now_ms: i64, limits: &Limits) -> Result<(IngestBatch, Vec<Rejection>), Status> {
+    if batch.spool_epoch == 0 || batch.seq == 0 {
+        return Err(Status::invalid_argument("spool_epoch and seq must be non-zero"));
+    }
+    let payload_hash: [u8; 32] = Sha256::digest(batch.encode_to_vec()).into();
+    let mut rejections = Vec::new();
+    let mut series = Vec::with_capacity(batch.series.len() + batch.telemetry.len());
+    let all = batch.series.into_iter().enumerate().map(|(i, s)| (i, false, s));
+    let all = all.chain(batch.telemetry.into_iter().enumerate().map(|(i, s)| (i, true, s)));
+    for (idx, telemetry, s) in all {
+        let index = idx as u32;
+        let reject = |reason: RejectReason, points: usize| Rejection {
+            series_index: index,
+            points: points as u32,
+            reason: reason as i32,
+            telemetry,
+        };
+        let n = s.values.len().max(s.timestamps_unix_ms.len());
+        if let Some(reason) = series_problem(&s, limits) {
+            rejections.push(reject(reason, n));
+            continue;
+        }
+        let mut labels: Vec<(String, String)> = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        labels.sort();
+        let labels = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",");
+        let (mut non_finite, mut future) = (0, 0);
+        let mut points = Vec::with_capacity(n);
+        for (ts, value) in s.timestamps_unix_ms.into_iter().zip(s.values) {
+            if !value.is_finite() {
+                non_finite += 1;
+            } else if ts > now_ms + limits.max_future_ms {
+                future += 1;
+            } else {
+                // -0.0 is stored as 0 (RELIABILITY.md T29).
+                points.push((ts, value + 0.0));
+            }
+        }
+        if non_finite > 0 {
+            rejections.push(reject(RejectReason::NonFiniteValue, non_finite));
+        }
+        if future > 0 {
+            rejections.push(reject(RejectReason::TooFarInFuture, future));
+        }
+        if !points.is_empty() {
+            series.push(SeriesIn { name: s.name, labels, kind: s.kind, points, index, telemetry });
+        }
+    }
+    let gaps = batch
+        .gaps
+        .into_iter()
+        .map(|g| GapIn {
+            reason: g.reason.chars().take(64).collect(),
+            from_ms: g.from_unix_ms,
+            to_ms: g.to_unix_ms,
+            dropped_batches: g.dropped_batches,
+            dropped_points: g.dropped_samples,
+        })
+        .collect();
+    let log_groups = batch
+        .log_groups
+        .into_iter()
+        .map(|g| LogGroupIn {
+            log: g.log,
+            fingerprint: g.fingerprint,
+            severity: g.severity,
+            count: g.count,
+            first_ms: g.first_seen_unix_ms,
+            last_ms: g.last_seen_unix_ms,
+            example: g.example,
+        })
+        .collect();
+    let checks = batch
+        .checks
+        .into_iter()
+        .map(|c| CheckIn {
+            check: c.check,
+            target: c.target,
+            status: c.status,
+            severity: c.severity,
+            reason: c.reason,
+            message: c.message,
+            at_ms: c.at_unix_ms,
+        })
+        .collect();
+    let ingest = IngestBatch {
+        agent_id: agent_id.to_owned(),
+        epoch: batch.spool_epoch,
+        seq: batch.seq,
+        payload_hash,
+        received_ms: now_ms,
+        agent_version: batch.agent_version.chars().take(64).collect(),
+        series,
+        gaps,
+        log_groups,
+        checks,
+    };
+    Ok((ingest, rejections))
+}
+
+/// Why a whole series is unacceptable, if it is.
+fn series_problem(s: &Series, limits: &Limits) -> Option<RejectReason> {
+    if s.values.len() != s.timestamps_unix_ms.len() {
+        return Some(RejectReason::LengthMismatch);
+    }
+    if !valid_name(&s.name) {
+        return Some(RejectReason::InvalidName);
+    }
+    if s.labels.len() > limits.max_labels_per_series {
+        return Some(RejectReason::TooManyLabels);
+    }
+    let mut names: Vec<&str> = Vec::with_capacity(s.labels.len());
+    for label in &s.labels {
+        if !valid_name(&label.name) || label.name == "host" || names.contains(&label.name.as_str()) {
+            return Some(RejectReason::InvalidName);
+        }
+        if label.value.len() > limits.max_label_value_bytes {
+            return Some(RejectReason::LabelTooLong);
+        }
+        names.push(&label.name);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use b24watch_proto::v1::Label;
+
+    use super::*;
+
+    fn series(name: &str, points: &[(i64, f64)]) -> Series {
+        Series {
+            name: name.into(),
+            timestamps_unix_ms: points.iter().map(|p| p.0).collect(),
+            values: points.iter().map(|p| p.1).collect(),
+            kind: 1,
+            ..Series::default()
+        }
+    }
+
+    fn batch(series: Vec<Series>) -> Batch {
+        Batch { spool_epoch: 7, seq: 1, series, ..Batch::default() }
+    }
+
+    #[test]
+    fn invalid_points_are_rejected_one_by_one_and_the_rest_kept() {
+        let now = 1_000_000;
+        let b = batch(vec![series("load1", &[(1, 0.5), (2, f64::NAN), (3, f64::INFINITY), (now + 700_000, 1.0), (4, -0.0)])]);
+        let (ingest, rejections) = validate("web", b, now, &Limits::default()).expect("valid batch");
+        assert_eq!(ingest.series[0].points, [(1, 0.5), (4, 0.0)]);
+        assert!(ingest.series[0].points[1].1.is_sign_positive(), "-0.0 stored as 0");
+        let reasons: Vec<(i32, u32)> = rejections.iter().map(|r| (r.reason, r.points)).collect();
+        assert_eq!(reasons, [(RejectReason::NonFiniteValue as i32, 2), (RejectReason::TooFarInFuture as i32, 1)]);
+    }
+
+    #[test]
+    fn bad_series_are_rejected_whole() {
+        let mut long = series("fs", &[(1, 1.0)]);
+        long.labels = vec![Label { name: "mountpoint".into(), value: "x".repeat(3000) }];
+        let mut host = series("fs", &[(1, 1.0)]);
+        host.labels = vec![Label { name: "host".into(), value: "other".into() }];
+        let mut mismatch = series("fs", &[(1, 1.0)]);
+        mismatch.values.push(2.0);
+        let b = batch(vec![long, host, mismatch, series("bad-name", &[(1, 1.0)]), series("ok", &[(1, 1.0)])]);
+        let (ingest, rejections) = validate("web", b, 10, &Limits::default()).expect("valid batch");
+        let reasons: Vec<i32> = rejections.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, [
+            RejectReason::LabelTooLong as i32,
+            RejectReason::InvalidName as i32,
+            RejectReason::LengthMismatch as i32,
+            RejectReason::InvalidName as i32
+        ]);
+        assert_eq!(ingest.series.len(), 1);
+        assert_eq!(ingest.series[0].index, 4);
+    }
+
+    #[test]
+    fn labels_are_sorted_and_escaped() {
+        let mut s = series("fs", &[(1, 1.0)]);
+        s.labels = vec![
+            Label { name: "mountpoint".into(), value: "/a \"b\"\\".into() },
+            Label { name: "device".into(), value: "/dev/vda".into() },
+        ];
+        let (ingest, _) = validate("web", batch(vec![s]), 10, &Limits::default()).expect("valid");
+        assert_eq!(ingest.series[0].labels, r#"device="/dev/vda",mountpoint="/a \"b\"\\""#);
+    }
+
+    #[test]
+    fn zero_key_is_a_malformed_batch() {
+        let mut b = batch(vec![]);
+        b.seq = 0;
+        let status = validate("web", b, 10, &Limits::default()).expect_err("malformed");
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn same_content_hashes_the_same() {
+        let a = validate("web", batch(vec![series("x", &[(1, 1.0)])]), 10, &Limits::default()).expect("valid").0;
+        let b = validate("web", batch(vec![series("x", &[(1, 1.0)])]), 99, &Limits::default()).expect("valid").0;
+        let c = validate("web", batch(vec![series("x", &[(1, 2.0)])]), 10, &Limits::default()).expect("valid").0;
+        assert_eq!(a.payload_hash, b.payload_hash);
+        assert_ne!(a.payload_hash, c.payload_hash);
+    }
+}

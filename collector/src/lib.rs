@@ -1,0 +1,133 @@
+//! b24watch-collector: receives agent streams, stores history in SQLite, serves Prometheus
+//! metrics and a JSON API.
+//!
+//! # Layout
+//! - [`config`]: TOML config, raw and validated.
+//! - [`auth`]: token format, hashing, constant-time verification (pure).
+//! - [`grpc`]: the ingest service and batch validation (the only file naming proto types).
+//! - [`store`]: SQLite: one writer thread, read connections, migrations, agent admin.
+//! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
+//! - [`metrics`]: the collector's own metrics.
+//! - [`http`]: `/metrics`, probes, `/api/v1`.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use b24watch_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::codec::CompressionEncoding;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// How often enrolment and revocation changes are picked up from the database.
+const AGENT_REFRESH: Duration = Duration::from_secs(10);
+
+/// The collector's wall clock in unix milliseconds. Only edges call it; pure code takes times as
+/// arguments.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs the collector on already-bound listeners until `shutdown` is cancelled, then lets open
+/// streams finish their current batch within the grace period and closes the store.
+///
+/// # Errors
+/// Startup failures (store cannot be opened) and server failures.
+pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (store, reader, writer) = store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent)
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let reader = Arc::new(reader);
+    let live = Arc::new(live::Live::default());
+    live.set_agents(&reader.agents().context("reading enrolled agents")?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let tracker = TaskTracker::new();
+
+    let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
+    let http_addr = http.local_addr().context("reading the HTTP address")?;
+    let service = grpc::IngestService {
+        store: store.clone(),
+        reader: Arc::clone(&reader),
+        live: Arc::clone(&live),
+        metrics: Arc::clone(&metrics),
+        limits: cfg.limits,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    let ingest = IngestServer::new(service)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(cfg.limits.max_message_bytes);
+    let grpc_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let app = http::router(http::AppState {
+        live: Arc::clone(&live),
+        metrics,
+        reader: Arc::clone(&reader),
+        store: store.clone(),
+        agent_timeout: cfg.agent_timeout,
+        shutdown: shutdown.clone(),
+    });
+    let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    info!(grpc = %grpc_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "collector listening");
+
+    let refresh = {
+        let (reader, live, shutdown) = (Arc::clone(&reader), Arc::clone(&live), shutdown.clone());
+        async move {
+            let mut ticker = tokio::time::interval(AGENT_REFRESH);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let reader = Arc::clone(&reader);
+                match tokio::task::spawn_blocking(move || reader.agents()).await {
+                    Ok(Ok(agents)) => live.set_agents(&agents),
+                    Ok(Err(err)) => warn!(error = %err, "refreshing enrolled agents"),
+                    Err(err) => warn!(error = %err, "refreshing enrolled agents"),
+                }
+            }
+        }
+    };
+    tracker.spawn(refresh);
+    let grpc_task = tracker.spawn(grpc_server);
+    let http_task = tracker.spawn(async move { http_server.await });
+
+    shutdown.cancelled().await;
+    info!("shutdown started");
+    tracker.close();
+    if tokio::time::timeout(cfg.shutdown_grace, tracker.wait()).await.is_err() {
+        warn!(grace = ?cfg.shutdown_grace, "grace period elapsed with streams still open");
+    }
+    grpc_task.abort();
+    http_task.abort();
+    drop(store);
+    // Stream tasks that outlived the grace period still hold store handles; the writer thread
+    // ends once they are gone. Batches they were committing are committed before the process
+    // exits, or not acked.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined).await.is_err() {
+        warn!("store writer still busy after shutdown; exiting without waiting");
+    }
+    info!("collector stopped");
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `b24watch-collector`: command line, logging, config loading, agent administration and exit
+//! codes. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use b24watch_collector::config::{self, Config, RawConfig};
+use b24watch_collector::store;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG); units don't restart on it.
+const EX_CONFIG: u8 = 78;
+
+/// b24watch collector: receives b24watch agents' streams over gRPC, stores history in SQLite,
+/// serves Prometheus metrics (/metrics) and a JSON API over HTTP.
+///
+/// Configuration comes from a TOML file (all keys optional; see --print-default-config), then
+/// B24WATCH_* environment variables, then flags. Agents need a token: `enroll <id>` prints one.
+#[derive(Debug, Parser)]
+#[command(name = "b24watch-collector", version, max_term_width = 100)]
+struct Cli {
+    /// Config file. A missing file means all defaults.
+    #[arg(long, short = 'c', env = "B24WATCH_COLLECTOR_CONFIG", default_value = config::DEFAULT_PATH, global = true)]
+    config: PathBuf,
+    /// Directory of the SQLite database [collector.data_dir].
+    #[arg(long, env = "B24WATCH_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// gRPC address for agents, e.g. 0.0.0.0:10062 [collector.grpc_listen].
+    #[arg(long, env = "B24WATCH_GRPC_LISTEN", global = true)]
+    grpc_listen: Option<String>,
+    /// HTTP address for /metrics and the API [collector.http_listen].
+    #[arg(long, env = "B24WATCH_HTTP_LISTEN", global = true)]
+    http_listen: Option<String>,
+    /// Seconds of silence before an agent is reported down [collector.agent_timeout_secs].
+    #[arg(long, env = "B24WATCH_AGENT_TIMEOUT_SECS", global = true)]
+    agent_timeout_secs: Option<u64>,
+    /// Print a complete, commented default config file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Validate the configuration, print every problem, exit 0 or 78.
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector (the default).
+    Run,
+    /// Same as --check-config.
+    CheckConfig,
+    /// Enrol an agent and print its token once (only a hash is stored). Put the token in the
+    /// agent's token file (default /etc/b24watch/agent.token, mode 0600).
+    Enroll {
+        /// Agent id: becomes the `host` label. 1..=128 characters of [A-Za-z0-9._-]; the
+        /// server's hostname is a good choice.
+        agent_id: String,
+        /// Issue a new token for an already enrolled agent; the old token stops working.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Revoke an agent's token; its open stream is closed within 10 seconds.
+    Revoke {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// List enrolled agents.
+    Agents,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    let cfg = match load(&cli) {
+        Ok(cfg) => cfg,
+        Err(err) => {
+            eprintln!("b24watch-collector: invalid configuration:\n{err:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let result = match cli.command {
+        _ if cli.check_config => {
+            println!("configuration OK: {}", cli.config.display());
+            Ok(())
+        }
+        Some(Command::CheckConfig) => {
+            println!("configuration OK: {}", cli.config.display());
+            Ok(())
+        }
+        Some(Command::Enroll { ref agent_id, rotate }) => admin(&cfg, |conn, now| {
+            let token = store::enroll(conn, agent_id, rotate, now)?;
+            println!("{token}");
+            Ok(())
+        }),
+        Some(Command::Revoke { ref agent_id }) => admin(&cfg, |conn, now| {
+            store::revoke(conn, agent_id, now)?;
+            eprintln!("revoked agent {agent_id:?}");
+            Ok(())
+        }),
+        Some(Command::Agents) => admin(&cfg, |conn, _| {
+            let mut stmt = conn.prepare("SELECT id, created_ms, revoked_ms, last_seen_ms FROM agent ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?))
+            })?;
+            println!("{:<40} {:>15} {:>15} {:>8}", "AGENT", "ENROLLED_MS", "LAST_SEEN_MS", "REVOKED");
+            for row in rows {
+                let (id, created, revoked, seen) = row?;
+                let seen = seen.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                println!("{id:<40} {created:>15} {seen:>15} {:>8}", if revoked.is_some() { "yes" } else { "no" });
+            }
+            Ok(())
+        }),
+        Some(Command::Run) | None => serve(cfg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("b24watch-collector: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("B24WATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.with_ansi(false).without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Reads the file (missing means defaults), applies env and flag overrides, validates.
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let text = match std::fs::read_to_string(&cli.config) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", cli.config.display())),
+    };
+    let mut raw: RawConfig = toml::from_str(&text).map_err(|err| {
+        anyhow::anyhow!("{}: {}", cli.config.display(), err.to_string().trim_end().replace('\n', " "))
+    })?;
+    if let Some(dir) = &cli.data_dir {
+        raw.collector.data_dir.clone_from(dir);
+    }
+    if let Some(addr) = &cli.grpc_listen {
+        raw.collector.grpc_listen.clone_from(addr);
+    }
+    if let Some(addr) = &cli.http_listen {
+        raw.collector.http_listen.clone_from(addr);
+    }
+    if let Some(secs) = cli.agent_timeout_secs {
+        raw.collector.agent_timeout_secs = secs;
+    }
+    Ok(Config::from_raw(raw, &cli.config)?)
+}
+
+fn admin(cfg: &Config, action: impl FnOnce(&rusqlite::Connection, i64) -> Result<(), store::Error>) -> anyhow::Result<()> {
+    let conn = store::open_connection(&cfg.data_dir)
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    action(&conn, b24watch_collector::now_ms())?;
+    Ok(())
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let grpc = tokio::net::TcpListener::bind(cfg.grpc_listen)
+            .await
+            .with_context(|| format!("binding the gRPC address {} (collector.grpc_listen)", cfg.grpc_listen))?;
+        let http = tokio::net::TcpListener::bind(cfg.http_listen)
+            .await
+            .with_context(|| format!("binding the HTTP address {} (collector.http_listen)", cfg.http_listen))?;
+        let shutdown = CancellationToken::new();
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                    tracing::error!("cannot install signal handlers");
+                    return;
+                };
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                tracing::info!(signal = name, "signal received");
+                shutdown.cancel();
+            }
+        };
+        tokio::spawn(signal);
+        b24watch_collector::run(cfg, grpc, http, shutdown).await
+    })
+}

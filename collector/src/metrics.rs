@@ -1,0 +1,190 @@
+//! The collector's own metrics: every name in one place, atomics without a global registry (so
+//! several collectors can run in one test process), rendered in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use b24watch_proto::v1::RejectReason;
+
+/// Outcome of one received batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchResult {
+    /// Stored now.
+    Stored,
+    /// Already stored (resend after a lost ack).
+    Duplicate,
+    /// Key reused with different content.
+    Conflict,
+    /// Malformed, refused whole.
+    Invalid,
+    /// Store busy, full or failing; the agent retries.
+    Unavailable,
+}
+
+const BATCH_RESULTS: [(BatchResult, &str); 5] = [
+    (BatchResult::Stored, "stored"),
+    (BatchResult::Duplicate, "duplicate"),
+    (BatchResult::Conflict, "conflict"),
+    (BatchResult::Invalid, "invalid"),
+    (BatchResult::Unavailable, "unavailable"),
+];
+
+/// Why a stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `authorization` metadata.
+    Missing,
+    /// Not a `Bearer <id>.<secret>` token.
+    Malformed,
+    /// No such agent.
+    UnknownAgent,
+    /// Secret does not match.
+    BadSecret,
+    /// Token revoked.
+    Revoked,
+    /// Batch claims another agent's id.
+    AgentMismatch,
+}
+
+const AUTH_FAILURES: [(AuthFailure, &str); 6] = [
+    (AuthFailure::Missing, "missing"),
+    (AuthFailure::Malformed, "malformed"),
+    (AuthFailure::UnknownAgent, "unknown_agent"),
+    (AuthFailure::BadSecret, "bad_secret"),
+    (AuthFailure::Revoked, "revoked"),
+    (AuthFailure::AgentMismatch, "agent_mismatch"),
+];
+
+const REJECT_REASONS: [RejectReason; 7] = [
+    RejectReason::NonFiniteValue,
+    RejectReason::TooFarInFuture,
+    RejectReason::InvalidName,
+    RejectReason::LabelTooLong,
+    RejectReason::TooManyLabels,
+    RejectReason::SeriesLimit,
+    RejectReason::LengthMismatch,
+];
+
+/// Upper bounds of the commit latency histogram, seconds.
+const COMMIT_BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Collector self-metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    batches: [AtomicU64; 5],
+    points_stored: AtomicU64,
+    points_rejected: [AtomicU64; 7],
+    auth_failures: [AtomicU64; 6],
+    streams_active: AtomicI64,
+    gaps_points: AtomicU64,
+    commit_buckets: [AtomicU64; 11],
+    commit_count: AtomicU64,
+    commit_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a batch by outcome.
+    pub fn batch(&self, result: BatchResult) {
+        let idx = BATCH_RESULTS.iter().position(|(r, _)| *r == result).expect("every result is listed");
+        self.batches[idx].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts stored points.
+    pub fn points_stored(&self, n: u64) {
+        self.points_stored.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts rejected points.
+    pub fn points_rejected(&self, reason: RejectReason, n: u64) {
+        if let Some(idx) = REJECT_REASONS.iter().position(|r| *r == reason) {
+            self.points_rejected[idx].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a refused credential.
+    pub fn auth_failure(&self, failure: AuthFailure) {
+        let idx = AUTH_FAILURES.iter().position(|(f, _)| *f == failure).expect("every failure is listed");
+        self.auth_failures[idx].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tracks open agent streams.
+    pub fn stream_opened(&self) {
+        self.streams_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tracks open agent streams.
+    pub fn stream_closed(&self) {
+        self.streams_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts points agents reported as dropped.
+    pub fn agent_dropped_points(&self, n: u64) {
+        self.gaps_points.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one store round trip (queue + commit).
+    pub fn commit_latency(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (idx, bound) in COMMIT_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.commit_buckets[idx].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_count.fetch_add(1, Ordering::Relaxed);
+        self.commit_sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Appends the exposition to `out`. `db_bytes` and `wal_bytes` are the current file sizes.
+    pub fn render(&self, out: &mut String, db_bytes: u64, wal_bytes: u64, ready: bool) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(out, "b24watch_collector_batches_total", "counter", "Batches received from agents, by result.");
+        for ((_, label), value) in BATCH_RESULTS.iter().zip(&self.batches) {
+            let _ = writeln!(out, "b24watch_collector_batches_total{{result=\"{label}\"}} {}", load(value));
+        }
+        header(out, "b24watch_collector_points_stored_total", "counter", "Points committed to the store.");
+        let _ = writeln!(out, "b24watch_collector_points_stored_total {}", load(&self.points_stored));
+        header(out, "b24watch_collector_points_rejected_total", "counter", "Points rejected one by one, by reason.");
+        for (reason, value) in REJECT_REASONS.iter().zip(&self.points_rejected) {
+            let label = reason.as_str_name().trim_start_matches("REJECT_REASON_").to_ascii_lowercase();
+            let _ = writeln!(out, "b24watch_collector_points_rejected_total{{reason=\"{label}\"}} {}", load(value));
+        }
+        header(out, "b24watch_collector_auth_failures_total", "counter", "Refused agent credentials, by reason.");
+        for ((_, label), value) in AUTH_FAILURES.iter().zip(&self.auth_failures) {
+            let _ = writeln!(out, "b24watch_collector_auth_failures_total{{reason=\"{label}\"}} {}", load(value));
+        }
+        header(out, "b24watch_collector_streams_active", "gauge", "Open agent streams.");
+        let _ = writeln!(out, "b24watch_collector_streams_active {}", self.streams_active.load(Ordering::Relaxed));
+        header(
+            out,
+            "b24watch_collector_agent_dropped_points_total",
+            "counter",
+            "Points agents reported as dropped (gap records), e.g. because their spool was full.",
+        );
+        let _ = writeln!(out, "b24watch_collector_agent_dropped_points_total {}", load(&self.gaps_points));
+        header(
+            out,
+            "b24watch_collector_store_commit_seconds",
+            "histogram",
+            "Time from handing a batch to the store until its commit returned.",
+        );
+        for (bound, value) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            let _ = writeln!(out, "b24watch_collector_store_commit_seconds_bucket{{le=\"{bound}\"}} {}", load(value));
+        }
+        let count = load(&self.commit_count);
+        let _ = writeln!(out, "b24watch_collector_store_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "b24watch_collector_store_commit_seconds_sum {}", load(&self.commit_sum_micros) as f64 / 1e6);
+        let _ = writeln!(out, "b24watch_collector_store_commit_seconds_count {count}");
+        header(out, "b24watch_collector_db_size_bytes", "gauge", "Size of the SQLite database file.");
+        let _ = writeln!(out, "b24watch_collector_db_size_bytes {db_bytes}");
+        header(out, "b24watch_collector_wal_size_bytes", "gauge", "Size of the SQLite write-ahead log.");
+        let _ = writeln!(out, "b24watch_collector_wal_size_bytes {wal_bytes}");
+        header(out, "b24watch_collector_ready", "gauge", "1 when the collector accepts batches (store healthy, not stopping).");
+        let _ = writeln!(out, "b24watch_collector_ready {}", u8::from(ready));
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}

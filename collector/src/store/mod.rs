@@ -1,0 +1,304 @@
+//! The collector's SQLite store: one writer thread, read connections, agent administration.
+//!
+//! ## Design
+//! [`Store`] is a cheap handle. Writes go through a bounded channel to the single thread that owns
+//! the write connection ([`writer`]); it commits a group of batches per transaction (group commit)
+//! and answers each request only after COMMIT returned, so an ack always means "durable".
+//! Reads use their own connection ([`query`]) and never wait for the writer (WAL).
+//!
+//! ## Durability
+//! WAL with `synchronous=FULL`. A failed COMMIT other than "busy" or "full" poisons the store: it
+//! refuses every later write (agents keep their spools) until the collector restarts, because an
+//! fsync error cannot be retried into success.
+//!
+//! The interface is deliberately narrow (ingest, a few queries, agent admin) so a denser sample
+//! layout or a PostgreSQL backend can replace this one.
+
+pub mod query;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth;
+
+pub use writer::GROUP_MAX;
+
+/// Database file name inside the data directory.
+pub const DB_FILE: &str = "b24watch.db";
+
+/// Store failures, split by what the caller should do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Another connection holds the lock; retry later.
+    #[error("database is busy")]
+    Busy,
+    /// The disk or `max_page_count` is full; retry after space is freed.
+    #[error("database or disk is full")]
+    Full,
+    /// The store refuses writes (a commit failed, or it is shutting down).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        match err.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
+            Some(ErrorCode::DiskFull) => Error::Full,
+            _ => Error::Failed(err.to_string()),
+        }
+    }
+}
+
+/// Metric kinds as stored (same numbers as the wire enum).
+pub type Kind = i32;
+
+/// One series of an incoming batch, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesIn {
+    /// Name without prefix.
+    pub name: String,
+    /// Canonical label text (`a="x",b="y"`, sorted by name, escaped for the exposition format).
+    pub labels: String,
+    /// Gauge, counter or unspecified.
+    pub kind: Kind,
+    /// Valid points.
+    pub points: Vec<(i64, f64)>,
+    /// Position in the batch (for rejections).
+    pub index: u32,
+    /// From `Batch.telemetry` rather than `Batch.series`.
+    pub telemetry: bool,
+}
+
+/// A gap the agent reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapIn {
+    /// Why data was dropped (`spool_full`, ...).
+    pub reason: String,
+    /// First dropped timestamp.
+    pub from_ms: i64,
+    /// Last dropped timestamp.
+    pub to_ms: i64,
+    /// Batches dropped.
+    pub dropped_batches: u64,
+    /// Points dropped.
+    pub dropped_points: u64,
+}
+
+/// A log error group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupIn {
+    /// Log name.
+    pub log: String,
+    /// Message fingerprint.
+    pub fingerprint: String,
+    /// Severity (wire enum number).
+    pub severity: i32,
+    /// Occurrences.
+    pub count: u64,
+    /// First seen.
+    pub first_ms: i64,
+    /// Last seen.
+    pub last_ms: i64,
+    /// One example line.
+    pub example: String,
+}
+
+/// A check result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckIn {
+    /// Check name.
+    pub check: String,
+    /// What was checked.
+    pub target: String,
+    /// Status (wire enum number).
+    pub status: i32,
+    /// Severity (wire enum number).
+    pub severity: i32,
+    /// Bounded reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// A validated batch, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// Agent id from the credential.
+    pub agent_id: String,
+    /// Spool epoch.
+    pub epoch: u64,
+    /// Sequence number in the epoch.
+    pub seq: u64,
+    /// SHA-256 of the encoded batch, to tell a resend from a conflicting reuse of the key.
+    pub payload_hash: [u8; 32],
+    /// Collector receive time.
+    pub received_ms: i64,
+    /// Agent version string.
+    pub agent_version: String,
+    /// Series with their valid points.
+    pub series: Vec<SeriesIn>,
+    /// Gap records.
+    pub gaps: Vec<GapIn>,
+    /// Log groups.
+    pub log_groups: Vec<LogGroupIn>,
+    /// Check results.
+    pub checks: Vec<CheckIn>,
+}
+
+/// What the store did with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now.
+    Stored {
+        /// Points stored.
+        points: u64,
+        /// Series refused because the agent has too many: `(index, telemetry, points)`.
+        series_limited: Vec<(u32, bool, u32)>,
+    },
+    /// The same key with the same content was stored before; nothing stored now.
+    Duplicate,
+    /// The same key was stored before with different content; nothing stored now.
+    Conflict,
+}
+
+type Reply = oneshot::Sender<Result<Outcome, Error>>;
+
+/// Cheap, cloneable handle to the store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: mpsc::Sender<(IngestBatch, Reply)>,
+    healthy: Arc<AtomicBool>,
+    path: PathBuf,
+}
+
+/// Joins the writer thread when dropped by [`Store::open`]'s caller.
+#[derive(Debug)]
+pub struct WriterHandle(Option<std::thread::JoinHandle<()>>);
+
+impl WriterHandle {
+    /// Waits for the writer to commit what it has and close its connection. Call after every
+    /// [`Store`] clone is dropped.
+    pub fn join(mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Opens (creating if needed) the database in `data_dir` and applies migrations.
+///
+/// # Errors
+/// When the directory or database cannot be opened or migrated.
+pub fn open_connection(data_dir: &Path) -> Result<Connection, Error> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|err| Error::Failed(format!("creating data directory {}: {err}", data_dir.display())))?;
+    let path = data_dir.join(DB_FILE);
+    let mut conn = Connection::open(&path).map_err(|err| Error::Failed(format!("opening {}: {err}", path.display())))?;
+    schema::configure(&conn)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens the store and starts its writer thread.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub fn open(data_dir: &Path, max_series_per_agent: usize) -> Result<(Store, query::Reader, WriterHandle), Error> {
+        let conn = open_connection(data_dir)?;
+        let reader = query::Reader::new(open_connection(data_dir)?);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        let writer = writer::Writer::new(conn, Arc::clone(&healthy), max_series_per_agent)?;
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
+        Ok((Store { tx, healthy, path: data_dir.join(DB_FILE) }, reader, WriterHandle(Some(handle))))
+    }
+
+    /// Stores a batch; returns after COMMIT.
+    ///
+    /// # Errors
+    /// `Busy`/`Full` (retry later), `Unavailable` (store poisoned or closing), `Failed`.
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<Outcome, Error> {
+        if !self.is_healthy() {
+            return Err(Error::Unavailable("a previous commit failed; restart the collector after fixing the disk".into()));
+        }
+        let (reply, answer) = oneshot::channel();
+        // A full queue means the writer is saturated: refuse now rather than buffer without bound.
+        self.tx.try_send((batch, reply)).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => Error::Busy,
+            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("store is closing".into()),
+        })?;
+        answer.await.map_err(|_| Error::Unavailable("store writer stopped".into()))?
+    }
+
+    /// False after a commit failed for a reason other than busy/full.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Database file path (for size metrics).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates an agent and returns its token (shown once; only its hash is stored). With `rotate`,
+/// an existing agent gets a new token and the old one stops working.
+///
+/// # Errors
+/// Invalid id, an existing agent without `rotate`, SQLite errors.
+pub fn enroll(conn: &Connection, agent_id: &str, rotate: bool, now_ms: i64) -> Result<String, Error> {
+    if !auth::valid_agent_id(agent_id) {
+        return Err(Error::Failed(format!("invalid agent id {agent_id:?}: expected 1..=128 characters of [A-Za-z0-9._-]")));
+    }
+    let (token, hash) = auth::generate(agent_id).map_err(|err| Error::Failed(format!("random source: {err}")))?;
+    let exists: Option<i64> =
+        conn.query_row("SELECT 1 FROM agent WHERE id = ?1", [agent_id], |r| r.get(0)).optional()?;
+    match (exists.is_some(), rotate) {
+        (true, false) => {
+            return Err(Error::Failed(format!(
+                "agent {agent_id:?} is already enrolled: use --rotate to issue a new token (the old one stops working)"
+            )));
+        }
+        (true, true) => {
+            conn.execute(
+                "UPDATE agent SET token_hash = ?2, revoked_ms = NULL WHERE id = ?1",
+                rusqlite::params![agent_id, &hash[..]],
+            )?;
+        }
+        (false, _) => {
+            conn.execute(
+                "INSERT INTO agent(id, token_hash, created_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![agent_id, &hash[..], now_ms],
+            )?;
+        }
+    }
+    Ok(token)
+}
+
+/// Revokes an agent's token; open streams are closed within the collector's refresh interval.
+///
+/// # Errors
+/// Unknown agent, SQLite errors.
+pub fn revoke(conn: &Connection, agent_id: &str, now_ms: i64) -> Result<(), Error> {
+    let changed = conn.execute("UPDATE agent SET revoked_ms = ?2 WHERE id = ?1", rusqlite::params![agent_id, now_ms])?;
+    if changed == 0 {
+        return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
+    }
+    Ok(())
+}

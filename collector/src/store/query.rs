@@ -1,0 +1,153 @@
+//! Read-side queries on a connection of their own; they never wait for the writer (WAL).
+
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::Error;
+
+/// Serialises access to the read connection. Queries are short; the HTTP API bounds them.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Mutex<Connection>,
+}
+
+/// An enrolled agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    /// Agent id (the `host` label).
+    pub id: String,
+    /// Enrolment time.
+    pub created_ms: i64,
+    /// Revocation time, if revoked.
+    pub revoked_ms: Option<i64>,
+    /// Last batch received.
+    pub last_seen_ms: Option<i64>,
+    /// Agent version of the last batch.
+    pub last_version: Option<String>,
+}
+
+/// Points of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPoints {
+    /// Canonical label text.
+    pub labels: String,
+    /// `(unix ms, value)` in time order.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A gap record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GapRow {
+    /// Why.
+    pub reason: String,
+    /// First dropped timestamp.
+    pub from_ms: i64,
+    /// Last dropped timestamp.
+    pub to_ms: i64,
+    /// Batches dropped.
+    pub dropped_batches: i64,
+    /// Points dropped.
+    pub dropped_points: i64,
+}
+
+impl Reader {
+    pub(super) fn new(conn: Connection) -> Self {
+        Reader { conn: Mutex::new(conn) }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stored token hash and whether it is revoked.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn credential(&self, agent_id: &str) -> Result<Option<(Vec<u8>, bool)>, Error> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT token_hash, revoked_ms IS NOT NULL FROM agent WHERE id = ?1")?
+            .query_row([agent_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Every enrolled agent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn agents(&self) -> Result<Vec<AgentRow>, Error> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT id, created_ms, revoked_ms, last_seen_ms, last_version FROM agent ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AgentRow {
+                id: r.get(0)?,
+                created_ms: r.get(1)?,
+                revoked_ms: r.get(2)?,
+                last_seen_ms: r.get(3)?,
+                last_version: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Points of every series `name` of `agent_id` in `[from_ms, to_ms]`, at most `max_points`
+    /// in all; the flag says whether the limit cut the answer.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn series_points(
+        &self,
+        agent_id: &str,
+        name: &str,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: usize,
+    ) -> Result<(Vec<SeriesPoints>, bool), Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.labels, p.ts_ms, p.value FROM series s JOIN sample p ON p.series_id = s.id
+             WHERE s.agent_id = ?1 AND s.name = ?2 AND p.ts_ms BETWEEN ?3 AND ?4
+             ORDER BY s.labels, p.ts_ms LIMIT ?5",
+        )?;
+        let mut rows = stmt.query(params![agent_id, name, from_ms, to_ms, (max_points + 1) as i64])?;
+        let mut out: Vec<SeriesPoints> = Vec::new();
+        let mut n_points = 0;
+        while let Some(row) = rows.next()? {
+            if n_points == max_points {
+                return Ok((out, true));
+            }
+            let labels: String = row.get(0)?;
+            let point = (row.get(1)?, row.get(2)?);
+            match out.last_mut() {
+                Some(last) if last.labels == labels => last.points.push(point),
+                _ => out.push(SeriesPoints { labels, points: vec![point] }),
+            }
+            n_points += 1;
+        }
+        Ok((out, false))
+    }
+
+    /// Gap records of an agent, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn gaps(&self, agent_id: &str) -> Result<Vec<GapRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT reason, from_ms, to_ms, dropped_batches, dropped_points FROM gap WHERE agent_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([agent_id], |r| {
+            Ok(GapRow {
+                reason: r.get(0)?,
+                from_ms: r.get(1)?,
+                to_ms: r.get(2)?,
+                dropped_batches: r.get(3)?,
+                dropped_points: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,110 @@
+//! Append-only migrations keyed by `PRAGMA user_version`, and connection setup.
+//!
+//! A migration is never edited once released; a change is a new entry at the end of [`MIGRATIONS`].
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: agents, dedup keys, series and raw samples, gaps, log groups, check results, audit.
+    "CREATE TABLE agent(
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        last_seen_ms INTEGER,
+        last_version TEXT
+    );
+    CREATE TABLE batch_key(
+        agent_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        payload_hash BLOB NOT NULL,
+        points INTEGER NOT NULL,
+        PRIMARY KEY(agent_id, epoch, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE series(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        UNIQUE(agent_id, name, labels)
+    );
+    CREATE TABLE sample(series_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL);
+    CREATE INDEX sample_by_series_ts ON sample(series_id, ts_ms);
+    CREATE TABLE gap(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL,
+        dropped_batches INTEGER NOT NULL,
+        dropped_points INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL
+    );
+    CREATE TABLE log_group(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        log TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        example TEXT NOT NULL
+    );
+    CREATE TABLE check_result(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE audit(
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
+];
+
+/// Schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Pragmas every connection gets. `synchronous=FULL`: an ack is a promise (RELIABILITY.md 7).
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         PRAGMA foreign_keys=ON;
+         PRAGMA busy_timeout=5000;
+         PRAGMA journal_size_limit=67108864;",
+    )
+}
+
+/// Brings the schema up to [`VERSION`].
+///
+/// # Errors
+/// SQLite errors, or a database written by a newer b24watch (version above ours).
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), super::Error> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(super::Error::from)?;
+    if current > VERSION {
+        return Err(super::Error::Failed(format!(
+            "database schema version {current} is newer than this collector understands ({VERSION}): upgrade b24watch-collector"
+        )));
+    }
+    for (idx, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (idx + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

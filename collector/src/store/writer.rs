@@ -1,0 +1,215 @@
+//! The one thread that owns the write connection. Commits groups of batches per transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::{Error, IngestBatch, Outcome, Reply};
+
+/// Requests waiting for the writer; beyond this the store answers `Busy`.
+pub(super) const QUEUE: usize = 1024;
+/// Batches committed together at most.
+pub const GROUP_MAX: usize = 256;
+
+type SeriesKey = (String, String, String);
+
+pub(super) struct Writer {
+    conn: Connection,
+    healthy: Arc<AtomicBool>,
+    max_series_per_agent: usize,
+    series_ids: HashMap<SeriesKey, i64>,
+    series_per_agent: HashMap<String, usize>,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, healthy: Arc<AtomicBool>, max_series_per_agent: usize) -> Result<Self, Error> {
+        let mut series_ids = HashMap::new();
+        let mut series_per_agent: HashMap<String, usize> = HashMap::new();
+        {
+            let mut stmt = conn.prepare("SELECT id, agent_id, name, labels FROM series")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            for row in rows {
+                let (id, agent, name, labels): (i64, String, String, String) = row?;
+                *series_per_agent.entry(agent.clone()).or_default() += 1;
+                series_ids.insert((agent, name, labels), id);
+            }
+        }
+        Ok(Writer { conn, healthy, max_series_per_agent, series_ids, series_per_agent })
+    }
+
+    /// Serves requests until every sender is gone, then closes the connection.
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<(IngestBatch, Reply)>) {
+        let mut group = Vec::with_capacity(GROUP_MAX);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let batches: Vec<&IngestBatch> = group.iter().map(|(batch, _)| batch).collect();
+            match self.commit_group(&batches) {
+                Ok(outcomes) => {
+                    for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(err) => {
+                    if matches!(err, Error::Failed(_)) {
+                        // Fail closed: never ack after an unexplained commit failure (fsync, IO).
+                        self.healthy.store(false, Ordering::Release);
+                        error!(error = %err, "commit failed: the store refuses writes until restart");
+                    }
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        if let Err((_, err)) = self.conn.close() {
+            error!(error = %err, "closing the database");
+        }
+    }
+
+    fn commit_group(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut new_series: Vec<(SeriesKey, i64)> = Vec::new();
+        let mut new_per_agent: HashMap<&str, usize> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let stored: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")?
+                .query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| r.get(0))
+                .optional()?;
+            if let Some(hash) = stored {
+                if hash == batch.payload_hash {
+                    outcomes.push(Outcome::Duplicate);
+                } else {
+                    tx.execute(
+                        "INSERT INTO audit(at_ms, agent_id, event, detail) VALUES (?1, ?2, 'batch_key_conflict', ?3)",
+                        params![
+                            batch.received_ms,
+                            batch.agent_id,
+                            format!(
+                                "epoch={} seq={} stored_sha256={} resent_sha256={}",
+                                batch.epoch,
+                                batch.seq,
+                                hex(&hash),
+                                hex(&batch.payload_hash)
+                            )
+                        ],
+                    )?;
+                    outcomes.push(Outcome::Conflict);
+                }
+                continue;
+            }
+            let mut points = 0u64;
+            let mut series_limited = Vec::new();
+            for series in &batch.series {
+                let key = (batch.agent_id.clone(), series.name.clone(), series.labels.clone());
+                let known = self.series_ids.get(&key).copied().or_else(|| {
+                    new_series.iter().find(|(k, _)| *k == key).map(|(_, id)| *id)
+                });
+                let series_id = match known {
+                    Some(id) => id,
+                    None => {
+                        let count = self.series_per_agent.get(&batch.agent_id).copied().unwrap_or(0)
+                            + new_per_agent.get(batch.agent_id.as_str()).copied().unwrap_or(0);
+                        if count >= self.max_series_per_agent {
+                            series_limited.push((series.index, series.telemetry, series.points.len() as u32));
+                            continue;
+                        }
+                        tx.prepare_cached("INSERT INTO series(agent_id, name, labels, kind) VALUES (?1, ?2, ?3, ?4)")?
+                            .execute(params![batch.agent_id, series.name, series.labels, series.kind])?;
+                        let id = tx.last_insert_rowid();
+                        *new_per_agent.entry(batch.agent_id.as_str()).or_default() += 1;
+                        new_series.push((key, id));
+                        id
+                    }
+                };
+                let mut insert = tx.prepare_cached("INSERT INTO sample(series_id, ts_ms, value) VALUES (?1, ?2, ?3)")?;
+                for (ts, value) in &series.points {
+                    insert.execute(params![series_id, ts, value])?;
+                }
+                points += series.points.len() as u64;
+            }
+            for gap in &batch.gaps {
+                tx.prepare_cached(
+                    "INSERT INTO gap(agent_id, reason, from_ms, to_ms, dropped_batches, dropped_points, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    batch.agent_id,
+                    gap.reason,
+                    gap.from_ms,
+                    gap.to_ms,
+                    gap.dropped_batches as i64,
+                    gap.dropped_points as i64,
+                    batch.received_ms
+                ])?;
+            }
+            for group in &batch.log_groups {
+                tx.prepare_cached(
+                    "INSERT INTO log_group(agent_id, log, fingerprint, severity, count, first_ms, last_ms, example)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    batch.agent_id,
+                    group.log,
+                    group.fingerprint,
+                    group.severity,
+                    group.count as i64,
+                    group.first_ms,
+                    group.last_ms,
+                    group.example
+                ])?;
+            }
+            for check in &batch.checks {
+                tx.prepare_cached(
+                    "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    batch.agent_id,
+                    check.check,
+                    check.target,
+                    check.status,
+                    check.severity,
+                    check.reason,
+                    check.message,
+                    check.at_ms
+                ])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO batch_key(agent_id, epoch, seq, received_ms, payload_hash, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                batch.agent_id,
+                batch.epoch as i64,
+                batch.seq as i64,
+                batch.received_ms,
+                &batch.payload_hash[..],
+                points as i64
+            ])?;
+            tx.prepare_cached("UPDATE agent SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2), last_version = ?3 WHERE id = ?1")?
+                .execute(params![batch.agent_id, batch.received_ms, batch.agent_version])?;
+            outcomes.push(Outcome::Stored { points, series_limited });
+        }
+        tx.commit()?;
+        // Only now are the new series ids real; a rolled-back group leaves the caches untouched.
+        for (key, id) in new_series {
+            *self.series_per_agent.entry(key.0.clone()).or_default() += 1;
+            self.series_ids.insert(key, id);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
