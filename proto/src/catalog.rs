@@ -30,8 +30,8 @@ const fn counter(name: &'static str, labels: &'static [&'static str], help: &'st
 pub const CPU_USAGE_RATIO: &str = "cpu_usage_ratio";
 /// Host sampler: CPU time share by mode.
 pub const CPU_MODE_RATIO: &str = "cpu_mode_ratio";
-/// Host sampler: number of online CPUs.
-pub const CPU_COUNT: &str = "cpu_count";
+/// Host sampler: number of CPUs.
+pub const CPU_CORES: &str = "cpu_cores";
 /// Host sampler: load averages.
 pub const LOAD1: &str = "load1";
 /// Host sampler: load average over 5 minutes.
@@ -79,7 +79,7 @@ pub const AGENT_REJECTED_POINTS_TOTAL: &str = "agent_rejected_points_total";
 pub const SERIES: &[Descriptor] = &[
     gauge(CPU_USAGE_RATIO, &[], "Share of CPU time spent not idle (idle and iowait excluded) since the previous sample, 0..1."),
     gauge(CPU_MODE_RATIO, &["mode"], "Share of CPU time spent in each mode (user, nice, system, iowait, irq, softirq, steal, idle) since the previous sample."),
-    gauge(CPU_COUNT, &[], "Number of CPUs seen in /proc/stat."),
+    gauge(CPU_CORES, &[], "Number of CPUs seen in /proc/stat."),
     gauge(LOAD1, &[], "Load average over 1 minute."),
     gauge(LOAD5, &[], "Load average over 5 minutes."),
     gauge(LOAD15, &[], "Load average over 15 minutes."),

@@ -1,1 +1,368 @@
-//! placeholder
+//! Harness for b24watch end-to-end tests: real binaries, loopback ports, temp directories.
+//!
+//! # Layout
+//! - [`ProcessGuard`]: a child process killed (by PID) when dropped.
+//! - [`Collector`], [`Agent`]: start the real binaries with an explicit environment.
+//! - [`http_get`], [`metric`]: a tiny HTTP client and a metric matcher for `/metrics`.
+//! - [`eventually`]: polls a condition against a deadline (`RUST_TEST_PATIENCE_MS` scales it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of one of our binaries: beside the test executable's `deps/` directory.
+///
+/// # Panics
+/// When the binary was not built; the message says how to build it.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Scales test deadlines on slow machines: `RUST_TEST_PATIENCE_MS=2000` doubles them.
+pub fn patience(base: Duration) -> Duration {
+    let factor = std::env::var("RUST_TEST_PATIENCE_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1000);
+    base * u32::try_from(factor).unwrap_or(1000) / 1000
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `within` (scaled by patience) passes.
+///
+/// # Panics
+/// When the deadline passes; the message names `what`.
+pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience(within);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free loopback port (bound then released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free loopback port")
+}
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct ProcessGuard {
+    child: Option<Child>,
+    name: String,
+    log: PathBuf,
+}
+
+impl ProcessGuard {
+    /// Spawns `cmd` with stdout/stderr appended to `log`.
+    ///
+    /// # Panics
+    /// When the process cannot be started.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> ProcessGuard {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file handle"))
+            .stderr(file)
+            .env("B24WATCH_LOG", "info,b24watch_agent=debug")
+            .env("NO_COLOR", "1");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("B24WATCH_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let child = cmd.spawn().unwrap_or_else(|err| panic!("starting {name}: {err}"));
+        ProcessGuard { child: Some(child), name: name.to_owned(), log: log.to_path_buf() }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid() as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit; returns the status and the time taken.
+    ///
+    /// # Panics
+    /// When the process does not exit in time (it is killed then).
+    pub fn terminate(mut self, within: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(rustix::process::Signal::TERM);
+        let deadline = started + patience(within);
+        loop {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return (status, started.elapsed());
+            }
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                panic!("{} did not exit within {within:?} of SIGTERM; log:\n{log}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A collector process on loopback ports with its own data directory.
+#[derive(Debug)]
+pub struct Collector {
+    /// The process.
+    pub process: ProcessGuard,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Runs `b24watch-collector <args>` to completion with an explicit environment.
+///
+/// # Panics
+/// When it cannot be run.
+pub fn collector_cmd(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(bin("b24watch-collector"));
+    cmd.arg("--config").arg(data_dir.join("absent.toml")).arg("--data-dir").arg(data_dir).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("B24WATCH_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.output().expect("running b24watch-collector")
+}
+
+/// Enrols `agent_id` and writes its token to `<dir>/<agent_id>.token`; returns the path.
+///
+/// # Panics
+/// When enrolment fails.
+pub fn enroll(data_dir: &Path, agent_id: &str) -> PathBuf {
+    let out = collector_cmd(data_dir, &["enroll", agent_id]);
+    assert!(out.status.success(), "enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).expect("token is ASCII");
+    let path = data_dir.parent().unwrap_or(data_dir).join(format!("{agent_id}.token"));
+    std::fs::write(&path, token).expect("writing token file");
+    path
+}
+
+impl Collector {
+    /// Starts a collector on fresh loopback ports and waits until `/-/ready` answers 200.
+    ///
+    /// # Panics
+    /// When it does not become ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
+        Collector::start_on(data_dir, free_addr(), free_addr(), extra)
+    }
+
+    /// Starts a collector on the given ports (to restart one where agents expect it).
+    ///
+    /// # Panics
+    /// When it does not become ready.
+    pub fn start_on(data_dir: &Path, grpc: SocketAddr, http: SocketAddr, extra: &[&str]) -> Collector {
+        let mut cmd = Command::new(bin("b24watch-collector"));
+        cmd.arg("--config")
+            .arg(data_dir.join("absent.toml"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--grpc-listen")
+            .arg(grpc.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .args(extra);
+        let log = data_dir.parent().unwrap_or(data_dir).join("collector.log");
+        let process = ProcessGuard::spawn("b24watch-collector", cmd, &log);
+        let collector = Collector { process, grpc, http, data_dir: data_dir.to_path_buf() };
+        eventually("collector ready", Duration::from_secs(20), || {
+            http_get(collector.http, "/-/ready").ok().filter(|(status, _)| *status == 200)
+        });
+        collector
+    }
+
+    /// `http://` URL of the gRPC endpoint.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// The current `/metrics` text.
+    ///
+    /// # Panics
+    /// When the request fails.
+    pub fn metrics(&self) -> String {
+        let (status, body) = http_get(self.http, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// GETs an API path and parses the JSON.
+    ///
+    /// # Panics
+    /// When the request fails or the body is not JSON.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http_get(self.http, path).expect("GET api");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|err| panic!("GET {path}: {err}: {body}"))
+    }
+
+    /// Points of series `name` of `host` (all label sets), as `(labels, ts, value)`.
+    pub fn points(&self, host: &str, name: &str) -> Vec<(String, i64, f64)> {
+        let body = self.api(&format!("/api/v1/hosts/{host}/series?name={name}&from=0&to=9999999999999&max_points=100000"));
+        let mut out = Vec::new();
+        for series in body["series"].as_array().expect("series array") {
+            let labels = series["labels"].as_str().unwrap_or_default().to_owned();
+            for point in series["points"].as_array().expect("points array") {
+                out.push((labels.clone(), point[0].as_i64().expect("ts"), point[1].as_f64().expect("value")));
+            }
+        }
+        out
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// An agent process with its own state directory.
+#[derive(Debug)]
+pub struct Agent {
+    /// The process.
+    pub process: ProcessGuard,
+}
+
+impl Agent {
+    /// Starts an agent sending to `collector_url` every `interval_secs`.
+    pub fn start(dir: &Path, collector_url: &str, token_file: &Path, interval_secs: u64, extra: &[&str]) -> Agent {
+        let mut cmd = Command::new(bin("b24watch-agent"));
+        cmd.arg("--config")
+            .arg(dir.join("absent.toml"))
+            .arg("--collector-url")
+            .arg(collector_url)
+            .arg("--token-file")
+            .arg(token_file)
+            .arg("--state-dir")
+            .arg(dir.join("agent-state"))
+            .arg("--interval-secs")
+            .arg(interval_secs.to_string())
+            .args(extra);
+        Agent { process: ProcessGuard::spawn("b24watch-agent", cmd, &dir.join("agent.log")) }
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (`Connection: close`), bounded by a 10 s timeout.
+///
+/// # Errors
+/// IO errors and malformed responses.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.to_ascii_lowercase().contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The value of the sample `name{labels...}` in an exposition, matching the given labels exactly
+/// as a subset of the sample's labels.
+pub fn metric(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric_name != name {
+            return None;
+        }
+        let all = labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its combined output on failure.
+///
+/// # Panics
+/// When promtool is not installed (`make test` installs it).
+pub fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: run `make test`, which installs the prometheus package");
+    child.stdin.take().expect("stdin").write_all(exposition.as_bytes()).expect("writing to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}

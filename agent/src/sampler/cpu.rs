@@ -1,6 +1,6 @@
 //! CPU usage by mode from `/proc/stat`, as the share of time between two ticks.
 
-use b24watch_proto::catalog::{CPU_COUNT, CPU_MODE_RATIO, CPU_USAGE_RATIO};
+use b24watch_proto::catalog::{CPU_CORES, CPU_MODE_RATIO, CPU_USAGE_RATIO};
 
 use super::{Observation, SampleError, Sampler, UnixMs, read_proc};
 
@@ -63,7 +63,7 @@ impl Sampler for CpuSampler {
     async fn sample(&mut self, at: UnixMs, out: &mut Vec<Observation>) -> Result<(), SampleError> {
         read_proc("/proc/stat", &mut self.buf)?;
         let (cur, n_cpus) = parse_stat(&self.buf)?;
-        out.push(Observation::new(CPU_COUNT, f64::from(n_cpus), at));
+        out.push(Observation::new(CPU_CORES, f64::from(n_cpus), at));
         if let Some(ratios) = self.prev.and_then(|prev| mode_ratios(&prev, &cur)) {
             let idle = ratios[3] + ratios[4];
             out.push(Observation::new(CPU_USAGE_RATIO, (1.0 - idle).clamp(0.0, 1.0), at));
