@@ -22,9 +22,12 @@ pub fn build(agent_id: &str, created: UnixMs, observations: Vec<Observation>, te
     }
 }
 
+/// Identity of a series within a batch: name and labels.
+type SeriesKey = (&'static str, Vec<(&'static str, String)>);
+
 /// Groups observations into series, keeping first-seen order.
 fn group(observations: Vec<Observation>) -> Vec<Series> {
-    let mut index: HashMap<(&'static str, Vec<(&'static str, String)>), usize> = HashMap::new();
+    let mut index: HashMap<SeriesKey, usize> = HashMap::new();
     let mut series: Vec<Series> = Vec::new();
     for obs in observations {
         let idx = *index.entry((obs.name, obs.labels.clone())).or_insert_with(|| {

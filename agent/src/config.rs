@@ -145,10 +145,34 @@ impl Default for RawHost {
         RawHost {
             enabled: true,
             exclude_fstypes: strings(&[
-                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
-                "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "proc", "pstore", "ramfs",
-                "rpc_pipefs", "securityfs", "squashfs", "sysfs", "tmpfs", "tracefs", "fuse.lxcfs", "fuse.gvfsd-fuse",
-                "fuse.portal", "nfsd",
+                "autofs",
+                "binfmt_misc",
+                "bpf",
+                "cgroup",
+                "cgroup2",
+                "configfs",
+                "debugfs",
+                "devpts",
+                "devtmpfs",
+                "efivarfs",
+                "fusectl",
+                "hugetlbfs",
+                "mqueue",
+                "nsfs",
+                "overlay",
+                "proc",
+                "pstore",
+                "ramfs",
+                "rpc_pipefs",
+                "securityfs",
+                "squashfs",
+                "sysfs",
+                "tmpfs",
+                "tracefs",
+                "fuse.lxcfs",
+                "fuse.gvfsd-fuse",
+                "fuse.portal",
+                "nfsd",
             ]),
             exclude_mountpoint_prefixes: strings(&["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/snap"]),
             exclude_device_prefixes: strings(&["loop", "ram", "zram", "fd", "sr"]),
@@ -281,7 +305,10 @@ impl Config {
             bad("agent.id", format!("{:?}: expected 1..=128 characters of [A-Za-z0-9._-]", a.id));
         }
         if !(a.collector_url.starts_with("http://") || a.collector_url.starts_with("https://")) {
-            bad("agent.collector_url", format!("{:?}: expected a URL starting with http:// or https://", a.collector_url));
+            bad(
+                "agent.collector_url",
+                format!("{:?}: expected a URL starting with http:// or https://", a.collector_url),
+            );
         }
         if a.token.is_empty() && a.token_file.as_os_str().is_empty() {
             bad("agent.token_file", "empty while agent.token is empty too: set one of them".to_owned());
@@ -394,7 +421,9 @@ mod tests {
         let err = Config::parse(text, origin()).expect_err("invalid values");
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["agent.id", "agent.collector_url", "agent.interval_secs", "spool.max_bytes"]);
-        assert!(err.to_string().contains("invalid value for agent.interval_secs in /etc/b24watch/agent.toml: 0: expected an integer from 1 to 3600"));
+        assert!(err.to_string().contains(
+            "invalid value for agent.interval_secs in /etc/b24watch/agent.toml: 0: expected an integer from 1 to 3600"
+        ));
     }
 
     #[test]

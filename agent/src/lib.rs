@@ -43,7 +43,9 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     let agent_id = match &cfg.id {
         Some(id) => id.clone(),
         None => token_agent_id(&token)
-            .context("the token has no agent id before its last '.': use the token printed by `b24watch-collector enroll`")?
+            .context(
+                "the token has no agent id before its last '.': use the token printed by `b24watch-collector enroll`",
+            )?
             .to_owned(),
     };
     let (spool, moved_aside) = spool::Spool::open(&cfg.state_dir, &cfg.spool)
@@ -72,14 +74,8 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         pushed: Arc::clone(&pushed),
         telemetry: Arc::clone(&telemetry),
     };
-    let shipper = shipper::Shipper {
-        url: cfg.collector_url.clone(),
-        token,
-        spool,
-        pushed,
-        telemetry,
-        grace: cfg.shutdown_grace,
-    };
+    let shipper =
+        shipper::Shipper { url: cfg.collector_url.clone(), token, spool, pushed, telemetry, grace: cfg.shutdown_grace };
     let tracker = TaskTracker::new();
     // The scheduler stops first; the shipper gets the grace period to deliver what is pending.
     tracker.spawn(scheduler.run(shutdown.child_token()));

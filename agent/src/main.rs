@@ -119,7 +119,9 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, String)> {
         TokenSource::File(path) => read_token(path)?,
     };
     if cfg.id.is_none() && b24watch_agent::token_agent_id(&token).is_none() {
-        anyhow::bail!("the token has no agent id before its last '.': use the token printed by `b24watch-collector enroll`");
+        anyhow::bail!(
+            "the token has no agent id before its last '.': use the token printed by `b24watch-collector enroll`"
+        );
     }
     Ok((cfg, token))
 }

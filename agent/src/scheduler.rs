@@ -11,10 +11,10 @@ use tokio::time::{MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::batch;
 use crate::sampler::{Observation, Sampler, UnixMs};
 use crate::spool::Spool;
 use crate::telemetry::Telemetry;
-use crate::batch;
 
 /// Everything one scheduler needs.
 #[derive(Debug)]
@@ -95,7 +95,11 @@ impl Scheduler {
             Ok((seq, dropped)) => {
                 if dropped.batches > 0 {
                     self.telemetry.spool_dropped(dropped.batches);
-                    error!(batches = dropped.batches, points = dropped.points, "spool full: dropped the oldest batches");
+                    error!(
+                        batches = dropped.batches,
+                        points = dropped.points,
+                        "spool full: dropped the oldest batches"
+                    );
                 }
                 debug!(seq, "batch spooled");
                 self.pushed.notify_one();

@@ -111,7 +111,9 @@ impl Shipper {
     async fn session(&self, shutdown: &CancellationToken, acked_any: &mut bool) -> SessionEnd {
         let endpoint = match Endpoint::from_shared(self.url.clone()) {
             Ok(endpoint) => endpoint,
-            Err(err) => return SessionEnd::Failed(Status::invalid_argument(format!("collector url: {err}"))),
+            Err(err) => {
+                return SessionEnd::Failed(Status::invalid_argument(format!("collector url: {err}")));
+            }
         };
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
@@ -132,7 +134,11 @@ impl Shipper {
             Ok(value) => {
                 request.metadata_mut().insert(AUTHORIZATION, value);
             }
-            Err(_) => return SessionEnd::Failed(Status::unauthenticated("token contains characters not allowed in metadata")),
+            Err(_) => {
+                return SessionEnd::Failed(Status::unauthenticated(
+                    "token contains characters not allowed in metadata",
+                ));
+            }
         }
         // Batches queued in the channel before the call so the first ones travel with the headers.
         let mut inflight = std::collections::VecDeque::new();

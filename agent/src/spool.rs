@@ -83,9 +83,8 @@ impl Spool {
         match Spool::open_at(&path, cfg) {
             Ok(spool) => Ok((spool, None)),
             Err(_) if path.exists() => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
+                let stamp =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
                 let aside = dir.join(format!("{FILE_NAME}.damaged-{stamp}"));
                 for suffix in ["", "-wal", "-shm"] {
                     let from = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -143,7 +142,9 @@ impl Spool {
         let epoch = meta("epoch").map_err(sql)? as u64;
         let next_seq = meta("next_seq").map_err(sql)? as u64;
         let (pending_batches, pending_bytes): (i64, i64) = conn
-            .query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM batch", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM batch", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(sql)?;
         Ok(Spool {
             conn,
@@ -189,13 +190,16 @@ impl Spool {
         let (first_ms, last_ms) = point_range(&batch);
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let mut dropped = Dropped::default();
-        let mut gap = Gap { reason: "spool_full".into(), from_unix_ms: i64::MAX, to_unix_ms: i64::MIN, ..Gap::default() };
+        let mut gap =
+            Gap { reason: "spool_full".into(), from_unix_ms: i64::MAX, to_unix_ms: i64::MIN, ..Gap::default() };
         let mut pending_batches = self.pending_batches;
         let mut pending_bytes = self.pending_bytes;
         // Room for the new batch: its size is known only roughly before the gap is added, so
         // reserve a little for the gap record.
         let incoming = batch.encoded_len() as u64 + 64;
-        while pending_batches > 0 && (pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes) {
+        while pending_batches > 0
+            && (pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes)
+        {
             let oldest: Option<(i64, i64, i64, i64, i64)> = tx
                 .query_row(
                     "SELECT seq, first_ms, last_ms, points, LENGTH(payload) FROM batch ORDER BY seq LIMIT 1",
@@ -204,7 +208,9 @@ impl Spool {
                 )
                 .optional()
                 .map_err(|e| self.sql(e))?;
-            let Some((old_seq, old_first, old_last, old_points, old_len)) = oldest else { break };
+            let Some((old_seq, old_first, old_last, old_points, old_len)) = oldest else {
+                break;
+            };
             tx.execute("DELETE FROM batch WHERE seq = ?1", [old_seq]).map_err(|e| self.sql(e))?;
             // A dropped batch may itself have carried a gap record; keep it by folding it in.
             dropped.batches += 1;
@@ -351,7 +357,10 @@ mod tests {
         assert_eq!(spool.pending_batches(), 3);
         let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
         let gap = Batch::decode(payload.as_slice()).expect("decode").gaps.remove(0);
-        assert_eq!((gap.reason.as_str(), gap.from_unix_ms, gap.to_unix_ms, gap.dropped_samples), ("spool_full", 10, 10, 5));
+        assert_eq!(
+            (gap.reason.as_str(), gap.from_unix_ms, gap.to_unix_ms, gap.dropped_samples),
+            ("spool_full", 10, 10, 5)
+        );
     }
 
     #[test]

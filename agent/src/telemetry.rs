@@ -25,13 +25,18 @@ pub struct Telemetry {
 impl Telemetry {
     /// Counts a failed sampler run.
     pub fn sampler_error(&self, sampler: &'static str, reason: &'static str) {
-        *self.sampler_errors.lock().expect("telemetry lock is never poisoned").entry((sampler, reason)).or_default() += 1;
+        *self.sampler_errors.lock().expect("telemetry lock is never poisoned").entry((sampler, reason)).or_default() +=
+            1;
     }
 
     /// Counts points the collector rejected.
     pub fn rejected(&self, reason: &str, points: u64) {
-        *self.rejected_points.lock().expect("telemetry lock is never poisoned").entry(reason.to_owned()).or_default() +=
-            points;
+        *self
+            .rejected_points
+            .lock()
+            .expect("telemetry lock is never poisoned")
+            .entry(reason.to_owned())
+            .or_default() += points;
     }
 
     /// Counts batches dropped because the spool was full.
@@ -52,7 +57,11 @@ impl Telemetry {
             out.push(Observation::new(AGENT_RESIDENT_MEMORY_BYTES, rss, at));
             out.push(Observation::new(AGENT_CPU_SECONDS_TOTAL, cpu, at));
         }
-        out.push(Observation::new(AGENT_SPOOL_PENDING_BATCHES, self.spool_pending_batches.load(Ordering::Relaxed) as f64, at));
+        out.push(Observation::new(
+            AGENT_SPOOL_PENDING_BATCHES,
+            self.spool_pending_batches.load(Ordering::Relaxed) as f64,
+            at,
+        ));
         out.push(Observation::new(AGENT_SPOOL_BYTES, self.spool_bytes.load(Ordering::Relaxed) as f64, at));
         out.push(Observation::labeled(
             AGENT_SPOOL_DROPPED_BATCHES_TOTAL,
@@ -69,7 +78,12 @@ impl Telemetry {
             ));
         }
         for (reason, count) in self.rejected_points.lock().expect("telemetry lock is never poisoned").iter() {
-            out.push(Observation::labeled(AGENT_REJECTED_POINTS_TOTAL, vec![("reason", reason.clone())], *count as f64, at));
+            out.push(Observation::labeled(
+                AGENT_REJECTED_POINTS_TOTAL,
+                vec![("reason", reason.clone())],
+                *count as f64,
+                at,
+            ));
         }
         out
     }

@@ -11,7 +11,9 @@ pub type SecretHash = [u8; 32];
 
 /// Whether `id` is acceptable as an agent id (it becomes the `host` label).
 pub fn valid_agent_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A new token for `agent_id`, and the hash to store.

@@ -219,7 +219,10 @@ impl Config {
         let mut addr = |key: &str, text: &str| match text.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                bad(key, format!("{text:?}: expected an address and port such as \"127.0.0.1:10062\" or \"[::]:10062\""));
+                bad(
+                    key,
+                    format!("{text:?}: expected an address and port such as \"127.0.0.1:10062\" or \"[::]:10062\""),
+                );
                 None
             }
         };
@@ -290,7 +293,8 @@ mod tests {
 
     #[test]
     fn every_invalid_value_is_reported_at_once() {
-        let text = "[collector]\ngrpc_listen = \"localhost\"\nagent_timeout_secs = 1\n[limits]\nmax_message_bytes = 10\n";
+        let text =
+            "[collector]\ngrpc_listen = \"localhost\"\nagent_timeout_secs = 1\n[limits]\nmax_message_bytes = 10\n";
         let err = Config::parse(text, origin()).expect_err("invalid");
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["collector.grpc_listen", "collector.agent_timeout_secs", "limits.max_message_bytes"]);

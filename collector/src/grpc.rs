@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use b24watch_proto::AUTHORIZATION;
 use b24watch_proto::v1::ingest_server::Ingest;
-use b24watch_proto::v1::{Ack, Batch, Rejection, RejectReason, Series};
+use b24watch_proto::v1::{Ack, Batch, RejectReason, Rejection, Series};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -56,12 +56,16 @@ pub fn status_for(err: &store::Error) -> Status {
     match err {
         store::Error::Busy | store::Error::Full | store::Error::Unavailable(_) => {
             let mut status = Status::unavailable(format!("store cannot commit now: {err}"));
-            status.metadata_mut().insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
+            status
+                .metadata_mut()
+                .insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
             status
         }
         store::Error::Failed(_) => {
             let mut status = Status::unavailable(format!("store failed: {err}"));
-            status.metadata_mut().insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
+            status
+                .metadata_mut()
+                .insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
             status
         }
     }
@@ -130,7 +134,12 @@ impl IngestService {
                 self.metrics.points_stored(points);
                 self.metrics.agent_dropped_points(dropped);
                 for (series_index, telemetry, points) in series_limited {
-                    rejections.push(Rejection { series_index, points, reason: RejectReason::SeriesLimit as i32, telemetry });
+                    rejections.push(Rejection {
+                        series_index,
+                        points,
+                        reason: RejectReason::SeriesLimit as i32,
+                        telemetry,
+                    });
                 }
                 ack.stored_points = points;
                 let limited: Vec<(u32, bool)> = rejections
@@ -138,11 +147,8 @@ impl IngestService {
                     .filter(|r| r.reason == RejectReason::SeriesLimit as i32)
                     .map(|r| (r.series_index, r.telemetry))
                     .collect();
-                let stored: Vec<SeriesIn> = ingest
-                    .series
-                    .into_iter()
-                    .filter(|s| !limited.contains(&(s.index, s.telemetry)))
-                    .collect();
+                let stored: Vec<SeriesIn> =
+                    ingest.series.into_iter().filter(|s| !limited.contains(&(s.index, s.telemetry))).collect();
                 self.live.observe(agent_id, received_ms, &stored);
             }
             Outcome::Duplicate => {
@@ -200,10 +206,10 @@ impl Ingest for IngestService {
                         Err(status) => Err(inbound_error(status)),
                     };
                     let end = reply.is_err();
-                    if let Err(status) = &reply {
-                        if status.code() != Code::Unavailable {
-                            info!(code = ?status.code(), error = %status.message(), "stream ended with an error");
-                        }
+                    if let Err(status) = &reply
+                        && status.code() != Code::Unavailable
+                    {
+                        info!(code = ?status.code(), error = %status.message(), "stream ended with an error");
                     }
                     if tx.send(reply).await.is_err() || end {
                         break;
@@ -255,7 +261,12 @@ fn escape(value: &str) -> String {
 ///
 /// # Errors
 /// `INVALID_ARGUMENT` with a readable message.
-pub fn validate(agent_id: &str, batch: Batch, now_ms: i64, limits: &Limits) -> Result<(IngestBatch, Vec<Rejection>), Status> {
+pub fn validate(
+    agent_id: &str,
+    batch: Batch,
+    now_ms: i64,
+    limits: &Limits,
+) -> Result<(IngestBatch, Vec<Rejection>), Status> {
     if batch.spool_epoch == 0 || batch.seq == 0 {
         return Err(Status::invalid_argument("spool_epoch and seq must be non-zero"));
     }
@@ -401,7 +412,10 @@ mod tests {
     #[test]
     fn invalid_points_are_rejected_one_by_one_and_the_rest_kept() {
         let now = 1_000_000;
-        let b = batch(vec![series("load1", &[(1, 0.5), (2, f64::NAN), (3, f64::INFINITY), (now + 700_000, 1.0), (4, -0.0)])]);
+        let b = batch(vec![series(
+            "load1",
+            &[(1, 0.5), (2, f64::NAN), (3, f64::INFINITY), (now + 700_000, 1.0), (4, -0.0)],
+        )]);
         let (ingest, rejections) = validate("web", b, now, &Limits::default()).expect("valid batch");
         assert_eq!(ingest.series[0].points, [(1, 0.5), (4, 0.0)]);
         assert!(ingest.series[0].points[1].1.is_sign_positive(), "-0.0 stored as 0");
@@ -420,12 +434,15 @@ mod tests {
         let b = batch(vec![long, host, mismatch, series("bad-name", &[(1, 1.0)]), series("ok", &[(1, 1.0)])]);
         let (ingest, rejections) = validate("web", b, 10, &Limits::default()).expect("valid batch");
         let reasons: Vec<i32> = rejections.iter().map(|r| r.reason).collect();
-        assert_eq!(reasons, [
-            RejectReason::LabelTooLong as i32,
-            RejectReason::InvalidName as i32,
-            RejectReason::LengthMismatch as i32,
-            RejectReason::InvalidName as i32
-        ]);
+        assert_eq!(
+            reasons,
+            [
+                RejectReason::LabelTooLong as i32,
+                RejectReason::InvalidName as i32,
+                RejectReason::LengthMismatch as i32,
+                RejectReason::InvalidName as i32
+            ]
+        );
         assert_eq!(ingest.series.len(), 1);
         assert_eq!(ingest.series[0].index, 4);
     }

@@ -56,7 +56,9 @@ impl Live {
         let entry = hosts.entry(host.to_owned()).or_default();
         entry.last_seen_ms = Some(entry.last_seen_ms.map_or(received_ms, |seen| seen.max(received_ms)));
         for s in series {
-            let Some(&(ts_ms, value)) = s.points.iter().max_by_key(|(ts, _)| *ts) else { continue };
+            let Some(&(ts_ms, value)) = s.points.iter().max_by_key(|(ts, _)| *ts) else {
+                continue;
+            };
             let point = LivePoint { kind: s.kind, ts_ms, value, received_ms };
             match entry.series.get_mut(&(s.name.clone(), s.labels.clone())) {
                 // A backfilled (older) point never replaces a newer one.
@@ -112,7 +114,12 @@ impl Live {
     /// Appends the exposition of every host to `out`.
     pub fn render(&self, now_ms: i64, timeout_ms: i64, out: &mut String) {
         let statuses = self.statuses(now_ms, timeout_ms);
-        family_header(out, "b24watch_agent_up", "gauge", "1 when the agent's last batch arrived within the agent timeout, else 0.");
+        family_header(
+            out,
+            "b24watch_agent_up",
+            "gauge",
+            "1 when the agent's last batch arrived within the agent timeout, else 0.",
+        );
         for status in &statuses {
             let _ = writeln!(out, "b24watch_agent_up{{host=\"{}\"}} {}", status.host, u8::from(status.up));
         }
@@ -135,7 +142,9 @@ impl Live {
         let hosts = self.hosts.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut rows: Vec<(&str, &str, &str, &LivePoint)> = Vec::new();
         for status in statuses.iter().filter(|s| s.up) {
-            let Some(host) = hosts.get(&status.host) else { continue };
+            let Some(host) = hosts.get(&status.host) else {
+                continue;
+            };
             for ((name, labels), point) in &host.series {
                 if now_ms - point.received_ms <= timeout_ms {
                     rows.push((name, status.host.as_str(), labels, point));
@@ -172,7 +181,14 @@ mod tests {
     use super::*;
 
     fn series(name: &str, labels: &str, ts: i64, value: f64) -> SeriesIn {
-        SeriesIn { name: name.into(), labels: labels.into(), kind: 1, points: vec![(ts, value)], index: 0, telemetry: false }
+        SeriesIn {
+            name: name.into(),
+            labels: labels.into(),
+            kind: 1,
+            points: vec![(ts, value)],
+            index: 0,
+            telemetry: false,
+        }
     }
 
     #[test]

@@ -107,7 +107,12 @@ fn main() -> ExitCode {
         Some(Command::Agents) => admin(&cfg, |conn, _| {
             let mut stmt = conn.prepare("SELECT id, created_ms, revoked_ms, last_seen_ms FROM agent ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
             })?;
             println!("{:<40} {:>15} {:>15} {:>8}", "AGENT", "ENROLLED_MS", "LAST_SEEN_MS", "REVOKED");
             for row in rows {
@@ -164,7 +169,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::from_raw(raw, &cli.config)?)
 }
 
-fn admin(cfg: &Config, action: impl FnOnce(&rusqlite::Connection, i64) -> Result<(), store::Error>) -> anyhow::Result<()> {
+fn admin(
+    cfg: &Config,
+    action: impl FnOnce(&rusqlite::Connection, i64) -> Result<(), store::Error>,
+) -> anyhow::Result<()> {
     let conn = store::open_connection(&cfg.data_dir)
         .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     action(&conn, b24watch_collector::now_ms())?;
@@ -172,10 +180,8 @@ fn admin(cfg: &Config, action: impl FnOnce(&rusqlite::Connection, i64) -> Result
 }
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
         let grpc = tokio::net::TcpListener::bind(cfg.grpc_listen)
             .await
@@ -188,7 +194,8 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             let shutdown = shutdown.clone();
             async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                else {
                     tracing::error!("cannot install signal handlers");
                     return;
                 };

@@ -173,13 +173,19 @@ impl Metrics {
         }
         let count = load(&self.commit_count);
         let _ = writeln!(out, "b24watch_collector_store_commit_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "b24watch_collector_store_commit_seconds_sum {}", load(&self.commit_sum_micros) as f64 / 1e6);
+        let _ =
+            writeln!(out, "b24watch_collector_store_commit_seconds_sum {}", load(&self.commit_sum_micros) as f64 / 1e6);
         let _ = writeln!(out, "b24watch_collector_store_commit_seconds_count {count}");
         header(out, "b24watch_collector_db_size_bytes", "gauge", "Size of the SQLite database file.");
         let _ = writeln!(out, "b24watch_collector_db_size_bytes {db_bytes}");
         header(out, "b24watch_collector_wal_size_bytes", "gauge", "Size of the SQLite write-ahead log.");
         let _ = writeln!(out, "b24watch_collector_wal_size_bytes {wal_bytes}");
-        header(out, "b24watch_collector_ready", "gauge", "1 when the collector accepts batches (store healthy, not stopping).");
+        header(
+            out,
+            "b24watch_collector_ready",
+            "gauge",
+            "1 when the collector accepts batches (store healthy, not stopping).",
+        );
         let _ = writeln!(out, "b24watch_collector_ready {}", u8::from(ready));
     }
 }

@@ -77,8 +77,16 @@ pub const AGENT_REJECTED_POINTS_TOTAL: &str = "agent_rejected_points_total";
 
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
-    gauge(CPU_USAGE_RATIO, &[], "Share of CPU time spent not idle (idle and iowait excluded) since the previous sample, 0..1."),
-    gauge(CPU_MODE_RATIO, &["mode"], "Share of CPU time spent in each mode (user, nice, system, iowait, irq, softirq, steal, idle) since the previous sample."),
+    gauge(
+        CPU_USAGE_RATIO,
+        &[],
+        "Share of CPU time spent not idle (idle and iowait excluded) since the previous sample, 0..1.",
+    ),
+    gauge(
+        CPU_MODE_RATIO,
+        &["mode"],
+        "Share of CPU time spent in each mode (user, nice, system, iowait, irq, softirq, steal, idle) since the previous sample.",
+    ),
     gauge(CPU_CORES, &[], "Number of CPUs seen in /proc/stat."),
     gauge(LOAD1, &[], "Load average over 1 minute."),
     gauge(LOAD5, &[], "Load average over 5 minutes."),
@@ -99,7 +107,11 @@ pub const SERIES: &[Descriptor] = &[
     gauge(AGENT_SPOOL_PENDING_BATCHES, &[], "Batches in the agent's spool not yet acknowledged by the collector."),
     gauge(AGENT_SPOOL_BYTES, &[], "Size of the agent's spool payloads."),
     counter(AGENT_SPOOL_DROPPED_BATCHES_TOTAL, &["reason"], "Batches the agent dropped from its spool, by reason."),
-    counter(AGENT_SAMPLER_ERRORS_TOTAL, &["sampler", "reason"], "Sampler runs that produced nothing usable, by sampler and reason."),
+    counter(
+        AGENT_SAMPLER_ERRORS_TOTAL,
+        &["sampler", "reason"],
+        "Sampler runs that produced nothing usable, by sampler and reason.",
+    ),
     counter(AGENT_REJECTED_POINTS_TOTAL, &["reason"], "Points the collector rejected, by reason."),
 ];
 

@@ -241,7 +241,8 @@ impl Collector {
 
     /// Points of series `name` of `host` (all label sets), as `(labels, ts, value)`.
     pub fn points(&self, host: &str, name: &str) -> Vec<(String, i64, f64)> {
-        let body = self.api(&format!("/api/v1/hosts/{host}/series?name={name}&from=0&to=9999999999999&max_points=100000"));
+        let body =
+            self.api(&format!("/api/v1/hosts/{host}/series?name={name}&from=0&to=9999999999999&max_points=100000"));
         let mut out = Vec::new();
         for series in body["series"].as_array().expect("series array") {
             let labels = series["labels"].as_str().unwrap_or_default().to_owned();
@@ -306,7 +307,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
         if line.trim().is_empty() {
             break;
         }
-        if line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.to_ascii_lowercase().contains("chunked") {
+        if line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.to_ascii_lowercase().contains("chunked")
+        {
             chunked = true;
         }
     }

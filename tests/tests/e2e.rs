@@ -37,7 +37,9 @@ mod slice {
             request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
             let mut acks = client.stream(request).await?.into_inner();
             let mut out = Vec::new();
-            while let Some(ack) = tokio::time::timeout(Duration::from_secs(10), acks.message()).await.expect("ack in time")? {
+            while let Some(ack) =
+                tokio::time::timeout(Duration::from_secs(10), acks.message()).await.expect("ack in time")?
+            {
                 out.push(ack);
             }
             Ok(out)
@@ -162,7 +164,8 @@ mod slice {
         let collector = Collector::start(&data, &[]);
         let out = b24watch_e2e::collector_cmd(&data, &["revoke", "gone"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let err = send(&collector.grpc_url(), token.trim(), vec![load_batch("gone", 1, 1, &[now_ms()])]).expect_err("revoked");
+        let err = send(&collector.grpc_url(), token.trim(), vec![load_batch("gone", 1, 1, &[now_ms()])])
+            .expect_err("revoked");
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
         assert!(collector.points("gone", "load1").is_empty());
     }
@@ -215,10 +218,12 @@ mod slice {
         let points = collector.points("box-03", "load1");
         let unique: BTreeSet<i64> = points.iter().map(|p| p.1).collect();
         assert_eq!(unique.len(), points.len(), "duplicate timestamps: {points:?}");
-        let during: Vec<i64> = unique.iter().copied().filter(|ts| (down_at + 1000..up_at - 1000).contains(ts)).collect();
+        let during: Vec<i64> =
+            unique.iter().copied().filter(|ts| (down_at + 1000..up_at - 1000).contains(ts)).collect();
         assert!(during.len() >= 2, "samples taken while the collector was down were not delivered: {points:?}");
         // One sample per second: no holes larger than two intervals anywhere.
-        let holes: Vec<(i64, i64)> = unique.iter().zip(unique.iter().skip(1)).map(|(a, b)| (*a, *b)).filter(|(a, b)| b - a > 2500).collect();
+        let holes: Vec<(i64, i64)> =
+            unique.iter().zip(unique.iter().skip(1)).map(|(a, b)| (*a, *b)).filter(|(a, b)| b - a > 2500).collect();
         assert!(holes.is_empty(), "gaps in delivered samples: {holes:?}");
     }
 
@@ -265,7 +270,11 @@ mod slice {
             let out = std::process::Command::new(b24watch_e2e::bin(binary))
                 .arg("--config")
                 .arg(&path)
-                .args(if binary == "b24watch-agent" { vec!["--token-file".to_owned(), token.display().to_string()] } else { vec![] })
+                .args(if binary == "b24watch-agent" {
+                    vec!["--token-file".to_owned(), token.display().to_string()]
+                } else {
+                    vec![]
+                })
                 .arg("--check-config")
                 .output()
                 .expect("check config");

@@ -23,7 +23,9 @@ pub(super) fn parse_stat(text: &str) -> Result<(CpuTimes, u32), SampleError> {
     let mut total = None;
     let mut n_cpus = 0;
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("cpu") else { continue };
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
         if rest.starts_with(' ') {
             let mut times = CpuTimes::default();
             let mut fields = rest.split_ascii_whitespace();

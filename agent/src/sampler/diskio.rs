@@ -91,12 +91,15 @@ mod tests {
         let text = include_str!("../../tests/fixtures/proc_diskstats.txt");
         let disks = parse_diskstats(text, |name| name == "vda" || name == "nvme0n1").expect("parses");
         assert_eq!(disks.len(), 2);
-        assert_eq!(disks[0], DiskStats {
-            device: "vda".into(),
-            read_bytes: 1_226_142.0 * 512.0,
-            written_bytes: 9_871_234.0 * 512.0,
-            io_seconds: 512.345,
-        });
+        assert_eq!(
+            disks[0],
+            DiskStats {
+                device: "vda".into(),
+                read_bytes: 1_226_142.0 * 512.0,
+                written_bytes: 9_871_234.0 * 512.0,
+                io_seconds: 512.345,
+            }
+        );
         assert_eq!(disks[1].device, "nvme0n1");
     }
 

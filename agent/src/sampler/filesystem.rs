@@ -43,7 +43,10 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut idx = 0;
     while idx < bytes.len() {
-        if bytes[idx] == b'\\' && idx + 3 < bytes.len() && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[idx] == b'\\'
+            && idx + 3 < bytes.len()
+            && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
             let value = bytes[idx + 1..idx + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
             out.push(value as u8);
             idx += 4;
@@ -69,7 +72,8 @@ pub(super) fn parse_mounts(text: &str, exclude_fstypes: &[String], exclude_prefi
             continue;
         };
         let mountpoint = unescape(mountpoint);
-        if exclude_fstypes.iter().any(|t| t == fstype) || exclude_prefixes.iter().any(|p| under_prefix(&mountpoint, p)) {
+        if exclude_fstypes.iter().any(|t| t == fstype) || exclude_prefixes.iter().any(|p| under_prefix(&mountpoint, p))
+        {
             continue;
         }
         mounts.retain(|m| m.mountpoint != mountpoint);

@@ -29,7 +29,11 @@ impl Sampler for LoadSampler {
         let mut buf = String::new();
         read_proc("/proc/loadavg", &mut buf)?;
         let [l1, l5, l15] = parse_loadavg(&buf)?;
-        out.extend([Observation::new(LOAD1, l1, at), Observation::new(LOAD5, l5, at), Observation::new(LOAD15, l15, at)]);
+        out.extend([
+            Observation::new(LOAD1, l1, at),
+            Observation::new(LOAD5, l5, at),
+            Observation::new(LOAD15, l15, at),
+        ]);
         Ok(())
     }
 }

@@ -23,9 +23,13 @@ pub(super) fn parse_meminfo(text: &str) -> Result<MemInfo, SampleError> {
     let (mut total, mut available, mut free, mut buffers, mut cached) = (None, None, 0, 0, 0);
     let (mut swap_total, mut swap_free) = (0, 0);
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
         let mut parts = rest.split_ascii_whitespace();
-        let Some(Ok(value)) = parts.next().map(str::parse::<u64>) else { continue };
+        let Some(Ok(value)) = parts.next().map(str::parse::<u64>) else {
+            continue;
+        };
         let bytes = if parts.next() == Some("kB") { value.saturating_mul(1024) } else { value };
         match key {
             "MemTotal" => total = Some(bytes),
@@ -70,17 +74,21 @@ mod tests {
     #[test]
     fn meminfo_fixture_reports_bytes() {
         let info = parse_meminfo(include_str!("../../tests/fixtures/proc_meminfo.txt")).expect("parses");
-        assert_eq!(info, MemInfo {
-            total: 24_613_652 * 1024,
-            available: 23_101_120 * 1024,
-            swap_total: 2_097_148 * 1024,
-            swap_free: 2_000_000 * 1024,
-        });
+        assert_eq!(
+            info,
+            MemInfo {
+                total: 24_613_652 * 1024,
+                available: 23_101_120 * 1024,
+                swap_total: 2_097_148 * 1024,
+                swap_free: 2_000_000 * 1024,
+            }
+        );
     }
 
     #[test]
     fn old_kernel_without_mem_available_estimates_it() {
-        let info = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 20 kB\nCached: 300 kB\n").expect("parses");
+        let info =
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 20 kB\nCached: 300 kB\n").expect("parses");
         assert_eq!(info.available, 420 * 1024);
     }
 

@@ -205,7 +205,8 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, Error> {
     std::fs::create_dir_all(data_dir)
         .map_err(|err| Error::Failed(format!("creating data directory {}: {err}", data_dir.display())))?;
     let path = data_dir.join(DB_FILE);
-    let mut conn = Connection::open(&path).map_err(|err| Error::Failed(format!("opening {}: {err}", path.display())))?;
+    let mut conn =
+        Connection::open(&path).map_err(|err| Error::Failed(format!("opening {}: {err}", path.display())))?;
     schema::configure(&conn)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
@@ -235,7 +236,9 @@ impl Store {
     /// `Busy`/`Full` (retry later), `Unavailable` (store poisoned or closing), `Failed`.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<Outcome, Error> {
         if !self.is_healthy() {
-            return Err(Error::Unavailable("a previous commit failed; restart the collector after fixing the disk".into()));
+            return Err(Error::Unavailable(
+                "a previous commit failed; restart the collector after fixing the disk".into(),
+            ));
         }
         let (reply, answer) = oneshot::channel();
         // A full queue means the writer is saturated: refuse now rather than buffer without bound.
@@ -264,7 +267,9 @@ impl Store {
 /// Invalid id, an existing agent without `rotate`, SQLite errors.
 pub fn enroll(conn: &Connection, agent_id: &str, rotate: bool, now_ms: i64) -> Result<String, Error> {
     if !auth::valid_agent_id(agent_id) {
-        return Err(Error::Failed(format!("invalid agent id {agent_id:?}: expected 1..=128 characters of [A-Za-z0-9._-]")));
+        return Err(Error::Failed(format!(
+            "invalid agent id {agent_id:?}: expected 1..=128 characters of [A-Za-z0-9._-]"
+        )));
     }
     let (token, hash) = auth::generate(agent_id).map_err(|err| Error::Failed(format!("random source: {err}")))?;
     let exists: Option<i64> =
@@ -296,7 +301,8 @@ pub fn enroll(conn: &Connection, agent_id: &str, rotate: bool, now_ms: i64) -> R
 /// # Errors
 /// Unknown agent, SQLite errors.
 pub fn revoke(conn: &Connection, agent_id: &str, now_ms: i64) -> Result<(), Error> {
-    let changed = conn.execute("UPDATE agent SET revoked_ms = ?2 WHERE id = ?1", rusqlite::params![agent_id, now_ms])?;
+    let changed =
+        conn.execute("UPDATE agent SET revoked_ms = ?2 WHERE id = ?1", rusqlite::params![agent_id, now_ms])?;
     if changed == 0 {
         return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
     }

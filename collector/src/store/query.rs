@@ -79,8 +79,8 @@ impl Reader {
     /// SQLite errors.
     pub fn agents(&self) -> Result<Vec<AgentRow>, Error> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT id, created_ms, revoked_ms, last_seen_ms, last_version FROM agent ORDER BY id")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, created_ms, revoked_ms, last_seen_ms, last_version FROM agent ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok(AgentRow {
                 id: r.get(0)?,

@@ -112,9 +112,11 @@ impl Writer {
             let mut series_limited = Vec::new();
             for series in &batch.series {
                 let key = (batch.agent_id.clone(), series.name.clone(), series.labels.clone());
-                let known = self.series_ids.get(&key).copied().or_else(|| {
-                    new_series.iter().find(|(k, _)| *k == key).map(|(_, id)| *id)
-                });
+                let known = self
+                    .series_ids
+                    .get(&key)
+                    .copied()
+                    .or_else(|| new_series.iter().find(|(k, _)| *k == key).map(|(_, id)| *id));
                 let series_id = match known {
                     Some(id) => id,
                     None => {
@@ -132,7 +134,8 @@ impl Writer {
                         id
                     }
                 };
-                let mut insert = tx.prepare_cached("INSERT INTO sample(series_id, ts_ms, value) VALUES (?1, ?2, ?3)")?;
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO sample(series_id, ts_ms, value) VALUES (?1, ?2, ?3)")?;
                 for (ts, value) in &series.points {
                     insert.execute(params![series_id, ts, value])?;
                 }
@@ -196,8 +199,10 @@ impl Writer {
                 &batch.payload_hash[..],
                 points as i64
             ])?;
-            tx.prepare_cached("UPDATE agent SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2), last_version = ?3 WHERE id = ?1")?
-                .execute(params![batch.agent_id, batch.received_ms, batch.agent_version])?;
+            tx.prepare_cached(
+                "UPDATE agent SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2), last_version = ?3 WHERE id = ?1",
+            )?
+            .execute(params![batch.agent_id, batch.received_ms, batch.agent_version])?;
             outcomes.push(Outcome::Stored { points, series_limited });
         }
         tx.commit()?;

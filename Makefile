@@ -1,0 +1,39 @@
+# b24watch: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PROFILE ?= debug
+
+.PHONY: run test deps build release bench-agent fmt lint clean
+
+## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
+run:
+	PROFILE=$(PROFILE) scripts/run-local.sh
+
+## test: install what the tests need when missing, then run the whole suite
+test: deps
+	cargo build --workspace --bins
+	cargo test --workspace
+
+## deps: install test dependencies (promtool, logrotate, mariadb-server) when missing
+deps:
+	scripts/install-test-deps.sh
+
+build:
+	cargo build --workspace --bins
+
+release:
+	cargo build --workspace --bins --release
+
+## bench-agent: the agent's steady RSS and CPU per tick next to node_exporter's per scrape
+bench-agent:
+	scripts/bench-agent.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf .run
+	cargo clean

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Measures the agent's steady RSS and CPU per tick (release build, default samplers, 10 s
+# interval, sending to a local collector) and, in the same run, node_exporter's CPU per scrape
+# and RSS as the anchor (DESIGN.md section 7).
+#   DURATION=180 scripts/bench-agent.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-180}
+interval=10
+cargo build --workspace --bins --release -q
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+ticks_per_s=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+grpc=$(port); http=$(port)
+c=(target/release/b24watch-collector --config "$work/absent.toml" --data-dir "$work/c")
+"${c[@]}" enroll bench > "$work/token"
+B24WATCH_LOG=warn "${c[@]}" --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" &
+pids+=($!)
+sleep 1
+B24WATCH_LOG=warn target/release/b24watch-agent --config "$work/absent.toml" --collector-url "http://127.0.0.1:$grpc" \
+    --token-file "$work/token" --state-dir "$work/a" --interval-secs "$interval" &
+agent=$!
+pids+=($agent)
+sleep 25 # warm-up: two ticks, connection established
+cpu0=$(cpu_ticks "$agent")
+sleep "$duration"
+cpu1=$(cpu_ticks "$agent")
+n_ticks=$((duration / interval))
+agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v t="$ticks_per_s" -v n="$n_ticks" 'BEGIN { printf "%.2f", d * 1000 / t / n }')
+echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick ticks=$n_ticks (CLK_TCK=$ticks_per_s: resolution $((1000 / ticks_per_s)) ms over the whole run)"
+
+node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
+if [ -z "$node_exporter" ]; then
+    echo "node_exporter: not installed (apt-get install prometheus-node-exporter for the anchor)"
+    exit 0
+fi
+ne_port=$(port)
+"$node_exporter" --web.listen-address="127.0.0.1:$ne_port" --log.level=error &
+ne=$!
+pids+=($ne)
+sleep 2
+scrapes=$((duration / interval))
+exec 3>/dev/null
+curl -s "http://127.0.0.1:$ne_port/metrics" >&3
+ne0=$(cpu_ticks "$ne")
+for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$ne_port/metrics" >&3; sleep 0.2; done
+ne1=$(cpu_ticks "$ne")
+ne_ms=$(awk -v d=$((ne1 - ne0)) -v t="$ticks_per_s" -v n="$scrapes" 'BEGIN { printf "%.2f", d * 1000 / t / n }')
+echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
+awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
