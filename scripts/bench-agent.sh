@@ -13,8 +13,8 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-ticks_per_s=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# On-CPU time in nanoseconds (schedstat), far finer than the 10 ms jiffies of /proc/<pid>/stat.
+cpu_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -30,12 +30,12 @@ B24WATCH_LOG=warn target/release/b24watch-agent --config "$work/absent.toml" --c
 agent=$!
 pids+=($agent)
 sleep 25 # warm-up: two ticks, connection established
-cpu0=$(cpu_ticks "$agent")
+cpu0=$(cpu_ns "$agent")
 sleep "$duration"
-cpu1=$(cpu_ticks "$agent")
+cpu1=$(cpu_ns "$agent")
 n_ticks=$((duration / interval))
-agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v t="$ticks_per_s" -v n="$n_ticks" 'BEGIN { printf "%.2f", d * 1000 / t / n }')
-echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick ticks=$n_ticks (CLK_TCK=$ticks_per_s: resolution $((1000 / ticks_per_s)) ms over the whole run)"
+agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v n="$n_ticks" 'BEGIN { printf "%.3f", d / 1e6 / n }')
+echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick ticks=$n_ticks"
 
 node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
 if [ -z "$node_exporter" ]; then
@@ -43,16 +43,16 @@ if [ -z "$node_exporter" ]; then
     exit 0
 fi
 ne_port=$(port)
-"$node_exporter" --web.listen-address="127.0.0.1:$ne_port" --log.level=error &
+"$node_exporter" --web.listen-address="127.0.0.1:$ne_port" --log.level=error 2>/dev/null &
 ne=$!
 pids+=($ne)
 sleep 2
 scrapes=$((duration / interval))
 exec 3>/dev/null
 curl -s "http://127.0.0.1:$ne_port/metrics" >&3
-ne0=$(cpu_ticks "$ne")
+ne0=$(cpu_ns "$ne")
 for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$ne_port/metrics" >&3; sleep 0.2; done
-ne1=$(cpu_ticks "$ne")
-ne_ms=$(awk -v d=$((ne1 - ne0)) -v t="$ticks_per_s" -v n="$scrapes" 'BEGIN { printf "%.2f", d * 1000 / t / n }')
+ne1=$(cpu_ns "$ne")
+ne_ms=$(awk -v d=$((ne1 - ne0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
 echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
 awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'

@@ -190,8 +190,9 @@ impl Spool {
         let (first_ms, last_ms) = point_range(&batch);
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let mut dropped = Dropped::default();
-        let mut gap =
-            Gap { reason: "spool_full".into(), from_unix_ms: i64::MAX, to_unix_ms: i64::MIN, ..Gap::default() };
+        // Gap records of this push plus those carried by dropped batches, one per reason: drops
+        // are always the oldest batches, so the ranges of one reason form one contiguous span.
+        let mut gaps: Vec<Gap> = Vec::new();
         let mut pending_batches = self.pending_batches;
         let mut pending_bytes = self.pending_bytes;
         // Room for the new batch: its size is known only roughly before the gap is added, so
@@ -200,30 +201,33 @@ impl Spool {
         while pending_batches > 0
             && (pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes)
         {
-            let oldest: Option<(i64, i64, i64, i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, first_ms, last_ms, points, LENGTH(payload) FROM batch ORDER BY seq LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
+            let oldest: Option<(i64, i64, i64, i64, Vec<u8>)> = tx
+                .query_row("SELECT seq, first_ms, last_ms, points, payload FROM batch ORDER BY seq LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .optional()
                 .map_err(|e| self.sql(e))?;
-            let Some((old_seq, old_first, old_last, old_points, old_len)) = oldest else {
-                break;
-            };
+            let Some((old_seq, old_first, old_last, old_points, old_payload)) = oldest else { break };
             tx.execute("DELETE FROM batch WHERE seq = ?1", [old_seq]).map_err(|e| self.sql(e))?;
-            // A dropped batch may itself have carried a gap record; keep it by folding it in.
             dropped.batches += 1;
             dropped.points += old_points as u64;
-            gap.from_unix_ms = gap.from_unix_ms.min(old_first);
-            gap.to_unix_ms = gap.to_unix_ms.max(old_last);
+            // A batch that no longer decodes still counts as dropped; only its own gaps are lost.
+            let carried = Batch::decode(old_payload.as_slice()).map(|b| b.gaps).unwrap_or_default();
+            let own = Gap {
+                reason: "spool_full".into(),
+                from_unix_ms: old_first,
+                to_unix_ms: old_last,
+                dropped_batches: 1,
+                dropped_samples: old_points as u64,
+            };
+            for gap in carried.into_iter().chain([own]) {
+                merge_gap(&mut gaps, gap);
+            }
             pending_batches -= 1;
-            pending_bytes -= old_len as u64;
+            pending_bytes -= old_payload.len() as u64;
         }
-        if dropped.batches > 0 {
-            gap.dropped_batches = dropped.batches;
-            gap.dropped_samples = dropped.points;
-            batch.gaps.push(gap);
+        for gap in gaps {
+            merge_gap(&mut batch.gaps, gap);
         }
         let payload = batch.encode_to_vec();
         tx.execute(
@@ -269,6 +273,19 @@ impl Spool {
             self.pending_bytes -= len as u64;
         }
         Ok(())
+    }
+}
+
+/// Adds `gap` to `gaps`, merging it into the record of the same reason.
+fn merge_gap(gaps: &mut Vec<Gap>, gap: Gap) {
+    match gaps.iter_mut().find(|g| g.reason == gap.reason) {
+        Some(existing) => {
+            existing.from_unix_ms = existing.from_unix_ms.min(gap.from_unix_ms);
+            existing.to_unix_ms = existing.to_unix_ms.max(gap.to_unix_ms);
+            existing.dropped_batches += gap.dropped_batches;
+            existing.dropped_samples += gap.dropped_samples;
+        }
+        None => gaps.push(gap),
     }
 }
 
@@ -396,6 +413,7 @@ mod tests {
             let mut model: VecDeque<(u64, usize)> = VecDeque::new();
             let mut next_seq = 1;
             let mut dropped_points = 0u64;
+            let mut acked_gap_points = 0u64;
             for op in ops {
                 match op {
                     Op::Push(n) => {
@@ -414,6 +432,9 @@ mod tests {
                     }
                     Op::AckOldest => {
                         if let Some((seq, _)) = model.pop_front() {
+                            let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
+                            let batch = Batch::decode(payload.as_slice()).expect("decode");
+                            acked_gap_points += batch.gaps.iter().map(|g| g.dropped_samples).sum::<u64>();
                             spool.ack(seq).expect("ack");
                         }
                     }
@@ -422,12 +443,20 @@ mod tests {
                         spool = Spool::open(dir.path(), &bounds).expect("reopen").0;
                     }
                 }
-                let pending: Vec<u64> = spool.pending_after(0, 100).expect("read").into_iter().map(|(s, _)| s).collect();
+                let pending = spool.pending_after(0, 100).expect("read");
+                let seqs: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
                 let expected: Vec<u64> = model.iter().map(|(s, _)| *s).collect();
-                prop_assert_eq!(pending, expected);
+                prop_assert_eq!(seqs, expected);
                 prop_assert_eq!(spool.pending_batches(), model.len() as u64);
+                // Nothing is dropped silently: the gap records still in the spool account for
+                // every dropped point, since drops only ever hit batches nobody acked.
+                let in_gaps: u64 = pending
+                    .iter()
+                    .flat_map(|(_, p)| Batch::decode(p.as_slice()).expect("decode").gaps)
+                    .map(|g| g.dropped_samples)
+                    .sum();
+                prop_assert_eq!(in_gaps, dropped_points - acked_gap_points);
             }
-            let _ = dropped_points;
         }
     }
 }

@@ -31,6 +31,18 @@ data_dir = "/var/lib/b24watch"
 agent_timeout_secs = 60
 # Seconds given to open streams to finish their current batch on SIGTERM (0..=120).
 shutdown_grace_secs = 5
+# Upper bound of the database size in bytes; 0 means no bound but the disk. When reached, batches
+# are refused with UNAVAILABLE (agents keep them in their spools) until space is made.
+max_db_bytes = 0
+
+[tls]
+# PEM certificate chain and private key for the gRPC listener. Both empty: plain HTTP/2, for
+# loopback or trusted networks only (agent tokens would cross the network in clear text).
+cert_file = ""
+key_file = ""
+# PEM CA bundle. When set, agents must present a client certificate signed by it (mTLS); the
+# token still decides which agent is talking.
+client_ca_file = ""
 
 [limits]
 # Largest accepted gRPC message after decompression, in bytes (65536..=67108864).
@@ -53,8 +65,22 @@ max_future_secs = 600
 pub struct RawConfig {
     /// `[collector]`
     pub collector: RawCollector,
+    /// `[tls]`
+    pub tls: RawTls,
     /// `[limits]`
     pub limits: RawLimits,
+}
+
+/// `[tls]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// Server certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Server private key (PEM).
+    pub key_file: PathBuf,
+    /// CA for client certificates (PEM); set means mTLS.
+    pub client_ca_file: PathBuf,
 }
 
 /// `[collector]` section.
@@ -71,6 +97,8 @@ pub struct RawCollector {
     pub agent_timeout_secs: u64,
     /// Seconds for streams to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Database size bound, 0 for none.
+    pub max_db_bytes: u64,
 }
 
 impl Default for RawCollector {
@@ -81,6 +109,7 @@ impl Default for RawCollector {
             data_dir: "/var/lib/b24watch".into(),
             agent_timeout_secs: 60,
             shutdown_grace_secs: 5,
+            max_db_bytes: 0,
         }
     }
 }
@@ -126,8 +155,23 @@ pub struct Config {
     pub agent_timeout: Duration,
     /// Time for streams to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Database size bound.
+    pub max_db_bytes: Option<u64>,
+    /// TLS for the gRPC listener.
+    pub tls: Option<TlsFiles>,
     /// Input limits.
     pub limits: Limits,
+}
+
+/// PEM files for the gRPC listener's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert_file: PathBuf,
+    /// Private key.
+    pub key_file: PathBuf,
+    /// CA for client certificates; `Some` means clients must present one.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Input limits applied to every batch.
@@ -242,6 +286,32 @@ impl Config {
         let max_labels = range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
         let max_label_value = range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
         let max_future = range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
+        if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
+            bad("collector.max_db_bytes", format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes));
+        }
+        let t = &raw.tls;
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        let tls = match (set(&t.cert_file), set(&t.key_file)) {
+            (true, true) => Some(TlsFiles {
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+                client_ca_file: set(&t.client_ca_file).then(|| t.client_ca_file.clone()),
+            }),
+            (false, false) => {
+                if set(&t.client_ca_file) {
+                    bad("tls.client_ca_file", "set without tls.cert_file and tls.key_file: mTLS needs TLS".into());
+                }
+                None
+            }
+            (true, false) => {
+                bad("tls.key_file", "empty while tls.cert_file is set: set both or neither".into());
+                None
+            }
+            (false, true) => {
+                bad("tls.cert_file", "empty while tls.key_file is set: set both or neither".into());
+                None
+            }
+        };
         if c.data_dir.as_os_str().is_empty() {
             bad("collector.data_dir", "empty: expected a directory path".into());
         }
@@ -252,6 +322,8 @@ impl Config {
                 data_dir: c.data_dir.clone(),
                 agent_timeout: Duration::from_secs(agent_timeout),
                 shutdown_grace: Duration::from_secs(shutdown_grace),
+                max_db_bytes: (c.max_db_bytes > 0).then_some(c.max_db_bytes),
+                tls,
                 limits: Limits {
                     max_message_bytes: max_message_bytes as usize,
                     max_series_per_agent: max_series as usize,

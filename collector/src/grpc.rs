@@ -474,4 +474,58 @@ mod tests {
         assert_eq!(a.payload_hash, b.payload_hash);
         assert_ne!(a.payload_hash, c.payload_hash);
     }
+
+    mod property {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn arb_series() -> impl Strategy<Value = Series> {
+            let point = (any::<i64>(), prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(-0.0)]);
+            (
+                "[a-z_]{0,8}|[^\\x00]{0,4}",
+                proptest::collection::vec(("[a-z_]{1,6}|host|[0-9]", "[^\\x00]{0,12}"), 0..4),
+                proptest::collection::vec(point, 0..12),
+                0usize..2,
+            )
+                .prop_map(|(name, labels, points, extra)| Series {
+                    name,
+                    labels: labels.into_iter().map(|(name, value)| Label { name, value }).collect(),
+                    kind: 1,
+                    timestamps_unix_ms: points.iter().map(|p| p.0).chain((0..extra).map(|_| 0)).collect(),
+                    values: points.iter().map(|p| p.1).collect(),
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Arbitrary bytes either fail to decode or validate without panicking.
+            #[test]
+            fn property_test_decode_and_validate_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(batch) = Batch::decode(bytes.as_slice()) {
+                    let _ = validate("agent", batch, 1_000_000, &Limits::default());
+                }
+            }
+
+            /// Every point is either stored or counted in exactly one rejection; stored values are finite.
+            #[test]
+            fn property_test_points_are_stored_or_rejected_never_both(series in proptest::collection::vec(arb_series(), 0..8)) {
+                let total: usize = series.iter().map(|s| s.values.len().max(s.timestamps_unix_ms.len())).sum();
+                let batch = Batch { spool_epoch: 1, seq: 1, series, ..Batch::default() };
+                let limits = Limits { max_label_value_bytes: 8, ..Limits::default() };
+                let (ingest, rejections) = validate("agent", batch, 1_000_000, &limits).expect("well-formed key");
+                let stored: usize = ingest.series.iter().map(|s| s.points.len()).sum();
+                let rejected: usize = rejections.iter().map(|r| r.points as usize).sum();
+                prop_assert_eq!(stored + rejected, total);
+                for s in &ingest.series {
+                    prop_assert!(valid_name(&s.name));
+                    for (ts, value) in &s.points {
+                        prop_assert!(value.is_finite());
+                        prop_assert!(*ts <= 1_000_000 + limits.max_future_ms);
+                    }
+                }
+            }
+        }
+    }
 }

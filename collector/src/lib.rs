@@ -42,13 +42,29 @@ pub fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Reads the PEM files named in the config.
+fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |path: &std::path::Path, key: &str| {
+        std::fs::read(path).with_context(|| format!("reading {} ({key})", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(&files.cert_file, "tls.cert_file")?,
+        read(&files.key_file, "tls.key_file")?,
+    );
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca_file {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "tls.client_ca_file")?));
+    }
+    Ok(tls)
+}
+
 /// Runs the collector on already-bound listeners until `shutdown` is cancelled, then lets open
 /// streams finish their current batch within the grace period and closes the store.
 ///
 /// # Errors
 /// Startup failures (store cannot be opened) and server failures.
 pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (store, reader, writer) = store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent)
+    let (store, reader, writer) = store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes)
         .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let reader = Arc::new(reader);
     let live = Arc::new(live::Live::default());
@@ -71,7 +87,11 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(cfg.limits.max_message_bytes);
-    let grpc_server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        builder = builder.tls_config(tls_config(tls)?).context("configuring TLS for the gRPC listener")?;
+    }
+    let grpc_server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(ingest)

@@ -182,29 +182,31 @@ pub fn enroll(data_dir: &Path, agent_id: &str) -> PathBuf {
 }
 
 impl Collector {
-    /// Starts a collector on fresh loopback ports and waits until `/-/ready` answers 200.
+    /// Starts a collector on fresh loopback ports with `config` as its config file text (empty for
+    /// all defaults) and waits until `/-/ready` answers 200.
     ///
     /// # Panics
     /// When it does not become ready.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
-        Collector::start_on(data_dir, free_addr(), free_addr(), extra)
+    pub fn start(data_dir: &Path, config: &str) -> Collector {
+        Collector::start_on(data_dir, free_addr(), free_addr(), config)
     }
 
     /// Starts a collector on the given ports (to restart one where agents expect it).
     ///
     /// # Panics
     /// When it does not become ready.
-    pub fn start_on(data_dir: &Path, grpc: SocketAddr, http: SocketAddr, extra: &[&str]) -> Collector {
+    pub fn start_on(data_dir: &Path, grpc: SocketAddr, http: SocketAddr, config: &str) -> Collector {
+        let config_path = data_dir.parent().unwrap_or(data_dir).join("collector.toml");
+        std::fs::write(&config_path, config).expect("writing collector config");
         let mut cmd = Command::new(bin("b24watch-collector"));
         cmd.arg("--config")
-            .arg(data_dir.join("absent.toml"))
+            .arg(config_path)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--grpc-listen")
             .arg(grpc.to_string())
             .arg("--http-listen")
-            .arg(http.to_string())
-            .args(extra);
+            .arg(http.to_string());
         let log = data_dir.parent().unwrap_or(data_dir).join("collector.log");
         let process = ProcessGuard::spawn("b24watch-collector", cmd, &log);
         let collector = Collector { process, grpc, http, data_dir: data_dir.to_path_buf() };
@@ -239,6 +241,21 @@ impl Collector {
         serde_json::from_str(&body).unwrap_or_else(|err| panic!("GET {path}: {err}: {body}"))
     }
 
+    /// Peak resident memory of the process in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("b24watch.db")
+    }
+
     /// Points of series `name` of `host` (all label sets), as `(labels, ts, value)`.
     pub fn points(&self, host: &str, name: &str) -> Vec<(String, i64, f64)> {
         let body =
@@ -266,11 +283,14 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts an agent sending to `collector_url` every `interval_secs`.
-    pub fn start(dir: &Path, collector_url: &str, token_file: &Path, interval_secs: u64, extra: &[&str]) -> Agent {
+    /// Starts an agent sending to `collector_url` every `interval_secs`, with `config` as its
+    /// config file text (empty for all defaults).
+    pub fn start(dir: &Path, collector_url: &str, token_file: &Path, interval_secs: u64, config: &str) -> Agent {
+        let config_path = dir.join("agent.toml");
+        std::fs::write(&config_path, config).expect("writing agent config");
         let mut cmd = Command::new(bin("b24watch-agent"));
         cmd.arg("--config")
-            .arg(dir.join("absent.toml"))
+            .arg(config_path)
             .arg("--collector-url")
             .arg(collector_url)
             .arg("--token-file")
@@ -278,8 +298,7 @@ impl Agent {
             .arg("--state-dir")
             .arg(dir.join("agent-state"))
             .arg("--interval-secs")
-            .arg(interval_secs.to_string())
-            .args(extra);
+            .arg(interval_secs.to_string());
         Agent { process: ProcessGuard::spawn("b24watch-agent", cmd, &dir.join("agent.log")) }
     }
 }
@@ -367,4 +386,126 @@ pub fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
     } else {
         Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
+}
+
+/// Runs a future on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+}
+
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// A batch with one `load1{probe="e2e"}` series whose values are the timestamps in seconds.
+pub fn load_batch(agent_id: &str, epoch: u64, seq: u64, ts: &[i64]) -> b24watch_proto::v1::Batch {
+    use b24watch_proto::v1::{Batch, Label, Series};
+    Batch {
+        spool_epoch: epoch,
+        seq,
+        agent_id: agent_id.to_owned(),
+        series: vec![Series {
+            name: "load1".into(),
+            kind: 1,
+            labels: vec![Label { name: "probe".into(), value: "e2e".into() }],
+            timestamps_unix_ms: ts.to_vec(),
+            values: ts.iter().map(|t| *t as f64 / 1000.0).collect(),
+        }],
+        ..Batch::default()
+    }
+}
+
+/// An already-encoded protobuf message, sent as is (to send malformed or oversized payloads).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawMessage(pub Vec<u8>);
+
+impl prost::Message for RawMessage {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Opens one stream, sends `messages` (raw protobuf bytes), closes the sending side and collects
+/// the acks. `gzip` compresses each message on the wire.
+///
+/// # Errors
+/// The stream's status when the collector refuses or fails it.
+pub fn send_raw(
+    url: &str,
+    token: &str,
+    messages: Vec<Vec<u8>>,
+    gzip: bool,
+) -> Result<Vec<b24watch_proto::v1::Ack>, tonic::Status> {
+    block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .expect("url")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+        let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
+        if gzip {
+            grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        grpc.ready().await.map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(messages.len().max(1));
+        for message in messages {
+            tx.send(RawMessage(message)).await.expect("queue");
+        }
+        drop(tx);
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+        let codec = tonic_prost::ProstCodec::<RawMessage, b24watch_proto::v1::Ack>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/b24watch.v1.Ingest/Stream");
+        let mut acks = grpc.streaming(request, path, codec).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(ack) =
+            tokio::time::timeout(Duration::from_secs(20), acks.message()).await.expect("ack in time")?
+        {
+            out.push(ack);
+        }
+        Ok(out)
+    })
+}
+
+/// Sends batches on one stream (see [`send_raw`]).
+///
+/// # Errors
+/// The stream's status when the collector refuses or fails it.
+pub fn send(
+    url: &str,
+    token: &str,
+    batches: Vec<b24watch_proto::v1::Batch>,
+) -> Result<Vec<b24watch_proto::v1::Ack>, tonic::Status> {
+    use prost::Message as _;
+    send_raw(url, token, batches.iter().map(|b| b.encode_to_vec()).collect(), false)
+}
+
+/// `PRAGMA integrity_check` of a SQLite file, opened read-only.
+///
+/// # Panics
+/// When the file cannot be opened.
+pub fn integrity_check(path: &Path) -> String {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check")
 }

@@ -217,8 +217,17 @@ impl Store {
     ///
     /// # Errors
     /// When the database cannot be opened or migrated.
-    pub fn open(data_dir: &Path, max_series_per_agent: usize) -> Result<(Store, query::Reader, WriterHandle), Error> {
+    pub fn open(
+        data_dir: &Path,
+        max_series_per_agent: usize,
+        max_db_bytes: Option<u64>,
+    ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
+        if let Some(bytes) = max_db_bytes {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        }
         let reader = query::Reader::new(open_connection(data_dir)?);
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
