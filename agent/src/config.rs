@@ -39,6 +39,15 @@ sampler_timeout_secs = 5
 # What is not acknowledged by then stays in the spool and is sent after the next start.
 shutdown_grace_secs = 3
 
+[tls]
+# PEM CA bundle to verify the collector's certificate (https:// URLs). Empty: the system's roots.
+ca_file = ""
+# PEM client certificate and key, for a collector that requires mTLS. Set both or neither.
+cert_file = ""
+key_file = ""
+# Name expected in the collector's certificate. Empty: the host of agent.collector_url.
+server_name = ""
+
 [spool]
 # Upper bound of the spool's payload bytes. When full, the oldest batches are dropped, counted in
 # agent_spool_dropped_batches_total{reason="full"} and reported to the collector as a gap.
@@ -63,6 +72,8 @@ exclude_device_prefixes = ["loop", "ram", "zram", "fd", "sr"]
 pub struct RawConfig {
     /// `[agent]`
     pub agent: RawAgent,
+    /// `[tls]`
+    pub tls: RawTls,
     /// `[spool]`
     pub spool: RawSpool,
     /// `[host]`
@@ -89,6 +100,20 @@ pub struct RawAgent {
     pub sampler_timeout_secs: u64,
     /// Seconds of sending after SIGTERM.
     pub shutdown_grace_secs: u64,
+}
+
+/// `[tls]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// CA bundle for the collector's certificate.
+    pub ca_file: PathBuf,
+    /// Client certificate.
+    pub cert_file: PathBuf,
+    /// Client key.
+    pub key_file: PathBuf,
+    /// Expected server name.
+    pub server_name: String,
 }
 
 /// `[spool]` section.
@@ -206,10 +231,23 @@ pub struct Config {
     pub sampler_timeout: Duration,
     /// Time to keep sending after SIGTERM.
     pub shutdown_grace: Duration,
+    /// TLS settings, used for https:// collector URLs.
+    pub tls: TlsConfig,
     /// Spool bounds.
     pub spool: SpoolConfig,
     /// Host samplers.
     pub host: HostConfig,
+}
+
+/// TLS settings of the connection to the collector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA bundle; `None` means the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Expected server name.
+    pub server_name: Option<String>,
 }
 
 /// Bounds of the on-disk spool.
@@ -339,10 +377,32 @@ impl Config {
                 message: "0: expected at least 1".into(),
             });
         }
+        let t = &raw.tls;
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        let identity = match (set(&t.cert_file), set(&t.key_file)) {
+            (true, true) => Some((t.cert_file.clone(), t.key_file.clone())),
+            (false, false) => None,
+            (cert, _) => {
+                let (key, other) =
+                    if cert { ("tls.key_file", "tls.cert_file") } else { ("tls.cert_file", "tls.key_file") };
+                errors.push(ConfigError {
+                    origin: origin.to_path_buf(),
+                    key: key.into(),
+                    message: format!("empty while {other} is set: set both or neither"),
+                });
+                None
+            }
+        };
+        let tls = TlsConfig {
+            ca_file: set(&t.ca_file).then(|| t.ca_file.clone()),
+            identity,
+            server_name: (!t.server_name.is_empty()).then(|| t.server_name.clone()),
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
         Ok(Config {
+            tls,
             id: (!a.id.is_empty()).then(|| a.id.clone()),
             collector_url: a.collector_url.clone(),
             token: if a.token.is_empty() {

@@ -61,6 +61,11 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         interval_secs = cfg.interval.as_secs(),
         "agent started"
     );
+    let tls = if cfg.collector_url.starts_with("https://") {
+        Some(shipper::load_tls(&cfg.tls).context("loading TLS files ([tls] section)")?)
+    } else {
+        None
+    };
     let telemetry = Arc::new(telemetry::Telemetry::default());
     telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
     let spool = Arc::new(Mutex::new(spool));
@@ -74,8 +79,15 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         pushed: Arc::clone(&pushed),
         telemetry: Arc::clone(&telemetry),
     };
-    let shipper =
-        shipper::Shipper { url: cfg.collector_url.clone(), token, spool, pushed, telemetry, grace: cfg.shutdown_grace };
+    let shipper = shipper::Shipper {
+        url: cfg.collector_url.clone(),
+        token,
+        spool,
+        pushed,
+        telemetry,
+        grace: cfg.shutdown_grace,
+        tls,
+    };
     let tracker = TaskTracker::new();
     // The scheduler stops first; the shipper gets the grace period to deliver what is pending.
     tracker.spawn(scheduler.run(shutdown.child_token()));

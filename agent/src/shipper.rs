@@ -47,6 +47,8 @@ pub struct Shipper {
     pub telemetry: Arc<Telemetry>,
     /// Time to keep sending after shutdown.
     pub grace: Duration,
+    /// TLS settings, loaded at startup (used for https:// URLs).
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Why a session ended.
@@ -114,6 +116,13 @@ impl Shipper {
             Err(err) => {
                 return SessionEnd::Failed(Status::invalid_argument(format!("collector url: {err}")));
             }
+        };
+        let endpoint = match &self.tls {
+            Some(tls) => match endpoint.tls_config(tls.clone()) {
+                Ok(endpoint) => endpoint,
+                Err(err) => return SessionEnd::Failed(Status::invalid_argument(format!("tls: {}", error_chain(&err)))),
+            },
+            None => endpoint,
         };
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
@@ -242,6 +251,29 @@ impl Shipper {
         self.telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
         Ok(())
     }
+}
+
+/// Reads the PEM files of `cfg` into a client TLS configuration.
+///
+/// # Errors
+/// When a file cannot be read.
+pub fn load_tls(cfg: &crate::config::TlsConfig) -> Result<tonic::transport::ClientTlsConfig, std::io::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| std::io::Error::new(err.kind(), format!("reading {}: {err}", path.display())))
+    };
+    let mut tls = ClientTlsConfig::new();
+    tls = match &cfg.ca_file {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => tls.with_native_roots(),
+    };
+    if let Some((cert, key)) = &cfg.identity {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &cfg.server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(tls)
 }
 
 /// The collector's retry hint, from the `retry-after-ms` metadata of an UNAVAILABLE status.
