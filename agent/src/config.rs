@@ -54,6 +54,9 @@ server_name = ""
 max_bytes = 67108864
 # Upper bound of batches in the spool (1 hour at 10 s is 360).
 max_batches = 100000
+# Free space to leave on the spool's filesystem for MySQL and PHP. Below it the spool keeps at most
+# 8 batches (dropping the oldest, counted with reason="disk_reserve"). 0 disables the reserve.
+min_free_bytes = 268435456
 
 [host]
 # CPU, load, memory, swap, filesystems and disk IO of this server.
@@ -124,6 +127,8 @@ pub struct RawSpool {
     pub max_bytes: u64,
     /// Batch count cap.
     pub max_batches: u64,
+    /// Free-space reserve.
+    pub min_free_bytes: u64,
 }
 
 /// `[host]` section.
@@ -157,7 +162,7 @@ impl Default for RawAgent {
 
 impl Default for RawSpool {
     fn default() -> Self {
-        RawSpool { max_bytes: 64 << 20, max_batches: 100_000 }
+        RawSpool { max_bytes: 64 << 20, max_batches: 100_000, min_free_bytes: 256 << 20 }
     }
 }
 
@@ -257,6 +262,8 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// Batch count cap.
     pub max_batches: u64,
+    /// Free space to leave on the spool's filesystem.
+    pub min_free_bytes: u64,
 }
 
 /// Host sampler settings.
@@ -414,7 +421,11 @@ impl Config {
             interval,
             sampler_timeout,
             shutdown_grace,
-            spool: SpoolConfig { max_bytes: raw.spool.max_bytes, max_batches: raw.spool.max_batches },
+            spool: SpoolConfig {
+                max_bytes: raw.spool.max_bytes,
+                max_batches: raw.spool.max_batches,
+                min_free_bytes: raw.spool.min_free_bytes,
+            },
             host: HostConfig {
                 enabled: raw.host.enabled,
                 exclude_fstypes: raw.host.exclude_fstypes,

@@ -94,11 +94,12 @@ impl Scheduler {
         match pushed {
             Ok((seq, dropped)) => {
                 if dropped.batches > 0 {
-                    self.telemetry.spool_dropped(dropped.batches);
+                    self.telemetry.spool_dropped(dropped.reason, dropped.batches);
                     error!(
                         batches = dropped.batches,
                         points = dropped.points,
-                        "spool full: dropped the oldest batches"
+                        reason = dropped.reason,
+                        "spool bound reached: dropped the oldest batches"
                     );
                 }
                 debug!(seq, "batch spooled");

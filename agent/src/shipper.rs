@@ -58,6 +58,8 @@ enum SessionEnd {
     Shutdown,
     /// The connection or the stream failed.
     Failed(Status),
+    /// The collector refused the batch `seq` as a whole; resending it unchanged cannot help.
+    Refused(u64, Status),
 }
 
 impl Shipper {
@@ -80,6 +82,19 @@ impl Shipper {
             let status = match end {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Failed(status) => status,
+                SessionEnd::Refused(seq, status) => {
+                    error!(seq, code = ?status.code(), error = %status.message(),
+                        "collector refused a batch as a whole; dropped it and will report the gap");
+                    let dropped = self.spool.lock().expect("spool lock is never poisoned").reject(seq);
+                    match dropped {
+                        Ok(dropped) if dropped.batches > 0 => {
+                            self.telemetry.spool_dropped(dropped.reason, dropped.batches)
+                        }
+                        Ok(_) => {}
+                        Err(err) => error!(error = %err, "could not drop the refused batch"),
+                    }
+                    continue;
+                }
             };
             let wait = match status.code() {
                 Code::Unauthenticated | Code::PermissionDenied => {
@@ -187,7 +202,12 @@ impl Shipper {
                         *acked_any = true;
                     }
                     Ok(None) => return SessionEnd::Failed(Status::unavailable("collector closed the stream")),
-                    Err(status) => return SessionEnd::Failed(status),
+                    Err(status) => return match (status.code(), inflight.front()) {
+                        (Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists, Some(&seq)) => {
+                            SessionEnd::Refused(seq, status)
+                        }
+                        _ => SessionEnd::Failed(status),
+                    },
                 },
             }
         }

@@ -50,6 +50,17 @@ pub enum Error {
     },
 }
 
+/// Batches the spool holds at most while free disk space is below `min_free_bytes`: enough to
+/// keep delivering while the collector is reachable, too few to fill the disk.
+pub const LOW_DISK_MAX_BATCHES: u64 = 8;
+
+/// Gap reason: the spool's own bounds were reached.
+pub const REASON_FULL: &str = "spool_full";
+/// Gap reason: free disk space fell below the reserve.
+pub const REASON_DISK_RESERVE: &str = "disk_reserve";
+/// Gap reason: the collector refused the batch as a whole and resending it cannot help.
+pub const REASON_REJECTED: &str = "rejected_by_collector";
+
 /// What a push dropped to make room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Dropped {
@@ -57,6 +68,8 @@ pub struct Dropped {
     pub batches: u64,
     /// Points those batches held.
     pub points: u64,
+    /// Why: [`REASON_FULL`] or [`REASON_DISK_RESERVE`] (empty when nothing was dropped).
+    pub reason: &'static str,
 }
 
 /// The spool. Not shared across threads; the agent wraps it in a mutex.
@@ -70,6 +83,14 @@ pub struct Spool {
     max_batches: u64,
     pending_batches: u64,
     pending_bytes: u64,
+    min_free_bytes: u64,
+    dir: PathBuf,
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize.max(1)))
 }
 
 impl Spool {
@@ -115,6 +136,8 @@ impl Spool {
                      CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                      CREATE TABLE batch(seq INTEGER PRIMARY KEY, first_ms INTEGER NOT NULL,
                          last_ms INTEGER NOT NULL, points INTEGER NOT NULL, payload BLOB NOT NULL);
+                     CREATE TABLE pending_gap(reason TEXT PRIMARY KEY, from_ms INTEGER NOT NULL,
+                         to_ms INTEGER NOT NULL, batches INTEGER NOT NULL, points INTEGER NOT NULL);
                      PRAGMA user_version = 1;",
                 )
                 .map_err(sql)?;
@@ -155,6 +178,8 @@ impl Spool {
             max_batches: cfg.max_batches,
             pending_batches: pending_batches as u64,
             pending_bytes: pending_bytes as u64,
+            min_free_bytes: cfg.min_free_bytes,
+            dir: path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         })
     }
 
@@ -178,7 +203,9 @@ impl Spool {
     }
 
     /// Assigns the next `(epoch, seq)` to `batch` and stores it, dropping the oldest batches first
-    /// when the bounds require it (recorded as a `spool_full` gap inside `batch`).
+    /// when the bounds require it. Drops, and gaps recorded since the last push, travel as gap
+    /// records inside `batch`. While free disk space is below `min_free_bytes` the spool holds at
+    /// most [`LOW_DISK_MAX_BATCHES`].
     ///
     /// # Errors
     /// When the batch could not be stored; the spool is unchanged then.
@@ -198,9 +225,14 @@ impl Spool {
         // Room for the new batch: its size is known only roughly before the gap is added, so
         // reserve a little for the gap record.
         let incoming = batch.encoded_len() as u64 + 64;
-        while pending_batches > 0
-            && (pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes)
-        {
+        let low_disk = self.min_free_bytes > 0 && free_bytes(&self.dir).is_some_and(|free| free < self.min_free_bytes);
+        loop {
+            let over_bounds = pending_batches + 1 > self.max_batches || pending_bytes + incoming > self.max_bytes;
+            let over_reserve = low_disk && pending_batches + 1 > LOW_DISK_MAX_BATCHES;
+            if pending_batches == 0 || !(over_bounds || over_reserve) {
+                break;
+            }
+            let reason = if over_bounds { REASON_FULL } else { REASON_DISK_RESERVE };
             let oldest: Option<(i64, i64, i64, i64, Vec<u8>)> = tx
                 .query_row("SELECT seq, first_ms, last_ms, points, payload FROM batch ORDER BY seq LIMIT 1", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -211,10 +243,13 @@ impl Spool {
             tx.execute("DELETE FROM batch WHERE seq = ?1", [old_seq]).map_err(|e| self.sql(e))?;
             dropped.batches += 1;
             dropped.points += old_points as u64;
+            if dropped.reason != REASON_FULL {
+                dropped.reason = reason;
+            }
             // A batch that no longer decodes still counts as dropped; only its own gaps are lost.
             let carried = Batch::decode(old_payload.as_slice()).map(|b| b.gaps).unwrap_or_default();
             let own = Gap {
-                reason: "spool_full".into(),
+                reason: reason.into(),
                 from_unix_ms: old_first,
                 to_unix_ms: old_last,
                 dropped_batches: 1,
@@ -226,6 +261,26 @@ impl Spool {
             pending_batches -= 1;
             pending_bytes -= old_payload.len() as u64;
         }
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT reason, from_ms, to_ms, batches, points FROM pending_gap")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Gap {
+                        reason: r.get(0)?,
+                        from_unix_ms: r.get(1)?,
+                        to_unix_ms: r.get(2)?,
+                        dropped_batches: r.get::<_, i64>(3)? as u64,
+                        dropped_samples: r.get::<_, i64>(4)? as u64,
+                    })
+                })
+                .map_err(|e| self.sql(e))?;
+            for gap in rows {
+                merge_gap(&mut gaps, gap.map_err(|e| self.sql(e))?);
+            }
+        }
+        tx.execute("DELETE FROM pending_gap", []).map_err(|e| self.sql(e))?;
         for gap in gaps {
             merge_gap(&mut batch.gaps, gap);
         }
@@ -256,6 +311,51 @@ impl Spool {
             .query_map(params![after as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Deletes a batch the collector refused as a whole (malformed, too large, key conflict),
+    /// recording it as a gap that the next pushed batch carries. Its own gap records are kept.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn reject(&mut self, seq: u64) -> Result<Dropped, Error> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let row: Option<(i64, i64, i64, Vec<u8>)> = tx
+            .query_row("SELECT first_ms, last_ms, points, payload FROM batch WHERE seq = ?1", [seq as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let Some((first_ms, last_ms, points, payload)) = row else { return Ok(Dropped::default()) };
+        tx.execute("DELETE FROM batch WHERE seq = ?1", [seq as i64]).map_err(|e| self.sql(e))?;
+        let carried = Batch::decode(payload.as_slice()).map(|b| b.gaps).unwrap_or_default();
+        let own = Gap {
+            reason: REASON_REJECTED.into(),
+            from_unix_ms: first_ms,
+            to_unix_ms: last_ms,
+            dropped_batches: 1,
+            dropped_samples: points as u64,
+        };
+        for gap in carried.into_iter().chain([own]) {
+            tx.execute(
+                "INSERT INTO pending_gap(reason, from_ms, to_ms, batches, points) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(reason) DO UPDATE SET from_ms = MIN(from_ms, excluded.from_ms),
+                     to_ms = MAX(to_ms, excluded.to_ms), batches = batches + excluded.batches,
+                     points = points + excluded.points",
+                params![
+                    gap.reason,
+                    gap.from_unix_ms,
+                    gap.to_unix_ms,
+                    gap.dropped_batches as i64,
+                    gap.dropped_samples as i64
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+        }
+        tx.commit().map_err(|e| self.sql(e))?;
+        self.pending_batches -= 1;
+        self.pending_bytes -= payload.len() as u64;
+        Ok(Dropped { batches: 1, points: points as u64, reason: REASON_REJECTED })
     }
 
     /// Deletes an acknowledged batch. Acking a seq that is gone (dropped meanwhile) is a no-op.
@@ -316,7 +416,7 @@ mod tests {
     use super::*;
 
     fn cfg(max_bytes: u64, max_batches: u64) -> SpoolConfig {
-        SpoolConfig { max_bytes, max_batches }
+        SpoolConfig { max_bytes, max_batches, min_free_bytes: 0 }
     }
 
     fn batch(ts: i64, n_points: usize) -> Batch {
@@ -370,7 +470,7 @@ mod tests {
             spool.push(batch(ts, 5)).expect("push");
         }
         let (seq, dropped) = spool.push(batch(40, 5)).expect("push");
-        assert_eq!(dropped, Dropped { batches: 1, points: 5 });
+        assert_eq!(dropped, Dropped { batches: 1, points: 5, reason: REASON_FULL });
         assert_eq!(spool.pending_batches(), 3);
         let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
         let gap = Batch::decode(payload.as_slice()).expect("decode").gaps.remove(0);
@@ -389,6 +489,40 @@ mod tests {
         let aside = aside.expect("moved aside");
         assert!(aside.exists(), "{} kept for inspection", aside.display());
         assert_eq!(spool.push(batch(1, 1)).expect("push").0, 1);
+    }
+
+    #[test]
+    fn low_disk_caps_the_spool_and_says_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let huge_reserve = SpoolConfig { max_bytes: 1 << 20, max_batches: 100, min_free_bytes: u64::MAX };
+        let (mut spool, _) = Spool::open(dir.path(), &huge_reserve).expect("open");
+        for ts in 0..LOW_DISK_MAX_BATCHES as i64 {
+            assert_eq!(spool.push(batch(ts, 1)).expect("push").1.batches, 0);
+        }
+        let (seq, dropped) = spool.push(batch(99, 1)).expect("push");
+        assert_eq!(dropped, Dropped { batches: 1, points: 1, reason: REASON_DISK_RESERVE });
+        assert_eq!(spool.pending_batches(), LOW_DISK_MAX_BATCHES);
+        let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
+        assert_eq!(Batch::decode(payload.as_slice()).expect("decode").gaps[0].reason, REASON_DISK_RESERVE);
+    }
+
+    #[test]
+    fn rejected_batch_becomes_a_gap_carried_by_the_next_push() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 10)).expect("open");
+        let (poison, _) = spool.push(batch(5, 3)).expect("push");
+        assert_eq!(spool.reject(poison).expect("reject"), Dropped { batches: 1, points: 3, reason: REASON_REJECTED });
+        assert_eq!(spool.pending_batches(), 0);
+        drop(spool);
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 10)).expect("reopen keeps the pending gap");
+        let (seq, _) = spool.push(batch(6, 1)).expect("push");
+        let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
+        let gaps = Batch::decode(payload.as_slice()).expect("decode").gaps;
+        assert_eq!(gaps.len(), 1);
+        assert_eq!((gaps[0].reason.as_str(), gaps[0].dropped_samples, gaps[0].from_unix_ms), (REASON_REJECTED, 3, 5));
+        let (next, _) = spool.push(batch(7, 1)).expect("push");
+        let payload = spool.pending_after(next - 1, 1).expect("read").remove(0).1;
+        assert!(Batch::decode(payload.as_slice()).expect("decode").gaps.is_empty(), "gap sent once");
     }
 
     #[derive(Debug, Clone)]
@@ -425,6 +559,7 @@ mod tests {
                             let (_, points) = model.pop_front().expect("non-empty");
                             expect.batches += 1;
                             expect.points += points as u64;
+                            expect.reason = REASON_FULL;
                         }
                         prop_assert_eq!(dropped, expect);
                         dropped_points += expect.points;

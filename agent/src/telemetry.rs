@@ -17,7 +17,7 @@ use crate::sampler::{Observation, UnixMs};
 pub struct Telemetry {
     sampler_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rejected_points: Mutex<BTreeMap<String, u64>>,
-    spool_dropped_full: AtomicU64,
+    spool_dropped: Mutex<BTreeMap<&'static str, u64>>,
     spool_pending_batches: AtomicU64,
     spool_bytes: AtomicU64,
 }
@@ -39,9 +39,9 @@ impl Telemetry {
             .or_default() += points;
     }
 
-    /// Counts batches dropped because the spool was full.
-    pub fn spool_dropped(&self, batches: u64) {
-        self.spool_dropped_full.fetch_add(batches, Ordering::Relaxed);
+    /// Counts batches dropped from the spool, by reason (a fixed set: see `spool::REASON_*`).
+    pub fn spool_dropped(&self, reason: &'static str, batches: u64) {
+        *self.spool_dropped.lock().expect("telemetry lock is never poisoned").entry(reason).or_default() += batches;
     }
 
     /// Records the spool's current depth.
@@ -63,12 +63,25 @@ impl Telemetry {
             at,
         ));
         out.push(Observation::new(AGENT_SPOOL_BYTES, self.spool_bytes.load(Ordering::Relaxed) as f64, at));
+        // "full" is always reported, so the series exists (at 0) before the first drop.
+        let dropped = self.spool_dropped.lock().expect("telemetry lock is never poisoned");
+        let full = dropped.get(crate::spool::REASON_FULL).copied().unwrap_or(0);
         out.push(Observation::labeled(
             AGENT_SPOOL_DROPPED_BATCHES_TOTAL,
             vec![("reason", "full".to_owned())],
-            self.spool_dropped_full.load(Ordering::Relaxed) as f64,
+            full as f64,
             at,
         ));
+        for (reason, count) in dropped.iter().filter(|(r, _)| **r != crate::spool::REASON_FULL) {
+            let label = reason.trim_start_matches("spool_").to_owned();
+            out.push(Observation::labeled(
+                AGENT_SPOOL_DROPPED_BATCHES_TOTAL,
+                vec![("reason", label)],
+                *count as f64,
+                at,
+            ));
+        }
+        drop(dropped);
         for ((sampler, reason), count) in self.sampler_errors.lock().expect("telemetry lock is never poisoned").iter() {
             out.push(Observation::labeled(
                 AGENT_SAMPLER_ERRORS_TOTAL,
@@ -144,7 +157,7 @@ mod tests {
         let telemetry = Telemetry::default();
         telemetry.sampler_error("cpu", "parse");
         telemetry.sampler_error("cpu", "parse");
-        telemetry.spool_dropped(3);
+        telemetry.spool_dropped(crate::spool::REASON_FULL, 3);
         let obs = telemetry.observe(UnixMs(1));
         let errors = obs.iter().find(|o| o.name == AGENT_SAMPLER_ERRORS_TOTAL).expect("errors reported");
         assert_eq!(errors.value, 2.0);

@@ -284,10 +284,16 @@ pub struct Agent {
 
 impl Agent {
     /// Starts an agent sending to `collector_url` every `interval_secs`, with `config` as its
-    /// config file text (empty for all defaults).
+    /// config file text (empty for all defaults). Unless `config` has a `[spool]` section, the
+    /// free-space reserve is switched off so the suite behaves the same on a nearly full disk.
     pub fn start(dir: &Path, collector_url: &str, token_file: &Path, interval_secs: u64, config: &str) -> Agent {
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, config).expect("writing agent config");
+        let text = if config.contains("[spool]") {
+            config.to_owned()
+        } else {
+            format!("{config}\n[spool]\nmin_free_bytes = 0\n")
+        };
+        std::fs::write(&config_path, text).expect("writing agent config");
         let mut cmd = Command::new(bin("b24watch-agent"));
         cmd.arg("--config")
             .arg(config_path)

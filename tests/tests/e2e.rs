@@ -104,17 +104,35 @@ mod slice {
     }
 
     #[test]
-    fn revoked_token_is_refused_without_restart() {
+    fn revoked_token_is_refused_without_restart_and_its_open_stream_stops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("collector");
-        let token = std::fs::read_to_string(enroll(&data, "gone")).expect("token");
+        let token_path = enroll(&data, "gone");
+        let token = std::fs::read_to_string(&token_path).expect("token");
         let collector = Collector::start(&data, "");
+        let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token_path, 1, "");
+        eventually("the agent delivers", Duration::from_secs(20), || {
+            (collector.points("gone", "load1").len() >= 2).then_some(())
+        });
         let out = b24watch_e2e::collector_cmd(&data, &["revoke", "gone"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let err = send(&collector.grpc_url(), token.trim(), vec![load_batch("gone", 1, 1, &[now_ms()])])
             .expect_err("revoked");
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        assert!(collector.points("gone", "load1").is_empty());
+        // The agent's already-open stream is cut within the refresh interval (10 s).
+        eventually("the open stream stops delivering", Duration::from_secs(20), || {
+            let before = collector.points("gone", "load1").len();
+            std::thread::sleep(Duration::from_secs(3));
+            (collector.points("gone", "load1").len() == before).then_some(())
+        });
+        let body = collector.metrics();
+        assert!(
+            metric(&body, "b24watch_collector_auth_failures_total", &[("reason", "revoked")]).is_some_and(|n| n >= 2.0)
+        );
+        assert!(
+            collector.points("gone", "load1").iter().all(|p| p.0 != "probe=\"e2e\""),
+            "batch after revocation stored"
+        );
     }
 
     #[test]
@@ -298,7 +316,13 @@ mod delivery {
         let data = dir.path().join("collector");
         let token = enroll(&data, "t02");
         let collector = Collector::start(&data, "");
-        let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "[spool]\nmax_batches = 5\n");
+        let _agent = Agent::start(
+            dir.path(),
+            &collector.grpc_url(),
+            &token,
+            1,
+            "[spool]\nmax_batches = 5\nmin_free_bytes = 0\n",
+        );
         eventually("first samples", Duration::from_secs(20), || {
             (!collector.points("t02", "load1").is_empty()).then_some(())
         });
