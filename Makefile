@@ -9,8 +9,10 @@ run:
 	PROFILE=$(PROFILE) scripts/run-local.sh
 
 ## test: install what the tests need when missing, then run the whole suite
+# --all-targets: the binaries the end-to-end tests run are built with the same features as the
+# tests, so `cargo test` does not compile the dependency tree a second time.
 test: deps
-	cargo build --workspace --bins
+	cargo build --workspace --all-targets
 	cargo test --workspace
 
 ## deps: install test dependencies (promtool, logrotate, mariadb-server) when missing
