@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use b24watch_proto::catalog;
-use b24watch_proto::v1::{Batch, Label, MetricKind, Series};
+use b24watch_proto::v1::{Batch, Label, LogGroup, MetricKind, Series};
+
+use crate::logs::Group;
 
 use crate::sampler::{Observation, UnixMs};
 
@@ -11,8 +13,26 @@ use crate::sampler::{Observation, UnixMs};
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Builds a batch (without epoch and seq: the spool assigns those).
-pub fn build(agent_id: &str, created: UnixMs, observations: Vec<Observation>, telemetry: Vec<Observation>) -> Batch {
+pub fn build(
+    agent_id: &str,
+    created: UnixMs,
+    observations: Vec<Observation>,
+    telemetry: Vec<Observation>,
+    groups: Vec<Group>,
+) -> Batch {
     Batch {
+        log_groups: groups
+            .into_iter()
+            .map(|g| LogGroup {
+                log: g.log,
+                fingerprint: g.fingerprint,
+                severity: g.severity as i32,
+                count: g.count,
+                first_seen_unix_ms: g.first_ms,
+                last_seen_unix_ms: g.last_ms,
+                example: g.example,
+            })
+            .collect(),
         agent_id: agent_id.to_owned(),
         created_unix_ms: created.0,
         series: group(observations),
@@ -59,7 +79,7 @@ mod tests {
             Observation::new("load1", 0.7, UnixMs(2000)),
             Observation::labeled("disk_read_bytes_total", vec![("device", "vdb".into())], 20.0, at),
         ];
-        let batch = build("web-1", at, obs, Vec::new());
+        let batch = build("web-1", at, obs, Vec::new(), Vec::new());
         assert_eq!(batch.series.len(), 3);
         assert_eq!(batch.series[0].values, [0.5, 0.7]);
         assert_eq!(batch.series[0].timestamps_unix_ms, [1000, 2000]);

@@ -58,6 +58,57 @@ max_batches = 100000
 # 8 batches (dropping the oldest, counted with reason="disk_reserve"). 0 disables the reserve.
 min_free_bytes = 268435456
 
+[logs]
+# Error-log monitoring: tail the files below, classify lines by rules, send error groups.
+enabled = true
+# Where to start in a file seen for the first time at the agent's first start: "end" (do not
+# report old history) or "beginning". Files that appear later, or replace a known file after a
+# rotation, are always read from the beginning.
+read_from = "end"
+# Longer lines are delivered cut to this many bytes and counted (1024..=1048576).
+max_line_bytes = 16384
+# Bytes read per file per tick at most, so one huge backlog cannot stall the others.
+max_read_bytes_per_tick = 67108864
+
+# Logs to watch. Writing any [[logs.file]] replaces this whole list. Patterns may use * and ? in
+# the last path component. preset: nginx, httpd, php, bitrix_exceptions, mysql or none.
+# encoding: utf-8 (invalid bytes become U+FFFD) or windows-1251. Extra rules come first:
+#   rules = [{ pattern = "CRM sync failed", severity = "high" }]
+[[logs.file]]
+name = "nginx_error"
+paths = ["/var/log/nginx/error.log", "/var/log/nginx/*_error.log"]
+preset = "nginx"
+encoding = "utf-8"
+rules = []
+
+[[logs.file]]
+name = "httpd_error"
+paths = ["/var/log/httpd/error_log", "/var/log/httpd/*_error_log", "/var/log/apache2/error.log"]
+preset = "httpd"
+encoding = "utf-8"
+rules = []
+
+[[logs.file]]
+name = "php_error"
+paths = ["/var/log/php-fpm/error.log", "/var/log/php-fpm/www-error.log", "/var/log/php/error.log"]
+preset = "php"
+encoding = "utf-8"
+rules = []
+
+[[logs.file]]
+name = "bitrix_exceptions"
+paths = ["/var/log/php/exceptions.log", "/home/bitrix/www/bitrix/modules/error.log"]
+preset = "bitrix_exceptions"
+encoding = "utf-8"
+rules = []
+
+[[logs.file]]
+name = "mysql_error"
+paths = ["/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log"]
+preset = "mysql"
+encoding = "utf-8"
+rules = []
+
 [host]
 # CPU, load, memory, swap, filesystems and disk IO of this server.
 enabled = true
@@ -79,8 +130,104 @@ pub struct RawConfig {
     pub tls: RawTls,
     /// `[spool]`
     pub spool: RawSpool,
+    /// `[logs]`
+    pub logs: RawLogs,
     /// `[host]`
     pub host: RawHost,
+}
+
+/// `[logs]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogs {
+    /// Whether logs are tailed.
+    pub enabled: bool,
+    /// "end" or "beginning".
+    pub read_from: String,
+    /// Line length bound.
+    pub max_line_bytes: u64,
+    /// Read budget per file per tick.
+    pub max_read_bytes_per_tick: u64,
+    /// The logs.
+    pub file: Vec<RawLogFile>,
+}
+
+/// One `[[logs.file]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    /// Name (the `log` label).
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Preset name.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// Encoding name.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+    /// Extra rules.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// One extra rule.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Regex.
+    pub pattern: String,
+    /// low, medium, high or critical.
+    pub severity: String,
+}
+
+fn default_preset() -> String {
+    "none".into()
+}
+
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        let file = |name: &str, paths: &[&str], preset: &str| RawLogFile {
+            name: name.into(),
+            paths: strings(paths),
+            preset: preset.into(),
+            encoding: "utf-8".into(),
+            rules: Vec::new(),
+        };
+        RawLogs {
+            enabled: true,
+            read_from: "end".into(),
+            max_line_bytes: 16384,
+            max_read_bytes_per_tick: 64 << 20,
+            file: vec![
+                file("nginx_error", &["/var/log/nginx/error.log", "/var/log/nginx/*_error.log"], "nginx"),
+                file(
+                    "httpd_error",
+                    &["/var/log/httpd/error_log", "/var/log/httpd/*_error_log", "/var/log/apache2/error.log"],
+                    "httpd",
+                ),
+                file(
+                    "php_error",
+                    &["/var/log/php-fpm/error.log", "/var/log/php-fpm/www-error.log", "/var/log/php/error.log"],
+                    "php",
+                ),
+                file(
+                    "bitrix_exceptions",
+                    &["/var/log/php/exceptions.log", "/home/bitrix/www/bitrix/modules/error.log"],
+                    "bitrix_exceptions",
+                ),
+                file(
+                    "mysql_error",
+                    &["/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log"],
+                    "mysql",
+                ),
+            ],
+        }
+    }
 }
 
 /// `[agent]` section.
@@ -240,8 +387,51 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Spool bounds.
     pub spool: SpoolConfig,
+    /// Error-log monitoring.
+    pub logs: LogsConfig,
     /// Host samplers.
     pub host: HostConfig,
+}
+
+/// Validated `[logs]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// Whether logs are tailed.
+    pub enabled: bool,
+    /// Start new files at their end on the first start.
+    pub read_from_end: bool,
+    /// Line length bound.
+    pub max_line_bytes: usize,
+    /// Read budget per file per tick.
+    pub max_read_bytes_per_tick: u64,
+    /// The logs.
+    pub files: Vec<LogFileConfig>,
+}
+
+/// One validated log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFileConfig {
+    /// Name.
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Preset.
+    pub preset: crate::logs::classify::Preset,
+    /// Encoding.
+    pub encoding: crate::logs::lines::Encoding,
+    /// Extra rules (checked to compile).
+    pub rules: Vec<(String, crate::logs::classify::Severity)>,
+}
+
+impl LogFileConfig {
+    /// The runtime form.
+    ///
+    /// # Panics
+    /// Never: the rules were compiled during validation.
+    pub fn spec(&self) -> crate::logs::LogSpec {
+        crate::logs::LogSpec::new(&self.name, self.paths.clone(), self.preset, &self.rules, self.encoding)
+            .expect("rules were compiled during validation")
+    }
 }
 
 /// TLS settings of the connection to the collector.
@@ -400,6 +590,7 @@ impl Config {
                 None
             }
         };
+        let logs = validate_logs(&raw.logs, origin, &mut errors);
         let tls = TlsConfig {
             ca_file: set(&t.ca_file).then(|| t.ca_file.clone()),
             identity,
@@ -409,6 +600,7 @@ impl Config {
             return Err(ConfigErrors(errors));
         }
         Ok(Config {
+            logs,
             tls,
             id: (!a.id.is_empty()).then(|| a.id.clone()),
             collector_url: a.collector_url.clone(),
@@ -433,6 +625,74 @@ impl Config {
                 exclude_device_prefixes: raw.host.exclude_device_prefixes,
             },
         })
+    }
+}
+
+fn validate_logs(raw: &RawLogs, origin: &Path, errors: &mut Vec<ConfigError>) -> LogsConfig {
+    use crate::logs::classify::{Preset, Severity};
+    use crate::logs::lines::Encoding;
+    let mut bad =
+        |key: String, message: String| errors.push(ConfigError { origin: origin.to_path_buf(), key, message });
+    let read_from_end = match raw.read_from.as_str() {
+        "end" => true,
+        "beginning" => false,
+        other => {
+            bad("logs.read_from".into(), format!("{other:?}: expected \"end\" or \"beginning\""));
+            true
+        }
+    };
+    if !(1024..=1 << 20).contains(&raw.max_line_bytes) {
+        bad("logs.max_line_bytes".into(), format!("{}: expected an integer from 1024 to 1048576", raw.max_line_bytes));
+    }
+    if raw.max_read_bytes_per_tick < 1 << 20 {
+        bad(
+            "logs.max_read_bytes_per_tick".into(),
+            format!("{}: expected at least 1048576", raw.max_read_bytes_per_tick),
+        );
+    }
+    let mut files = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (idx, f) in raw.file.iter().enumerate() {
+        let key = |field: &str| format!("logs.file[{idx}].{field}");
+        if f.name.is_empty() || !f.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            bad(key("name"), format!("{:?}: expected lowercase letters, digits and _", f.name));
+        } else if !names.insert(f.name.clone()) {
+            bad(key("name"), format!("{:?} is used twice", f.name));
+        }
+        if f.paths.is_empty() || f.paths.iter().any(|p| !p.starts_with('/')) {
+            bad(key("paths"), format!("{:?}: expected one or more absolute paths", f.paths));
+        }
+        let preset = Preset::parse(&f.preset).unwrap_or_else(|| {
+            bad(key("preset"), format!("{:?}: expected nginx, httpd, php, bitrix_exceptions, mysql or none", f.preset));
+            Preset::None
+        });
+        let encoding = Encoding::parse(&f.encoding).unwrap_or_else(|| {
+            bad(key("encoding"), format!("{:?}: expected utf-8 or windows-1251", f.encoding));
+            Encoding::Utf8
+        });
+        let mut rules = Vec::new();
+        for (rule_idx, rule) in f.rules.iter().enumerate() {
+            let Some(severity) = Severity::parse(&rule.severity) else {
+                bad(
+                    key(&format!("rules[{rule_idx}].severity")),
+                    format!("{:?}: expected low, medium, high or critical", rule.severity),
+                );
+                continue;
+            };
+            if let Err(err) = regex::bytes::Regex::new(&rule.pattern) {
+                bad(key(&format!("rules[{rule_idx}].pattern")), format!("{:?}: {err}", rule.pattern));
+                continue;
+            }
+            rules.push((rule.pattern.clone(), severity));
+        }
+        files.push(LogFileConfig { name: f.name.clone(), paths: f.paths.clone(), preset, encoding, rules });
+    }
+    LogsConfig {
+        enabled: raw.enabled,
+        read_from_end,
+        max_line_bytes: raw.max_line_bytes as usize,
+        max_read_bytes_per_tick: raw.max_read_bytes_per_tick,
+        files,
     }
 }
 
@@ -471,8 +731,19 @@ mod tests {
         let raw = toml::to_string(&RawConfig::default()).expect("serializable");
         let table: toml::Table = toml::from_str(&raw).expect("round trip");
         for (section, keys) in &table {
-            for key in keys.as_table().expect("sections are tables").keys() {
-                let needle = format!("\n{key} = ");
+            for (key, value) in keys.as_table().expect("sections are tables") {
+                let needle = match value.as_array().and_then(|a| a.first()).and_then(toml::Value::as_table) {
+                    Some(first) => {
+                        for inner in first.keys() {
+                            assert!(
+                                DEFAULT_CONFIG.contains(&format!("\n{inner} = ")),
+                                "DEFAULT_CONFIG lacks [[{section}.{key}]] {inner}"
+                            );
+                        }
+                        format!("[[{section}.{key}]]")
+                    }
+                    None => format!("\n{key} = "),
+                };
                 assert!(DEFAULT_CONFIG.contains(&needle), "DEFAULT_CONFIG lacks [{section}] {key}");
             }
         }
@@ -501,6 +772,23 @@ mod tests {
     fn wrong_type_names_the_key() {
         let err = Config::parse("[agent]\ninterval_secs = \"15x\"\n", origin()).expect_err("wrong type");
         assert!(err.to_string().contains("interval_secs"), "{err}");
+    }
+
+    #[test]
+    fn bad_log_entries_are_reported_with_their_index() {
+        let text = "[[logs.file]]\nname = \"Bad Name\"\npaths = [\"relative.log\"]\npreset = \"iis\"\nrules = [{ pattern = \"(\", severity = \"urgent\" }, { pattern = \"(\", severity = \"high\" }]\n";
+        let err = Config::parse(text, origin()).expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "logs.file[0].name",
+                "logs.file[0].paths",
+                "logs.file[0].preset",
+                "logs.file[0].rules[0].severity",
+                "logs.file[0].rules[1].pattern"
+            ]
+        );
     }
 
     #[test]

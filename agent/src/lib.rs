@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod logs;
 pub mod sampler;
 pub mod scheduler;
 pub mod shipper;
@@ -66,6 +67,19 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     } else {
         None
     };
+    let tailer = if cfg.logs.enabled {
+        let offsets = spool.log_offsets().context("reading log offsets from the spool")?;
+        let specs = cfg.logs.files.iter().map(config::LogFileConfig::spec).collect();
+        Some(logs::tail::Tailer::new(
+            specs,
+            offsets,
+            cfg.logs.read_from_end,
+            cfg.logs.max_line_bytes,
+            cfg.logs.max_read_bytes_per_tick,
+        ))
+    } else {
+        None
+    };
     let telemetry = Arc::new(telemetry::Telemetry::default());
     telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
     let spool = Arc::new(Mutex::new(spool));
@@ -78,6 +92,7 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         spool: Arc::clone(&spool),
         pushed: Arc::clone(&pushed),
         telemetry: Arc::clone(&telemetry),
+        tailer,
     };
     let shipper = shipper::Shipper {
         url: cfg.collector_url.clone(),

@@ -33,6 +33,8 @@ pub struct Scheduler {
     pub pushed: Arc<Notify>,
     /// Shared self-telemetry.
     pub telemetry: Arc<Telemetry>,
+    /// The log tailer, when logs are enabled.
+    pub tailer: Option<crate::logs::tail::Tailer>,
 }
 
 /// The wall clock, read once per tick. Samples carry the agent's time (RELIABILITY.md decision 6).
@@ -83,11 +85,21 @@ impl Scheduler {
                 (None, false) => {}
             }
         }
+        let (groups, offsets, forget) = match &mut self.tailer {
+            Some(tailer) => {
+                let poll = tailer.poll(at.0);
+                observations.extend(crate::logs::observe(tailer, at));
+                let mut groups: Vec<_> = poll.groups.into_values().collect();
+                groups.sort_by(|a, b| (&a.log, &a.fingerprint).cmp(&(&b.log, &b.fingerprint)));
+                (groups, poll.checkpoints, poll.forget)
+            }
+            None => Default::default(),
+        };
         let telemetry = self.telemetry.observe(at);
-        let batch = batch::build(&self.agent_id, at, observations, telemetry);
+        let batch = batch::build(&self.agent_id, at, observations, telemetry, groups);
         let pushed = {
             let mut spool = self.spool.lock().expect("spool lock is never poisoned");
-            let result = spool.push(batch);
+            let result = spool.push_with_offsets(batch, &offsets, &forget);
             self.telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
             result
         };

@@ -22,6 +22,7 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::config::SpoolConfig;
+use crate::logs::{Checkpoint, FileKey};
 
 /// Current on-disk format.
 const FORMAT_VERSION: i64 = 1;
@@ -136,6 +137,9 @@ impl Spool {
                      CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                      CREATE TABLE batch(seq INTEGER PRIMARY KEY, first_ms INTEGER NOT NULL,
                          last_ms INTEGER NOT NULL, points INTEGER NOT NULL, payload BLOB NOT NULL);
+                     CREATE TABLE log_offset(dev INTEGER NOT NULL, ino INTEGER NOT NULL, log TEXT NOT NULL,
+                         path TEXT NOT NULL, head_len INTEGER NOT NULL, head_hash INTEGER NOT NULL,
+                         offset INTEGER NOT NULL, PRIMARY KEY(dev, ino));
                      CREATE TABLE pending_gap(reason TEXT PRIMARY KEY, from_ms INTEGER NOT NULL,
                          to_ms INTEGER NOT NULL, batches INTEGER NOT NULL, points INTEGER NOT NULL);
                      PRAGMA user_version = 1;",
@@ -209,7 +213,21 @@ impl Spool {
     ///
     /// # Errors
     /// When the batch could not be stored; the spool is unchanged then.
-    pub fn push(&mut self, mut batch: Batch) -> Result<(u64, Dropped), Error> {
+    pub fn push(&mut self, batch: Batch) -> Result<(u64, Dropped), Error> {
+        self.push_with_offsets(batch, &[], &[])
+    }
+
+    /// Like [`Spool::push`], also committing log offsets in the same transaction: the offsets
+    /// move exactly when the data read before them is stored (RELIABILITY.md rule 3).
+    ///
+    /// # Errors
+    /// When the batch could not be stored; neither batch nor offsets changed then.
+    pub fn push_with_offsets(
+        &mut self,
+        mut batch: Batch,
+        offsets: &[Checkpoint],
+        forget: &[FileKey],
+    ) -> Result<(u64, Dropped), Error> {
         let seq = self.next_seq;
         batch.spool_epoch = self.epoch;
         batch.seq = seq;
@@ -291,6 +309,27 @@ impl Spool {
         )
         .map_err(|e| self.sql(e))?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'next_seq'", [(seq + 1) as i64]).map_err(|e| self.sql(e))?;
+        for c in offsets {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO log_offset(dev, ino, log, path, head_len, head_hash, offset)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(|e| self.sql(e))?
+            .execute(params![
+                c.dev as i64,
+                c.ino as i64,
+                c.log,
+                c.path,
+                c.head_len as i64,
+                c.head_hash as i64,
+                c.offset as i64
+            ])
+            .map_err(|e| self.sql(e))?;
+        }
+        for (dev, ino) in forget {
+            tx.execute("DELETE FROM log_offset WHERE dev = ?1 AND ino = ?2", params![*dev as i64, *ino as i64])
+                .map_err(|e| self.sql(e))?;
+        }
         tx.commit().map_err(|e| self.sql(e))?;
         self.next_seq = seq + 1;
         self.pending_batches = pending_batches + 1;
@@ -309,6 +348,31 @@ impl Spool {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![after as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Every stored log offset.
+    ///
+    /// # Errors
+    /// When SQLite fails to read.
+    pub fn log_offsets(&self) -> Result<Vec<Checkpoint>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dev, ino, log, path, head_len, head_hash, offset FROM log_offset")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Checkpoint {
+                    dev: r.get::<_, i64>(0)? as u64,
+                    ino: r.get::<_, i64>(1)? as u64,
+                    log: r.get(2)?,
+                    path: r.get(3)?,
+                    head_len: r.get::<_, i64>(4)? as u64,
+                    head_hash: r.get::<_, i64>(5)? as u64,
+                    offset: r.get::<_, i64>(6)? as u64,
+                })
+            })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }

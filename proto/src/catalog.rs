@@ -75,6 +75,19 @@ pub const AGENT_SAMPLER_ERRORS_TOTAL: &str = "agent_sampler_errors_total";
 /// Agent self-telemetry: points the collector rejected.
 pub const AGENT_REJECTED_POINTS_TOTAL: &str = "agent_rejected_points_total";
 
+/// Logs: lines read per log.
+pub const LOG_LINES_TOTAL: &str = "log_lines_total";
+/// Logs: error lines (or records) per log and severity.
+pub const LOG_ERRORS_TOTAL: &str = "log_errors_total";
+/// Logs: lines longer than the maximum, truncated.
+pub const LOG_LONG_LINES_TOTAL: &str = "log_long_lines_total";
+/// Logs: truncations (copytruncate, rewrite) detected.
+pub const LOG_TRUNCATIONS_TOTAL: &str = "log_truncations_total";
+/// Logs: files rotated away unread while the agent was stopped.
+pub const LOG_ROTATED_AWAY_TOTAL: &str = "log_rotated_away_total";
+/// Logs: Bitrix exception log records by type.
+pub const BITRIX_EXCEPTIONS_TOTAL: &str = "bitrix_exceptions_total";
+
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
     gauge(
@@ -111,6 +124,24 @@ pub const SERIES: &[Descriptor] = &[
         AGENT_SAMPLER_ERRORS_TOTAL,
         &["sampler", "reason"],
         "Sampler runs that produced nothing usable, by sampler and reason.",
+    ),
+    counter(LOG_LINES_TOTAL, &["log"], "Lines read from the log."),
+    counter(
+        LOG_ERRORS_TOTAL,
+        &["log", "severity"],
+        "Error lines (multi-line records count once) matched by the log's rules, by severity.",
+    ),
+    counter(LOG_LONG_LINES_TOTAL, &["log"], "Lines longer than logs.max_line_bytes, delivered truncated."),
+    counter(LOG_TRUNCATIONS_TOTAL, &["log"], "Truncations of the log detected (copytruncate, rewrite in place)."),
+    counter(
+        LOG_ROTATED_AWAY_TOTAL,
+        &["log"],
+        "Files rotated away while the agent was stopped and not found again; their unread rest is lost.",
+    ),
+    counter(
+        BITRIX_EXCEPTIONS_TOTAL,
+        &["log", "type"],
+        "Bitrix exception log records by type (FATAL, UNCAUGHT_EXCEPTION, ...).",
     ),
     counter(AGENT_REJECTED_POINTS_TOTAL, &["reason"], "Points the collector rejected, by reason."),
 ];

@@ -1,0 +1,125 @@
+//! Error-log monitoring: tail files, classify lines, group them by fingerprint.
+//!
+//! The tailer is not a `Sampler`: its offsets must be committed in the same spool transaction as
+//! the groups they produced, so the scheduler drives it directly and hands its checkpoints to
+//! `Spool::push`.
+
+pub mod classify;
+mod glob;
+pub mod lines;
+pub mod tail;
+
+use regex::Regex;
+
+use self::classify::{Classifier, Preset, Severity};
+use self::lines::Encoding;
+use crate::sampler::{Observation, UnixMs};
+
+/// `(device, inode)` of a file.
+pub type FileKey = (u64, u64);
+
+/// A file position to commit with the data read before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Log name.
+    pub log: String,
+    /// Path the file was last seen at.
+    pub path: String,
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Bytes of the head covered by `head_hash` (0: file was empty).
+    pub head_len: u64,
+    /// Hash of the head.
+    pub head_hash: u64,
+    /// Next byte to read.
+    pub offset: u64,
+}
+
+/// Errors of one fingerprint seen in one log during one poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Log name.
+    pub log: String,
+    /// Fingerprint (16 hex digits).
+    pub fingerprint: String,
+    /// Highest severity seen.
+    pub severity: Severity,
+    /// Occurrences.
+    pub count: u64,
+    /// First seen (agent time).
+    pub first_ms: i64,
+    /// Last seen.
+    pub last_ms: i64,
+    /// One example, at most 512 characters.
+    pub example: String,
+}
+
+/// One configured log: where, how to read it, how to classify it.
+#[derive(Debug, Clone)]
+pub struct LogSpec {
+    /// Name: the `log` label.
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Rules.
+    pub classifier: Classifier,
+    /// Start of a multi-line record, if records span lines.
+    pub record_start: Option<Regex>,
+    /// Byte decoding.
+    pub encoding: Encoding,
+}
+
+impl LogSpec {
+    /// Builds a spec from a preset plus extra rules.
+    ///
+    /// # Errors
+    /// An invalid extra rule.
+    pub fn new(
+        name: &str,
+        paths: Vec<String>,
+        preset: Preset,
+        extra_rules: &[(String, Severity)],
+        encoding: Encoding,
+    ) -> Result<LogSpec, regex::Error> {
+        let mut rules: Vec<(String, Severity)> = extra_rules.to_vec();
+        rules.extend(preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)));
+        Ok(LogSpec {
+            name: name.to_owned(),
+            paths,
+            classifier: Classifier::new(&rules)?,
+            record_start: preset.record_start().map(|p| Regex::new(p).expect("preset record regex compiles (tested)")),
+            encoding,
+        })
+    }
+}
+
+/// Counters of every log as observations.
+pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
+    use b24watch_proto::catalog::{
+        BITRIX_EXCEPTIONS_TOTAL, LOG_ERRORS_TOTAL, LOG_LINES_TOTAL, LOG_LONG_LINES_TOTAL, LOG_ROTATED_AWAY_TOTAL,
+        LOG_TRUNCATIONS_TOTAL,
+    };
+    let mut out = Vec::new();
+    for (spec, c) in tailer.specs().iter().zip(&tailer.counters) {
+        let log = || vec![("log", spec.name.clone())];
+        out.push(Observation::labeled(LOG_LINES_TOTAL, log(), c.lines as f64, at));
+        for (severity, count) in tail::SEVERITIES.iter().zip(c.errors) {
+            let labels = vec![("log", spec.name.clone()), ("severity", severity.as_str().to_owned())];
+            out.push(Observation::labeled(LOG_ERRORS_TOTAL, labels, count as f64, at));
+        }
+        out.push(Observation::labeled(LOG_LONG_LINES_TOTAL, log(), c.long_lines as f64, at));
+        out.push(Observation::labeled(LOG_TRUNCATIONS_TOTAL, log(), c.truncations as f64, at));
+        out.push(Observation::labeled(LOG_ROTATED_AWAY_TOTAL, log(), c.rotated_away as f64, at));
+        if spec.record_start.is_some() {
+            let mut types: Vec<_> = c.bitrix_types.iter().collect();
+            types.sort();
+            for (kind, count) in types {
+                let labels = vec![("log", spec.name.clone()), ("type", (*kind).to_owned())];
+                out.push(Observation::labeled(BITRIX_EXCEPTIONS_TOTAL, labels, *count as f64, at));
+            }
+        }
+    }
+    out
+}
