@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{host}/series", get(series))
         .route("/api/v1/hosts/{host}/gaps", get(gaps))
+        .route("/api/v1/hosts/{host}/errors", get(errors))
         .with_state(state)
 }
 
@@ -58,7 +59,7 @@ async fn index() -> &'static str {
     "b24watch collector\n\n/metrics               Prometheus exposition\n/-/healthy /-/ready    probes\n\
      /api/v1/hosts          agents and liveness (JSON)\n\
      /api/v1/hosts/{host}/series?name=load1&from=<unix ms>&to=<unix ms>\n\
-     /api/v1/hosts/{host}/gaps\n"
+     /api/v1/hosts/{host}/gaps\n/api/v1/hosts/{host}/errors?since=<unix ms>&limit=50\n"
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -118,6 +119,32 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
             "host": host, "name": q.name, "from": from, "to": to, "truncated": truncated, "series": series,
         }))
         .into_response(),
+        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    }
+}
+
+/// Query of `/api/v1/hosts/{host}/errors`.
+#[derive(Debug, Deserialize)]
+struct ErrorsQuery {
+    /// Unix ms; default: 24 hours ago.
+    since: Option<i64>,
+    /// Groups returned at most (1..=1000, default 50).
+    limit: Option<usize>,
+}
+
+async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<ErrorsQuery>) -> Response {
+    let since = q.since.unwrap_or_else(|| now_ms() - 86_400_000);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, format!("limit {limit}: expected 1..=1000"));
+    }
+    let reader = Arc::clone(&state.reader);
+    let host_name = host.clone();
+    match tokio::task::spawn_blocking(move || reader.error_groups(&host_name, since, limit)).await {
+        Ok(Ok(groups)) => {
+            axum::Json(serde_json::json!({ "host": host, "since": since, "groups": groups })).into_response()
+        }
         Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
     }

@@ -37,6 +37,36 @@ pub struct SeriesPoints {
     pub points: Vec<(i64, f64)>,
 }
 
+/// Errors of one fingerprint summed over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorGroup {
+    /// Log name.
+    pub log: String,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Highest severity seen (low, medium, high, critical).
+    pub severity: &'static str,
+    /// Occurrences.
+    pub count: i64,
+    /// First seen, unix ms.
+    pub first_seen_ms: i64,
+    /// Last seen, unix ms.
+    pub last_seen_ms: i64,
+    /// The most recent example.
+    pub example: String,
+}
+
+/// Label value of a wire severity number.
+pub fn severity_name(value: i32) -> &'static str {
+    match value {
+        4 => "critical",
+        3 => "high",
+        2 => "medium",
+        1 => "low",
+        _ => "unspecified",
+    }
+}
+
 /// A gap record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GapRow {
@@ -128,6 +158,32 @@ impl Reader {
             n_points += 1;
         }
         Ok((out, false))
+    }
+
+    /// The error groups of an agent last seen at or after `since_ms`, most frequent first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn error_groups(&self, agent_id: &str, since_ms: i64, limit: usize) -> Result<Vec<ErrorGroup>, Error> {
+        let conn = self.conn();
+        // A bare column next to max() takes its value from the row holding the maximum (SQLite).
+        let mut stmt = conn.prepare_cached(
+            "SELECT log, fingerprint, MAX(severity), SUM(count), MIN(first_ms), MAX(last_ms), example
+             FROM log_group WHERE agent_id = ?1 AND last_ms >= ?2
+             GROUP BY log, fingerprint ORDER BY SUM(count) DESC, MAX(last_ms) DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![agent_id, since_ms, limit as i64], |r| {
+            Ok(ErrorGroup {
+                log: r.get(0)?,
+                fingerprint: r.get(1)?,
+                severity: severity_name(r.get(2)?),
+                count: r.get(3)?,
+                first_seen_ms: r.get(4)?,
+                last_seen_ms: r.get(5)?,
+                example: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Gap records of an agent, oldest first.

@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
         last_ms INTEGER NOT NULL,
         example TEXT NOT NULL
     );
+    CREATE INDEX log_group_by_agent_last ON log_group(agent_id, last_ms);
     CREATE TABLE check_result(
         id INTEGER PRIMARY KEY,
         agent_id TEXT NOT NULL,
