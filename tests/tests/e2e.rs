@@ -722,7 +722,7 @@ mod logs {
             let mut seq = 0u64;
             let pause = Duration::from_micros(1_000_000 / per_sec);
             while !stop.load(Ordering::Relaxed) {
-                let line = if seq % 10 == 0 {
+                let line = if seq.is_multiple_of(10) {
                     format!(
                         "2024/05/01 10:00:00 [error] 77#0: *{seq} upstream timed out seq={seq} while reading upstream\n"
                     )
@@ -896,7 +896,7 @@ mod logs {
             // About 5 KB per 0.7 s: a rotation every 2 s or so, slower than the agent's 1 s poll.
             // (Bitrix keeps one generation: two rotations within one poll would lose the older
             // copy on disk itself; at the default log_size of 1 MB that takes 100 KB/s.)
-            if idx % 20 == 0 {
+            if idx.is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(700));
             }
         }
