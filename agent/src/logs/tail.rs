@@ -164,13 +164,12 @@ impl Tailer {
             }
             let Ok(file) = File::open(&path) else { continue };
             let size = file.metadata().map_or(0, |m| m.len());
-            let resume = self.stored.get(&key).filter(|c| {
-                c.head_len == 0 || (size >= c.head_len && head_hash(&file, c.head_len) == Some(c.head_hash))
-            });
+            // A stored position is taken as is: if the file shrank or its head changed while we
+            // were stopped, the first poll treats it as a truncation and recovers the unread
+            // tail from `<file>.1`/`.old` when that copy matches.
+            let resume = self.stored.get(&key);
             let pos = match resume {
-                Some(c) if c.offset <= size => c.offset,
-                // The file shrank while we were stopped: it was truncated; start over.
-                Some(_) => 0,
+                Some(c) => c.offset,
                 None => {
                     let successor = self.stored.values().any(|c| Path::new(&c.path) == path);
                     if self.first_poll && self.read_from_end && !successor { size } else { 0 }
@@ -443,3 +442,265 @@ pub const SEVERITIES: [Severity; 4] = [Severity::Low, Severity::Medium, Severity
 
 /// The encoding used when none is configured.
 pub const DEFAULT_ENCODING: Encoding = Encoding::Utf8;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::logs::classify::Preset;
+
+    fn spec(path: &Path) -> LogSpec {
+        LogSpec::new("app", vec![path.display().to_string()], Preset::Nginx, &[], Encoding::Utf8).expect("spec")
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open")
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+
+    fn delivered(poll: &Poll) -> u64 {
+        poll.groups.values().map(|g| g.count).sum()
+    }
+
+    /// Applies a poll's checkpoints as the spool would on commit.
+    fn commit(stored: &mut HashMap<FileKey, Checkpoint>, poll: &Poll) {
+        for c in &poll.checkpoints {
+            stored.insert((c.dev, c.ino), c.clone());
+        }
+        for key in &poll.forget {
+            stored.remove(key);
+        }
+    }
+
+    fn tailer(path: &Path, stored: &HashMap<FileKey, Checkpoint>) -> Tailer {
+        Tailer::new(vec![spec(path)], stored.values().cloned().collect(), false, 1024, u64::MAX)
+    }
+
+    #[test]
+    fn partial_line_is_delivered_once_when_completed_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "[error] first\n[error] foo");
+        let mut stored = HashMap::new();
+        let mut t = tailer(&path, &stored);
+        let poll = t.poll(1);
+        assert_eq!(delivered(&poll), 1);
+        commit(&mut stored, &poll);
+        assert_eq!(stored.values().next().expect("checkpoint").offset, 14, "offset stops before the partial line");
+        drop(t);
+        append(&path, "bar\n");
+        let poll = tailer(&path, &stored).poll(2);
+        let group = poll.groups.values().next().expect("group");
+        assert_eq!((group.count, group.example.as_str()), (1, "[error] foobar"));
+    }
+
+    #[test]
+    fn inode_reuse_with_other_content_is_read_from_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "[error] old content that is long enough\n");
+        let mut stored = HashMap::new();
+        let poll = tailer(&path, &stored).poll(1);
+        commit(&mut stored, &poll);
+        // Same inode, different head: as if the file was deleted and the inode reused.
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).expect("open");
+        append(&path, "[error] new\n[error] new\n");
+        let poll = tailer(&path, &stored).poll(2);
+        assert_eq!(delivered(&poll), 2);
+    }
+
+    #[test]
+    fn empty_file_is_read_once_it_grows_and_same_head_files_are_independent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.log");
+        let b = dir.path().join("b.log");
+        append(&a, "");
+        append(&b, "[error] same head\n");
+        let pattern = dir.path().join("*.log").display().to_string();
+        let spec = LogSpec::new("app", vec![pattern], Preset::Nginx, &[], Encoding::Utf8).expect("spec");
+        let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
+        assert_eq!(delivered(&t.poll(1)), 1);
+        append(&a, "[error] same head\n[error] more\n");
+        assert_eq!(delivered(&t.poll(2)), 2);
+        append(&b, "[error] b only\n");
+        assert_eq!(delivered(&t.poll(3)), 1);
+    }
+
+    #[test]
+    fn deleted_file_is_drained_before_it_is_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "[error] one\n");
+        let mut t = tailer(&path, &HashMap::new());
+        assert_eq!(delivered(&t.poll(1)), 1);
+        append(&path, "[error] two\n[error] three\n");
+        std::fs::remove_file(&path).expect("delete");
+        let poll = t.poll(2);
+        assert_eq!(delivered(&poll), 2);
+        assert_eq!(poll.forget.len(), 1);
+    }
+
+    #[test]
+    fn symlink_repointed_at_rotation_drains_the_old_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let day1 = dir.path().join("app-1.log");
+        let day2 = dir.path().join("app-2.log");
+        let link = dir.path().join("current.log");
+        append(&day1, "[error] d1\n");
+        std::os::unix::fs::symlink(&day1, &link).expect("symlink");
+        let mut t = tailer(&link, &HashMap::new());
+        assert_eq!(delivered(&t.poll(1)), 1);
+        append(&day1, "[error] d1 late\n");
+        append(&day2, "[error] d2\n");
+        std::fs::remove_file(&link).expect("unlink");
+        std::os::unix::fs::symlink(&day2, &link).expect("symlink");
+        assert_eq!(delivered(&t.poll(2)), 2);
+    }
+
+    #[test]
+    fn invalid_utf8_and_long_lines_do_not_stop_the_next_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let mut bytes = b"[error] raw \xff\xfe bytes\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 5000));
+        bytes.extend(b"\n[error] after\n");
+        std::fs::write(&path, bytes).expect("write");
+        let mut t = tailer(&path, &HashMap::new());
+        let poll = t.poll(1);
+        assert_eq!(delivered(&poll), 2);
+        assert!(poll.groups.values().any(|g| g.example.contains('\u{fffd}')));
+        assert_eq!(t.counters[0].long_lines, 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append {
+            lines: u8,
+            errors: u8,
+        },
+        Poll,
+        /// Poll, then lose the result (kill -9 before the spool commit) and restart.
+        Crash,
+        Restart,
+        RotateCreate,
+        CopyTruncate,
+        TruncateRewrite {
+            errors: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u8..20, 0u8..5).prop_map(|(lines, errors)| Op::Append { lines, errors }),
+            3 => Just(Op::Poll),
+            1 => Just(Op::Crash),
+            1 => Just(Op::Restart),
+            1 => Just(Op::RotateCreate),
+            1 => Just(Op::CopyTruncate),
+            1 => (0u8..3).prop_map(|errors| Op::TruncateRewrite { errors }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Against random append/rotate/truncate/restart sequences, every error line is delivered
+        /// exactly once (committed polls only), compared with a counter model.
+        #[test]
+        fn property_test_tailer_delivers_each_error_line_exactly_once(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("app.log");
+            let rotated = dir.path().join("app.log.1");
+            let mut stored: HashMap<FileKey, Checkpoint> = HashMap::new();
+            let mut t = tailer(&path, &stored);
+            let (mut written, mut committed) = (0u64, 0u64);
+            let mut seq = 0u64;
+            // One rotation between committed polls at most: a second one would overwrite
+            // app.log.1 before anyone read it, which loses data on disk, not in the agent.
+            let mut rotation_pending = false;
+            for op in ops {
+                // A file rotated before the agent ever committed a position in it is out of
+                // scope (no tailer can know it existed unless app.log.1 is in the pattern).
+                let ckpt = std::fs::metadata(&path).ok().and_then(|m| {
+                    stored.get(&(std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m)))
+                });
+                let rotation_allowed = ckpt.is_some() && !rotation_pending;
+                // Truncation is recognised by the size dropping below the position or the head
+                // changing; a file that was still empty at the last commit has neither, so
+                // content written and truncated away between two polls is out of reach.
+                let truncation_allowed = rotation_allowed && ckpt.is_some_and(|c| c.head_len > 0);
+                match op {
+                    Op::Append { lines, errors } => {
+                        let mut text = String::new();
+                        for idx in 0..lines {
+                            seq += 1;
+                            if idx < errors {
+                                text.push_str(&format!("2024/05/01 [error] upstream timed out n={seq}\n"));
+                                written += 1;
+                            } else {
+                                text.push_str(&format!("2024/05/01 [info] fine n={seq}\n"));
+                            }
+                        }
+                        append(&path, &text);
+                    }
+                    Op::Poll => {
+                        let poll = t.poll(seq as i64);
+                        committed += delivered(&poll);
+                        commit(&mut stored, &poll);
+                        rotation_pending = false;
+                    }
+                    Op::Crash => {
+                        let _lost = t.poll(seq as i64);
+                        t = tailer(&path, &stored);
+                    }
+                    Op::Restart => t = tailer(&path, &stored),
+                    Op::RotateCreate if rotation_allowed => {
+                        if path.exists() {
+                            std::fs::rename(&path, &rotated).expect("rename");
+                            append(&path, "");
+                            rotation_pending = true;
+                        }
+                    }
+                    Op::CopyTruncate if truncation_allowed => {
+                        if path.exists() {
+                            std::fs::copy(&path, &rotated).expect("copy");
+                            std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+                            rotation_pending = true;
+                        }
+                    }
+                    Op::TruncateRewrite { errors } if truncation_allowed => {
+                        // An application truncating its own log on restart: the unread rest of
+                        // the old content is gone by design, so count what was unread as lost.
+                        let poll = t.poll(seq as i64);
+                        committed += delivered(&poll);
+                        commit(&mut stored, &poll);
+                        std::fs::write(&path, "").expect("truncate");
+                        let mut text = String::new();
+                        for _ in 0..errors {
+                            seq += 1;
+                            text.push_str(&format!("2024/05/02 [error] rewritten n={seq}\n"));
+                            written += 1;
+                        }
+                        append(&path, &text);
+                        rotation_pending = true;
+                    }
+                    _ => {}
+                }
+                prop_assert!(committed <= written, "duplicates: committed {} > written {}", committed, written);
+            }
+            let poll = t.poll(seq as i64);
+            committed += delivered(&poll);
+            prop_assert_eq!(committed, written);
+        }
+    }
+}
