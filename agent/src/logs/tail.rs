@@ -664,19 +664,15 @@ mod tests {
                         t = tailer(&path, &stored);
                     }
                     Op::Restart => t = tailer(&path, &stored),
-                    Op::RotateCreate if rotation_allowed => {
-                        if path.exists() {
-                            std::fs::rename(&path, &rotated).expect("rename");
-                            append(&path, "");
-                            rotation_pending = true;
-                        }
+                    Op::RotateCreate if rotation_allowed && path.exists() => {
+                        std::fs::rename(&path, &rotated).expect("rename");
+                        append(&path, "");
+                        rotation_pending = true;
                     }
-                    Op::CopyTruncate if truncation_allowed => {
-                        if path.exists() {
-                            std::fs::copy(&path, &rotated).expect("copy");
-                            std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
-                            rotation_pending = true;
-                        }
+                    Op::CopyTruncate if truncation_allowed && path.exists() => {
+                        std::fs::copy(&path, &rotated).expect("copy");
+                        std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+                        rotation_pending = true;
                     }
                     Op::TruncateRewrite { errors } if truncation_allowed => {
                         // An application truncating its own log on restart: the unread rest of
