@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test deps build release bench-agent fmt lint clean
+.PHONY: run test deps build release bench-agent bench-logs fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -28,6 +28,10 @@ release:
 ## bench-agent: the agent's steady RSS and CPU per tick next to node_exporter's per scrape
 bench-agent:
 	scripts/bench-agent.sh
+
+## bench-logs: log scanning throughput next to grep on the same 1 GiB file (SIZE_MB=...)
+bench-logs:
+	scripts/bench-logs.sh
 
 fmt:
 	cargo fmt --all

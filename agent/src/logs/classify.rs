@@ -6,7 +6,7 @@
 //! combined regex runs over a whole chunk to find candidate lines, and only those lines go
 //! through the per-rule set that picks the severity.
 
-use regex::bytes::{Regex, RegexSet};
+use regex::bytes::Regex;
 
 /// SLA vocabulary, numbered like the wire enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,8 +136,8 @@ pub fn bitrix_record_type(header: &str) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     prefilter: Option<Regex>,
-    set: RegexSet,
-    severities: Vec<Severity>,
+    /// Rules sorted by severity, highest first, so the first match decides.
+    rules: Vec<(Regex, Severity)>,
 }
 
 impl Classifier {
@@ -147,19 +147,22 @@ impl Classifier {
     /// The first rule that is not a valid regex.
     pub fn new(rules: &[(String, Severity)]) -> Result<Classifier, regex::Error> {
         let patterns: Vec<&str> = rules.iter().map(|(p, _)| p.as_str()).collect();
-        let set = RegexSet::new(&patterns)?;
+        let mut compiled =
+            rules.iter().map(|(p, s)| Ok((Regex::new(p)?, *s))).collect::<Result<Vec<_>, regex::Error>>()?;
+        // Stable: among equal severities the configured order is kept.
+        compiled.sort_by(|a, b| b.1.cmp(&a.1));
         let prefilter = if patterns.is_empty() {
             None
         } else {
             let union = patterns.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
             Some(Regex::new(&format!("(?m){union}"))?)
         };
-        Ok(Classifier { prefilter, set, severities: rules.iter().map(|(_, s)| *s).collect() })
+        Ok(Classifier { prefilter, rules: compiled })
     }
 
     /// The highest severity of the rules matching `line`, if any.
     pub fn classify(&self, line: &[u8]) -> Option<Severity> {
-        self.set.matches(line).iter().map(|idx| self.severities[idx]).max()
+        self.rules.iter().find(|(re, _)| re.is_match(line)).map(|(_, severity)| *severity)
     }
 
     /// Byte offsets in `chunk` where some rule matches (candidate lines), in order.
@@ -168,50 +171,82 @@ impl Classifier {
     }
 }
 
+/// Bytes of a message that take part in its fingerprint, counted from where its rule matched.
+const FINGERPRINT_BYTES: usize = 128;
+
 /// A stable fingerprint of a message: numbers, hex ids and query strings normalised, so the same
-/// error from different requests groups together.
+/// error from different requests groups together. Returns the normalised text and its hash.
 pub fn fingerprint(message: &str) -> (String, u64) {
-    let normalized = normalize(message);
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let hash =
-        normalized.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (normalized, hash)
+    let mut text = Vec::new();
+    for_each_piece(message.as_bytes(), |piece| text.extend_from_slice(piece));
+    (String::from_utf8_lossy(&text).into_owned(), fingerprint_hash(message.as_bytes()))
 }
 
-/// The normalisation behind [`fingerprint`], limited to the first 256 characters.
-pub fn normalize(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(256));
-    let mut chars = message.chars().take(256).peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_hexdigit() {
-            // A token of hex digits containing a digit (ids, addresses, hashes, numbers) → '#'.
-            let mut token = String::from(c);
-            while let Some(&next) = chars.peek() {
-                if next.is_ascii_hexdigit() {
-                    token.push(next);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            let numeric = token.bytes().any(|b| b.is_ascii_digit());
-            let word_boundary = !out.chars().last().is_some_and(|p: char| p.is_ascii_alphabetic());
-            if numeric && (word_boundary || token.len() >= 6) {
-                out.push('#');
-            } else {
-                out.push_str(&token);
-            }
-        } else if c == '?' {
-            // Query strings vary per request.
-            out.push_str("?…");
-            while chars.peek().is_some_and(|n| !n.is_whitespace() && *n != '"' && *n != '\'') {
-                chars.next();
-            }
-        } else {
-            out.push(c);
+/// The hash of [`fingerprint`] without building the normalised text (the hot path). Stable
+/// across versions and platforms (fixed constants, little-endian words), unlike std's hasher.
+pub fn fingerprint_hash(message: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = 0u64;
+    for_each_piece(message, |piece| {
+        let mut chunks = piece.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("chunks_exact(8)"));
+            hash = (hash.rotate_left(23) ^ word).wrapping_mul(K);
         }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        hash = (hash.rotate_left(23) ^ u64::from_le_bytes(tail) ^ piece.len() as u64).wrapping_mul(K);
+    });
+    hash ^ (hash >> 29)
+}
+
+/// The normalised text behind [`fingerprint`].
+pub fn normalize(message: &str) -> String {
+    fingerprint(message).0
+}
+
+/// Byte classes for [`for_each_piece`]: word characters and the query-string mark.
+const WORD: u8 = 1;
+const QUERY: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            WORD
+        } else if c == b'?' {
+            QUERY
+        } else {
+            0
+        };
+        b += 1;
     }
-    out
+    table
+};
+
+/// Splits the first [`FINGERPRINT_BYTES`] of `message` into the pieces of its normalised form:
+/// separator runs as they are, every word containing a digit (numbers, ids, hex, parts of IP
+/// addresses) as `#`, other words as they are, and a query string as `?…`.
+fn for_each_piece(message: &[u8], mut piece: impl FnMut(&[u8])) {
+    let mut rest = &message[..message.len().min(FINGERPRINT_BYTES)];
+    while !rest.is_empty() {
+        let sep = rest.iter().position(|b| CLASS[usize::from(*b)] != 0).unwrap_or(rest.len());
+        if sep > 0 {
+            piece(&rest[..sep]);
+            rest = &rest[sep..];
+            continue;
+        }
+        if rest[0] == b'?' {
+            piece("?…".as_bytes());
+            let end = rest.iter().position(|b| matches!(b, b' ' | b'\t' | b'"' | b'\'')).unwrap_or(rest.len());
+            rest = &rest[end..];
+            continue;
+        }
+        let word = rest.iter().position(|b| CLASS[usize::from(*b)] & WORD == 0).unwrap_or(rest.len());
+        piece(if rest[..word].iter().any(u8::is_ascii_digit) { b"#" } else { &rest[..word] });
+        rest = &rest[word..];
+    }
 }
 
 #[cfg(test)]
@@ -305,7 +340,10 @@ mod tests {
         assert_eq!(fingerprint(a).1, fingerprint(b).1, "{} vs {}", normalize(a), normalize(b));
         let other = "2024/05/01 10:00:00 [error] 1234#0: *5 open() \"/x\" failed";
         assert_ne!(fingerprint(a).1, fingerprint(other).1);
-        assert_eq!(normalize("Error 3f2a9b1c at 0x7f00ab, facade"), "Error # at #x#, facade");
+        assert_eq!(
+            normalize("Error 3f2a9b1c at 0x7f00ab, facade ip 10.0.0.1?q=1 done"),
+            "Error # at #, facade ip #.#.#.#?… done"
+        );
     }
 
     #[test]

@@ -87,11 +87,38 @@ pub struct Tailer {
     buf: Vec<u8>,
 }
 
+/// The group keys are fingerprint hashes already: hashing them again with SipHash is waste.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(29) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+}
+
+/// Error groups of one poll, keyed by (log index, fingerprint hash).
+pub type Groups = HashMap<(usize, u64), Group, std::hash::BuildHasherDefault<KeyHasher>>;
+
 /// Output of one poll.
 #[derive(Debug, Default)]
 pub struct Poll {
     /// Error groups found.
-    pub groups: HashMap<(usize, u64), Group>,
+    pub groups: Groups,
     /// Offsets to commit with the groups.
     pub checkpoints: Vec<Checkpoint>,
     /// Files closed for good (their checkpoints can go).
@@ -258,14 +285,14 @@ impl Tailer {
             record.idle_polls += 1;
             if record.idle_polls > 1 {
                 let record = t.record.take().expect("checked above");
-                self.emit(t.spec, &record.text, now_ms, out);
+                self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
             }
         }
         t.committed = t.record.as_ref().map_or(t.pos, |r| r.start);
         if t.rotated {
             // Drained to EOF above; the handle is closed and the checkpoint dropped.
             if let Some(record) = t.record.take() {
-                self.emit(t.spec, &record.text, now_ms, out);
+                self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
             }
             out.forget.push(key);
             self.stored.remove(&key);
@@ -313,7 +340,7 @@ impl Tailer {
             }
         }
         if let Some(record) = t.record.take() {
-            self.emit(t.spec, &record.text, now_ms, out);
+            self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
         }
         t.pos = 0;
         t.committed = 0;
@@ -374,54 +401,57 @@ impl Tailer {
                 line_start = line.end;
             }
             for text in emits {
-                self.emit(t.spec, &text, now_ms, out);
+                self.emit(t.spec, text.as_bytes(), 0, now_ms, out);
             }
         } else {
-            let hits: Vec<String> = {
+            let hits: Vec<(usize, usize, usize)> = {
                 let mut candidates = spec.classifier.candidates(&chunk[..split.consumed]).peekable();
                 let mut hits = Vec::new();
                 for line in &split.lines {
-                    let mut candidate = false;
+                    let mut first_match = None;
                     while let Some(&at) = candidates.peek() {
                         if at >= line.end {
                             break;
                         }
                         candidates.next();
-                        candidate |= at >= line_start;
+                        if at >= line_start && first_match.is_none() {
+                            first_match = Some(at);
+                        }
                     }
-                    if candidate {
-                        hits.push(spec.encoding.decode(line.bytes));
+                    if let Some(at) = first_match {
+                        let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
+                        let end = start + line.bytes.len();
+                        hits.push((start, end, at.min(end) - start));
                     }
                     line_start = line.end;
                 }
                 hits
             };
-            for text in hits {
-                self.emit(t.spec, &text, now_ms, out);
+            for (start, end, at) in hits {
+                self.emit(t.spec, &chunk[start..end], at, now_ms, out);
             }
         }
         split.consumed
     }
 
-    /// Classifies one line or record and adds it to its group.
-    fn emit(&mut self, spec_idx: usize, text: &str, now_ms: i64, out: &mut Poll) {
+    /// Classifies one line or record and adds it to its group. `text` is the raw line, or the
+    /// decoded record for multi-line logs; `at` is where the first rule matched in it: the
+    /// error's identity starts there, past timestamps and process ids.
+    fn emit(&mut self, spec_idx: usize, text: &[u8], at: usize, now_ms: i64, out: &mut Poll) {
         let spec = &self.specs[spec_idx];
-        let header = text.lines().next().unwrap_or_default();
-        let Some(severity) = spec.classifier.classify(header.as_bytes()) else { return };
+        let header = text.split(|b| *b == b'\n').next().unwrap_or_default();
+        let Some(severity) = spec.classifier.classify(header) else { return };
         let counters = &mut self.counters[spec_idx];
         counters.errors[severity as usize - 1] += 1;
-        if spec.record_start.is_some()
-            && let Some(kind) = classify::bitrix_record_type(header)
-        {
+        let multiline = spec.record_start.is_some();
+        if multiline && let Some(kind) = classify::bitrix_record_type(&String::from_utf8_lossy(header)) {
             *counters.bitrix_types.entry(kind).or_default() += 1;
         }
         // Bitrix records put the message on the lines after the header.
-        let message = if spec.record_start.is_some() {
-            text.lines().take(3).collect::<Vec<_>>().join(" ")
-        } else {
-            header.to_owned()
-        };
-        let (_, hash) = classify::fingerprint(&message);
+        let message: Vec<u8> =
+            if multiline { text.split(|b| *b == b'\n').take(3).collect::<Vec<_>>().join(&b' ') } else { Vec::new() };
+        let message = if multiline { message.as_slice() } else { &header[at.min(header.len())..] };
+        let hash = classify::fingerprint_hash(message);
         let group = out.groups.entry((spec_idx, hash)).or_insert_with(|| Group {
             log: spec.name.clone(),
             fingerprint: format!("{hash:016x}"),
@@ -429,7 +459,10 @@ impl Tailer {
             count: 0,
             first_ms: now_ms,
             last_ms: now_ms,
-            example: message.chars().take(512).collect(),
+            example: {
+                let full = if multiline { message } else { header };
+                spec.encoding.decode(&full[..full.len().min(2048)]).chars().take(512).collect()
+            },
         });
         group.count += 1;
         group.severity = group.severity.max(severity);
