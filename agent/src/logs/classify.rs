@@ -150,7 +150,7 @@ impl Classifier {
         let mut compiled =
             rules.iter().map(|(p, s)| Ok((Regex::new(p)?, *s))).collect::<Result<Vec<_>, regex::Error>>()?;
         // Stable: among equal severities the configured order is kept.
-        compiled.sort_by(|a, b| b.1.cmp(&a.1));
+        compiled.sort_by_key(|rule| std::cmp::Reverse(rule.1));
         let prefilter = if patterns.is_empty() {
             None
         } else {
