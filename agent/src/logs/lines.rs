@@ -85,6 +85,11 @@ impl Splitter {
     /// Splits `buf` into complete lines of at most `max` bytes. An unterminated tail shorter
     /// than `max` is left unconsumed so the caller re-reads it once its newline arrives; a longer
     /// one is emitted truncated and the rest of that line is skipped.
+    ///
+    /// NUL bytes at the start of a line are padding, not content: a writer without `O_APPEND`
+    /// that keeps its offset after a copytruncate leaves a hole of NULs before its next line.
+    /// They are consumed and dropped, so they neither become a giant line nor hide the text
+    /// after them.
     pub fn split<'a>(&mut self, buf: &'a [u8], max: usize) -> Split<'a> {
         let mut out = Split::default();
         let mut start = 0;
@@ -95,6 +100,7 @@ impl Splitter {
                 out.consumed = start;
                 continue;
             }
+            start += buf[start..nl].iter().take_while(|b| **b == 0).count();
             let mut line = &buf[start..nl];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
@@ -107,6 +113,13 @@ impl Splitter {
             out.lines.push(Line { bytes: line, truncated, end: nl + 1 });
             start = nl + 1;
             out.consumed = start;
+        }
+        if !self.skipping {
+            let nuls = buf[start..].iter().take_while(|b| **b == 0).count();
+            start += nuls;
+            if nuls > 0 {
+                out.consumed = start;
+            }
         }
         let tail = &buf[start..];
         if self.skipping {
@@ -154,6 +167,17 @@ mod tests {
         assert_eq!(split.lines[0].bytes, b"abcd");
         assert_eq!(split.lines[1].bytes, b"ok");
         assert_eq!(split.long_lines, 1);
+    }
+
+    #[test]
+    fn nul_padding_before_a_line_is_dropped_not_glued_to_it() {
+        let mut buf = vec![0u8; 40];
+        buf.extend(b"[error] after the hole\n");
+        let split = Splitter::default().split(&buf, 16);
+        assert_eq!(split.lines.len(), 1);
+        assert_eq!(split.lines[0].bytes, b"[error] after th");
+        let only_nuls = Splitter::default().split(&[0u8; 100], 16);
+        assert_eq!((only_nuls.lines.len(), only_nuls.consumed, only_nuls.long_lines), (0, 100, 0));
     }
 
     #[test]
