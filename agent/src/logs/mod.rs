@@ -57,41 +57,67 @@ pub struct Group {
 }
 
 /// One configured log: where, how to read it, how to classify it.
+///
+/// Its regexes are compiled on first use: a log whose files do not exist on this server costs
+/// no memory (compiled automata are the largest part of the agent's footprint).
 #[derive(Debug, Clone)]
 pub struct LogSpec {
     /// Name: the `log` label.
     pub name: String,
     /// Path patterns.
     pub paths: Vec<String>,
-    /// Rules.
-    pub classifier: Classifier,
-    /// Start of a multi-line record, if records span lines.
-    pub record_start: Option<Regex>,
+    rules: Vec<(String, Severity)>,
+    classifier: std::cell::OnceCell<Classifier>,
+    record_start_pattern: Option<&'static str>,
+    record_start: std::cell::OnceCell<Option<Regex>>,
     /// Byte decoding.
     pub encoding: Encoding,
 }
 
 impl LogSpec {
-    /// Builds a spec from a preset plus extra rules.
-    ///
-    /// # Errors
-    /// An invalid extra rule.
+    /// Builds a spec from a preset plus extra rules. The rules are compiled on first use: the
+    /// config validation has already checked that they compile.
     pub fn new(
         name: &str,
         paths: Vec<String>,
         preset: Preset,
         extra_rules: &[(String, Severity)],
         encoding: Encoding,
-    ) -> Result<LogSpec, regex::Error> {
+    ) -> LogSpec {
         let mut rules: Vec<(String, Severity)> = extra_rules.to_vec();
         rules.extend(preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)));
-        Ok(LogSpec {
+        LogSpec {
             name: name.to_owned(),
             paths,
-            classifier: Classifier::new(&rules)?,
-            record_start: preset.record_start().map(|p| Regex::new(p).expect("preset record regex compiles (tested)")),
+            rules,
+            classifier: std::cell::OnceCell::new(),
+            record_start_pattern: preset.record_start(),
+            record_start: std::cell::OnceCell::new(),
             encoding,
-        })
+        }
+    }
+
+    /// The compiled rules.
+    ///
+    /// # Panics
+    /// When a rule does not compile, which config validation rules out (and presets are tested).
+    pub fn classifier(&self) -> &Classifier {
+        self.classifier.get_or_init(|| Classifier::new(&self.rules).expect("rules were validated with the config"))
+    }
+
+    /// Whether records of this log span several lines.
+    pub fn is_multiline(&self) -> bool {
+        self.record_start_pattern.is_some()
+    }
+
+    /// The start-of-record regex of a multi-line log.
+    ///
+    /// # Panics
+    /// Never: preset patterns are tested.
+    pub fn record_start(&self) -> Option<&Regex> {
+        self.record_start
+            .get_or_init(|| self.record_start_pattern.map(|p| Regex::new(p).expect("preset record regex compiles (tested)")))
+            .as_ref()
     }
 }
 
@@ -112,7 +138,7 @@ pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
         out.push(Observation::labeled(LOG_LONG_LINES_TOTAL, log(), c.long_lines as f64, at));
         out.push(Observation::labeled(LOG_TRUNCATIONS_TOTAL, log(), c.truncations as f64, at));
         out.push(Observation::labeled(LOG_ROTATED_AWAY_TOTAL, log(), c.rotated_away as f64, at));
-        if spec.record_start.is_some() {
+        if spec.is_multiline() {
             let mut types: Vec<_> = c.bitrix_types.iter().collect();
             types.sort();
             for (kind, count) in types {

@@ -380,7 +380,7 @@ impl Tailer {
         counters.long_lines += split.long_lines;
         let mut line_start = 0usize;
         let base = t.pos;
-        if let Some(start_re) = &spec.record_start {
+        if let Some(start_re) = spec.record_start() {
             let mut emits: Vec<String> = Vec::new();
             for line in &split.lines {
                 let text = spec.encoding.decode(line.bytes);
@@ -405,7 +405,7 @@ impl Tailer {
             }
         } else {
             let hits: Vec<(usize, usize, usize)> = {
-                let mut candidates = spec.classifier.candidates(&chunk[..split.consumed]).peekable();
+                let mut candidates = spec.classifier().candidates(&chunk[..split.consumed]).peekable();
                 let mut hits = Vec::new();
                 for line in &split.lines {
                     let mut first_match = None;
@@ -440,10 +440,10 @@ impl Tailer {
     fn emit(&mut self, spec_idx: usize, text: &[u8], at: usize, now_ms: i64, out: &mut Poll) {
         let spec = &self.specs[spec_idx];
         let header = text.split(|b| *b == b'\n').next().unwrap_or_default();
-        let Some(severity) = spec.classifier.classify(header) else { return };
+        let Some(severity) = spec.classifier().classify(header) else { return };
         let counters = &mut self.counters[spec_idx];
         counters.errors[severity as usize - 1] += 1;
-        let multiline = spec.record_start.is_some();
+        let multiline = spec.is_multiline();
         if multiline && let Some(kind) = classify::bitrix_record_type(&String::from_utf8_lossy(header)) {
             *counters.bitrix_types.entry(kind).or_default() += 1;
         }
@@ -488,7 +488,7 @@ mod tests {
     use crate::logs::classify::Preset;
 
     fn spec(path: &Path) -> LogSpec {
-        LogSpec::new("app", vec![path.display().to_string()], Preset::Nginx, &[], Encoding::Utf8).expect("spec")
+        LogSpec::new("app", vec![path.display().to_string()], Preset::Nginx, &[], Encoding::Utf8)
     }
 
     fn append(path: &Path, text: &str) {
@@ -560,7 +560,7 @@ mod tests {
         append(&a, "");
         append(&b, "[error] same head\n");
         let pattern = dir.path().join("*.log").display().to_string();
-        let spec = LogSpec::new("app", vec![pattern], Preset::Nginx, &[], Encoding::Utf8).expect("spec");
+        let spec = LogSpec::new("app", vec![pattern], Preset::Nginx, &[], Encoding::Utf8);
         let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
         assert_eq!(delivered(&t.poll(1)), 1);
         append(&a, "[error] same head\n[error] more\n");
