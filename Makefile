@@ -22,8 +22,10 @@ deps:
 build:
 	cargo build --workspace --bins
 
+## release: optimised binaries (the agent with the size-optimised agent-release profile)
 release:
-	cargo build --workspace --bins --release
+	cargo build --release -p b24watch-collector --bin b24watch-collector
+	cargo build --profile agent-release -p b24watch-agent --bin b24watch-agent
 
 ## bench-agent: the agent's steady RSS and CPU per tick next to node_exporter's per scrape
 bench-agent:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the agent's steady RSS and CPU per tick (release build, default samplers, 10 s
+# Measures the agent's steady RSS and CPU per tick (agent-release build, default samplers, 10 s
 # interval, sending to a local collector) and, in the same run, node_exporter's CPU per scrape
 # and RSS as the anchor (DESIGN.md section 7).
 #   DURATION=180 scripts/bench-agent.sh
@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-180}
 interval=10
-cargo build --workspace --bins --release -q
+cargo build --release -q -p b24watch-collector --bin b24watch-collector
+cargo build --profile agent-release -q -p b24watch-agent --bin b24watch-agent
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -25,7 +26,7 @@ c=(target/release/b24watch-collector --config "$work/absent.toml" --data-dir "$w
 B24WATCH_LOG=warn "${c[@]}" --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" &
 pids+=($!)
 sleep 1
-B24WATCH_LOG=warn target/release/b24watch-agent --config "$work/absent.toml" --collector-url "http://127.0.0.1:$grpc" \
+B24WATCH_LOG=warn target/agent-release/b24watch-agent --config "$work/absent.toml" --collector-url "http://127.0.0.1:$grpc" \
     --token-file "$work/token" --state-dir "$work/a" --interval-secs "$interval" &
 agent=$!
 pids+=($agent)
