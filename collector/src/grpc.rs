@@ -49,6 +49,30 @@ pub struct IngestService {
     pub shutdown: CancellationToken,
     /// Tracks stream tasks for the grace period.
     pub tracker: TaskTracker,
+    /// Open streams per agent, bounded by [`MAX_STREAMS_PER_AGENT`].
+    pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// Concurrent streams one agent may hold. An agent needs one; a few more cover a reconnect while
+/// the old connection is not yet known to be dead. More means a copied token or a flood.
+pub const MAX_STREAMS_PER_AGENT: usize = 4;
+
+/// Releases an agent's stream slot when the stream task ends.
+struct StreamSlot {
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    agent_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = streams.get_mut(&self.agent_id) {
+            *count -= 1;
+            if *count == 0 {
+                streams.remove(&self.agent_id);
+            }
+        }
+    }
 }
 
 /// Maps a store error to the status the agent acts on.
@@ -187,12 +211,30 @@ impl Ingest for IngestService {
                 return Err(status);
             }
         };
+        let slot = {
+            let mut streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = streams.entry(agent_id.clone()).or_default();
+            if *count >= MAX_STREAMS_PER_AGENT {
+                self.metrics.stream_refused();
+                warn!(agent_id = %agent_id, peer = %peer, "too many concurrent streams for this agent; refused");
+                let mut status = Status::resource_exhausted(format!(
+                    "agent {agent_id:?} already has {MAX_STREAMS_PER_AGENT} open streams"
+                ));
+                status
+                    .metadata_mut()
+                    .insert("retry-after-ms", RETRY_AFTER.as_millis().to_string().parse().expect("digits"));
+                return Err(status);
+            }
+            *count += 1;
+            StreamSlot { streams: Arc::clone(&self.streams), agent_id: agent_id.clone() }
+        };
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let service = self.clone();
         let span = info_span!("stream", agent_id = %agent_id, peer = %peer);
         self.tracker.spawn(
             async move {
+                let _slot = slot;
                 service.metrics.stream_opened();
                 debug!("stream opened");
                 loop {

@@ -82,6 +82,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         limits: cfg.limits,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        streams: Arc::default(),
     };
     let ingest = IngestServer::new(service)
         .accept_compressed(CompressionEncoding::Gzip)

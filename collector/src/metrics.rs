@@ -77,6 +77,7 @@ pub struct Metrics {
     points_rejected: [AtomicU64; 7],
     auth_failures: [AtomicU64; 6],
     streams_active: AtomicI64,
+    streams_refused: AtomicU64,
     gaps_points: AtomicU64,
     commit_buckets: [AtomicU64; 11],
     commit_count: AtomicU64,
@@ -111,6 +112,11 @@ impl Metrics {
     /// Tracks open agent streams.
     pub fn stream_opened(&self) {
         self.streams_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a stream refused because its agent had too many open.
+    pub fn stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Tracks open agent streams.
@@ -155,6 +161,13 @@ impl Metrics {
         }
         header(out, "b24watch_collector_streams_active", "gauge", "Open agent streams.");
         let _ = writeln!(out, "b24watch_collector_streams_active {}", self.streams_active.load(Ordering::Relaxed));
+        header(
+            out,
+            "b24watch_collector_streams_refused_total",
+            "counter",
+            "Agent streams refused because the agent already had the maximum open.",
+        );
+        let _ = writeln!(out, "b24watch_collector_streams_refused_total {}", load(&self.streams_refused));
         header(
             out,
             "b24watch_collector_agent_dropped_points_total",

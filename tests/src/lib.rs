@@ -461,7 +461,20 @@ pub fn send_raw(
     messages: Vec<Vec<u8>>,
     gzip: bool,
 ) -> Result<Vec<b24watch_proto::v1::Ack>, tonic::Status> {
-    block_on(async {
+    block_on(send_raw_async(url, token, messages, gzip))
+}
+
+/// [`send_raw`] for callers already inside a runtime.
+///
+/// # Errors
+/// The stream's status when the collector refuses or fails it.
+pub async fn send_raw_async(
+    url: &str,
+    token: &str,
+    messages: Vec<Vec<u8>>,
+    gzip: bool,
+) -> Result<Vec<b24watch_proto::v1::Ack>, tonic::Status> {
+    {
         let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
             .expect("url")
             .connect_timeout(Duration::from_secs(5))
@@ -490,7 +503,7 @@ pub fn send_raw(
             out.push(ack);
         }
         Ok(out)
-    })
+    }
 }
 
 /// Sends batches on one stream (see [`send_raw`]).

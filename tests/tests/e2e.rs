@@ -460,6 +460,55 @@ mod delivery {
         assert_eq!(integrity_check(&collector.db_path()), "ok");
     }
 
+    /// T33: one agent opening many concurrent streams gets RESOURCE_EXHAUSTED beyond its share,
+    /// and other agents keep being served.
+    #[test]
+    fn stream_flood_from_one_agent_is_capped_and_others_are_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let flood = std::fs::read_to_string(enroll(&data, "flood")).expect("token");
+        let good = std::fs::read_to_string(enroll(&data, "calm")).expect("token");
+        let collector = Collector::start(&data, "");
+        let url = collector.grpc_url();
+        let (accepted, refused) = b24watch_e2e::block_on(async {
+            let channel =
+                tonic::transport::Endpoint::from_shared(url.clone()).expect("url").connect().await.expect("connect");
+            let mut held = Vec::new();
+            let (mut accepted, mut refused) = (0, 0);
+            for _ in 0..20 {
+                let mut client = b24watch_proto::v1::ingest_client::IngestClient::new(channel.clone());
+                let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+                let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {}", flood.trim()).parse().expect("ascii"));
+                match client.stream(request).await {
+                    Ok(response) => {
+                        accepted += 1;
+                        held.push((tx, response));
+                    }
+                    Err(status) => {
+                        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                        refused += 1;
+                    }
+                }
+            }
+            // While the flood holds its streams, another agent is served.
+            let batch = load_batch("calm", 1, 1, &[now_ms()]).encode_to_vec();
+            let acks =
+                b24watch_e2e::send_raw_async(&url, good.trim(), vec![batch], false).await.expect("calm agent served");
+            assert_eq!(acks[0].stored_points, 1);
+            (accepted, refused)
+        });
+        assert_eq!((accepted, refused), (4, 16));
+        let body = collector.metrics();
+        assert_eq!(metric(&body, "b24watch_collector_streams_refused_total", &[]), Some(16.0));
+        // The held streams are gone now: the agent gets its slots back.
+        eventually("slots released", Duration::from_secs(10), || {
+            send(&url, flood.trim(), vec![load_batch("flood", 1, 1, &[now_ms()])]).ok()
+        });
+    }
+
     /// T27, T28, T29, T34: hostile input gets clear status codes or per-item rejections, memory
     /// stays bounded, and other agents keep being served.
     #[test]

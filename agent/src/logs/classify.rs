@@ -358,7 +358,8 @@ mod tests {
 
     #[test]
     fn every_preset_and_record_pattern_compiles() {
-        for preset in [Preset::Nginx, Preset::Httpd, Preset::Php, Preset::BitrixExceptions, Preset::Mysql, Preset::None] {
+        for preset in [Preset::Nginx, Preset::Httpd, Preset::Php, Preset::BitrixExceptions, Preset::Mysql, Preset::None]
+        {
             let _ = classifier(preset);
             if let Some(pattern) = preset.record_start() {
                 let re = regex::Regex::new(pattern).expect("record pattern compiles");

@@ -116,7 +116,9 @@ impl LogSpec {
     /// Never: preset patterns are tested.
     pub fn record_start(&self) -> Option<&Regex> {
         self.record_start
-            .get_or_init(|| self.record_start_pattern.map(|p| Regex::new(p).expect("preset record regex compiles (tested)")))
+            .get_or_init(|| {
+                self.record_start_pattern.map(|p| Regex::new(p).expect("preset record regex compiles (tested)"))
+            })
             .as_ref()
     }
 }
