@@ -108,6 +108,11 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     tracker.spawn(scheduler.run(shutdown.child_token()));
     tracker.spawn(shipper.run(shutdown.child_token()));
     tracker.close();
+    if let Err(err) = b24watch_proto::systemd::notify("READY=1") {
+        tracing::warn!(error = %err, "could not notify systemd of readiness");
+    }
+    shutdown.cancelled().await;
+    let _ = b24watch_proto::systemd::notify("STOPPING=1");
     tracker.wait().await;
     info!("agent stopped");
     Ok(())

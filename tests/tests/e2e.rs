@@ -970,3 +970,109 @@ mod logs {
         assert!(top["example"].as_str().is_some_and(|e| e.contains("Call to undefined method")), "{groups}");
     }
 }
+
+mod deploy {
+    //! Issue #7 (part): systemd units and the readiness protocol they rely on.
+
+    use std::os::unix::net::UnixDatagram;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use b24watch_e2e::{ProcessGuard, bin, enroll};
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    }
+
+    /// The unit with ExecStart pointing at the freshly built binary (verify checks it exists).
+    fn unit_copy(dir: &Path, name: &str) -> PathBuf {
+        let text =
+            std::fs::read_to_string(repo().join("deploy/systemd").join(format!("{name}.service"))).expect("unit");
+        let text = text.replace(&format!("/usr/bin/{name}"), &bin(name).display().to_string());
+        let path = dir.join(format!("{name}.service"));
+        std::fs::write(&path, text).expect("write unit");
+        path
+    }
+
+    fn systemd_analyze(args: &[&str], unit: &Path) -> std::process::Output {
+        Command::new("systemd-analyze")
+            .args(args)
+            .arg(unit)
+            .output()
+            .expect("systemd-analyze not found: install systemd (make test does on Debian/Ubuntu)")
+    }
+
+    #[test]
+    fn units_verify_and_the_agent_unit_exposure_is_at_most_3() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["b24watch-agent", "b24watch-collector"] {
+            let unit = unit_copy(dir.path(), name);
+            let out = systemd_analyze(&["verify"], &unit);
+            assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            let text = std::fs::read_to_string(&unit).expect("unit");
+            for line in ["Type=notify", "RestartPreventExitStatus=78", "ProtectSystem=strict", "NoNewPrivileges=yes"] {
+                assert!(text.contains(line), "{name} lacks {line}");
+            }
+        }
+        // --threshold is the exposure level times ten.
+        let agent = unit_copy(dir.path(), "b24watch-agent");
+        let out = systemd_analyze(&["security", "--offline=true", "--threshold=30"], &agent);
+        assert!(out.status.success(), "agent exposure above 3.0:\n{}", String::from_utf8_lossy(&out.stdout));
+        let text = std::fs::read_to_string(&agent).expect("unit");
+        assert!(text.contains("ProtectHome=read-only"), "Bitrix lives under /home: read-only, not hidden");
+        assert!(text.contains("CapabilityBoundingSet=CAP_DAC_READ_SEARCH"));
+    }
+
+    fn expect_datagram(socket: &UnixDatagram, want: &str) {
+        let mut buf = [0u8; 256];
+        let deadline = std::time::Instant::now() + b24watch_e2e::patience(Duration::from_secs(20));
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no {want} from the service");
+            if let Ok(n) = socket.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == want) {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn both_binaries_report_ready_and_stopping_to_systemd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let token = enroll(&data, "notify");
+        let sock_path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+        socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let grpc = format!("127.0.0.1:{}", b24watch_e2e::free_port());
+        let mut cmd = Command::new(bin("b24watch-collector"));
+        cmd.arg("--config")
+            .arg(dir.path().join("absent.toml"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--grpc-listen")
+            .arg(&grpc)
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", b24watch_e2e::free_port()))
+            .env("NOTIFY_SOCKET", &sock_path);
+        let collector = ProcessGuard::spawn("b24watch-collector", cmd, &dir.path().join("collector.log"));
+        expect_datagram(&socket, "READY=1");
+        let mut cmd = Command::new(bin("b24watch-agent"));
+        cmd.arg("--config")
+            .arg(dir.path().join("absent.toml"))
+            .arg("--collector-url")
+            .arg(format!("http://{grpc}"))
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .env("NOTIFY_SOCKET", &sock_path);
+        let agent = ProcessGuard::spawn("b24watch-agent", cmd, &dir.path().join("agent.log"));
+        expect_datagram(&socket, "READY=1");
+        agent.signal(rustix::process::Signal::TERM);
+        expect_datagram(&socket, "STOPPING=1");
+        collector.signal(rustix::process::Signal::TERM);
+        expect_datagram(&socket, "STOPPING=1");
+    }
+}
