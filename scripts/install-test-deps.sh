@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the b24watch test suite needs, only when it is missing (Debian/Ubuntu).
 #   promtool (package prometheus), logrotate, mariadbd (package mariadb-server), systemd-analyze
-#   (package systemd), a C compiler
-#   for the bundled SQLite. The suite starts its own MariaDB; none needs to be running.
+#   (package systemd), a C compiler for the bundled SQLite. The suite starts its own MariaDB;
+#   none needs to be running.
 set -euo pipefail
 
 missing=()

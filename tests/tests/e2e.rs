@@ -1029,10 +1029,10 @@ mod deploy {
         let deadline = std::time::Instant::now() + b24watch_e2e::patience(Duration::from_secs(20));
         loop {
             assert!(std::time::Instant::now() < deadline, "no {want} from the service");
-            if let Ok(n) = socket.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == want) {
-                    return;
-                }
+            if let Ok(n) = socket.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == want)
+            {
+                return;
             }
         }
     }
