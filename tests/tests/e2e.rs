@@ -1024,6 +1024,48 @@ mod deploy {
         assert!(text.contains("CapabilityBoundingSet=CAP_DAC_READ_SEARCH"));
     }
 
+    fn promtool(args: &[&str]) -> std::process::Output {
+        Command::new("promtool")
+            .args(args)
+            .current_dir(repo().join("deploy/prometheus"))
+            .output()
+            .expect("promtool not found: run `make test`, which installs the prometheus package")
+    }
+
+    #[test]
+    fn alert_rules_pass_promtool_check_and_unit_tests_and_have_runbooks() {
+        for args in [
+            &["check", "rules", "b24watch.rules.yml"][..],
+            &["test", "rules", "b24watch.rules.test.yml"][..],
+            &["check", "config", "prometheus.yml"][..],
+        ] {
+            let out = promtool(args);
+            assert!(
+                out.status.success(),
+                "promtool {args:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let rules = std::fs::read_to_string(repo().join("deploy/prometheus/b24watch.rules.yml")).expect("rules");
+        let runbooks = std::fs::read_to_string(repo().join("docs/runbooks.md")).expect("runbooks");
+        let tests = std::fs::read_to_string(repo().join("deploy/prometheus/b24watch.rules.test.yml")).expect("tests");
+        let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+        assert!(alerts.len() >= 9, "{alerts:?}");
+        for alert in alerts {
+            assert!(runbooks.contains(&format!("## {alert}\n")), "docs/runbooks.md lacks a section for {alert}");
+            assert!(tests.contains(&format!("alertname: {alert}\n")), "no promtool test for {alert}");
+            let anchor = format!("runbooks.md#{}", alert.to_ascii_lowercase());
+            assert!(rules.contains(&anchor), "{alert} has no runbook_url to {anchor}");
+        }
+        for severity in rules.lines().filter_map(|l| l.trim().strip_prefix("severity: ")) {
+            assert!(
+                ["critical", "high", "medium", "low"].contains(&severity),
+                "severity {severity} is not SLA vocabulary"
+            );
+        }
+    }
+
     fn expect_datagram(socket: &UnixDatagram, want: &str) {
         let mut buf = [0u8; 256];
         let deadline = std::time::Instant::now() + b24watch_e2e::patience(Duration::from_secs(20));
