@@ -1066,6 +1066,79 @@ mod deploy {
         }
     }
 
+    /// A real Prometheus scrapes a real collector (fed by a real agent tailing an error log) and
+    /// evaluates every alert rule: each must evaluate without error.
+    #[test]
+    fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let token = enroll(&data, "prom");
+        let collector = b24watch_e2e::Collector::start(&data, "");
+        let log = dir.path().join("error.log");
+        std::fs::write(&log, "2024/05/01 10:00:00 [notice] 1#0: started\n").expect("log");
+        let config = format!(
+            "[logs]\nread_from = \"beginning\"\n[[logs.file]]\nname = \"nginx_error\"\npaths = [\"{}\"]\npreset = \"nginx\"\n",
+            log.display()
+        );
+        let _agent = b24watch_e2e::Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
+        let rules = repo().join("deploy/prometheus/b24watch.rules.yml");
+        let prom_config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &prom_config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: b24watch\n    honor_labels: true\n    static_configs:\n      - targets: [\"{}\"]\n",
+                rules.display(),
+                collector.http
+            ),
+        )
+        .expect("prometheus config");
+        let port = b24watch_e2e::free_port();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let _prometheus = ProcessGuard::spawn("prometheus", cmd, &dir.path().join("prometheus.log"));
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        b24watch_e2e::eventually("prometheus scraped the agent's series", Duration::from_secs(60), || {
+            let (_, body) = b24watch_e2e::http_get(addr, "/api/v1/query?query=b24watch_log_errors_total").ok()?;
+            body.contains("nginx_error").then_some(())
+        });
+        // Counters must be seen at 0 before they move, or increase() cannot see the first step.
+        std::thread::sleep(Duration::from_secs(3));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"2024/05/01 10:00:05 [emerg] 1#0: no live upstreams\n")
+            })
+            .expect("append");
+        let rules = b24watch_e2e::eventually(
+            "every rule evaluated, the critical one with an alert",
+            Duration::from_secs(30),
+            || {
+                let (_, body) = b24watch_e2e::http_get(addr, "/api/v1/rules").ok()?;
+                let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let rules: Vec<serde_json::Value> = json["data"]["groups"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                    .collect();
+                let evaluated =
+                    rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")));
+                let alerted = rules.iter().any(|r| {
+                    r["name"] == "B24WatchCriticalLogError" && r["alerts"].as_array().is_some_and(|a| !a.is_empty())
+                });
+                (evaluated && alerted).then_some(rules)
+            },
+        );
+        assert!(rules.len() >= 9);
+        for rule in &rules {
+            assert_eq!(rule["health"], "ok", "rule {} failed to evaluate: {}", rule["name"], rule["lastError"]);
+        }
+        let critical = rules.iter().find(|r| r["name"] == "B24WatchCriticalLogError").expect("rule present");
+        assert_eq!(critical["alerts"][0]["labels"]["host"], "prom", "{critical}");
+    }
+
     fn expect_datagram(socket: &UnixDatagram, want: &str) {
         let mut buf = [0u8; 256];
         let deadline = std::time::Instant::now() + b24watch_e2e::patience(Duration::from_secs(20));
