@@ -8,7 +8,7 @@
 //!   places that name proto types).
 //! - [`spool`]: bounded on-disk queue; batches leave it only when acked.
 //! - [`shipper`]: gRPC stream to the collector, backoff, acks.
-//! - [`telemetry`]: logging and self-telemetry.
+//! - [`telemetry`]: the agent's self-telemetry counters.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -108,28 +108,14 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     tracker.spawn(scheduler.run(shutdown.child_token()));
     tracker.spawn(shipper.run(shutdown.child_token()));
     tracker.close();
-    if let Err(err) = b24watch_proto::systemd::notify("READY=1") {
+    if let Err(err) = b24watch_common::systemd::notify("READY=1") {
         tracing::warn!(error = %err, "could not notify systemd of readiness");
     }
     shutdown.cancelled().await;
-    let _ = b24watch_proto::systemd::notify("STOPPING=1");
+    let _ = b24watch_common::systemd::notify("STOPPING=1");
     tracker.wait().await;
     info!("agent stopped");
     Ok(())
-}
-
-/// Waits for SIGTERM or SIGINT and says which arrived.
-///
-/// # Errors
-/// When the signal handlers cannot be installed.
-pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    b24watch_agent::telemetry::init_logging();
+    b24watch_common::logging::init();
     let (cfg, token) = match load(&cli) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -87,14 +87,7 @@ fn main() -> ExitCode {
 
 /// Reads the file (missing means defaults), applies env and flag overrides, validates, reads the token.
 fn load(cli: &Cli) -> anyhow::Result<(Config, String)> {
-    let text = match std::fs::read_to_string(&cli.config) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(err) => return Err(err).with_context(|| format!("reading {}", cli.config.display())),
-    };
-    let mut raw: RawConfig = toml::from_str(&text).map_err(|err| {
-        anyhow::anyhow!("{}: {}", cli.config.display(), err.to_string().trim_end().replace('\n', " "))
-    })?;
+    let mut raw: RawConfig = b24watch_common::config::load_toml(&cli.config)?;
     if let Some(url) = &cli.collector_url {
         raw.agent.collector_url.clone_from(url);
     }
@@ -151,7 +144,7 @@ fn serve(cfg: Config, token: String) -> anyhow::Result<()> {
         let signal = {
             let shutdown = shutdown.clone();
             async move {
-                match b24watch_agent::shutdown_signal().await {
+                match b24watch_common::signal::shutdown().await {
                     Ok(name) => tracing::info!(signal = name, "shutdown started"),
                     Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
                 }

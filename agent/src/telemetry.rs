@@ -1,4 +1,4 @@
-//! The agent's own health: logging setup and the self-telemetry counters sent with every batch.
+//! The agent's own health: the self-telemetry counters sent with every batch.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -125,19 +125,6 @@ fn page_size() -> u64 {
 
 fn clock_ticks() -> u64 {
     rustix::param::clock_ticks_per_second()
-}
-
-/// Sets up logging: human-readable on a terminal, without colours and timestamps under journald.
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("B24WATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    if journald {
-        builder.with_ansi(false).without_time().init();
-    } else {
-        builder.init();
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //!
 //! A missing file means all defaults. Unknown keys are rejected. Every problem is reported at once.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -195,44 +194,7 @@ impl Default for Limits {
     }
 }
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// File the problem is in.
-    pub origin: PathBuf,
-    /// Dotted key, empty when the file as a whole did not parse.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.origin.display(), self.message)
-        } else {
-            write!(f, "invalid value for {} in {}: {}", self.key, self.origin.display(), self.message)
-        }
-    }
-}
-
-/// All problems of one config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (idx, err) in self.0.iter().enumerate() {
-            if idx > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{err}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+pub use b24watch_common::config::{ConfigError, ConfigErrors};
 
 impl Config {
     /// Parses config text. Pure: `origin` only names the file in errors.
@@ -240,13 +202,7 @@ impl Config {
     /// # Errors
     /// Every problem found.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = toml::from_str(text).map_err(|err| {
-            ConfigErrors(vec![ConfigError {
-                origin: origin.to_path_buf(),
-                key: String::new(),
-                message: err.to_string().trim_end().replace('\n', " "),
-            }])
-        })?;
+        let raw: RawConfig = b24watch_common::config::parse_toml(text, origin)?;
         Config::from_raw(raw, origin)
     }
 

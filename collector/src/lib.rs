@@ -133,11 +133,11 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let grpc_task = tracker.spawn(grpc_server);
     let http_task = tracker.spawn(async move { http_server.await });
 
-    if let Err(err) = b24watch_proto::systemd::notify("READY=1") {
+    if let Err(err) = b24watch_common::systemd::notify("READY=1") {
         warn!(error = %err, "could not notify systemd of readiness");
     }
     shutdown.cancelled().await;
-    let _ = b24watch_proto::systemd::notify("STOPPING=1");
+    let _ = b24watch_common::systemd::notify("STOPPING=1");
     info!("shutdown started");
     tracker.close();
     if tokio::time::timeout(cfg.shutdown_grace, tracker.wait()).await.is_err() {

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    init_logging();
+    b24watch_common::logging::init();
     let cfg = match load(&cli) {
         Ok(cfg) => cfg,
         Err(err) => {
@@ -133,27 +133,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("B24WATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.with_ansi(false).without_time().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Reads the file (missing means defaults), applies env and flag overrides, validates.
 fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let text = match std::fs::read_to_string(&cli.config) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(err) => return Err(err).with_context(|| format!("reading {}", cli.config.display())),
-    };
-    let mut raw: RawConfig = toml::from_str(&text).map_err(|err| {
-        anyhow::anyhow!("{}: {}", cli.config.display(), err.to_string().trim_end().replace('\n', " "))
-    })?;
+    let mut raw: RawConfig = b24watch_common::config::load_toml(&cli.config)?;
     if let Some(dir) = &cli.data_dir {
         raw.collector.data_dir.clone_from(dir);
     }
@@ -193,15 +175,12 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         let signal = {
             let shutdown = shutdown.clone();
             async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                else {
-                    tracing::error!("cannot install signal handlers");
-                    return;
-                };
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
+                let name = match b24watch_common::signal::shutdown().await {
+                    Ok(name) => name,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot install signal handlers");
+                        return;
+                    }
                 };
                 tracing::info!(signal = name, "signal received");
                 shutdown.cancel();

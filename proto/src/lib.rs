@@ -4,12 +4,9 @@
 //! - [`v1`]: prost/tonic code generated from `b24watch/v1/agent.proto` at build time with protox.
 //! - [`catalog`]: name, type and help text of every series the agent emits; the collector uses it
 //!   for `# HELP`/`# TYPE` lines, the docs list it.
-//! - [`systemd`]: the `Type=notify` readiness message both binaries send (no wire concern, but
-//!   the one crate both share).
 #![warn(missing_docs)]
 
 pub mod catalog;
-pub mod systemd;
 
 /// Generated types and services of package `b24watch.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -1,0 +1,15 @@
+//! What both b24watch binaries share: config errors and file loading, logging setup, shutdown
+//! signals and systemd readiness.
+//!
+//! # Layout
+//! - [`config`] has `ConfigError`/`ConfigErrors` (every problem of a file at once, with key and file)
+//!   and loads TOML, where a missing file means all defaults.
+//! - [`logging`] sets up the tracing subscriber (journald-friendly under systemd).
+//! - [`signal`] waits for SIGTERM/SIGINT.
+//! - [`systemd`] sends `Type=notify` messages.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod logging;
+pub mod signal;
+pub mod systemd;
