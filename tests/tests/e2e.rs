@@ -1139,6 +1139,35 @@ mod deploy {
         assert_eq!(critical["alerts"][0]["labels"]["host"], "prom", "{critical}");
     }
 
+    /// The configuration reference is generated from what the binaries print, so it cannot drift
+    /// from the code: when stale, this test rewrites it and fails, and the new file gets committed.
+    #[test]
+    fn configuration_reference_matches_the_binaries() {
+        let mut doc = String::from(
+            "# Configuration reference\n\n\
+             Generated from `b24watch-agent --print-default-config` and\n\
+             `b24watch-collector --print-default-config` by the test\n\
+             `deploy::configuration_reference_matches_the_binaries`; do not edit by hand. Every key is optional and\n\
+             the values shown are the defaults. A missing file means all defaults; unknown keys are rejected;\n\
+             `--check-config` validates a file and exits 0 or 78. Flags and `B24WATCH_*` environment variables\n\
+             override the file (`--help` lists them).\n",
+        );
+        for (title, binary, path) in [
+            ("Agent", "b24watch-agent", "/etc/b24watch/agent.toml"),
+            ("Collector", "b24watch-collector", "/etc/b24watch/collector.toml"),
+        ] {
+            let out = Command::new(bin(binary)).arg("--print-default-config").output().expect("print default config");
+            assert!(out.status.success());
+            doc.push_str(&format!("\n## {title}: `{path}`\n\n```toml\n{}```\n", String::from_utf8_lossy(&out.stdout)));
+        }
+        let path = repo().join("docs/configuration.md");
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != doc {
+            std::fs::write(&path, &doc).expect("write docs/configuration.md");
+            panic!("docs/configuration.md was stale and has been regenerated: commit it");
+        }
+    }
+
     fn expect_datagram(socket: &UnixDatagram, want: &str) {
         let mut buf = [0u8; 256];
         let deadline = std::time::Instant::now() + b24watch_e2e::patience(Duration::from_secs(20));
