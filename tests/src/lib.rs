@@ -256,6 +256,27 @@ impl Collector {
         self.data_dir.join("b24watch.db")
     }
 
+    /// Waits until `host` has at least `n` points of `load1` stored.
+    ///
+    /// # Panics
+    /// When they do not arrive within 20 s (scaled by patience).
+    pub fn wait_for_load_points(&self, host: &str, n: usize) {
+        eventually(&format!("{host}: {n} load1 points stored"), Duration::from_secs(20), || {
+            (self.points(host, "load1").len() >= n).then_some(())
+        });
+    }
+
+    /// Timestamps of `load1` for `host`.
+    ///
+    /// # Panics
+    /// When a timestamp is stored twice (a duplicate delivery).
+    pub fn unique_load_ts(&self, host: &str) -> std::collections::BTreeSet<i64> {
+        let points = self.points(host, "load1");
+        let unique: std::collections::BTreeSet<i64> = points.iter().map(|p| p.1).collect();
+        assert_eq!(unique.len(), points.len(), "{host}: duplicate points stored: {points:?}");
+        unique
+    }
+
     /// Points of series `name` of `host` (all label sets), as `(labels, ts, value)`.
     pub fn points(&self, host: &str, name: &str) -> Vec<(String, i64, f64)> {
         let body =

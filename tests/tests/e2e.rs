@@ -111,9 +111,7 @@ mod slice {
         let token = std::fs::read_to_string(&token_path).expect("token");
         let collector = Collector::start(&data, "");
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token_path, 1, "");
-        eventually("the agent delivers", Duration::from_secs(20), || {
-            (collector.points("gone", "load1").len() >= 2).then_some(())
-        });
+        collector.wait_for_load_points("gone", 2);
         let out = b24watch_e2e::collector_cmd(&data, &["revoke", "gone"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let err = send(&collector.grpc_url(), token.trim(), vec![load_batch("gone", 1, 1, &[now_ms()])])
@@ -142,9 +140,7 @@ mod slice {
         let token = enroll(&data, "box-02");
         let collector = Collector::start(&data, "");
         let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
-        eventually("three load samples stored", Duration::from_secs(20), || {
-            (collector.points("box-02", "load1").len() >= 3).then_some(())
-        });
+        collector.wait_for_load_points("box-02", 3);
         let (status, took) = agent.process.terminate(Duration::from_secs(5));
         assert!(status.success(), "agent exit status {status:?}");
         assert!(took < Duration::from_secs(5), "agent took {took:?} to stop");
@@ -164,9 +160,7 @@ mod slice {
         let token = enroll(&data, "box-03");
         let collector = Collector::start(&data, "");
         let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
-        eventually("first samples stored", Duration::from_secs(20), || {
-            (!collector.points("box-03", "load1").is_empty()).then_some(())
-        });
+        collector.wait_for_load_points("box-03", 1);
         let (grpc, http) = (collector.grpc, collector.http);
         let down_at = now_ms();
         collector.process.kill();
@@ -261,14 +255,6 @@ mod delivery {
     use prost::Message as _;
     use tonic::Code;
 
-    /// Timestamps of `load1` for `host`, checked to be free of duplicates.
-    fn unique_load_ts(collector: &Collector, host: &str) -> BTreeSet<i64> {
-        let points = collector.points(host, "load1");
-        let unique: BTreeSet<i64> = points.iter().map(|p| p.1).collect();
-        assert_eq!(unique.len(), points.len(), "{host}: duplicate points stored: {points:?}");
-        unique
-    }
-
     /// Holes in a 1 s series: consecutive timestamps more than 2.5 s apart.
     fn holes(ts: &BTreeSet<i64>) -> Vec<(i64, i64)> {
         ts.iter().zip(ts.iter().skip(1)).map(|(a, b)| (*a, *b)).filter(|(a, b)| b - a > 2500).collect()
@@ -290,9 +276,7 @@ mod delivery {
         let token = enroll(&data, "t01");
         let collector = Collector::start(&data, "");
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
-        eventually("first samples", Duration::from_secs(20), || {
-            (!collector.points("t01", "load1").is_empty()).then_some(())
-        });
+        collector.wait_for_load_points("t01", 1);
         let (grpc, http) = (collector.grpc, collector.http);
         let down_at = now_ms();
         let (status, _) = collector.process.terminate(Duration::from_secs(5));
@@ -301,7 +285,7 @@ mod delivery {
         let up_at = now_ms();
         let collector = Collector::start_on(&data, grpc, http, "");
         wait_drained(&collector, "t01", up_at, Duration::from_secs(60));
-        let ts = unique_load_ts(&collector, "t01");
+        let ts = collector.unique_load_ts("t01");
         let during = ts.iter().filter(|t| (down_at + 1000..up_at - 1000).contains(*t)).count();
         assert!(during >= 55, "only {during} samples from the 60 s outage arrived");
         assert_eq!(holes(&ts), [], "samples missing");
@@ -323,9 +307,7 @@ mod delivery {
             1,
             "[spool]\nmax_batches = 5\nmin_free_bytes = 0\n",
         );
-        eventually("first samples", Duration::from_secs(20), || {
-            (!collector.points("t02", "load1").is_empty()).then_some(())
-        });
+        collector.wait_for_load_points("t02", 1);
         let (grpc, http) = (collector.grpc, collector.http);
         collector.process.kill();
         std::thread::sleep(Duration::from_secs(12));
@@ -341,7 +323,7 @@ mod delivery {
             metric(&body, "b24watch_agent_spool_dropped_batches_total", &[("host", "t02"), ("reason", "full")]);
         assert_eq!(counted, Some(dropped as f64), "agent counter vs gap records");
         // One batch per 1 s tick, one load1 point per batch: the missing ticks are the drops.
-        let ts = unique_load_ts(&collector, "t02");
+        let ts = collector.unique_load_ts("t02");
         let missing: i64 =
             ts.iter().zip(ts.iter().skip(1)).map(|(a, b)| ((b - a) as f64 / 1000.0).round() as i64 - 1).sum();
         assert_eq!(missing, dropped, "holes in the series vs dropped batches; ts={ts:?} gaps={gaps:?}");
@@ -383,7 +365,7 @@ mod delivery {
         let up_at = now_ms();
         for host in hosts {
             wait_drained(&collector, host, up_at, Duration::from_secs(60));
-            let ts = unique_load_ts(&collector, host);
+            let ts = collector.unique_load_ts(host);
             assert_eq!(holes(&ts), [], "{host}: samples lost");
         }
     }
@@ -396,9 +378,7 @@ mod delivery {
         let token = enroll(&data, "t38");
         let collector = Collector::start(&data, "");
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
-        eventually("first samples", Duration::from_secs(20), || {
-            (!collector.points("t38", "load1").is_empty()).then_some(())
-        });
+        collector.wait_for_load_points("t38", 1);
         {
             let conn = rusqlite::Connection::open(collector.db_path()).expect("open db");
             conn.execute_batch("BEGIN EXCLUSIVE").expect("lock");
@@ -412,7 +392,7 @@ mod delivery {
             metric(&body, "b24watch_collector_batches_total", &[("result", "unavailable")]).is_some_and(|n| n >= 1.0),
             "the lock should have refused at least one batch: {body}"
         );
-        let ts = unique_load_ts(&collector, "t38");
+        let ts = collector.unique_load_ts("t38");
         assert_eq!(holes(&ts), [], "samples lost while the database was locked");
     }
 
@@ -665,17 +645,9 @@ mod tls {
 mod agent_faults {
     //! Issue #5: the agent stopped, killed and given a damaged spool (RELIABILITY.md T08-T10).
 
-    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use b24watch_e2e::{Agent, Collector, enroll, eventually, integrity_check, metric, now_ms};
-
-    fn unique_ts(collector: &Collector, host: &str) -> BTreeSet<i64> {
-        let points = collector.points(host, "load1");
-        let unique: BTreeSet<i64> = points.iter().map(|p| p.1).collect();
-        assert_eq!(unique.len(), points.len(), "duplicates stored: {points:?}");
-        unique
-    }
 
     /// T08: SIGTERM during a collector outage; everything spooled is delivered once after both return.
     #[test]
@@ -685,9 +657,7 @@ mod agent_faults {
         let token = enroll(&data, "t08");
         let collector = Collector::start(&data, "");
         let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
-        eventually("first samples", Duration::from_secs(20), || {
-            (!collector.points("t08", "load1").is_empty()).then_some(())
-        });
+        collector.wait_for_load_points("t08", 1);
         let (grpc, http) = (collector.grpc, collector.http);
         collector.process.kill();
         let down_at = now_ms();
@@ -699,12 +669,12 @@ mod agent_faults {
         let collector = Collector::start_on(&data, grpc, http, "");
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
         eventually("spool delivered", Duration::from_secs(45), || {
-            let ts = unique_ts(&collector, "t08");
+            let ts = collector.unique_load_ts("t08");
             let body = collector.metrics();
             let pending = metric(&body, "b24watch_agent_spool_pending_batches", &[("host", "t08")])?;
             (pending == 0.0 && ts.iter().any(|t| *t > stopped_at)).then_some(())
         });
-        let ts = unique_ts(&collector, "t08");
+        let ts = collector.unique_load_ts("t08");
         let during = ts.iter().filter(|t| (down_at + 500..stopped_at - 500).contains(*t)).count();
         assert!(during >= 2, "samples spooled before SIGTERM were not delivered: {ts:?}");
     }
@@ -730,7 +700,7 @@ mod agent_faults {
                 assert_eq!(integrity_check(&spool), "ok");
             }
         }
-        let _ = unique_ts(&collector, "t09");
+        let _ = collector.unique_load_ts("t09");
         // Damage the spool: the agent moves it aside and keeps collecting.
         std::fs::write(&spool, vec![0x42; 8192]).expect("damage spool");
         let _ = std::fs::remove_file(spool.with_extension("db-wal"));
@@ -741,7 +711,7 @@ mod agent_faults {
         });
         assert!(agent.process.exited().is_none(), "agent exited");
         assert!(agent.process.log_text().contains("spool was damaged"), "{}", agent.process.log_text());
-        let _ = unique_ts(&collector, "t09");
+        let _ = collector.unique_load_ts("t09");
     }
 }
 
