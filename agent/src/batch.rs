@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use b24watch_proto::catalog;
-use b24watch_proto::v1::{Batch, Label, LogGroup, MetricKind, Series};
+use b24watch_proto::v1::{Batch, CheckResult, CheckStatus, Label, LogGroup, MetricKind, Series};
+
+use crate::checks::{Check, Status};
 
 use crate::logs::Group;
 
@@ -19,8 +21,25 @@ pub fn build(
     observations: Vec<Observation>,
     telemetry: Vec<Observation>,
     groups: Vec<Group>,
+    checks: Vec<Check>,
 ) -> Batch {
     Batch {
+        checks: checks
+            .into_iter()
+            .map(|c| CheckResult {
+                check: c.check.to_owned(),
+                target: c.target,
+                status: match c.status {
+                    Status::Ok => CheckStatus::Ok,
+                    Status::Failed => CheckStatus::Failed,
+                    Status::Error => CheckStatus::Error,
+                } as i32,
+                severity: c.severity as i32,
+                reason: c.reason.to_owned(),
+                message: c.message,
+                at_unix_ms: c.at.0,
+            })
+            .collect(),
         log_groups: groups
             .into_iter()
             .map(|g| LogGroup {
@@ -79,7 +98,7 @@ mod tests {
             Observation::new("load1", 0.7, UnixMs(2000)),
             Observation::labeled("disk_read_bytes_total", vec![("device", "vdb".into())], 20.0, at),
         ];
-        let batch = build("web-1", at, obs, Vec::new(), Vec::new());
+        let batch = build("web-1", at, obs, Vec::new(), Vec::new(), Vec::new());
         assert_eq!(batch.series.len(), 3);
         assert_eq!(batch.series[0].values, [0.5, 0.7]);
         assert_eq!(batch.series[0].timestamps_unix_ms, [1000, 2000]);

@@ -117,6 +117,73 @@ exclude_fstypes = ["autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configf
 exclude_mountpoint_prefixes = ["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/snap"]
 # Block device name prefixes never reported for disk IO (partitions are always skipped).
 exclude_device_prefixes = ["loop", "ram", "zram", "fd", "sr"]
+
+[mysql]
+# MySQL/MariaDB health: up, connect latency, connections, threads, slow queries, InnoDB, replication.
+# A server that is down, refuses the login or stalls is reported (mysql_up 0 and a check result
+# with reason down, auth_failed or timeout), never an agent error.
+enabled = true
+# Unix sockets tried in order when `address` is empty: BitrixVM, Debian/Ubuntu, RHEL MariaDB.
+sockets = ["/var/lib/mysqld/mysqld.sock", "/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock"]
+# TCP address "host:port" to use instead of the sockets.
+address = ""
+# Monitoring user; see the README for its GRANT (PROCESS, REPLICATION CLIENT, SELECT).
+# Empty: the login of the first Bitrix site found (read from its .settings.php).
+user = ""
+# File whose first line is the monitoring user's password (keep it mode 0600). Read at each
+# connect, so a new password needs no restart.
+password_file = ""
+# Seconds between runs (1..=3600).
+interval_secs = 10
+# Seconds allowed for connecting and for each query (1..=60). A stall becomes reason="timeout".
+timeout_secs = 5
+# Replication lag in seconds above which the replication check fails.
+replication_lag_max_secs = 300
+
+[bitrix]
+# Bitrix checks per site: cron and agents (b_agent), mail queue (b_event), site checker result,
+# config drift. Sites are found under site_roots; their DB login is read from the settings files
+# without executing PHP. Queries use the [mysql] user when it is set, else the site's own login.
+enabled = true
+# Document roots (* and ? in the last component). A root is a site when it has
+# bitrix/.settings.php or bitrix/php_interface/dbconn.php. The `site` label is the directory
+# name ("default" for .../www).
+site_roots = ["/home/bitrix/www", "/home/bitrix/ext_www/*", "/var/www/html", "/var/www/*/data/www/*"]
+# Seconds between runs (10..=3600).
+interval_secs = 60
+# Seconds allowed for connecting and for each query (1..=60).
+timeout_secs = 10
+# An active agent whose NEXT_EXEC is further in the past than this is overdue: cron has stopped
+# or the agent is too slow. Short-interval agents are briefly late on a healthy portal.
+agents_overdue_grace_secs = 600
+# The mail check fails when more messages than this wait to be sent ...
+mail_pending_max = 100
+# ... or the oldest waiting message is older than this many seconds.
+mail_oldest_max_secs = 1800
+# The config check fails when the database clock differs from this server's by more seconds
+# than this (Bitrix's site checker allows 1).
+clock_skew_max_secs = 1
+
+[probe]
+# HTTP(S) probes of the portal: status, latency, a keyword, TLS certificate expiry.
+# A failing portal probe is a critical check: the portal is unavailable.
+# targets = [{ url = "https://portal.example.com/", keyword = "Bitrix24", verify_tls = true }]
+targets = []
+# Seconds between runs (5..=3600).
+interval_secs = 30
+# Seconds allowed for the whole request (1..=60).
+timeout_secs = 10
+# The TLS check fails (low) when the certificate expires within this many days.
+tls_expiry_warn_days = 14
+
+[services]
+# Whether the daemons a portal needs are running (from /proc, on a slow interval). A service is
+# watched when its process runs or its systemd unit is installed.
+enabled = true
+# Services to watch: nginx, httpd, php-fpm, mysqld, push-server, redis, memcached, searchd, crond.
+watch = ["nginx", "httpd", "php-fpm", "mysqld", "push-server", "redis", "memcached", "searchd", "crond"]
+# Seconds between runs (10..=3600).
+interval_secs = 60
 "#;
 
 /// The config file as written. Mirrors the TOML; validated by [`Config::from_raw`].
@@ -133,6 +200,165 @@ pub struct RawConfig {
     pub logs: RawLogs,
     /// `[host]`
     pub host: RawHost,
+    /// `[mysql]`
+    pub mysql: RawMysql,
+    /// `[bitrix]`
+    pub bitrix: RawBitrix,
+    /// `[probe]`
+    pub probe: RawProbe,
+    /// `[services]`
+    pub services: RawServices,
+}
+
+/// `[mysql]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMysql {
+    /// Whether MySQL is checked.
+    pub enabled: bool,
+    /// Sockets tried in order.
+    pub sockets: Vec<PathBuf>,
+    /// TCP address instead of the sockets.
+    pub address: String,
+    /// Monitoring user.
+    pub user: String,
+    /// File with the password.
+    pub password_file: PathBuf,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per connect or query.
+    pub timeout_secs: u64,
+    /// Replication lag bound.
+    pub replication_lag_max_secs: u64,
+}
+
+impl Default for RawMysql {
+    fn default() -> Self {
+        RawMysql {
+            enabled: true,
+            sockets: ["/var/lib/mysqld/mysqld.sock", "/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock"]
+                .map(PathBuf::from)
+                .to_vec(),
+            address: String::new(),
+            user: String::new(),
+            password_file: PathBuf::new(),
+            interval_secs: 10,
+            timeout_secs: 5,
+            replication_lag_max_secs: 300,
+        }
+    }
+}
+
+/// `[bitrix]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBitrix {
+    /// Whether Bitrix checks run.
+    pub enabled: bool,
+    /// Document root patterns.
+    pub site_roots: Vec<String>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per connect or query.
+    pub timeout_secs: u64,
+    /// Overdue grace.
+    pub agents_overdue_grace_secs: u64,
+    /// Mail backlog bound.
+    pub mail_pending_max: u64,
+    /// Oldest pending mail bound.
+    pub mail_oldest_max_secs: u64,
+    /// Clock skew bound.
+    pub clock_skew_max_secs: u64,
+}
+
+impl Default for RawBitrix {
+    fn default() -> Self {
+        RawBitrix {
+            enabled: true,
+            site_roots: strings(&[
+                "/home/bitrix/www",
+                "/home/bitrix/ext_www/*",
+                "/var/www/html",
+                "/var/www/*/data/www/*",
+            ]),
+            interval_secs: 60,
+            timeout_secs: 10,
+            agents_overdue_grace_secs: 600,
+            mail_pending_max: 100,
+            mail_oldest_max_secs: 1800,
+            clock_skew_max_secs: 1,
+        }
+    }
+}
+
+/// `[probe]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProbe {
+    /// Targets.
+    pub targets: Vec<RawProbeTarget>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per request.
+    pub timeout_secs: u64,
+    /// Days before expiry that fail the TLS check.
+    pub tls_expiry_warn_days: u64,
+}
+
+impl Default for RawProbe {
+    fn default() -> Self {
+        RawProbe { targets: Vec::new(), interval_secs: 30, timeout_secs: 10, tls_expiry_warn_days: 14 }
+    }
+}
+
+/// One probe target.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeTarget {
+    /// URL.
+    pub url: String,
+    /// Text the body must contain.
+    #[serde(default)]
+    pub keyword: String,
+    /// Whether the certificate must verify.
+    #[serde(default = "yes")]
+    pub verify_tls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[services]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServices {
+    /// Whether services are checked.
+    pub enabled: bool,
+    /// Services to watch.
+    pub watch: Vec<String>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+}
+
+impl Default for RawServices {
+    fn default() -> Self {
+        RawServices {
+            enabled: true,
+            watch: strings(&[
+                "nginx",
+                "httpd",
+                "php-fpm",
+                "mysqld",
+                "push-server",
+                "redis",
+                "memcached",
+                "searchd",
+                "crond",
+            ]),
+            interval_secs: 60,
+        }
+    }
 }
 
 /// `[logs]` section.
@@ -390,6 +616,130 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Host samplers.
     pub host: HostConfig,
+    /// MySQL checks.
+    pub mysql: MysqlConfig,
+    /// Bitrix checks.
+    pub bitrix: BitrixConfig,
+    /// Portal probes.
+    pub probes: Vec<ProbeConfig>,
+    /// Service presence.
+    pub services: ServicesConfig,
+}
+
+/// Validated `[mysql]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlConfig {
+    /// Whether MySQL is checked.
+    pub enabled: bool,
+    /// Sockets tried in order.
+    pub sockets: Vec<PathBuf>,
+    /// TCP address used instead of the sockets.
+    pub address: Option<(String, u16)>,
+    /// Monitoring user; `None` means a discovered site's login.
+    pub user: Option<String>,
+    /// File holding the monitoring user's password.
+    pub password_file: Option<PathBuf>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of a connect or a query.
+    pub timeout: Duration,
+    /// Replication lag bound.
+    pub replication_lag_max: Duration,
+}
+
+/// Validated `[bitrix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitrixConfig {
+    /// Whether Bitrix checks run.
+    pub enabled: bool,
+    /// Document root patterns.
+    pub site_roots: Vec<String>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of a connect or a query.
+    pub timeout: Duration,
+    /// Overdue grace.
+    pub agents_overdue_grace: Duration,
+    /// Mail backlog bound.
+    pub mail_pending_max: u64,
+    /// Oldest pending mail bound.
+    pub mail_oldest_max: Duration,
+    /// Clock skew bound.
+    pub clock_skew_max: Duration,
+}
+
+/// One validated probe target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// URL as written (`target` label).
+    pub url: String,
+    /// https?
+    pub tls: bool,
+    /// Host name from the URL.
+    pub host: String,
+    /// Port from the URL (or 80/443).
+    pub port: u16,
+    /// Path and query (`/` when empty).
+    pub path: String,
+    /// Text the body must contain; empty: none.
+    pub keyword: String,
+    /// Whether the certificate must verify.
+    pub verify_tls: bool,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of the request.
+    pub timeout: Duration,
+    /// Days before expiry that fail the TLS check.
+    pub tls_expiry_warn_days: u64,
+}
+
+/// Validated `[services]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// Whether services are checked.
+    pub enabled: bool,
+    /// Services to watch.
+    pub watch: Vec<String>,
+    /// Time between runs.
+    pub interval: Duration,
+}
+
+/// Service names `[services] watch` accepts.
+pub const KNOWN_SERVICES: &[&str] =
+    &["nginx", "httpd", "php-fpm", "mysqld", "push-server", "redis", "memcached", "searchd", "crond"];
+
+/// Splits `http(s)://host[:port][/path]` into (tls, host, port, path).
+pub fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(idx) => (&rest[..idx], &rest[idx..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => if tls { 443 } else { 80 },
+            None => return None,
+        };
+        (host.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().ok()?),
+            None => (authority.to_owned(), if tls { 443 } else { 80 }),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((tls, host, port, path.to_owned()))
 }
 
 /// Validated `[logs]`.
@@ -541,6 +891,7 @@ impl Config {
             }
         };
         let logs = validate_logs(&raw.logs, origin, &mut errors);
+        let (mysql, bitrix, probes, services) = validate_checks(&raw, origin, &mut errors);
         let tls = TlsConfig {
             ca_file: set(&t.ca_file).then(|| t.ca_file.clone()),
             identity,
@@ -568,6 +919,10 @@ impl Config {
                 max_batches: raw.spool.max_batches,
                 min_free_bytes: raw.spool.min_free_bytes,
             },
+            mysql,
+            bitrix,
+            probes,
+            services,
             host: HostConfig {
                 enabled: raw.host.enabled,
                 exclude_fstypes: raw.host.exclude_fstypes,
@@ -576,6 +931,97 @@ impl Config {
             },
         })
     }
+}
+
+fn validate_checks(
+    raw: &RawConfig,
+    origin: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> (MysqlConfig, BitrixConfig, Vec<ProbeConfig>, ServicesConfig) {
+    let mut bad =
+        |key: String, message: String| errors.push(ConfigError { origin: origin.to_path_buf(), key, message });
+    let secs = |bad: &mut dyn FnMut(String, String), key: &str, value: u64, min: u64, max: u64| {
+        if !(min..=max).contains(&value) {
+            bad(key.to_owned(), format!("{value}: expected an integer from {min} to {max}"));
+        }
+        Duration::from_secs(value)
+    };
+    let m = &raw.mysql;
+    let address = if m.address.is_empty() {
+        None
+    } else {
+        match m.address.rsplit_once(':').and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?))) {
+            Some((host, port)) if !host.is_empty() => Some((host, port)),
+            _ => {
+                bad("mysql.address".into(), format!("{:?}: expected host:port, e.g. 127.0.0.1:3306", m.address));
+                None
+            }
+        }
+    };
+    if m.sockets.iter().any(|p| !p.is_absolute()) {
+        bad("mysql.sockets".into(), format!("{:?}: expected absolute paths", m.sockets));
+    }
+    if m.user.is_empty() && !m.password_file.as_os_str().is_empty() {
+        bad("mysql.user".into(), "empty while mysql.password_file is set: set the user too".into());
+    }
+    let mysql = MysqlConfig {
+        enabled: m.enabled,
+        sockets: m.sockets.clone(),
+        address,
+        user: (!m.user.is_empty()).then(|| m.user.clone()),
+        password_file: (!m.password_file.as_os_str().is_empty()).then(|| m.password_file.clone()),
+        interval: secs(&mut bad, "mysql.interval_secs", m.interval_secs, 1, 3600),
+        timeout: secs(&mut bad, "mysql.timeout_secs", m.timeout_secs, 1, 60),
+        replication_lag_max: Duration::from_secs(m.replication_lag_max_secs),
+    };
+    let b = &raw.bitrix;
+    if b.site_roots.iter().any(|p| !p.starts_with('/')) {
+        bad("bitrix.site_roots".into(), format!("{:?}: expected absolute paths", b.site_roots));
+    }
+    let bitrix = BitrixConfig {
+        enabled: b.enabled,
+        site_roots: b.site_roots.clone(),
+        interval: secs(&mut bad, "bitrix.interval_secs", b.interval_secs, 10, 3600),
+        timeout: secs(&mut bad, "bitrix.timeout_secs", b.timeout_secs, 1, 60),
+        agents_overdue_grace: Duration::from_secs(b.agents_overdue_grace_secs),
+        mail_pending_max: b.mail_pending_max,
+        mail_oldest_max: Duration::from_secs(b.mail_oldest_max_secs),
+        clock_skew_max: Duration::from_secs(b.clock_skew_max_secs),
+    };
+    let p = &raw.probe;
+    let interval = secs(&mut bad, "probe.interval_secs", p.interval_secs, 5, 3600);
+    let timeout = secs(&mut bad, "probe.timeout_secs", p.timeout_secs, 1, 60);
+    let mut probes = Vec::new();
+    for (idx, target) in p.targets.iter().enumerate() {
+        match parse_url(&target.url) {
+            Some((tls, host, port, path)) => probes.push(ProbeConfig {
+                url: target.url.clone(),
+                tls,
+                host,
+                port,
+                path,
+                keyword: target.keyword.clone(),
+                verify_tls: target.verify_tls,
+                interval,
+                timeout,
+                tls_expiry_warn_days: p.tls_expiry_warn_days,
+            }),
+            None => bad(
+                format!("probe.targets[{idx}].url"),
+                format!("{:?}: expected http://host[:port]/path or https://...", target.url),
+            ),
+        }
+    }
+    let sv = &raw.services;
+    for name in sv.watch.iter().filter(|n| !KNOWN_SERVICES.contains(&n.as_str())) {
+        bad("services.watch".into(), format!("{name:?}: expected some of {}", KNOWN_SERVICES.join(", ")));
+    }
+    let services = ServicesConfig {
+        enabled: sv.enabled,
+        watch: sv.watch.clone(),
+        interval: secs(&mut bad, "services.interval_secs", sv.interval_secs, 10, 3600),
+    };
+    (mysql, bitrix, probes, services)
 }
 
 fn validate_logs(raw: &RawLogs, origin: &Path, errors: &mut Vec<ConfigError>) -> LogsConfig {

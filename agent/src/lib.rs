@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod checks;
 pub mod config;
 pub mod logs;
 pub mod sampler;
@@ -67,9 +68,28 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     } else {
         None
     };
+    let sites = if cfg.bitrix.enabled || cfg.mysql.enabled {
+        checks::discover::discover(&cfg.bitrix.site_roots)
+    } else {
+        Vec::new()
+    };
+    for site in &sites {
+        info!(
+            site = %site.name,
+            root = %site.root.display(),
+            database = site.db.as_ref().map_or("-", |db| db.database.as_str()),
+            exception_log = %site.exception_log.as_ref().map_or("-".into(), |p| p.display().to_string()),
+            "Bitrix site found"
+        );
+        for problem in &site.problems {
+            tracing::warn!(site = %site.name, "{problem}");
+        }
+    }
     let tailer = if cfg.logs.enabled {
         let offsets = spool.log_offsets().context("reading log offsets from the spool")?;
-        let specs = cfg.logs.files.iter().map(config::LogFileConfig::spec).collect();
+        let mut files = cfg.logs.files.clone();
+        add_exception_logs(&mut files, &sites);
+        let specs = files.iter().map(config::LogFileConfig::spec).collect();
         Some(logs::tail::Tailer::new(
             specs,
             offsets,
@@ -84,6 +104,17 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
     let spool = Arc::new(Mutex::new(spool));
     let pushed = Arc::new(Notify::new());
+    let inbox = Arc::new(checks::Inbox::default());
+    let mut checkers = Vec::new();
+    if cfg.mysql.enabled && !checks::mysql::MysqlChecker::has_target(&cfg.mysql, &sites) {
+        info!("no MySQL socket, address, user or Bitrix site login found: MySQL checks are off");
+    }
+    for checker in checks::build_checkers(&cfg, &sites) {
+        if checker.name() == "mysql" && !checks::mysql::MysqlChecker::has_target(&cfg.mysql, &sites) {
+            continue;
+        }
+        checkers.push(checker);
+    }
     let scheduler = scheduler::Scheduler {
         samplers: sampler::build_samplers(&cfg),
         agent_id,
@@ -93,7 +124,9 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         pushed: Arc::clone(&pushed),
         telemetry: Arc::clone(&telemetry),
         tailer,
+        inbox: Arc::clone(&inbox),
     };
+    let scheduler_telemetry = Arc::clone(&telemetry);
     let shipper = shipper::Shipper {
         url: cfg.collector_url.clone(),
         token,
@@ -107,6 +140,9 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     // The scheduler stops first; the shipper gets the grace period to deliver what is pending.
     tracker.spawn(scheduler.run(shutdown.child_token()));
     tracker.spawn(shipper.run(shutdown.child_token()));
+    for checker in checkers {
+        tracker.spawn(checks::run_checker(checker, Arc::clone(&inbox), Arc::clone(&scheduler_telemetry), shutdown.child_token()));
+    }
     tracker.close();
     if let Err(err) = b24watch_common::systemd::notify("READY=1") {
         tracing::warn!(error = %err, "could not notify systemd of readiness");
@@ -116,6 +152,19 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     tracker.wait().await;
     info!("agent stopped");
     Ok(())
+}
+
+/// Adds each discovered site's exception log to the `bitrix_exceptions` log unless a pattern
+/// there already names it.
+fn add_exception_logs(files: &mut [config::LogFileConfig], sites: &[checks::discover::Site]) {
+    let Some(log) = files.iter_mut().find(|f| f.preset == logs::classify::Preset::BitrixExceptions) else { return };
+    for path in sites.iter().filter_map(|s| s.exception_log.as_ref()) {
+        let path = path.display().to_string();
+        if !log.paths.contains(&path) {
+            info!(path = %path, log = %log.name, "watching the exception log named in the site's settings");
+            log.paths.push(path);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct Scheduler {
     pub telemetry: Arc<Telemetry>,
     /// The log tailer, when logs are enabled.
     pub tailer: Option<crate::logs::tail::Tailer>,
+    /// Findings of the checkers (MySQL, Bitrix, probes, services), running in their own tasks.
+    pub inbox: Arc<crate::checks::Inbox>,
 }
 
 /// The wall clock, read once per tick. Samples carry the agent's time (RELIABILITY.md decision 6).
@@ -95,8 +97,10 @@ impl Scheduler {
             }
             None => Default::default(),
         };
+        let findings = self.inbox.take();
+        observations.extend(findings.observations);
         let telemetry = self.telemetry.observe(at);
-        let batch = batch::build(&self.agent_id, at, observations, telemetry, groups);
+        let batch = batch::build(&self.agent_id, at, observations, telemetry, groups, findings.checks);
         let pushed = {
             let mut spool = self.spool.lock().expect("spool lock is never poisoned");
             let result = spool.push_with_offsets(batch, &offsets, &forget);

@@ -87,6 +87,68 @@ pub const LOG_TRUNCATIONS_TOTAL: &str = "log_truncations_total";
 pub const LOG_ROTATED_AWAY_TOTAL: &str = "log_rotated_away_total";
 /// Logs: Bitrix exception log records by type.
 pub const BITRIX_EXCEPTIONS_TOTAL: &str = "bitrix_exceptions_total";
+/// MySQL: 1 when the server answered this run, 0 when it was down, refused the login or stalled.
+pub const MYSQL_UP: &str = "mysql_up";
+/// MySQL: time taken to connect and log in.
+pub const MYSQL_CONNECT_SECONDS: &str = "mysql_connect_seconds";
+/// MySQL: seconds since the server started.
+pub const MYSQL_UPTIME_SECONDS: &str = "mysql_uptime_seconds";
+/// MySQL: open connections.
+pub const MYSQL_THREADS_CONNECTED: &str = "mysql_threads_connected";
+/// MySQL: threads executing a statement.
+pub const MYSQL_THREADS_RUNNING: &str = "mysql_threads_running";
+/// MySQL: the max_connections setting.
+pub const MYSQL_MAX_CONNECTIONS: &str = "mysql_max_connections";
+/// MySQL: queries that took longer than long_query_time.
+pub const MYSQL_SLOW_QUERIES_TOTAL: &str = "mysql_slow_queries_total";
+/// MySQL: failed connection attempts.
+pub const MYSQL_ABORTED_CONNECTS_TOTAL: &str = "mysql_aborted_connects_total";
+/// MySQL: statements sent by clients (Questions).
+pub const MYSQL_QUERIES_TOTAL: &str = "mysql_queries_total";
+/// MySQL: share of InnoDB page reads served from the buffer pool since start.
+pub const MYSQL_INNODB_BUFFER_POOL_HIT_RATIO: &str = "mysql_innodb_buffer_pool_hit_ratio";
+/// MySQL: InnoDB deadlocks (MariaDB).
+pub const MYSQL_DEADLOCKS_TOTAL: &str = "mysql_deadlocks_total";
+/// MySQL replica: 1 when the IO thread runs.
+pub const MYSQL_REPLICATION_IO_RUNNING: &str = "mysql_replication_io_running";
+/// MySQL replica: 1 when the SQL thread runs.
+pub const MYSQL_REPLICATION_SQL_RUNNING: &str = "mysql_replication_sql_running";
+/// MySQL replica: seconds behind the source.
+pub const MYSQL_REPLICATION_LAG_SECONDS: &str = "mysql_replication_lag_seconds";
+/// MySQL: database clock minus this server's clock.
+pub const MYSQL_CLOCK_SKEW_SECONDS: &str = "mysql_clock_skew_seconds";
+/// MySQL: failed runs of the MySQL check, by reason (down, auth_failed, timeout, ...).
+pub const MYSQL_CHECK_FAILURES_TOTAL: &str = "mysql_check_failures_total";
+/// Bitrix: 1 when the site's database could be read this run.
+pub const BITRIX_UP: &str = "bitrix_up";
+/// Bitrix: newest agent execution (b_agent.LAST_EXEC), unix seconds.
+pub const BITRIX_CRON_LAST_RUN_TIMESTAMP_SECONDS: &str = "bitrix_cron_last_run_timestamp_seconds";
+/// Bitrix: active agents past NEXT_EXEC by more than the grace period.
+pub const BITRIX_AGENTS_OVERDUE: &str = "bitrix_agents_overdue";
+/// Bitrix: active agents marked running whose lease expired.
+pub const BITRIX_AGENTS_STUCK: &str = "bitrix_agents_stuck";
+/// Bitrix: agents switched off by Bitrix after 3 failed runs.
+pub const BITRIX_AGENTS_DISABLED: &str = "bitrix_agents_disabled";
+/// Bitrix: active agents retrying after a failure.
+pub const BITRIX_AGENTS_FAILING: &str = "bitrix_agents_failing";
+/// Bitrix: mail events not sent yet (b_event).
+pub const BITRIX_MAIL_QUEUE_PENDING: &str = "bitrix_mail_queue_pending";
+/// Bitrix: age of the oldest unsent mail event (0 when none).
+pub const BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS: &str = "bitrix_mail_queue_oldest_age_seconds";
+/// Bitrix: mail events that failed to send in the last hour.
+pub const BITRIX_MAIL_FAILED_LAST_HOUR: &str = "bitrix_mail_failed_last_hour";
+/// Bitrix: 1 when the last system check (site_checker) passed.
+pub const BITRIX_SITE_CHECKER_OK: &str = "bitrix_site_checker_ok";
+/// Portal probe: 1 when the request succeeded (status < 400, keyword found).
+pub const PROBE_SUCCESS: &str = "probe_success";
+/// Portal probe: time the request took.
+pub const PROBE_DURATION_SECONDS: &str = "probe_duration_seconds";
+/// Portal probe: HTTP status code of the answer.
+pub const PROBE_HTTP_STATUS: &str = "probe_http_status";
+/// Portal probe: notAfter of the server certificate, unix seconds.
+pub const PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS: &str = "probe_tls_expiry_timestamp_seconds";
+/// Services: 1 when a process of the service runs.
+pub const SERVICE_UP: &str = "service_up";
 
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
@@ -144,6 +206,37 @@ pub const SERIES: &[Descriptor] = &[
         "Bitrix exception log records by type (FATAL, UNCAUGHT_EXCEPTION, ...).",
     ),
     counter(AGENT_REJECTED_POINTS_TOTAL, &["reason"], "Points the collector rejected, by reason."),
+    gauge(MYSQL_UP, &[], "MySQL: 1 when the server answered this run, 0 when it was down, refused the login or stalled."),
+    gauge(MYSQL_CONNECT_SECONDS, &[], "MySQL: time taken to connect and log in."),
+    gauge(MYSQL_UPTIME_SECONDS, &[], "MySQL: seconds since the server started."),
+    gauge(MYSQL_THREADS_CONNECTED, &[], "MySQL: open connections."),
+    gauge(MYSQL_THREADS_RUNNING, &[], "MySQL: threads executing a statement."),
+    gauge(MYSQL_MAX_CONNECTIONS, &[], "MySQL: the max_connections setting."),
+    counter(MYSQL_SLOW_QUERIES_TOTAL, &[], "MySQL: queries that took longer than long_query_time."),
+    counter(MYSQL_ABORTED_CONNECTS_TOTAL, &[], "MySQL: failed connection attempts."),
+    counter(MYSQL_QUERIES_TOTAL, &[], "MySQL: statements sent by clients (Questions)."),
+    gauge(MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, &[], "MySQL: share of InnoDB page reads served from the buffer pool since start."),
+    counter(MYSQL_DEADLOCKS_TOTAL, &[], "MySQL: InnoDB deadlocks (MariaDB)."),
+    gauge(MYSQL_REPLICATION_IO_RUNNING, &[], "MySQL replica: 1 when the IO thread runs."),
+    gauge(MYSQL_REPLICATION_SQL_RUNNING, &[], "MySQL replica: 1 when the SQL thread runs."),
+    gauge(MYSQL_REPLICATION_LAG_SECONDS, &[], "MySQL replica: seconds behind the source."),
+    gauge(MYSQL_CLOCK_SKEW_SECONDS, &[], "MySQL: database clock minus this server's clock."),
+    counter(MYSQL_CHECK_FAILURES_TOTAL, &["reason"], "MySQL: failed runs of the MySQL check, by reason (down, auth_failed, timeout, ...)."),
+    gauge(BITRIX_UP, &["site"], "Bitrix: 1 when the site's database could be read this run."),
+    gauge(BITRIX_CRON_LAST_RUN_TIMESTAMP_SECONDS, &["site"], "Bitrix: newest agent execution (b_agent.LAST_EXEC), unix seconds."),
+    gauge(BITRIX_AGENTS_OVERDUE, &["site"], "Bitrix: active agents past NEXT_EXEC by more than the grace period."),
+    gauge(BITRIX_AGENTS_STUCK, &["site"], "Bitrix: active agents marked running whose lease expired."),
+    gauge(BITRIX_AGENTS_DISABLED, &["site"], "Bitrix: agents switched off by Bitrix after 3 failed runs."),
+    gauge(BITRIX_AGENTS_FAILING, &["site"], "Bitrix: active agents retrying after a failure."),
+    gauge(BITRIX_MAIL_QUEUE_PENDING, &["site"], "Bitrix: mail events not sent yet (b_event)."),
+    gauge(BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS, &["site"], "Bitrix: age of the oldest unsent mail event (0 when none)."),
+    gauge(BITRIX_MAIL_FAILED_LAST_HOUR, &["site"], "Bitrix: mail events that failed to send in the last hour."),
+    gauge(BITRIX_SITE_CHECKER_OK, &["site"], "Bitrix: 1 when the last system check (site_checker) passed."),
+    gauge(PROBE_SUCCESS, &["target"], "Portal probe: 1 when the request succeeded (status < 400, keyword found)."),
+    gauge(PROBE_DURATION_SECONDS, &["target"], "Portal probe: time the request took."),
+    gauge(PROBE_HTTP_STATUS, &["target"], "Portal probe: HTTP status code of the answer."),
+    gauge(PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS, &["target"], "Portal probe: notAfter of the server certificate, unix seconds."),
+    gauge(SERVICE_UP, &["service"], "Services: 1 when a process of the service runs."),
 ];
 
 /// Looks up a series descriptor by name (without prefix).

@@ -26,20 +26,29 @@ pub(super) fn matches(pattern: &str, name: &str) -> bool {
 }
 
 /// Existing regular files matching `pattern`, sorted.
-pub(super) fn expand(pattern: &str) -> Vec<PathBuf> {
+pub(crate) fn expand(pattern: &str) -> Vec<PathBuf> {
+    expand_filtered(pattern, Path::is_file)
+}
+
+/// Existing directories matching `pattern`, sorted.
+pub(crate) fn expand_dirs(pattern: &str) -> Vec<PathBuf> {
+    expand_filtered(pattern, Path::is_dir)
+}
+
+fn expand_filtered(pattern: &str, keep: fn(&Path) -> bool) -> Vec<PathBuf> {
     let path = Path::new(pattern);
     let (Some(dir), Some(file)) = (path.parent(), path.file_name().and_then(|f| f.to_str())) else {
         return Vec::new();
     };
     if !file.contains(['*', '?']) {
-        return if path.is_file() { vec![path.to_path_buf()] } else { Vec::new() };
+        return if keep(path) { vec![path.to_path_buf()] } else { Vec::new() };
     }
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_str().is_some_and(|name| matches(file, name)))
         .map(|e| e.path())
-        .filter(|p| p.is_file())
+        .filter(|p| keep(p))
         .collect();
     out.sort();
     out

@@ -5,7 +5,7 @@
 //! `Spool::push`.
 
 pub mod classify;
-mod glob;
+pub(crate) mod glob;
 pub mod lines;
 pub mod tail;
 

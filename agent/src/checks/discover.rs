@@ -1,0 +1,245 @@
+//! Finds Bitrix sites on this server and reads what the agent needs from their settings: database
+//! connection and exception log path. Never executes PHP (see [`super::php`]).
+//!
+//! A site is a document root that has `bitrix/.settings.php` (current cores) or
+//! `bitrix/php_interface/dbconn.php` (old cores; also consulted when `.settings.php` lacks a
+//! connection). `.settings_extra.php` overrides `.settings.php`, as in Bitrix itself.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::php::{self, Value};
+
+/// Where a site's database lives and how to log in. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbCredentials {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// Database (schema) name.
+    pub database: String,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for DbCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCredentials")
+            .field("endpoint", &self.endpoint)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A database server address as Bitrix writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `localhost` without a socket path: the local server's default socket.
+    LocalDefault,
+    /// A unix socket path (`localhost:/var/lib/mysqld/mysqld.sock`).
+    Socket(PathBuf),
+    /// TCP host and port.
+    Tcp(String, u16),
+}
+
+impl Endpoint {
+    /// Parses Bitrix's `host` value: `localhost`, `p:localhost`, `host:port`, `localhost:/sock`.
+    pub fn parse(host: &str) -> Endpoint {
+        let host = host.trim().strip_prefix("p:").unwrap_or(host.trim());
+        if let Some((name, rest)) = host.split_once(':') {
+            if rest.starts_with('/') {
+                return Endpoint::Socket(PathBuf::from(rest));
+            }
+            if let Ok(port) = rest.parse::<u16>() {
+                return Endpoint::Tcp(name.to_owned(), port);
+            }
+        }
+        if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+            Endpoint::LocalDefault
+        } else {
+            Endpoint::Tcp(host.to_owned(), 3306)
+        }
+    }
+}
+
+/// One Bitrix site found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Name used as the `site` label: the document root's directory name (`default` for the
+    /// BitrixVM default site `/home/bitrix/www`).
+    pub name: String,
+    /// Document root.
+    pub root: PathBuf,
+    /// Database connection, if the settings hold a readable one.
+    pub db: Option<DbCredentials>,
+    /// Exception log file, if configured with a literal path (or the core default).
+    pub exception_log: Option<PathBuf>,
+    /// Problems met while reading this site's settings (no secrets in them).
+    pub problems: Vec<String>,
+}
+
+/// Finds sites under the given document-root patterns (`*` and `?` in the last component).
+pub fn discover(roots: &[String]) -> Vec<Site> {
+    let mut sites: Vec<Site> = Vec::new();
+    for pattern in roots {
+        for root in crate::logs::glob::expand_dirs(pattern) {
+            if sites.iter().any(|s| s.root == root) {
+                continue;
+            }
+            if let Some(site) = read_site(&root) {
+                sites.push(site);
+            }
+        }
+    }
+    // Two roots with the same directory name (`/a/www`, `/b/www`) keep distinct labels.
+    for idx in 1..sites.len() {
+        if sites[..idx].iter().any(|s| s.name == sites[idx].name) {
+            sites[idx].name = format!("{}-{idx}", sites[idx].name);
+        }
+    }
+    sites
+}
+
+/// Reads one document root; `None` when it holds no Bitrix settings file.
+pub fn read_site(root: &Path) -> Option<Site> {
+    let settings = root.join("bitrix/.settings.php");
+    let extra = root.join("bitrix/.settings_extra.php");
+    let dbconn = root.join("bitrix/php_interface/dbconn.php");
+    if !settings.is_file() && !dbconn.is_file() {
+        return None;
+    }
+    let name = match root.file_name().and_then(|n| n.to_str()) {
+        Some("www") | None => "default".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let mut site = Site { name, root: root.to_path_buf(), db: None, exception_log: None, problems: Vec::new() };
+    let mut arrays = Vec::new();
+    for path in [&settings, &extra] {
+        if !path.is_file() {
+            continue;
+        }
+        match read_limited(path).and_then(|src| php::parse_return_array(&src).map_err(|e| e.to_string())) {
+            Ok(value) => arrays.push(value),
+            Err(err) => site.problems.push(format!("{}: {err}", path.display())),
+        }
+    }
+    // Later files (`.settings_extra.php`) win.
+    for value in arrays.iter().rev() {
+        if site.db.is_none()
+            && let Some(conn) = value.path(&["connections", "value", "default"])
+        {
+            match connection_from_settings(conn) {
+                Ok(db) => site.db = Some(db),
+                Err(err) => site.problems.push(format!("{}: connections.default: {err}", settings.display())),
+            }
+        }
+        if site.exception_log.is_none()
+            && let Some(file) = value.path(&["exception_handling", "value", "log", "settings", "file"])
+        {
+            match file {
+                Value::Str(path) if !path.is_empty() => site.exception_log = Some(resolve(root, path)),
+                Value::Expr { line } => site.problems.push(format!(
+                    "{}: exception_handling log file at line {line} is an expression, not a literal path: \
+                     add the path to [[logs.file]] yourself",
+                    settings.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    if site.db.is_none() && dbconn.is_file() {
+        match read_limited(&dbconn).and_then(|src| php::parse_assignments(&src).map_err(|e| e.to_string())) {
+            Ok(vars) => match connection_from_dbconn(&vars) {
+                Ok(db) => site.db = Some(db),
+                Err(err) => site.problems.push(format!("{}: {err}", dbconn.display())),
+            },
+            Err(err) => site.problems.push(format!("{}: {err}", dbconn.display())),
+        }
+    }
+    if site.exception_log.is_none() && arrays.iter().any(|v| v.get("exception_handling").is_some()) {
+        // The core's default when `log.settings.file` is not set.
+        site.exception_log = Some(root.join("bitrix/modules/error.log"));
+    }
+    Some(site)
+}
+
+fn resolve(root: &Path, path: &str) -> PathBuf {
+    if path.starts_with('/') { PathBuf::from(path) } else { root.join(path) }
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    file.take(php::MAX_FILE_BYTES as u64 + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+fn field(conn: &Value, key: &str) -> Result<String, String> {
+    match conn.get(key) {
+        Some(Value::Expr { line }) => Err(format!("`{key}` at line {line} is an expression, not a literal")),
+        Some(value) => value.as_string().ok_or_else(|| format!("`{key}` is not a string")),
+        None => Err(format!("`{key}` is missing")),
+    }
+}
+
+fn connection_from_settings(conn: &Value) -> Result<DbCredentials, String> {
+    if let Ok(class) = field(conn, "className")
+        && !class.to_ascii_lowercase().contains("mysql")
+    {
+        return Err(format!("connection class {class} is not MySQL"));
+    }
+    Ok(DbCredentials {
+        endpoint: Endpoint::parse(&field(conn, "host")?),
+        database: field(conn, "database")?,
+        user: field(conn, "login")?,
+        password: field(conn, "password")?,
+    })
+}
+
+fn connection_from_dbconn(vars: &[(String, Value)]) -> Result<DbCredentials, String> {
+    let get = |name: &str| -> Result<String, String> {
+        match vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v) {
+            Some(Value::Expr { line }) => Err(format!("${name} at line {line} is an expression, not a literal")),
+            Some(value) => value.as_string().ok_or_else(|| format!("${name} is not a string")),
+            None => Err(format!("${name} is missing")),
+        }
+    };
+    Ok(DbCredentials {
+        endpoint: Endpoint::parse(&get("DBHost")?),
+        database: get("DBName")?,
+        user: get("DBLogin")?,
+        password: get("DBPassword")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_in_every_style_bitrix_writes() {
+        assert_eq!(Endpoint::parse("localhost"), Endpoint::LocalDefault);
+        assert_eq!(Endpoint::parse("p:localhost"), Endpoint::LocalDefault);
+        assert_eq!(Endpoint::parse("127.0.0.1:3307"), Endpoint::Tcp("127.0.0.1".into(), 3307));
+        assert_eq!(Endpoint::parse("db.internal"), Endpoint::Tcp("db.internal".into(), 3306));
+        assert_eq!(
+            Endpoint::parse("localhost:/var/lib/mysqld/mysqld.sock"),
+            Endpoint::Socket("/var/lib/mysqld/mysqld.sock".into())
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let db = DbCredentials {
+            endpoint: Endpoint::LocalDefault,
+            database: "sitemanager".into(),
+            user: "bitrix0".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{db:?}").contains("hunter2"));
+    }
+}

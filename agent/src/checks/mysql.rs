@@ -1,0 +1,448 @@
+//! MySQL/MariaDB health, and the database access shared with the Bitrix checks.
+//!
+//! One connection per run, opened and closed within it (at most one attempt per interval; the
+//! connect time is the `mysql_connect_seconds` measurement). Every wait is bounded by
+//! `mysql.timeout_secs`. "down", "auth_failed" and "timeout" are distinct reasons.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+
+use b24watch_proto::catalog::{
+    MYSQL_ABORTED_CONNECTS_TOTAL, MYSQL_CHECK_FAILURES_TOTAL, MYSQL_CLOCK_SKEW_SECONDS, MYSQL_CONNECT_SECONDS, MYSQL_DEADLOCKS_TOTAL,
+    MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, MYSQL_MAX_CONNECTIONS, MYSQL_QUERIES_TOTAL, MYSQL_REPLICATION_IO_RUNNING,
+    MYSQL_REPLICATION_LAG_SECONDS, MYSQL_REPLICATION_SQL_RUNNING, MYSQL_SLOW_QUERIES_TOTAL, MYSQL_THREADS_CONNECTED,
+    MYSQL_THREADS_RUNNING, MYSQL_UP, MYSQL_UPTIME_SECONDS,
+};
+use mysql_async::prelude::Queryable;
+use tokio::time::timeout;
+
+use super::discover::{DbCredentials, Endpoint, Site};
+use super::{Check, Checker, Findings, Severity};
+use crate::config::MysqlConfig;
+use crate::sampler::UnixMs;
+
+/// Why the database could not be used. `message` never holds a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    /// `down`, `auth_failed`, `timeout`, `too_many_connections`, `access_denied`, `no_credentials`
+    /// or `error`.
+    pub reason: &'static str,
+    /// What happened.
+    pub message: String,
+}
+
+impl DbError {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        DbError { reason, message: message.into() }
+    }
+}
+
+/// Maps a driver error to a reason.
+pub fn classify(err: &mysql_async::Error) -> DbError {
+    use mysql_async::Error;
+    let reason = match err {
+        // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR,
+        // ER_NOT_SUPPORTED_AUTH_MODE, account locked, password expired.
+        Error::Server(e) if matches!(e.code, 1044 | 1045 | 1698 | 1251 | 3118 | 1820 | 1862) => "auth_failed",
+        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS, ER_USER_LIMIT_REACHED.
+        Error::Server(e) if matches!(e.code, 1040 | 1203 | 1226) => "too_many_connections",
+        // ER_TABLEACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR.
+        Error::Server(e) if matches!(e.code, 1142 | 1143 | 1227) => "access_denied",
+        // ER_SERVER_SHUTDOWN, ER_NORMAL_SHUTDOWN, query interrupted by shutdown.
+        Error::Server(e) if matches!(e.code, 1053 | 1077 | 1317) => "down",
+        Error::Server(_) => "error",
+        Error::Io(_) => "down",
+        Error::Driver(mysql_async::DriverError::ConnectionClosed) => "down",
+        _ => "error",
+    };
+    DbError { reason, message: err.to_string() }
+}
+
+/// Where and how to log in: resolved per run (the password file is re-read each time).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Socket or TCP address.
+    pub endpoint: Endpoint,
+    /// Credentials.
+    pub user: String,
+    /// Password (kept out of `Debug` by [`DbCredentials`]'s discipline: never logged).
+    password: String,
+    /// Database to select, if any.
+    pub database: Option<String>,
+}
+
+impl Target {
+    /// The same server and database with another login.
+    pub fn with_login(self, user: String, password: String) -> Target {
+        Target { user, password, ..self }
+    }
+
+    /// A target from discovered site credentials.
+    pub fn from_site(db: &DbCredentials) -> Target {
+        Target {
+            endpoint: db.endpoint.clone(),
+            user: db.user.clone(),
+            password: db.password.clone(),
+            database: Some(db.database.clone()),
+        }
+    }
+}
+
+/// Picks the local server's address: `[mysql] address`, else the first socket that exists.
+pub fn local_endpoint(cfg: &MysqlConfig) -> Result<Endpoint, DbError> {
+    if let Some((host, port)) = &cfg.address {
+        return Ok(Endpoint::Tcp(host.clone(), *port));
+    }
+    cfg.sockets.iter().find(|p| p.exists()).map(|p| Endpoint::Socket(p.clone())).ok_or_else(|| {
+        let tried: Vec<String> = cfg.sockets.iter().map(|p| p.display().to_string()).collect();
+        DbError::new("down", format!("no MySQL socket found (tried {})", tried.join(", ")))
+    })
+}
+
+/// The monitoring login from `[mysql]`, or `None` when no user is configured.
+pub fn configured_login(cfg: &MysqlConfig) -> Result<Option<(String, String)>, DbError> {
+    let Some(user) = &cfg.user else { return Ok(None) };
+    let password = match &cfg.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| text.lines().next().unwrap_or("").to_owned())
+            .map_err(|err| DbError::new("no_credentials", format!("reading mysql.password_file {}: {err}", path.display())))?,
+        None => String::new(),
+    };
+    Ok(Some((user.clone(), password)))
+}
+
+/// Opens a connection within `limit`; returns it with the time connecting took.
+pub async fn connect(target: &Target, limit: Duration) -> Result<(mysql_async::Conn, Duration), DbError> {
+    let mut opts = mysql_async::OptsBuilder::default()
+        .user(Some(target.user.clone()))
+        .pass(Some(target.password.clone()))
+        .db_name(target.database.clone())
+        .prefer_socket(false)
+        .stmt_cache_size(0);
+    opts = match &target.endpoint {
+        Endpoint::Socket(path) => opts.socket(Some(path.display().to_string())),
+        Endpoint::Tcp(host, port) => opts.ip_or_hostname(host.clone()).tcp_port(*port),
+        Endpoint::LocalDefault => return Err(DbError::new("error", "no address for localhost")),
+    };
+    let started = Instant::now();
+    match timeout(limit, mysql_async::Conn::new(opts)).await {
+        Ok(Ok(conn)) => Ok((conn, started.elapsed())),
+        Ok(Err(err)) => Err(classify(&err)),
+        Err(_) => Err(DbError::new("timeout", format!("no connection within {limit:?}"))),
+    }
+}
+
+/// Runs a query within `limit`, returning its rows.
+pub async fn query(conn: &mut mysql_async::Conn, sql: &str, limit: Duration) -> Result<Vec<mysql_async::Row>, DbError> {
+    match timeout(limit, conn.query::<mysql_async::Row, _>(sql)).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(err)) => Err(classify(&err)),
+        Err(_) => Err(DbError::new("timeout", format!("no answer within {limit:?}"))),
+    }
+}
+
+/// Closes a connection politely, within `limit` (a stalled server gets the socket dropped).
+pub async fn close(conn: mysql_async::Conn, limit: Duration) {
+    let _ = timeout(limit, conn.disconnect()).await;
+}
+
+/// Column `idx` of a row as text.
+pub fn text(row: &mysql_async::Row, idx: usize) -> Option<String> {
+    match row.as_ref(idx)? {
+        mysql_async::Value::NULL => None,
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+/// Column `idx` of a row as a number.
+pub fn number(row: &mysql_async::Row, idx: usize) -> Option<f64> {
+    text(row, idx)?.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// The MySQL health checker.
+#[derive(Debug)]
+pub struct MysqlChecker {
+    cfg: MysqlConfig,
+    /// Login of the first discovered site, used when `[mysql] user` is empty.
+    site_login: Option<DbCredentials>,
+    /// Whether Bitrix sites are present (then Bitrix's config requirements are checked).
+    bitrix: bool,
+    /// Failed runs by reason since the agent started.
+    failures: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Target name of MySQL checks.
+const TARGET: &str = "mysql";
+
+impl MysqlChecker {
+    /// A checker for the local server.
+    pub fn new(cfg: MysqlConfig, sites: &[Site]) -> Self {
+        let site_login = sites.iter().find_map(|s| s.db.clone());
+        MysqlChecker { cfg, site_login, bitrix: !sites.is_empty(), failures: Default::default() }
+    }
+
+    /// Whether there is anything to check: an address, a socket, a user or a site login.
+    pub fn has_target(cfg: &MysqlConfig, sites: &[Site]) -> bool {
+        cfg.address.is_some()
+            || cfg.user.is_some()
+            || cfg.sockets.iter().any(|p| p.exists())
+            || sites.iter().any(|s| s.db.is_some())
+    }
+
+    fn target(&self) -> Result<Target, DbError> {
+        let (user, password) = match configured_login(&self.cfg)? {
+            Some(login) => login,
+            None => match &self.site_login {
+                Some(db) => (db.user.clone(), db.password.clone()),
+                None => {
+                    return Err(DbError::new(
+                        "no_credentials",
+                        "no [mysql] user configured and no Bitrix site login found",
+                    ));
+                }
+            },
+        };
+        let endpoint = match (&self.cfg.user, &self.site_login) {
+            // A site's login goes to the site's server unless that is "localhost".
+            (None, Some(db)) if db.endpoint != Endpoint::LocalDefault && self.cfg.address.is_none() => {
+                db.endpoint.clone()
+            }
+            _ => local_endpoint(&self.cfg)?,
+        };
+        Ok(Target { endpoint, user, password, database: None })
+    }
+
+    async fn collect(&self, at: UnixMs, out: &mut Findings) -> Result<(), DbError> {
+        let limit = self.cfg.timeout;
+        let target = self.target()?;
+        let (mut conn, took) = connect(&target, limit).await?;
+        let result = self.collect_on(&mut conn, took, at, out).await;
+        close(conn, limit).await;
+        result
+    }
+
+    async fn collect_on(
+        &self,
+        conn: &mut mysql_async::Conn,
+        took: Duration,
+        at: UnixMs,
+        out: &mut Findings,
+    ) -> Result<(), DbError> {
+        let limit = self.cfg.timeout;
+        let status = query(
+            conn,
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', 'Threads_connected', 'Threads_running', \
+             'Slow_queries', 'Aborted_connects', 'Questions', 'Innodb_buffer_pool_read_requests', \
+             'Innodb_buffer_pool_reads', 'Innodb_deadlocks')",
+            limit,
+        )
+        .await?;
+        let sent = crate::scheduler::now().0;
+        let clock = query(conn, "SELECT UNIX_TIMESTAMP(NOW(6))", limit).await?;
+        let local_mid = (sent + crate::scheduler::now().0) as f64 / 2000.0;
+        let variables = query(
+            conn,
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'sql_mode', 'innodb_strict_mode')",
+            limit,
+        )
+        .await?;
+        let pairs = |rows: &[mysql_async::Row]| -> Vec<(String, String)> {
+            rows.iter().filter_map(|r| Some((text(r, 0)?.to_ascii_lowercase(), text(r, 1).unwrap_or_default()))).collect()
+        };
+        let status = pairs(&status);
+        let variables = pairs(&variables);
+        let get = |list: &[(String, String)], name: &str| {
+            list.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        };
+        let none = Vec::new;
+        out.observe(MYSQL_UP, none(), 1.0, at);
+        out.observe(MYSQL_CONNECT_SECONDS, none(), took.as_secs_f64(), at);
+        for (name, metric) in [
+            ("uptime", MYSQL_UPTIME_SECONDS),
+            ("threads_connected", MYSQL_THREADS_CONNECTED),
+            ("threads_running", MYSQL_THREADS_RUNNING),
+            ("slow_queries", MYSQL_SLOW_QUERIES_TOTAL),
+            ("aborted_connects", MYSQL_ABORTED_CONNECTS_TOTAL),
+            ("questions", MYSQL_QUERIES_TOTAL),
+            ("innodb_deadlocks", MYSQL_DEADLOCKS_TOTAL),
+        ] {
+            if let Some(value) = get(&status, name) {
+                out.observe(metric, none(), value, at);
+            }
+        }
+        if let (Some(requests), Some(reads)) =
+            (get(&status, "innodb_buffer_pool_read_requests"), get(&status, "innodb_buffer_pool_reads"))
+            && requests > 0.0
+        {
+            out.observe(MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, none(), (1.0 - reads / requests).clamp(0.0, 1.0), at);
+        }
+        let max_connections = get(&variables, "max_connections");
+        if let Some(max) = max_connections {
+            out.observe(MYSQL_MAX_CONNECTIONS, none(), max, at);
+        }
+        out.checks.push(Check::ok(MYSQL_UP_CHECK, TARGET, Severity::High, format!("connected in {took:.1?}"), at));
+        if let (Some(connected), Some(max)) = (get(&status, "threads_connected"), max_connections)
+            && max > 0.0
+        {
+            let share = connected / max;
+            out.checks.push(if share >= 0.9 {
+                Check::failed(
+                    "mysql_connections",
+                    TARGET,
+                    Severity::Medium,
+                    "near_limit",
+                    format!("{connected} of {max} connections in use"),
+                    at,
+                )
+            } else {
+                Check::ok("mysql_connections", TARGET, Severity::Medium, format!("{connected} of {max} connections"), at)
+            });
+        }
+        // Clock skew: the database's clock against the middle of the round trip.
+        let skew = clock.first().and_then(|r| number(r, 0)).map(|db_now| db_now - local_mid);
+        if let Some(skew) = skew {
+            out.observe(MYSQL_CLOCK_SKEW_SECONDS, none(), skew, at);
+        }
+        self.replication(conn, at, out).await?;
+        if self.bitrix {
+            out.checks.push(bitrix_config_check(&variables, skew, at));
+        }
+        Ok(())
+    }
+
+    async fn replication(&self, conn: &mut mysql_async::Conn, at: UnixMs, out: &mut Findings) -> Result<(), DbError> {
+        let limit = self.cfg.timeout;
+        let rows = match query(conn, "SHOW REPLICA STATUS", limit).await {
+            Err(err) if err.reason == "error" => query(conn, "SHOW SLAVE STATUS", limit).await,
+            other => other,
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            // Without REPLICATION CLIENT / REPLICA MONITOR the replication state is unknown, not down.
+            Err(err) if err.reason == "access_denied" => {
+                out.checks.push(Check::error(
+                    "mysql_replication",
+                    TARGET,
+                    Severity::High,
+                    "access_denied",
+                    "the monitoring user may not read the replication status (grant REPLICATION CLIENT, \
+                     or REPLICA MONITOR on MariaDB)"
+                        .into(),
+                    at,
+                ));
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let Some(row) = rows.first() else { return Ok(()) };
+        let column = |names: &[&str]| -> Option<String> {
+            let columns = row.columns_ref();
+            let idx = columns.iter().position(|c| names.iter().any(|n| c.name_str().eq_ignore_ascii_case(n)))?;
+            text(row, idx)
+        };
+        let running = |v: Option<String>| v.is_some_and(|s| s.eq_ignore_ascii_case("yes"));
+        let io = running(column(&["Replica_IO_Running", "Slave_IO_Running"]));
+        let sql = running(column(&["Replica_SQL_Running", "Slave_SQL_Running"]));
+        let lag = column(&["Seconds_Behind_Source", "Seconds_Behind_Master"]).and_then(|s| s.parse::<f64>().ok());
+        out.observe(MYSQL_REPLICATION_IO_RUNNING, Vec::new(), f64::from(u8::from(io)), at);
+        out.observe(MYSQL_REPLICATION_SQL_RUNNING, Vec::new(), f64::from(u8::from(sql)), at);
+        if let Some(lag) = lag {
+            out.observe(MYSQL_REPLICATION_LAG_SECONDS, Vec::new(), lag, at);
+        }
+        let max = self.cfg.replication_lag_max.as_secs_f64();
+        out.checks.push(match (io && sql, lag) {
+            (false, _) => Check::failed(
+                "mysql_replication",
+                TARGET,
+                Severity::High,
+                "replication_stopped",
+                format!("replication threads: IO {}, SQL {}", yes_no(io), yes_no(sql)),
+                at,
+            ),
+            (true, Some(lag)) if lag > max => Check::failed(
+                "mysql_replication",
+                TARGET,
+                Severity::Medium,
+                "replication_lag",
+                format!("replica is {lag} s behind (limit {max} s)"),
+                at,
+            ),
+            (true, _) => Check::ok("mysql_replication", TARGET, Severity::High, "replicating".into(), at),
+        });
+        Ok(())
+    }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "running" } else { "stopped" }
+}
+
+/// Check name of the MySQL up check.
+pub const MYSQL_UP_CHECK: &str = "mysql_up";
+
+/// What Bitrix requires of the server (its site checker's MySQL group): empty `sql_mode`,
+/// `innodb_strict_mode` off, clocks within a second.
+fn bitrix_config_check(variables: &[(String, String)], skew: Option<f64>, at: UnixMs) -> Check {
+    let value = |name: &str| variables.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let mut drift = Vec::new();
+    if let Some(mode) = value("sql_mode").filter(|m| !m.trim().is_empty()) {
+        drift.push(format!("sql_mode is {mode:?}, Bitrix needs it empty"));
+    }
+    if value("innodb_strict_mode").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1") {
+        drift.push("innodb_strict_mode is ON, Bitrix needs OFF".to_owned());
+    }
+    if let Some(skew) = skew.filter(|s| s.abs() > 1.0) {
+        drift.push(format!("database clock differs from this server's by {skew:.1} s"));
+    }
+    if drift.is_empty() {
+        Check::ok("bitrix_db_config", TARGET, Severity::Low, "sql_mode, innodb_strict_mode and clock as Bitrix needs".into(), at)
+    } else {
+        Check::failed("bitrix_db_config", TARGET, Severity::Low, "config_drift", drift.join("; "), at)
+    }
+}
+
+#[async_trait::async_trait]
+impl Checker for MysqlChecker {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn interval(&self) -> Duration {
+        self.cfg.interval
+    }
+
+    async fn run(&mut self, at: UnixMs, out: &mut Findings) {
+        let result = self.collect(at, out).await;
+        if let Err(err) = result {
+            // Whatever was measured before the failure is dropped: a half-read server is reported
+            // as not up, with the reason.
+            out.observations.clear();
+            out.checks.clear();
+            let known = err.reason != "no_credentials";
+            if known {
+                out.observe(MYSQL_UP, Vec::new(), 0.0, at);
+            }
+            *self.failures.entry(err.reason).or_default() += 1;
+            let check = if known {
+                Check::failed(MYSQL_UP_CHECK, TARGET, Severity::High, err.reason, err.message, at)
+            } else {
+                Check::error(MYSQL_UP_CHECK, TARGET, Severity::High, err.reason, err.message, at)
+            };
+            out.checks.push(check);
+        }
+        for (reason, count) in &self.failures {
+            out.observe(MYSQL_CHECK_FAILURES_TOTAL, vec![("reason", (*reason).to_owned())], *count as f64, at);
+        }
+    }
+}
+
+/// Socket path of a target, for messages.
+pub fn describe(endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Socket(path) => PathBuf::from(path).display().to_string(),
+        Endpoint::Tcp(host, port) => format!("{host}:{port}"),
+        Endpoint::LocalDefault => "localhost".into(),
+    }
+}
