@@ -726,7 +726,13 @@ pub fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
         let (host, after) = v6.split_once(']')?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
-            None if after.is_empty() => if tls { 443 } else { 80 },
+            None if after.is_empty() => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
             None => return None,
         };
         (host.to_owned(), port)
@@ -950,7 +956,11 @@ fn validate_checks(
     let address = if m.address.is_empty() {
         None
     } else {
-        match m.address.rsplit_once(':').and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?))) {
+        match m
+            .address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?)))
+        {
             Some((host, port)) if !host.is_empty() => Some((host, port)),
             _ => {
                 bad("mysql.address".into(), format!("{:?}: expected host:port, e.g. 127.0.0.1:3306", m.address));

@@ -141,7 +141,12 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     tracker.spawn(scheduler.run(shutdown.child_token()));
     tracker.spawn(shipper.run(shutdown.child_token()));
     for checker in checkers {
-        tracker.spawn(checks::run_checker(checker, Arc::clone(&inbox), Arc::clone(&scheduler_telemetry), shutdown.child_token()));
+        tracker.spawn(checks::run_checker(
+            checker,
+            Arc::clone(&inbox),
+            Arc::clone(&scheduler_telemetry),
+            shutdown.child_token(),
+        ));
     }
     tracker.close();
     if let Err(err) = b24watch_common::systemd::notify("READY=1") {

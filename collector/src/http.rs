@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hosts/{host}/series", get(series))
         .route("/api/v1/hosts/{host}/gaps", get(gaps))
         .route("/api/v1/hosts/{host}/errors", get(errors))
+        .route("/api/v1/hosts/{host}/checks", get(checks))
         .with_state(state)
 }
 
@@ -59,7 +60,7 @@ async fn index() -> &'static str {
     "b24watch collector\n\n/metrics               Prometheus exposition\n/-/healthy /-/ready    probes\n\
      /api/v1/hosts          agents and liveness (JSON)\n\
      /api/v1/hosts/{host}/series?name=load1&from=<unix ms>&to=<unix ms>\n\
-     /api/v1/hosts/{host}/gaps\n/api/v1/hosts/{host}/errors?since=<unix ms>&limit=50\n"
+     /api/v1/hosts/{host}/gaps\n/api/v1/hosts/{host}/errors?since=<unix ms>&limit=50\n/api/v1/hosts/{host}/checks          latest check results\n"
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -145,6 +146,16 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
         Ok(Ok(groups)) => {
             axum::Json(serde_json::json!({ "host": host, "since": since, "groups": groups })).into_response()
         }
+        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    }
+}
+
+async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+    let reader = Arc::clone(&state.reader);
+    let host_name = host.clone();
+    match tokio::task::spawn_blocking(move || reader.checks(&host_name)).await {
+        Ok(Ok(checks)) => axum::Json(serde_json::json!({ "host": host, "checks": checks })).into_response(),
         Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
     }

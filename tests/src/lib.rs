@@ -5,6 +5,9 @@
 //! - [`Collector`], [`Agent`]: start the real binaries with an explicit environment.
 //! - [`http_get`], [`metric`]: a tiny HTTP client and a metric matcher for `/metrics`.
 //! - [`eventually`]: polls a condition against a deadline (`RUST_TEST_PATIENCE_MS` scales it).
+//! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
+
+pub mod mariadb;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

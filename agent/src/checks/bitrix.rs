@@ -68,7 +68,11 @@ impl BitrixChecker {
 
     fn target(&self, site: &Site) -> Result<Target, DbError> {
         let Some(db) = &site.db else {
-            let why = if site.problems.is_empty() { "no database connection in its settings".into() } else { site.problems.join("; ") };
+            let why = if site.problems.is_empty() {
+                "no database connection in its settings".into()
+            } else {
+                site.problems.join("; ")
+            };
             return Err(DbError { reason: "no_credentials", message: why });
         };
         let mut target = Target::from_site(db);
@@ -95,11 +99,7 @@ impl BitrixChecker {
 ///
 /// # Errors
 /// The first query that failed.
-pub async fn read_state(
-    conn: &mut mysql_async::Conn,
-    grace: Duration,
-    limit: Duration,
-) -> Result<SiteState, DbError> {
+pub async fn read_state(conn: &mut mysql_async::Conn, grace: Duration, limit: Duration) -> Result<SiteState, DbError> {
     let grace = grace.as_secs();
     let rows = mysql::query(
         conn,
@@ -277,7 +277,13 @@ pub fn judge(cfg: &BitrixConfig, site: &str, state: &SiteState, at: UnixMs, out:
             at,
         )),
         Some(true) => {
-            out.checks.push(Check::ok("bitrix_site_checker", site, Severity::Low, "last system check passed".into(), at));
+            out.checks.push(Check::ok(
+                "bitrix_site_checker",
+                site,
+                Severity::Low,
+                "last system check passed".into(),
+                at,
+            ));
         }
         None => {}
     }
@@ -325,7 +331,11 @@ mod tests {
     }
 
     fn failed(out: &Findings) -> Vec<(&'static str, &'static str, Severity)> {
-        out.checks.iter().filter(|c| c.status != super::super::Status::Ok).map(|c| (c.check, c.reason, c.severity)).collect()
+        out.checks
+            .iter()
+            .filter(|c| c.status != super::super::Status::Ok)
+            .map(|c| (c.check, c.reason, c.severity))
+            .collect()
     }
 
     #[test]

@@ -232,6 +232,110 @@ mod tests {
         );
     }
 
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// A tree shaped like BitrixVM: the default site, extra sites in several connection styles, an
+    /// old install with only dbconn.php, a hostile settings file and a directory that is no site.
+    #[test]
+    fn bitrixvm_shaped_tree_is_discovered_with_every_connection_style() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path();
+        write(
+            &home.join("www/bitrix/.settings.php"),
+            "<?php\nreturn array (\n  'connections' => array (\n    'value' => array (\n      'default' => array (\n        \
+             'className' => '\\\\Bitrix\\\\Main\\\\DB\\\\MysqliConnection',\n        'host' => 'localhost',\n        \
+             'database' => 'sitemanager',\n        'login' => 'bitrix0',\n        'password' => 'Fz!{+[q\\'\"x',\n        \
+             'options' => 2,\n      ),\n    ),\n    'readonly' => true,\n  ),\n  'exception_handling' => array (\n    \
+             'value' => array ('debug' => false, 'handled_errors_types' => 4437, 'log' => array ('settings' => \
+             array ('file' => '/var/log/php/exceptions.log', 'log_size' => 1000000))),\n    'readonly' => false,\n  ),\n);\n",
+        );
+        write(
+            &home.join("ext_www/shop.example.com/bitrix/.settings.php"),
+            "<?php return ['connections' => ['value' => ['default' => ['className' => '\\\\Bitrix\\\\Main\\\\DB\\\\MysqliConnection', \
+             'host' => 'db.internal:3307', 'database' => 'shop', 'login' => 'shop', 'password' => \"pa\\$\\\"ss\"]]]];",
+        );
+        // `.settings_extra.php` overrides the connection; the log path is relative.
+        write(
+            &home.join("ext_www/crm.example.com/bitrix/.settings.php"),
+            "<?php return ['connections' => ['value' => ['default' => ['host' => 'p:localhost', 'database' => 'old', \
+             'login' => 'u', 'password' => 'p']]], 'exception_handling' => ['value' => ['log' => ['settings' => \
+             ['file' => 'local/logs/exceptions.log']]]]];",
+        );
+        write(
+            &home.join("ext_www/crm.example.com/bitrix/.settings_extra.php"),
+            "<?php return ['connections' => ['value' => ['default' => ['host' => 'localhost:/var/lib/mysqld/mysqld.sock', \
+             'database' => 'crm', 'login' => 'crm', 'password' => 'c']]]];",
+        );
+        write(
+            &home.join("ext_www/old.example.com/bitrix/php_interface/dbconn.php"),
+            "<?\n$DBType = \"mysql\";\n$DBHost = \"127.0.0.1\";\n$DBLogin = 'legacy';\n$DBPassword = 'l3gacy';\n$DBName = \"legacy\";\n",
+        );
+        write(
+            &home.join("ext_www/broken.example.com/bitrix/.settings.php"),
+            "<?php return array('connections' => array(",
+        );
+        write(
+            &home.join("ext_www/env.example.com/bitrix/.settings.php"),
+            "<?php return ['connections' => ['value' => ['default' => ['host' => 'localhost', 'database' => 'env', \
+             'login' => 'env', 'password' => getenv('DB_PASSWORD')]]]];",
+        );
+        std::fs::create_dir_all(home.join("ext_www/static.example.com")).expect("mkdir");
+
+        let roots = [format!("{}/www", home.display()), format!("{}/ext_www/*", home.display())];
+        let sites = discover(&roots);
+        let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "default",
+                "broken.example.com",
+                "crm.example.com",
+                "env.example.com",
+                "old.example.com",
+                "shop.example.com"
+            ]
+        );
+        let site = |name: &str| sites.iter().find(|s| s.name == name).expect("site");
+
+        let default = site("default").db.clone().expect("default db");
+        assert_eq!(default.endpoint, Endpoint::LocalDefault);
+        assert_eq!((default.database.as_str(), default.user.as_str()), ("sitemanager", "bitrix0"));
+        assert_eq!(default.password, "Fz!{+[q'\"x");
+        assert_eq!(site("default").exception_log, Some(PathBuf::from("/var/log/php/exceptions.log")));
+
+        let shop = site("shop.example.com").db.clone().expect("shop db");
+        assert_eq!(shop.endpoint, Endpoint::Tcp("db.internal".into(), 3307));
+        assert_eq!(shop.password, "pa$\"ss");
+
+        let crm = site("crm.example.com");
+        let crm_db = crm.db.clone().expect("crm db");
+        assert_eq!(
+            (crm_db.database.as_str(), crm_db.endpoint.clone()),
+            ("crm", Endpoint::Socket("/var/lib/mysqld/mysqld.sock".into()))
+        );
+        assert_eq!(crm.exception_log, Some(home.join("ext_www/crm.example.com/local/logs/exceptions.log")));
+
+        let old = site("old.example.com").db.clone().expect("dbconn.php db");
+        assert_eq!(
+            (old.endpoint.clone(), old.user.as_str(), old.password.as_str()),
+            (Endpoint::Tcp("127.0.0.1".into(), 3306), "legacy", "l3gacy")
+        );
+
+        let broken = site("broken.example.com");
+        assert!(broken.db.is_none());
+        assert!(broken.problems[0].contains("never closed"), "{:?}", broken.problems);
+
+        let env = site("env.example.com");
+        assert!(env.db.is_none());
+        assert!(env.problems[0].contains("`password` at line 1 is an expression"), "{:?}", env.problems);
+        for problem in sites.iter().flat_map(|s| &s.problems) {
+            assert!(!problem.contains("l3gacy") && !problem.contains("Fz!"), "a password in a message: {problem}");
+        }
+    }
+
     #[test]
     fn debug_output_never_shows_the_password() {
         let db = DbCredentials {

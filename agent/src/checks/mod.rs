@@ -132,8 +132,8 @@ impl Inbox {
         let mut pending = self.pending.lock().expect("inbox lock is never poisoned");
         let room_obs = MAX_PENDING_OBSERVATIONS.saturating_sub(pending.observations.len());
         let room_checks = MAX_PENDING_CHECKS.saturating_sub(pending.checks.len());
-        let dropped = findings.observations.len().saturating_sub(room_obs)
-            + findings.checks.len().saturating_sub(room_checks);
+        let dropped =
+            findings.observations.len().saturating_sub(room_obs) + findings.checks.len().saturating_sub(room_checks);
         pending.observations.extend(findings.observations.into_iter().take(room_obs));
         pending.checks.extend(findings.checks.into_iter().take(room_checks));
         dropped

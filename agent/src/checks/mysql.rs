@@ -7,12 +7,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-
 use b24watch_proto::catalog::{
-    MYSQL_ABORTED_CONNECTS_TOTAL, MYSQL_CHECK_FAILURES_TOTAL, MYSQL_CLOCK_SKEW_SECONDS, MYSQL_CONNECT_SECONDS, MYSQL_DEADLOCKS_TOTAL,
-    MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, MYSQL_MAX_CONNECTIONS, MYSQL_QUERIES_TOTAL, MYSQL_REPLICATION_IO_RUNNING,
-    MYSQL_REPLICATION_LAG_SECONDS, MYSQL_REPLICATION_SQL_RUNNING, MYSQL_SLOW_QUERIES_TOTAL, MYSQL_THREADS_CONNECTED,
-    MYSQL_THREADS_RUNNING, MYSQL_UP, MYSQL_UPTIME_SECONDS,
+    MYSQL_ABORTED_CONNECTS_TOTAL, MYSQL_CHECK_FAILURES_TOTAL, MYSQL_CLOCK_SKEW_SECONDS, MYSQL_CONNECT_SECONDS,
+    MYSQL_DEADLOCKS_TOTAL, MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, MYSQL_MAX_CONNECTIONS, MYSQL_QUERIES_TOTAL,
+    MYSQL_REPLICATION_IO_RUNNING, MYSQL_REPLICATION_LAG_SECONDS, MYSQL_REPLICATION_SQL_RUNNING,
+    MYSQL_SLOW_QUERIES_TOTAL, MYSQL_THREADS_CONNECTED, MYSQL_THREADS_RUNNING, MYSQL_UP, MYSQL_UPTIME_SECONDS,
 };
 use mysql_async::prelude::Queryable;
 use tokio::time::timeout;
@@ -104,9 +103,11 @@ pub fn local_endpoint(cfg: &MysqlConfig) -> Result<Endpoint, DbError> {
 pub fn configured_login(cfg: &MysqlConfig) -> Result<Option<(String, String)>, DbError> {
     let Some(user) = &cfg.user else { return Ok(None) };
     let password = match &cfg.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|text| text.lines().next().unwrap_or("").to_owned())
-            .map_err(|err| DbError::new("no_credentials", format!("reading mysql.password_file {}: {err}", path.display())))?,
+        Some(path) => {
+            std::fs::read_to_string(path).map(|text| text.lines().next().unwrap_or("").to_owned()).map_err(|err| {
+                DbError::new("no_credentials", format!("reading mysql.password_file {}: {err}", path.display()))
+            })?
+        }
         None => String::new(),
     };
     Ok(Some((user.clone(), password)))
@@ -249,7 +250,9 @@ impl MysqlChecker {
         )
         .await?;
         let pairs = |rows: &[mysql_async::Row]| -> Vec<(String, String)> {
-            rows.iter().filter_map(|r| Some((text(r, 0)?.to_ascii_lowercase(), text(r, 1).unwrap_or_default()))).collect()
+            rows.iter()
+                .filter_map(|r| Some((text(r, 0)?.to_ascii_lowercase(), text(r, 1).unwrap_or_default())))
+                .collect()
         };
         let status = pairs(&status);
         let variables = pairs(&variables);
@@ -297,7 +300,13 @@ impl MysqlChecker {
                     at,
                 )
             } else {
-                Check::ok("mysql_connections", TARGET, Severity::Medium, format!("{connected} of {max} connections"), at)
+                Check::ok(
+                    "mysql_connections",
+                    TARGET,
+                    Severity::Medium,
+                    format!("{connected} of {max} connections"),
+                    at,
+                )
             });
         }
         // Clock skew: the database's clock against the middle of the round trip.
@@ -320,18 +329,22 @@ impl MysqlChecker {
         };
         let rows = match rows {
             Ok(rows) => rows,
-            // Without REPLICATION CLIENT / REPLICA MONITOR the replication state is unknown, not down.
+            // MariaDB >= 10.5 wants REPLICA MONITOR for the replication status, beyond the
+            // least-privilege grants. Status variables anyone may read tell whether this server
+            // replicates at all: only then is the unknown state worth reporting.
             Err(err) if err.reason == "access_denied" => {
-                out.checks.push(Check::error(
-                    "mysql_replication",
-                    TARGET,
-                    Severity::High,
-                    "access_denied",
-                    "the monitoring user may not read the replication status (grant REPLICATION CLIENT, \
-                     or REPLICA MONITOR on MariaDB)"
-                        .into(),
-                    at,
-                ));
+                if looks_like_replica(conn, limit).await? {
+                    out.checks.push(Check::error(
+                        "mysql_replication",
+                        TARGET,
+                        Severity::High,
+                        "access_denied",
+                        "this server replicates but the monitoring user may not read the replication status \
+                         (MariaDB: GRANT REPLICA MONITOR; MySQL: GRANT REPLICATION CLIENT)"
+                            .into(),
+                        at,
+                    ));
+                }
                 return Ok(());
             }
             Err(err) => return Err(err),
@@ -375,6 +388,16 @@ impl MysqlChecker {
     }
 }
 
+/// Whether the server is a replica, from what needs no privilege: MariaDB's `Slaves_running`,
+/// `Slave_running` and `read_only`.
+async fn looks_like_replica(conn: &mut mysql_async::Conn, limit: Duration) -> Result<bool, DbError> {
+    let rows =
+        query(conn, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Slaves_running', 'Slave_running')", limit).await?;
+    let running = rows.iter().any(|r| text(r, 1).is_some_and(|v| v == "ON" || v.parse::<u64>().is_ok_and(|n| n > 0)));
+    let read_only = query(conn, "SELECT @@global.read_only", limit).await?;
+    Ok(running || read_only.first().and_then(|r| number(r, 0)).is_some_and(|v| v > 0.0))
+}
+
 fn yes_no(value: bool) -> &'static str {
     if value { "running" } else { "stopped" }
 }
@@ -397,7 +420,13 @@ fn bitrix_config_check(variables: &[(String, String)], skew: Option<f64>, at: Un
         drift.push(format!("database clock differs from this server's by {skew:.1} s"));
     }
     if drift.is_empty() {
-        Check::ok("bitrix_db_config", TARGET, Severity::Low, "sql_mode, innodb_strict_mode and clock as Bitrix needs".into(), at)
+        Check::ok(
+            "bitrix_db_config",
+            TARGET,
+            Severity::Low,
+            "sql_mode, innodb_strict_mode and clock as Bitrix needs".into(),
+            at,
+        )
     } else {
         Check::failed("bitrix_db_config", TARGET, Severity::Low, "config_drift", drift.join("; "), at)
     }

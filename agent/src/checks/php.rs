@@ -341,7 +341,9 @@ impl<'a> Parser<'a> {
         let len = rest
             .iter()
             .enumerate()
-            .take_while(|(i, b)| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_') || (*i == 0 && matches!(b, b'-' | b'+')))
+            .take_while(|(i, b)| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_') || (*i == 0 && matches!(b, b'-' | b'+'))
+            })
             .count();
         let text = std::str::from_utf8(&rest[..len]).ok()?.replace('_', "");
         self.pos += len.max(1);

@@ -62,7 +62,11 @@ impl Probe {
     async fn request(&self, outcome: &mut Outcome) -> Result<(), Failure> {
         let addr = format!("{}:{}", self.cfg.host, self.cfg.port);
         let tcp = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(|err| Failure {
-            reason: if err.kind() == std::io::ErrorKind::Other || err.to_string().contains("lookup") { "dns" } else { "down" },
+            reason: if err.kind() == std::io::ErrorKind::Other || err.to_string().contains("lookup") {
+                "dns"
+            } else {
+                "down"
+            },
             message: format!("connecting to {addr}: {err}"),
         })?;
         let _ = tcp.set_nodelay(true);
@@ -118,7 +122,8 @@ impl Probe {
             let mut seen: Vec<u8> = Vec::new();
             let needle = self.cfg.keyword.as_bytes();
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|err| Failure { reason: "down", message: format!("reading the body: {err}") })?;
+                let frame =
+                    frame.map_err(|err| Failure { reason: "down", message: format!("reading the body: {err}") })?;
                 if let Some(data) = frame.data_ref() {
                     seen.extend_from_slice(data);
                     if memchr::memmem::find(&seen, needle).is_some() {
@@ -199,9 +204,23 @@ impl Checker for Probe {
 fn tls_check(target: &str, not_after: i64, warn_days: u64, at: UnixMs) -> Check {
     let days_left = (not_after - at.0 / 1000) as f64 / 86_400.0;
     if days_left <= 0.0 {
-        Check::failed(TLS_CHECK, target, Severity::High, "expired", format!("certificate expired {:.0} days ago", -days_left), at)
+        Check::failed(
+            TLS_CHECK,
+            target,
+            Severity::High,
+            "expired",
+            format!("certificate expired {:.0} days ago", -days_left),
+            at,
+        )
     } else if days_left <= warn_days as f64 {
-        Check::failed(TLS_CHECK, target, Severity::Low, "expiring", format!("certificate expires in {days_left:.1} days"), at)
+        Check::failed(
+            TLS_CHECK,
+            target,
+            Severity::Low,
+            "expiring",
+            format!("certificate expires in {days_left:.1} days"),
+            at,
+        )
     } else {
         Check::ok(TLS_CHECK, target, Severity::Low, format!("certificate valid for {days_left:.0} more days"), at)
     }

@@ -71,7 +71,13 @@ const KNOWN: &[Known] = &[
         units: &["memcached.service"],
         severity: Severity::Medium,
     },
-    Known { name: "searchd", comms: &["searchd"], cmdline: None, units: &["searchd.service"], severity: Severity::Medium },
+    Known {
+        name: "searchd",
+        comms: &["searchd"],
+        cmdline: None,
+        units: &["searchd.service"],
+        severity: Severity::Medium,
+    },
     Known {
         name: "crond",
         comms: &["crond", "cron"],
@@ -109,9 +115,9 @@ impl ServiceChecker {
             self.unit_dirs.iter().any(|dir| match unit.split_once('*') {
                 None => dir.join(unit).exists(),
                 Some((prefix, suffix)) => std::fs::read_dir(dir).is_ok_and(|entries| {
-                    entries.filter_map(Result::ok).any(|e| {
-                        e.file_name().to_str().is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
-                    })
+                    entries
+                        .filter_map(Result::ok)
+                        .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix)))
                 }),
             })
         })
@@ -178,7 +184,14 @@ impl Checker for ServiceChecker {
             out.checks.push(if up {
                 Check::ok("service", known.name, known.severity, "running".into(), at)
             } else {
-                Check::failed("service", known.name, known.severity, "not_running", format!("no {} process", known.name), at)
+                Check::failed(
+                    "service",
+                    known.name,
+                    known.severity,
+                    "not_running",
+                    format!("no {} process", known.name),
+                    at,
+                )
             });
         }
     }

@@ -67,6 +67,37 @@ pub fn severity_name(value: i32) -> &'static str {
     }
 }
 
+/// The latest result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRow {
+    /// Check name, e.g. `bitrix_cron`.
+    pub check: String,
+    /// What was checked (site, URL, service, `mysql`).
+    pub target: String,
+    /// `ok`, `failed` or `error` (could not run).
+    pub status: &'static str,
+    /// Severity of a failure: low, medium, high, critical.
+    pub severity: &'static str,
+    /// Machine-readable reason; empty when ok.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Since when the check has had this status and reason, unix ms.
+    pub since_ms: i64,
+    /// When it was last reported, unix ms.
+    pub at_ms: i64,
+}
+
+/// Label value of a wire check status number.
+pub fn status_name(value: i32) -> &'static str {
+    match value {
+        1 => "ok",
+        2 => "failed",
+        3 => "error",
+        _ => "unspecified",
+    }
+}
+
 /// A gap record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GapRow {
@@ -181,6 +212,31 @@ impl Reader {
                 first_seen_ms: r.get(4)?,
                 last_seen_ms: r.get(5)?,
                 example: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest result of every check of an agent: problems first (by severity), then the rest.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn checks(&self, agent_id: &str) -> Result<Vec<CheckRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT check_name, target, status, severity, reason, message, since_ms, at_ms FROM check_state
+             WHERE agent_id = ?1 ORDER BY status = 1, severity DESC, check_name, target",
+        )?;
+        let rows = stmt.query_map([agent_id], |r| {
+            Ok(CheckRow {
+                check: r.get(0)?,
+                target: r.get(1)?,
+                status: status_name(r.get(2)?),
+                severity: severity_name(r.get(3)?),
+                reason: r.get(4)?,
+                message: r.get(5)?,
+                since_ms: r.get(6)?,
+                at_ms: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

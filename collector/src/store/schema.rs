@@ -74,6 +74,21 @@ const MIGRATIONS: &[&str] = &[
         event TEXT NOT NULL,
         detail TEXT NOT NULL
     );",
+    // 2: the latest result per check and target; check_result keeps transitions (and backfilled
+    // results) only.
+    "CREATE TABLE check_state(
+        agent_id TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY(agent_id, check_name, target)
+    ) WITHOUT ROWID;
+    CREATE INDEX check_result_by_agent_at ON check_result(agent_id, at_ms);",
 ];
 
 /// Schema version this build writes.

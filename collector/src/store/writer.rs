@@ -173,20 +173,7 @@ impl Writer {
                 ])?;
             }
             for check in &batch.checks {
-                tx.prepare_cached(
-                    "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    batch.agent_id,
-                    check.check,
-                    check.target,
-                    check.status,
-                    check.severity,
-                    check.reason,
-                    check.message,
-                    check.at_ms
-                ])?;
+                store_check(&tx, &batch.agent_id, check)?;
             }
             tx.prepare_cached(
                 "INSERT INTO batch_key(agent_id, epoch, seq, received_ms, payload_hash, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -217,4 +204,62 @@ impl Writer {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keeps the latest result per (agent, check, target) in `check_state` and appends to
+/// `check_result` when the outcome changes. A result older than the stored one (spool backfill)
+/// goes to the history only, leaving the latest state alone.
+fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<()> {
+    use rusqlite::OptionalExtension as _;
+    let current: Option<(i32, String, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT status, reason, since_ms, at_ms FROM check_state
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3",
+        )?
+        .query_row(params![agent_id, check.check, check.target], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let (changed, since, newest) = match &current {
+        None => (true, check.at_ms, true),
+        Some((status, reason, since, at)) => {
+            let changed = *status != check.status || *reason != check.reason;
+            (changed, if changed { check.at_ms } else { *since }, check.at_ms >= *at)
+        }
+    };
+    if changed || !newest {
+        tx.prepare_cached(
+            "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            agent_id,
+            check.check,
+            check.target,
+            check.status,
+            check.severity,
+            check.reason,
+            check.message,
+            check.at_ms
+        ])?;
+    }
+    if newest {
+        tx.prepare_cached(
+            "INSERT INTO check_state(agent_id, check_name, target, status, severity, reason, message, since_ms, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(agent_id, check_name, target) DO UPDATE SET status = excluded.status,
+               severity = excluded.severity, reason = excluded.reason, message = excluded.message,
+               since_ms = excluded.since_ms, at_ms = excluded.at_ms",
+        )?
+        .execute(params![
+            agent_id,
+            check.check,
+            check.target,
+            check.status,
+            check.severity,
+            check.reason,
+            check.message,
+            since,
+            check.at_ms
+        ])?;
+    }
+    Ok(())
 }
