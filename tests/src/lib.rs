@@ -6,8 +6,10 @@
 //! - [`http_get`], [`metric`]: a tiny HTTP client and a metric matcher for `/metrics`.
 //! - [`eventually`]: polls a condition against a deadline (`RUST_TEST_PATIENCE_MS` scales it).
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
+//! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
 
 pub mod mariadb;
+pub mod portal;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
