@@ -27,11 +27,14 @@ pub const PORTAL_CHECK: &str = "portal_probe";
 /// TLS certificate check.
 pub const TLS_CHECK: &str = "tls_certificate";
 
+/// The server certificate seen in the last handshake (DER), filled by the verifier.
+type SeenCert = Arc<Mutex<Option<Vec<u8>>>>;
+
 /// One probe target.
 #[derive(Debug)]
 pub struct Probe {
     cfg: ProbeConfig,
-    tls: Option<(Arc<rustls::ClientConfig>, Arc<Mutex<Option<Vec<u8>>>>)>,
+    tls: Option<(Arc<rustls::ClientConfig>, SeenCert)>,
 }
 
 /// What one request found.
@@ -228,7 +231,7 @@ fn tls_check(target: &str, not_after: i64, warn_days: u64, at: UnixMs) -> Check 
 
 /// A rustls client config that records the server's end-entity certificate and verifies it
 /// against the system's roots only when `verify` is set (self-signed portals are common).
-fn client_config(verify: bool, seen: Arc<Mutex<Option<Vec<u8>>>>) -> rustls::ClientConfig {
+fn client_config(verify: bool, seen: SeenCert) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     if verify {
@@ -254,7 +257,7 @@ fn client_config(verify: bool, seen: Arc<Mutex<Option<Vec<u8>>>>) -> rustls::Cli
 struct Recording {
     inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     verify: bool,
-    seen: Arc<Mutex<Option<Vec<u8>>>>,
+    seen: SeenCert,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
