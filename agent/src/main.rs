@@ -141,11 +141,15 @@ fn serve(cfg: Config, token: String) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
+        let signals = b24watch_common::signal::shutdown();
         let signal = {
             let shutdown = shutdown.clone();
             async move {
-                match b24watch_common::signal::shutdown().await {
-                    Ok(name) => tracing::info!(signal = name, "shutdown started"),
+                match signals {
+                    Ok(signals) => {
+                        let name = signals.await;
+                        tracing::info!(signal = name, "shutdown started");
+                    }
                     Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
                 }
                 shutdown.cancel();

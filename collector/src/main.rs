@@ -172,11 +172,12 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the HTTP address {} (collector.http_listen)", cfg.http_listen))?;
         let shutdown = CancellationToken::new();
+        let signals = b24watch_common::signal::shutdown();
         let signal = {
             let shutdown = shutdown.clone();
             async move {
-                let name = match b24watch_common::signal::shutdown().await {
-                    Ok(name) => name,
+                let name = match signals {
+                    Ok(signals) => signals.await,
                     Err(err) => {
                         tracing::error!(error = %err, "cannot install signal handlers");
                         return;
