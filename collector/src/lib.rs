@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod sla;
 pub mod store;
 
 use std::sync::Arc;
