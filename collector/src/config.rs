@@ -56,6 +56,27 @@ max_label_value_bytes = 2048
 # Points stamped further than this many seconds ahead of the collector's clock are rejected
 # with TOO_FAR_IN_FUTURE (1..=86400).
 max_future_secs = 600
+
+[sla]
+# Availability target of every host (0..1), unless `targets` names the host.
+target = 0.995
+# Per-host targets, e.g. targets = { "bx-01" = 0.999 }.
+targets = {}
+# Time without data (agent silent, nothing backfilled) up to this many seconds is "unknown" and
+# excluded; longer silence counts as `silence_counts_as`. The agent's spool backfills outages up to
+# its bound, and backfilled time is computed from the real samples. Time the collector itself was
+# not running is always unknown, never down.
+silence_grace_secs = 900
+# "down" (a host gone silent for good is an outage) or "unknown" (excluded from availability).
+silence_counts_as = "down"
+# Service hours that count for availability, e.g. "Mon-Fri 09:00-20:00"; empty: all the time.
+service_hours = ""
+# Time zone of service_hours and of calendar months in reports (IANA name, e.g. Europe/Moscow).
+timezone = "UTC"
+# Maintenance windows excluded from availability; more can be added over the HTTP API. host = ""
+# means every host. Times in RFC 3339, e.g.
+#   maintenance = [{ host = "bx-01", from = "2026-12-05T22:00:00+03:00", to = "2026-12-06T02:00:00+03:00", reason = "upgrade" }]
+maintenance = []
 "#;
 
 /// The config file as written.
@@ -68,6 +89,146 @@ pub struct RawConfig {
     pub tls: RawTls,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[sla]`
+    pub sla: RawSla,
+}
+
+/// `[sla]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSla {
+    /// Default availability target.
+    pub target: f64,
+    /// Per-host targets.
+    pub targets: std::collections::BTreeMap<String, f64>,
+    /// Silence grace.
+    pub silence_grace_secs: u64,
+    /// "down" or "unknown".
+    pub silence_counts_as: String,
+    /// Service hours spec.
+    pub service_hours: String,
+    /// Time zone.
+    pub timezone: String,
+    /// Declared maintenance windows.
+    pub maintenance: Vec<RawMaintenance>,
+}
+
+impl Default for RawSla {
+    fn default() -> Self {
+        RawSla {
+            target: 0.995,
+            targets: std::collections::BTreeMap::new(),
+            silence_grace_secs: 900,
+            silence_counts_as: "down".into(),
+            service_hours: String::new(),
+            timezone: "UTC".into(),
+            maintenance: Vec::new(),
+        }
+    }
+}
+
+/// One maintenance window in the config.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// Host, or "" for all.
+    #[serde(default)]
+    pub host: String,
+    /// RFC 3339 start.
+    pub from: String,
+    /// RFC 3339 end.
+    pub to: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Validated `[sla]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaConfig {
+    /// Default target.
+    pub target: f64,
+    /// Per-host targets.
+    pub targets: std::collections::BTreeMap<String, f64>,
+    /// Silence rule.
+    pub rules: crate::sla::Rules,
+    /// Service hours; `None`: all the time.
+    pub calendar: Option<crate::sla::Calendar>,
+    /// Time zone of months and service hours.
+    pub timezone: jiff::tz::TimeZone,
+    /// Declared windows: (host or "", from ms, to ms, reason).
+    pub maintenance: Vec<(String, i64, i64, String)>,
+}
+
+impl SlaConfig {
+    /// The target of `host`.
+    pub fn target_of(&self, host: &str) -> f64 {
+        self.targets.get(host).copied().unwrap_or(self.target)
+    }
+}
+
+/// Parses an RFC 3339 time to unix ms.
+pub fn parse_time(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
+}
+
+fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> SlaConfig {
+    let mut bad =
+        |key: String, message: String| errors.push(ConfigError { origin: origin.to_path_buf(), key, message });
+    let ratio_ok = |v: f64| (0.0..=1.0).contains(&v);
+    if !ratio_ok(raw.target) {
+        bad("sla.target".into(), format!("{}: expected a ratio from 0 to 1, e.g. 0.995", raw.target));
+    }
+    for (host, target) in &raw.targets {
+        if !ratio_ok(*target) {
+            bad(format!("sla.targets.{host}"), format!("{target}: expected a ratio from 0 to 1"));
+        }
+    }
+    let silence_counts_as = match raw.silence_counts_as.as_str() {
+        "down" => crate::sla::State::Down,
+        "unknown" => crate::sla::State::Unknown,
+        other => {
+            bad("sla.silence_counts_as".into(), format!("{other:?}: expected \"down\" or \"unknown\""));
+            crate::sla::State::Down
+        }
+    };
+    let timezone = jiff::tz::TimeZone::get(&raw.timezone).unwrap_or_else(|err| {
+        bad("sla.timezone".into(), format!("{:?}: {err}", raw.timezone));
+        jiff::tz::TimeZone::UTC
+    });
+    let calendar = if raw.service_hours.is_empty() {
+        None
+    } else {
+        match crate::sla::Calendar::parse(&raw.service_hours, &raw.timezone) {
+            Ok(cal) => Some(cal),
+            Err(err) => {
+                bad("sla.service_hours".into(), err);
+                None
+            }
+        }
+    };
+    let mut maintenance = Vec::new();
+    for (idx, m) in raw.maintenance.iter().enumerate() {
+        match (parse_time(&m.from), parse_time(&m.to)) {
+            (Some(from), Some(to)) if to > from => maintenance.push((m.host.clone(), from, to, m.reason.clone())),
+            (Some(_), Some(_)) => bad(format!("sla.maintenance[{idx}].to"), "must be after `from`".into()),
+            _ => bad(
+                format!("sla.maintenance[{idx}]"),
+                format!("{:?} .. {:?}: expected RFC 3339 times such as 2026-12-05T22:00:00+03:00", m.from, m.to),
+            ),
+        }
+    }
+    SlaConfig {
+        target: raw.target,
+        targets: raw.targets.clone(),
+        rules: crate::sla::Rules {
+            silence_grace: i64::try_from(raw.silence_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            silence_counts_as,
+        },
+        calendar,
+        timezone,
+        maintenance,
+    }
 }
 
 /// `[tls]` section.
@@ -144,6 +305,8 @@ impl Default for RawLimits {
 /// Validated collector configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// SLA settings.
+    pub sla: SlaConfig,
     /// gRPC listen address.
     pub grpc_listen: SocketAddr,
     /// HTTP listen address.
@@ -271,8 +434,10 @@ impl Config {
         if c.data_dir.as_os_str().is_empty() {
             bad("collector.data_dir", "empty: expected a directory path".into());
         }
+        let sla = validate_sla(&raw.sla, origin, &mut errors);
         match (grpc_listen, http_listen) {
             (Some(grpc_listen), Some(http_listen)) if errors.is_empty() => Ok(Config {
+                sla,
                 grpc_listen,
                 http_listen,
                 data_dir: c.data_dir.clone(),

@@ -398,6 +398,7 @@ pub fn validate(
         seq: batch.seq,
         payload_hash,
         received_ms: now_ms,
+        created_ms: batch.created_unix_ms,
         agent_version: batch.agent_version.chars().take(64).collect(),
         series,
         gaps,

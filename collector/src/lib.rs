@@ -17,8 +17,10 @@ pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod report;
 pub mod sla;
 pub mod store;
+pub mod uptime;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,8 @@ use crate::config::Config;
 
 /// How often enrolment and revocation changes are picked up from the database.
 const AGENT_REFRESH: Duration = Duration::from_secs(10);
+/// How often the collector records that it is alive and recomputes uptime metrics.
+const SLA_REFRESH: Duration = Duration::from_secs(10);
 
 /// The collector's wall clock in unix milliseconds. Only edges call it; pure code takes times as
 /// arguments.
@@ -65,9 +69,15 @@ fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::Serv
 /// # Errors
 /// Startup failures (store cannot be opened) and server failures.
 pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (store, reader, writer) = store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes)
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let evidence_span = i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
+    let (store, reader, writer) =
+        store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes, evidence_span)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let reader = Arc::new(reader);
+    let uptime = Arc::new(
+        uptime::Uptime::open(&cfg.data_dir, cfg.sla.clone(), Arc::clone(&reader), true, now_ms())
+            .context("recording this collector run")?,
+    );
     let live = Arc::new(live::Live::default());
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -108,6 +118,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         store: store.clone(),
         agent_timeout: cfg.agent_timeout,
         shutdown: shutdown.clone(),
+        uptime: Arc::clone(&uptime),
     });
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "collector listening");
@@ -131,6 +142,39 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         }
     };
     tracker.spawn(refresh);
+    let sla_refresh = {
+        let (uptime, shutdown) = (Arc::clone(&uptime), shutdown.clone());
+        async move {
+            let mut ticker = tokio::time::interval(SLA_REFRESH);
+            let mut beats = 0u64;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let uptime = Arc::clone(&uptime);
+                // Uptime metrics are recomputed every third beat (30 s): windows are days long.
+                let recompute = beats.is_multiple_of(3);
+                beats += 1;
+                let result = tokio::task::spawn_blocking(move || {
+                    let now = now_ms();
+                    uptime.heartbeat(now)?;
+                    if !recompute {
+                        return Ok(());
+                    }
+                    let hosts = uptime.hosts()?;
+                    uptime.refresh_metrics(&hosts, now)
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => warn!(error = %err, "refreshing uptime"),
+                    Err(err) => warn!(error = %err, "refreshing uptime"),
+                }
+            }
+        }
+    };
+    tracker.spawn(sla_refresh);
     let grpc_task = tracker.spawn(grpc_server);
     let http_task = tracker.spawn(async move { http_server.await });
 

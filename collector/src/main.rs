@@ -69,6 +69,23 @@ enum Command {
     },
     /// List enrolled agents.
     Agents,
+    /// Write the monthly SLA report (availability vs target, downtime, unknown time, incidents by
+    /// severity with durations and reaction times, critical log errors, latest checks) from the
+    /// database. Works while the collector runs.
+    Report {
+        /// Month as YYYY-MM, in [sla] timezone. Default: the current month so far.
+        #[arg(long)]
+        month: Option<String>,
+        /// html, csv or json.
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// One host only (default: every host).
+        #[arg(long)]
+        host: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +121,9 @@ fn main() -> ExitCode {
             eprintln!("revoked agent {agent_id:?}");
             Ok(())
         }),
+        Some(Command::Report { ref month, ref format, ref host, ref output }) => {
+            report(&cfg, month.as_deref(), format, host.as_deref(), output.as_deref())
+        }
         Some(Command::Agents) => admin(&cfg, |conn, _| {
             let mut stmt = conn.prepare("SELECT id, created_ms, revoked_ms, last_seen_ms FROM agent ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
@@ -190,4 +210,41 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(signal);
         b24watch_collector::run(cfg, grpc, http, shutdown).await
     })
+}
+
+/// `report`: builds the SLA report from the database and writes it.
+fn report(
+    cfg: &Config,
+    month: Option<&str>,
+    format: &str,
+    host: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use b24watch_collector::{report, uptime};
+    if !matches!(format, "html" | "csv" | "json") {
+        anyhow::bail!("--format {format:?}: expected html, csv or json");
+    }
+    let conn = store::open_connection(&cfg.data_dir)
+        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    let reader = std::sync::Arc::new(store::query::Reader::new(conn));
+    let now = b24watch_collector::now_ms();
+    let service = uptime::Uptime::open(&cfg.data_dir, cfg.sla.clone(), reader, false, now)?;
+    let month = month.map_or_else(
+        || {
+            jiff::Timestamp::from_millisecond(now)
+                .map_or_else(|_| String::new(), |t| t.to_zoned(cfg.sla.timezone.clone()).strftime("%Y-%m").to_string())
+        },
+        str::to_owned,
+    );
+    let built = report::build(&service, &month, host, now).map_err(anyhow::Error::msg)?;
+    let text = match format {
+        "json" => serde_json::to_string_pretty(&built)? + "\n",
+        "csv" => report::csv(&built),
+        _ => report::html(&built),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
 }

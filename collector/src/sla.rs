@@ -7,7 +7,8 @@
 //! - silence while the collector itself was not running is `unknown`, never down;
 //! - silence no longer than `silence_grace` is `unknown` (an agent cut off and about to backfill
 //!   from its spool: once it does, the time is computed from the real samples);
-//! - a longer silence counts as `silence_counts_as` (default `down`: a host gone for good).
+//! - a longer silence counts as `silence_counts_as` (default `down`: a host gone for good);
+//! - time before a signal's first evidence is `unknown` (not monitored yet).
 //!
 //! Declared maintenance windows turn any state into `maintenance`; service hours limit which time
 //! counts at all. Availability = up / (up + down): unknown and maintenance time are reported but
@@ -159,8 +160,11 @@ pub fn timeline(inputs: &Inputs<'_>, from: Ms, to: Ms) -> Vec<Span> {
         prev_end = span.to;
     }
     if cursor < to {
-        let next_start =
-            inputs.evidence.iter().find(|s| s.from >= to).map_or(inputs.now.max(to), |s| s.from.min(inputs.now.max(to)));
+        let next_start = inputs
+            .evidence
+            .iter()
+            .find(|s| s.from >= to)
+            .map_or(inputs.now.max(to), |s| s.from.min(inputs.now.max(to)));
         silence(inputs, prev_end, next_start, cursor, to, &mut push);
     }
     out
@@ -169,7 +173,8 @@ pub fn timeline(inputs: &Inputs<'_>, from: Ms, to: Ms) -> Vec<Span> {
 /// Emits the part `[a, b)` of the silence `[start, end)` (`start` may be `Ms::MIN`: no evidence
 /// before it ever).
 fn silence(inputs: &Inputs<'_>, start: Ms, end: Ms, a: Ms, b: Ms, push: &mut impl FnMut(Ms, Ms, State)) {
-    let long = start == Ms::MIN || end.saturating_sub(start) > inputs.rules.silence_grace;
+    // Before the first evidence ever, the signal was not monitored yet: unknown.
+    let long = start != Ms::MIN && end.saturating_sub(start) > inputs.rules.silence_grace;
     let base = if long { inputs.rules.silence_counts_as } else { State::Unknown };
     // Collector downtime inside the silence is unknown whatever the rule says.
     let mut cursor = a;
@@ -267,7 +272,10 @@ impl Calendar {
         }
         let minutes = |text: &str| -> Result<u32, String> {
             let (h, m) = text.trim().split_once(':').ok_or_else(|| format!("{text:?}: expected HH:MM"))?;
-            let (h, m): (u32, u32) = (h.parse().map_err(|_| format!("{text:?}: bad hour"))?, m.parse().map_err(|_| format!("{text:?}: bad minute"))?);
+            let (h, m): (u32, u32) = (
+                h.parse().map_err(|_| format!("{text:?}: bad hour"))?,
+                m.parse().map_err(|_| format!("{text:?}: bad minute"))?,
+            );
             if h > 24 || m > 59 || (h == 24 && m > 0) {
                 return Err(format!("{text:?}: expected 00:00 to 24:00"));
             }
@@ -286,7 +294,8 @@ impl Calendar {
     pub fn intervals(&self, from: Ms, to: Ms) -> Vec<(Ms, Ms)> {
         let mut out = Vec::new();
         let Ok(start) = jiff::Timestamp::from_millisecond(from) else { return out };
-        let mut date = start.to_zoned(self.tz.clone()).date().yesterday().unwrap_or(start.to_zoned(self.tz.clone()).date());
+        let mut date =
+            start.to_zoned(self.tz.clone()).date().yesterday().unwrap_or(start.to_zoned(self.tz.clone()).date());
         loop {
             let Ok(midnight) = date.to_zoned(self.tz.clone()) else { break };
             let day_start = midnight.timestamp().as_millisecond();
@@ -301,7 +310,10 @@ impl Calendar {
                 };
                 let a = at(self.start_min);
                 let b = if self.end_min == 1440 {
-                    date.tomorrow().ok().and_then(|d| d.to_zoned(self.tz.clone()).ok()).map(|z| z.timestamp().as_millisecond())
+                    date.tomorrow()
+                        .ok()
+                        .and_then(|d| d.to_zoned(self.tz.clone()).ok())
+                        .map(|z| z.timestamp().as_millisecond())
                 } else {
                     at(self.end_min)
                 };
@@ -341,12 +353,7 @@ pub struct Incident {
 }
 
 /// Builds incidents from the results of one check, sorted by time: `(at, failed, severity, reason)`.
-pub fn incidents_of(
-    host: &str,
-    check: &str,
-    target: &str,
-    results: &[(Ms, bool, i32, String)],
-) -> Vec<Incident> {
+pub fn incidents_of(host: &str, check: &str, target: &str, results: &[(Ms, bool, i32, String)]) -> Vec<Incident> {
     let mut out: Vec<Incident> = Vec::new();
     let mut open: Option<Incident> = None;
     for (at, failed, severity, reason) in results {
@@ -416,7 +423,8 @@ mod tests {
     fn service_hours_follow_the_time_zone_and_weekdays() {
         let cal = Calendar::parse("Mon-Fri 09:00-18:00", "Europe/Moscow").expect("calendar");
         // 2026-11-23 is a Monday; the week in Moscow (UTC+3).
-        let from = jiff::civil::date(2026, 11, 23).to_zoned(cal.tz.clone()).expect("zoned").timestamp().as_millisecond();
+        let from =
+            jiff::civil::date(2026, 11, 23).to_zoned(cal.tz.clone()).expect("zoned").timestamp().as_millisecond();
         let to = from + 7 * 24 * 60 * MIN;
         let hours = cal.intervals(from, to);
         assert_eq!(hours.len(), 5);

@@ -145,6 +145,8 @@ pub struct IngestBatch {
     pub payload_hash: [u8; 32],
     /// Collector receive time.
     pub received_ms: i64,
+    /// When the agent built the batch (its tick): evidence that the agent was running.
+    pub created_ms: i64,
     /// Agent version string.
     pub agent_version: String,
     /// Series with their valid points.
@@ -221,6 +223,7 @@ impl Store {
         data_dir: &Path,
         max_series_per_agent: usize,
         max_db_bytes: Option<u64>,
+        evidence_span_ms: i64,
     ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
         if let Some(bytes) = max_db_bytes {
@@ -231,7 +234,7 @@ impl Store {
         let reader = query::Reader::new(open_connection(data_dir)?);
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let writer = writer::Writer::new(conn, Arc::clone(&healthy), max_series_per_agent)?;
+        let writer = writer::Writer::new(conn, Arc::clone(&healthy), max_series_per_agent, evidence_span_ms)?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))

@@ -88,6 +88,23 @@ pub struct CheckRow {
     pub at_ms: i64,
 }
 
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MaintenanceRow {
+    /// Id (API windows; 0 for windows from the config file).
+    pub id: i64,
+    /// Host, or "" for all hosts.
+    pub host: String,
+    /// Start, unix ms.
+    pub from_ms: i64,
+    /// End, unix ms.
+    pub to_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// "config" or "api".
+    pub source: &'static str,
+}
+
 /// Label value of a wire check status number.
 pub fn status_name(value: i32) -> &'static str {
     match value {
@@ -114,7 +131,8 @@ pub struct GapRow {
 }
 
 impl Reader {
-    pub(super) fn new(conn: Connection) -> Self {
+    /// A reader over its own connection.
+    pub fn new(conn: Connection) -> Self {
         Reader { conn: Mutex::new(conn) }
     }
 
@@ -240,6 +258,135 @@ impl Reader {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Uptime evidence of an agent overlapping `[from, to)`: `(signal, target, span)` sorted by
+    /// signal, target and start.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn evidence(
+        &self,
+        agent_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String, crate::sla::Span)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT signal, target, up, from_ms, to_ms FROM evidence
+             WHERE agent_id = ?1 AND to_ms > ?2 AND from_ms < ?3 ORDER BY signal, target, from_ms",
+        )?;
+        let rows = stmt.query_map(params![agent_id, from, to], |r| {
+            let up: bool = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                crate::sla::Span {
+                    from: r.get(3)?,
+                    to: r.get(4)?,
+                    state: if up { crate::sla::State::Up } else { crate::sla::State::Down },
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The end of the newest evidence of each signal before `before` (to judge a silence that
+    /// starts before a window): `(signal, target, to_ms)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn evidence_before(&self, agent_id: &str, before: i64) -> Result<Vec<(String, String, i64)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT signal, target, MAX(to_ms) FROM evidence WHERE agent_id = ?1 AND to_ms <= ?2 GROUP BY signal, target",
+        )?;
+        let rows = stmt.query_map(params![agent_id, before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Intervals when the collector was not running, from its run records, sorted.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn collector_down(&self) -> Result<Vec<(i64, i64)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT started_ms, alive_ms FROM collector_run ORDER BY started_ms")?;
+        let runs: Vec<(i64, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        Ok(runs.windows(2).filter(|w| w[1].0 > w[0].1).map(|w| (w[0].1, w[1].0)).collect())
+    }
+
+    /// Maintenance windows stored through the API overlapping `[from, to)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn maintenance(&self, from: i64, to: i64) -> Result<Vec<MaintenanceRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, host, from_ms, to_ms, reason FROM maintenance WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY from_ms",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok(MaintenanceRow {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                from_ms: r.get(2)?,
+                to_ms: r.get(3)?,
+                reason: r.get(4)?,
+                source: "api",
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Check results stored as history (transitions) of an agent before `to`, by check, target
+    /// and time: `(check, target, at, failed, severity, reason)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn check_history(
+        &self,
+        agent_id: &str,
+        to: i64,
+    ) -> Result<Vec<(String, String, i64, bool, i32, String)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT check_name, target, at_ms, status, severity, reason FROM check_result
+             WHERE agent_id = ?1 AND at_ms < ?2 ORDER BY check_name, target, at_ms, id",
+        )?;
+        let rows = stmt.query_map(params![agent_id, to], |r| {
+            let status: i32 = r.get(3)?;
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, status == 2, r.get(4)?, r.get(5)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Acknowledgements of an agent's incidents: `(check, target, start_ms) -> (ack_ms, by)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn acks(
+        &self,
+        agent_id: &str,
+    ) -> Result<std::collections::HashMap<(String, String, i64), (i64, String)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT check_name, target, start_ms, ack_ms, by FROM incident_ack WHERE agent_id = ?1")?;
+        let rows = stmt.query_map([agent_id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Critical log lines of an agent in `[from, to)` (sum of group counts).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn critical_log_lines(&self, agent_id: &str, from: i64, to: i64) -> Result<i64, Error> {
+        let conn = self.conn();
+        Ok(conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(count), 0) FROM log_group WHERE agent_id = ?1 AND severity = 4
+                 AND last_ms >= ?2 AND first_ms < ?3",
+            )?
+            .query_row(params![agent_id, from, to], |r| r.get(0))?)
     }
 
     /// Gap records of an agent, oldest first.

@@ -89,6 +89,40 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(agent_id, check_name, target)
     ) WITHOUT ROWID;
     CREATE INDEX check_result_by_agent_at ON check_result(agent_id, at_ms);",
+    // 3: uptime evidence (disjoint up/down intervals per agent, signal and target), the
+    // collector's own runs, maintenance windows and incident acknowledgements.
+    "CREATE TABLE evidence(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        target TEXT NOT NULL,
+        up INTEGER NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL
+    );
+    CREATE INDEX evidence_by_signal ON evidence(agent_id, signal, target, from_ms);
+    CREATE TABLE collector_run(
+        id INTEGER PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        alive_ms INTEGER NOT NULL
+    );
+    CREATE TABLE maintenance(
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE incident_ack(
+        agent_id TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        ack_ms INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        PRIMARY KEY(agent_id, check_name, target, start_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// Schema version this build writes.

@@ -23,10 +23,17 @@ pub(super) struct Writer {
     max_series_per_agent: usize,
     series_ids: HashMap<SeriesKey, i64>,
     series_per_agent: HashMap<String, usize>,
+    /// How long one batch or sample proves a state (the heartbeat timeout).
+    evidence_span_ms: i64,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, healthy: Arc<AtomicBool>, max_series_per_agent: usize) -> Result<Self, Error> {
+    pub(super) fn new(
+        conn: Connection,
+        healthy: Arc<AtomicBool>,
+        max_series_per_agent: usize,
+        evidence_span_ms: i64,
+    ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
         {
@@ -38,7 +45,7 @@ impl Writer {
                 series_ids.insert((agent, name, labels), id);
             }
         }
-        Ok(Writer { conn, healthy, max_series_per_agent, series_ids, series_per_agent })
+        Ok(Writer { conn, healthy, max_series_per_agent, series_ids, series_per_agent, evidence_span_ms })
     }
 
     /// Serves requests until every sender is gone, then closes the connection.
@@ -175,6 +182,19 @@ impl Writer {
             for check in &batch.checks {
                 store_check(&tx, &batch.agent_id, check)?;
             }
+            let span = self.evidence_span_ms;
+            add_evidence(&tx, &batch.agent_id, "agent", "", true, batch.created_ms, span)?;
+            for series in &batch.series {
+                let signal = match series.name.as_str() {
+                    "probe_success" => "portal",
+                    "mysql_up" => "mysql",
+                    _ => continue,
+                };
+                let target = label_value(&series.labels, "target").unwrap_or_default();
+                for (ts, value) in &series.points {
+                    add_evidence(&tx, &batch.agent_id, signal, &target, *value >= 0.5, *ts, span)?;
+                }
+            }
             tx.prepare_cached(
                 "INSERT INTO batch_key(agent_id, epoch, seq, received_ms, payload_hash, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
@@ -260,6 +280,80 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
             since,
             check.at_ms
         ])?;
+    }
+    Ok(())
+}
+
+/// The value of label `name` in canonical label text (`a="x",b="y"`), unescaped.
+fn label_value(labels: &str, name: &str) -> Option<String> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let mut out = String::new();
+    let mut chars = labels[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Records that `signal` of an agent was `up` (or down) from `at` for `span` ms, keeping the
+/// intervals of each (agent, signal, target) disjoint: same-state intervals that touch merge;
+/// an other-state interval running past `at` ends at `at`; one starting after `at` (newer
+/// evidence that arrived first, e.g. during a spool backfill) bounds this one.
+fn add_evidence(
+    tx: &rusqlite::Transaction<'_>,
+    agent_id: &str,
+    signal: &str,
+    target: &str,
+    up: bool,
+    at: i64,
+    span: i64,
+) -> rusqlite::Result<()> {
+    let mut end = at.saturating_add(span);
+    let rows: Vec<(i64, bool, i64, i64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, up, from_ms, to_ms FROM evidence
+             WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND from_ms <= ?4 ORDER BY from_ms DESC",
+        )?;
+        let mut rows = stmt.query(params![agent_id, signal, target, end])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (id, state, from, to): (i64, bool, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            if to < at {
+                break; // disjoint and sorted: everything earlier ends earlier still
+            }
+            out.push((id, state, from, to));
+        }
+        out
+    };
+    for (_, state, from, _) in &rows {
+        if *state != up && *from >= at {
+            end = end.min(*from);
+        }
+    }
+    let (mut from, mut to) = (at, end);
+    for (id, state, row_from, row_to) in rows {
+        if state == up {
+            if row_from <= end {
+                from = from.min(row_from);
+                to = to.max(row_to);
+                tx.prepare_cached("DELETE FROM evidence WHERE id = ?1")?.execute([id])?;
+            }
+        } else if row_from < at && row_to > at {
+            tx.prepare_cached("UPDATE evidence SET to_ms = ?2 WHERE id = ?1")?.execute(params![id, at])?;
+        }
+    }
+    if to > from {
+        tx.prepare_cached(
+            "INSERT INTO evidence(agent_id, signal, target, up, from_ms, to_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![agent_id, signal, target, up, from, to])?;
     }
     Ok(())
 }

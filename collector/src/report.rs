@@ -1,0 +1,415 @@
+//! The monthly SLA report (HTML for people, CSV and JSON for machines) and the status page.
+//! Server-rendered, no scripts, no front-end build.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::sla::{Ms, Summary};
+use crate::store::Error;
+use crate::store::query::CheckRow;
+use crate::uptime::{IncidentRow, SignalUptime, Uptime};
+
+/// Incidents of one severity.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeverityTotals {
+    /// How many.
+    pub count: usize,
+    /// Their total duration, ms.
+    pub duration_ms: Ms,
+    /// How many were acknowledged.
+    pub acknowledged: usize,
+    /// Mean reaction time of the acknowledged ones, ms.
+    pub mean_reaction_ms: Option<Ms>,
+}
+
+/// One host's month.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    /// Host (agent id).
+    pub host: String,
+    /// The signal the SLA is judged on: the portal probe when the host has one, else the agent.
+    pub sla_signal: String,
+    /// Availability of that signal; null when nothing was counted.
+    pub availability: Option<f64>,
+    /// Target.
+    pub target: f64,
+    /// availability >= target (null when unknown).
+    pub met: Option<bool>,
+    /// Time per state of the SLA signal.
+    pub totals: Summary,
+    /// Every signal.
+    pub signals: Vec<SignalUptime>,
+    /// Incidents by severity.
+    pub incidents_by_severity: std::collections::BTreeMap<&'static str, SeverityTotals>,
+    /// Incidents.
+    pub incidents: Vec<IncidentRow>,
+    /// Critical log lines in the month.
+    pub critical_log_lines: i64,
+    /// Latest preventive-check results.
+    pub checks: Vec<CheckRow>,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Time zone of the month.
+    pub timezone: String,
+    /// Start, unix ms.
+    pub from_ms: Ms,
+    /// End, unix ms (the month's end, or now for the current month).
+    pub to_ms: Ms,
+    /// When it was made.
+    pub generated_ms: Ms,
+    /// Service hours, if any.
+    pub service_hours: Option<String>,
+    /// Hosts.
+    pub hosts: Vec<HostReport>,
+}
+
+/// Builds the report of `month` for `host` (or every host).
+///
+/// # Errors
+/// `Err(message)` for a bad month or unknown host; SQLite errors as text.
+pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Result<Report, String> {
+    let (from, month_end) = uptime.month_bounds(month)?;
+    let to = month_end.min(now.max(from));
+    let all = uptime.hosts().map_err(|e| e.to_string())?;
+    let hosts: Vec<String> = match host {
+        Some(h) if all.iter().any(|a| a == h) => vec![h.to_owned()],
+        Some(h) => return Err(format!("unknown host {h:?}")),
+        None => all,
+    };
+    let mut out = Vec::new();
+    for host in hosts {
+        out.push(host_report(uptime, &host, from, to, now).map_err(|e| e.to_string())?);
+    }
+    Ok(Report {
+        month: month.to_owned(),
+        timezone: uptime.cfg.timezone.iana_name().unwrap_or("UTC").to_owned(),
+        from_ms: from,
+        to_ms: to,
+        generated_ms: now,
+        service_hours: uptime.cfg.calendar.as_ref().map(|_| "configured".to_owned()),
+        hosts: out,
+    })
+}
+
+fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result<HostReport, Error> {
+    let signals = uptime.host_uptime(host, from, to, now, false)?;
+    let main = signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
+    let (sla_signal, availability, totals) =
+        main.map_or(("agent".to_owned(), None, Summary::default()), |s| (s.signal.clone(), s.availability, s.summary));
+    let target = uptime.cfg.target_of(host);
+    let incidents = uptime.incidents(host, from, to, now)?;
+    let mut by_severity: std::collections::BTreeMap<&'static str, SeverityTotals> = std::collections::BTreeMap::new();
+    for severity in ["critical", "high", "medium", "low"] {
+        let of: Vec<&IncidentRow> = incidents.iter().filter(|i| i.severity == severity).collect();
+        let reactions: Vec<Ms> = of.iter().filter_map(|i| i.reaction_ms).collect();
+        by_severity.insert(
+            severity,
+            SeverityTotals {
+                count: of.len(),
+                duration_ms: of.iter().map(|i| i.end_ms.unwrap_or(to).min(to) - i.start_ms.max(from)).sum(),
+                acknowledged: reactions.len(),
+                mean_reaction_ms: (!reactions.is_empty()).then(|| reactions.iter().sum::<Ms>() / reactions.len() as Ms),
+            },
+        );
+    }
+    Ok(HostReport {
+        host: host.to_owned(),
+        sla_signal,
+        availability,
+        target,
+        met: availability.map(|a| a >= target),
+        totals,
+        signals,
+        incidents_by_severity: by_severity,
+        incidents,
+        critical_log_lines: uptime.reader().critical_log_lines(host, from, to)?,
+        checks: uptime.reader().checks(host)?,
+    })
+}
+
+/// CSV: one row per host and signal, then one row per incident (a `kind` column tells them apart).
+pub fn csv(report: &Report) -> String {
+    let mut out = String::from(
+        "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
+         check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms\n",
+    );
+    let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
+    for h in &report.hosts {
+        for s in &h.signals {
+            let _ = writeln!(
+                out,
+                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,",
+                report.month,
+                field(&h.host),
+                field(&s.signal),
+                field(&s.target),
+                s.availability.map(|a| format!("{a:.6}")).unwrap_or_default(),
+                h.target,
+                if s.signal == h.sla_signal { h.met.map(|m| m.to_string()).unwrap_or_default() } else { String::new() },
+                s.summary.up_ms,
+                s.summary.down_ms,
+                s.summary.unknown_ms,
+                s.summary.maintenance_ms,
+            );
+        }
+        for i in &h.incidents {
+            let _ = writeln!(
+                out,
+                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{}",
+                report.month,
+                field(&h.host),
+                field(&i.target),
+                field(&i.check),
+                i.severity,
+                field(&i.reason),
+                i.start_ms,
+                opt(i.end_ms),
+                i.duration_ms,
+                opt(i.ack_ms),
+                opt(i.reaction_ms),
+            );
+        }
+    }
+    out
+}
+
+/// Quotes a CSV field when needed.
+fn field(value: &str) -> String {
+    if value.contains([',', '"', '\n']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_owned() }
+}
+
+/// HTML-escapes text.
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Duration as `1d 2h 3m` / `4m 5s`.
+pub fn human(ms: Ms) -> String {
+    let s = ms / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "no data".to_owned(), |r| format!("{:.3} %", r * 100.0))
+}
+
+fn time(ms: Ms) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}\
+.unknown{color:#777}h2{margin-top:2em}";
+
+/// The report as an HTML page.
+pub fn html(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>SLA report {month}</title>\
+         <style>{STYLE}</style></head><body><h1>SLA report {month}</h1>\
+         <p>Period {from} to {to} ({tz}). Availability = up / (up + down), time-weighted; time without data \
+         (unknown) and maintenance are shown but not counted.</p>\
+         <table id=\"summary\"><tr><th>Host</th><th>Signal</th><th>Availability</th><th>Target</th><th>Met</th>\
+         <th>Downtime</th><th>Unknown</th><th>Maintenance</th><th>Incidents (critical/high/medium/low)</th>\
+         <th>Critical log lines</th></tr>",
+        month = html_escape(&report.month),
+        from = time(report.from_ms),
+        to = time(report.to_ms),
+        tz = html_escape(&report.timezone),
+    );
+    for h in &report.hosts {
+        let count = |s: &str| h.incidents_by_severity.get(s).map_or(0, |t| t.count);
+        let _ = write!(
+            out,
+            "<tr class=\"host\" data-host=\"{host}\"><td>{host}</td><td>{signal}</td><td class=\"availability\">{avail}</td>\
+             <td>{target:.3} %</td><td class=\"{class}\">{met}</td><td>{down}</td><td>{unknown}</td><td>{maint}</td>\
+             <td>{c}/{hi}/{m}/{l}</td><td>{logs}</td></tr>",
+            host = html_escape(&h.host),
+            signal = html_escape(&h.sla_signal),
+            avail = percent(h.availability),
+            target = h.target * 100.0,
+            class = match h.met {
+                Some(true) => "ok",
+                Some(false) => "bad",
+                None => "unknown",
+            },
+            met = match h.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "no data",
+            },
+            down = human(h.totals.down_ms),
+            unknown = human(h.totals.unknown_ms),
+            maint = human(h.totals.maintenance_ms),
+            c = count("critical"),
+            hi = count("high"),
+            m = count("medium"),
+            l = count("low"),
+            logs = h.critical_log_lines,
+        );
+    }
+    out.push_str("</table>");
+    for h in &report.hosts {
+        let _ = write!(
+            out,
+            "<h2 id=\"host-{0}\">{0}</h2><h3>Signals</h3><table><tr><th>Signal</th><th>Target</th><th>Availability</th><th>Up</th><th>Down</th><th>Unknown</th><th>Maintenance</th></tr>",
+            html_escape(&h.host)
+        );
+        for s in &h.signals {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html_escape(&s.signal),
+                html_escape(&s.target),
+                percent(s.availability),
+                human(s.summary.up_ms),
+                human(s.summary.down_ms),
+                human(s.summary.unknown_ms),
+                human(s.summary.maintenance_ms)
+            );
+        }
+        out.push_str("</table><h3>Incidents</h3>");
+        if h.incidents.is_empty() {
+            out.push_str("<p>None.</p>");
+        } else {
+            out.push_str("<table class=\"incidents\"><tr><th>Severity</th><th>Check</th><th>Target</th><th>Reason</th><th>Start</th><th>End</th><th>Duration</th><th>Reaction</th></tr>");
+            for i in &h.incidents {
+                let _ = write!(
+                    out,
+                    "<tr class=\"incident {sev}\"><td>{sev}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    html_escape(&i.check),
+                    html_escape(&i.target),
+                    html_escape(&i.reason),
+                    time(i.start_ms),
+                    i.end_ms.map_or_else(|| "open".to_owned(), time),
+                    human(i.duration_ms),
+                    i.reaction_ms.map_or_else(|| "not acknowledged".to_owned(), human),
+                    sev = i.severity,
+                );
+            }
+            out.push_str("</table>");
+        }
+        out.push_str("<h3>Preventive checks (latest)</h3>");
+        if h.checks.is_empty() {
+            out.push_str("<p>No check results.</p>");
+        } else {
+            out.push_str("<table><tr><th>Check</th><th>Target</th><th>Status</th><th>Severity</th><th>Message</th><th>Since</th></tr>");
+            for c in &h.checks {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    html_escape(&c.check),
+                    html_escape(&c.target),
+                    if c.status == "ok" { "ok" } else { "bad" },
+                    c.status,
+                    c.severity,
+                    html_escape(&c.message),
+                    time(c.since_ms)
+                );
+            }
+            out.push_str("</table>");
+        }
+    }
+    let _ = write!(out, "<p>Generated {} by b24watch.</p></body></html>\n", time(report.generated_ms));
+    out
+}
+
+/// One host's line on the status page.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    /// Host.
+    pub host: String,
+    /// Whether its agent reports now.
+    pub up: bool,
+    /// Availability of the SLA signal over 1d, 7d, 30d and the current month.
+    pub availability: [Option<f64>; 4],
+    /// Open incidents.
+    pub open: Vec<IncidentRow>,
+}
+
+/// The status page for people: hosts, state, uptime per window, open incidents.
+///
+/// # Errors
+/// SQLite errors.
+pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -> Result<Vec<StatusRow>, Error> {
+    const DAY: Ms = 86_400_000;
+    let mut rows = Vec::new();
+    for host in uptime.hosts()? {
+        let mut availability = [None; 4];
+        for (idx, from) in [now - DAY, now - 7 * DAY, now - 30 * DAY, uptime.month_start(now)].into_iter().enumerate() {
+            let signals = uptime.host_uptime(&host, from, now, now, false)?;
+            let main =
+                signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
+            availability[idx] = main.and_then(|s| s.availability);
+        }
+        let open =
+            uptime.incidents(&host, now - 30 * DAY, now, now)?.into_iter().filter(|i| i.end_ms.is_none()).collect();
+        rows.push(StatusRow { up: agents_up(&host), host, availability, open });
+    }
+    Ok(rows)
+}
+
+/// Renders the status page.
+pub fn status_html(rows: &[StatusRow], now: Ms) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"30\">\
+         <title>b24watch status</title><style>{STYLE}</style></head><body><h1>b24watch status</h1>\
+         <table id=\"hosts\"><tr><th>Host</th><th>State</th><th>1 day</th><th>7 days</th><th>30 days</th>\
+         <th>This month</th><th>Open incidents</th></tr>"
+    );
+    for r in rows {
+        let open = if r.open.is_empty() {
+            "none".to_owned()
+        } else {
+            r.open
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} {} ({})",
+                        i.severity,
+                        html_escape(&i.check),
+                        html_escape(&i.target),
+                        human(i.duration_ms)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"host\" data-host=\"{host}\"><td><a href=\"/reports/sla?host={host}&amp;format=html\">{host}</a></td>\
+             <td class=\"{class}\">{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"open\">{open}</td></tr>",
+            percent(r.availability[0]),
+            percent(r.availability[1]),
+            percent(r.availability[2]),
+            percent(r.availability[3]),
+            host = html_escape(&r.host),
+            class = if r.up { "ok" } else { "bad" },
+            state = if r.up { "up" } else { "not reporting" },
+        );
+    }
+    let _ = write!(
+        out,
+        "</table><p>Updated {}. <a href=\"/reports/sla?format=html\">Monthly SLA report</a> · \
+         <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/hosts\">/api/v1/hosts</a> · \
+         <a href=\"/api/v1/incidents\">/api/v1/incidents</a> · <a href=\"/api/v1/maintenance\">/api/v1/maintenance</a></p></body></html>\n",
+        time(now)
+    );
+    out
+}

@@ -1,0 +1,377 @@
+//! Uptime, incidents and reports over the stored evidence: the database side of [`crate::sla`].
+//!
+//! Reads go through the shared [`Reader`]; the few writes here (the collector's own run record,
+//! maintenance windows, incident acknowledgements) use a connection of their own, outside the
+//! ingest writer's queue.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::config::SlaConfig;
+use crate::sla::{self, Ms, Span, State, Summary};
+use crate::store::query::{MaintenanceRow, Reader, severity_name};
+use crate::store::{self, Error};
+
+const DAY: Ms = 86_400_000;
+
+/// Uptime of one signal of one host over a window.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalUptime {
+    /// `agent`, `portal` or `mysql`.
+    pub signal: String,
+    /// Probe URL for `portal`; empty otherwise.
+    pub target: String,
+    /// Time per state within the window (service hours only, when configured).
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// up / (up + down); `null` when nothing counted.
+    pub availability: Option<f64>,
+    /// The timeline (all time, not only service hours), when asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Span>,
+}
+
+/// An incident with its acknowledgement.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRow {
+    /// Host.
+    pub host: String,
+    /// Check (`portal_probe`, `mysql_up`, `bitrix_cron`, ...; `agent` for a silent agent).
+    pub check: String,
+    /// Target of the check.
+    pub target: String,
+    /// critical, high, medium or low.
+    pub severity: &'static str,
+    /// Reason of the first failure.
+    pub reason: String,
+    /// Start, unix ms.
+    pub start_ms: Ms,
+    /// End, unix ms; null while open.
+    pub end_ms: Option<Ms>,
+    /// Duration so far, ms.
+    pub duration_ms: Ms,
+    /// When it was acknowledged, unix ms.
+    pub ack_ms: Option<Ms>,
+    /// Who acknowledged it.
+    pub ack_by: Option<String>,
+    /// ack − start, ms.
+    pub reaction_ms: Option<Ms>,
+}
+
+/// The uptime service of a running collector (or of the `report` command).
+#[derive(Debug)]
+pub struct Uptime {
+    /// SLA settings.
+    pub cfg: SlaConfig,
+    reader: Arc<Reader>,
+    admin: Mutex<Connection>,
+    run_id: Option<i64>,
+    metrics: Mutex<String>,
+}
+
+impl Uptime {
+    /// Opens the service. With `record_run`, records this collector run (its downtime is
+    /// unknown for the SLA) and keeps it alive with [`Uptime::heartbeat`].
+    ///
+    /// # Errors
+    /// When the database cannot be opened or written.
+    pub fn open(
+        data_dir: &Path,
+        cfg: SlaConfig,
+        reader: Arc<Reader>,
+        record_run: bool,
+        now: Ms,
+    ) -> Result<Self, Error> {
+        let admin = store::open_connection(data_dir)?;
+        let run_id = if record_run {
+            admin.execute("INSERT INTO collector_run(started_ms, alive_ms) VALUES (?1, ?1)", [now])?;
+            Some(admin.last_insert_rowid())
+        } else {
+            None
+        };
+        Ok(Uptime { cfg, reader, admin: Mutex::new(admin), run_id, metrics: Mutex::new(String::new()) })
+    }
+
+    fn admin(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.admin.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that the collector is alive at `now`.
+    ///
+    /// # Errors
+    /// SQLite errors (BUSY while another process holds the database: retried at the next beat).
+    pub fn heartbeat(&self, now: Ms) -> Result<(), Error> {
+        if let Some(id) = self.run_id {
+            self.admin().execute("UPDATE collector_run SET alive_ms = ?2 WHERE id = ?1", params![id, now])?;
+        }
+        Ok(())
+    }
+
+    /// Declares a maintenance window; returns its id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn add_maintenance(&self, host: &str, from: Ms, to: Ms, reason: &str, now: Ms) -> Result<i64, Error> {
+        let admin = self.admin();
+        admin.execute(
+            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, from, to, reason, now],
+        )?;
+        Ok(admin.last_insert_rowid())
+    }
+
+    /// Deletes a maintenance window declared over the API; false when there was none.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn delete_maintenance(&self, id: i64) -> Result<bool, Error> {
+        Ok(self.admin().execute("DELETE FROM maintenance WHERE id = ?1", [id])? > 0)
+    }
+
+    /// Acknowledges an incident (the first acknowledgement counts).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn acknowledge(
+        &self,
+        host: &str,
+        check: &str,
+        target: &str,
+        start: Ms,
+        by: &str,
+        now: Ms,
+    ) -> Result<(), Error> {
+        self.admin().execute(
+            "INSERT OR IGNORE INTO incident_ack(agent_id, check_name, target, start_ms, ack_ms, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![host, check, target, start, now, by],
+        )?;
+        Ok(())
+    }
+
+    /// Every maintenance window (config and API) overlapping `[from, to)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn maintenance_windows(&self, from: Ms, to: Ms) -> Result<Vec<MaintenanceRow>, Error> {
+        let mut rows: Vec<MaintenanceRow> = self
+            .cfg
+            .maintenance
+            .iter()
+            .filter(|(_, a, b, _)| *b > from && *a < to)
+            .map(|(host, a, b, reason)| MaintenanceRow {
+                id: 0,
+                host: host.clone(),
+                from_ms: *a,
+                to_ms: *b,
+                reason: reason.clone(),
+                source: "config",
+            })
+            .collect();
+        rows.extend(self.reader.maintenance(from, to)?);
+        Ok(rows)
+    }
+
+    fn maintenance_of(&self, host: &str, from: Ms, to: Ms) -> Result<Vec<(Ms, Ms)>, Error> {
+        Ok(sla::normalize(
+            self.maintenance_windows(from, to)?
+                .into_iter()
+                .filter(|m| m.host.is_empty() || m.host == host)
+                .map(|m| (m.from_ms, m.to_ms))
+                .collect(),
+        ))
+    }
+
+    /// Uptime of every signal of `host` over `[from, to)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn host_uptime(
+        &self,
+        host: &str,
+        from: Ms,
+        to: Ms,
+        now: Ms,
+        with_timeline: bool,
+    ) -> Result<Vec<SignalUptime>, Error> {
+        let rows = self.reader.evidence(host, from, now.max(to))?;
+        let before = self.reader.evidence_before(host, from)?;
+        let collector_down = self.reader.collector_down()?;
+        let maintenance = self.maintenance_of(host, from, to)?;
+        let mut by_signal: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
+        by_signal.entry(("agent".into(), String::new())).or_default();
+        for (signal, target, end) in before {
+            by_signal.entry((signal, target)).or_default().push(Span { from: end, to: end, state: State::Unknown });
+        }
+        for (signal, target, span) in rows {
+            by_signal.entry((signal, target)).or_default().push(span);
+        }
+        let hours = self.cfg.calendar.as_ref().map(|cal| cal.intervals(from, to));
+        let mut out = Vec::new();
+        for ((signal, target), evidence) in by_signal {
+            let inputs = sla::Inputs {
+                evidence: &evidence,
+                collector_down: &collector_down,
+                maintenance: &maintenance,
+                rules: self.cfg.rules,
+                now,
+            };
+            let spans = sla::timeline(&inputs, from, to);
+            let summary = sla::summarize(&spans, hours.as_deref());
+            out.push(SignalUptime {
+                signal,
+                target,
+                availability: summary.ratio(),
+                summary,
+                timeline: if with_timeline { spans } else { Vec::new() },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Incidents of `host` overlapping `[from, to)`, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn incidents(&self, host: &str, from: Ms, to: Ms, now: Ms) -> Result<Vec<IncidentRow>, Error> {
+        let history = self.reader.check_history(host, to)?;
+        let acks = self.reader.acks(host)?;
+        let mut found: Vec<sla::Incident> = Vec::new();
+        let mut start = 0;
+        while start < history.len() {
+            let key = (&history[start].0, &history[start].1);
+            let end = start + history[start..].iter().take_while(|r| (&r.0, &r.1) == key).count();
+            let results: Vec<(Ms, bool, i32, String)> =
+                history[start..end].iter().map(|r| (r.2, r.3, r.4, r.5.clone())).collect();
+            found.extend(sla::incidents_of(host, key.0, key.1, &results));
+            start = end;
+        }
+        // A silent agent counted as down is an incident of its own.
+        for signal in self.host_uptime(host, from, to, now, true)? {
+            if signal.signal != "agent" {
+                continue;
+            }
+            for span in signal.timeline.iter().filter(|s| s.state == State::Down) {
+                found.push(sla::Incident {
+                    host: host.to_owned(),
+                    check: "agent".into(),
+                    target: String::new(),
+                    severity: 3,
+                    reason: "silent".into(),
+                    start_ms: span.from,
+                    end_ms: (span.to < now).then_some(span.to),
+                });
+            }
+        }
+        let mut out: Vec<IncidentRow> = found
+            .into_iter()
+            .filter(|i| i.start_ms < to && i.end_ms.is_none_or(|e| e > from))
+            .map(|i| {
+                let ack = acks.get(&(i.check.clone(), i.target.clone(), i.start_ms));
+                IncidentRow {
+                    duration_ms: i.end_ms.unwrap_or(now) - i.start_ms,
+                    ack_ms: ack.map(|a| a.0),
+                    ack_by: ack.map(|a| a.1.clone()),
+                    reaction_ms: ack.map(|a| a.0 - i.start_ms),
+                    severity: severity_name(i.severity),
+                    host: i.host,
+                    check: i.check,
+                    target: i.target,
+                    reason: i.reason,
+                    start_ms: i.start_ms,
+                    end_ms: i.end_ms,
+                }
+            })
+            .collect();
+        out.sort_by_key(|i| (i.start_ms, i.check.clone(), i.target.clone()));
+        Ok(out)
+    }
+
+    /// Start of the calendar month containing `now`, in the SLA time zone.
+    pub fn month_start(&self, now: Ms) -> Ms {
+        jiff::Timestamp::from_millisecond(now)
+            .ok()
+            .and_then(|t| t.to_zoned(self.cfg.timezone.clone()).first_of_month().ok()?.start_of_day().ok())
+            .map_or(now - 30 * DAY, |z| z.timestamp().as_millisecond())
+    }
+
+    /// `[from, to)` of a month written `YYYY-MM`, in the SLA time zone.
+    ///
+    /// # Errors
+    /// A message when the text is not a month.
+    pub fn month_bounds(&self, month: &str) -> Result<(Ms, Ms), String> {
+        let date = jiff::civil::Date::strptime("%Y-%m-%d", format!("{month}-01"))
+            .map_err(|_| format!("{month:?}: expected a month as YYYY-MM"))?;
+        let start = date.to_zoned(self.cfg.timezone.clone()).map_err(|e| e.to_string())?;
+        let next = start.checked_add(jiff::Span::new().months(1)).map_err(|e| e.to_string())?;
+        Ok((start.timestamp().as_millisecond(), next.timestamp().as_millisecond()))
+    }
+
+    /// Recomputes `b24watch_uptime_ratio` and `b24watch_incidents_open` for `hosts`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn refresh_metrics(&self, hosts: &[String], now: Ms) -> Result<(), Error> {
+        let mut out = String::with_capacity(256 * hosts.len());
+        out.push_str(
+            "# HELP b24watch_uptime_ratio Time-weighted availability up / (up + down) per host, signal and window; unknown and maintenance time excluded.\n\
+             # TYPE b24watch_uptime_ratio gauge\n",
+        );
+        let windows =
+            [("1d", now - DAY), ("7d", now - 7 * DAY), ("30d", now - 30 * DAY), ("month", self.month_start(now))];
+        let mut open: Vec<(String, &'static str, usize)> = Vec::new();
+        for host in hosts {
+            for (window, from) in windows {
+                for s in self.host_uptime(host, from, now, now, false)? {
+                    if let Some(ratio) = s.availability {
+                        let _ = writeln!(
+                            out,
+                            "b24watch_uptime_ratio{{host=\"{}\",signal=\"{}\",target=\"{}\",window=\"{window}\"}} {ratio}",
+                            escape(host),
+                            escape(&s.signal),
+                            escape(&s.target)
+                        );
+                    }
+                }
+            }
+            let incidents = self.incidents(host, now - 30 * DAY, now, now)?;
+            for severity in ["critical", "high", "medium", "low"] {
+                let n = incidents.iter().filter(|i| i.end_ms.is_none() && i.severity == severity).count();
+                open.push((host.clone(), severity, n));
+            }
+        }
+        out.push_str("# HELP b24watch_incidents_open Incidents not yet over, by host and severity.\n# TYPE b24watch_incidents_open gauge\n");
+        for (host, severity, n) in open {
+            let _ = writeln!(out, "b24watch_incidents_open{{host=\"{}\",severity=\"{severity}\"}} {n}", escape(&host));
+        }
+        *self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = out;
+        Ok(())
+    }
+
+    /// Appends the last computed uptime metrics.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(&self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// Hosts known to the collector (enrolled, not revoked).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn hosts(&self) -> Result<Vec<String>, Error> {
+        Ok(self.reader.agents()?.into_iter().filter(|a| a.revoked_ms.is_none()).map(|a| a.id).collect())
+    }
+
+    /// The reader.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+/// Escapes a label value for the exposition format.
+pub fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
