@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the b24watch test suite needs, only when it is missing (Debian/Ubuntu).
 #   promtool (package prometheus), logrotate, mariadbd (package mariadb-server), systemd-analyze
-#   (package systemd), a C compiler for the bundled SQLite. The suite starts its own MariaDB;
+#   (package systemd), chromium (report and status page checked in a headless browser), a C
+#   compiler for the bundled SQLite. The suite starts its own MariaDB;
 #   none needs to be running.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+[ -x /usr/bin/chromium ] || [ -x /usr/bin/chromium-browser ] || missing+=(chromium)
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust 1.95 or newer (https://rustup.rs), then run make test again" >&2

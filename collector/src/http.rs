@@ -107,22 +107,24 @@ struct WindowQuery {
 }
 
 /// Resolves a window: default the last 30 days; `from < to` required.
-fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Response> {
+/// A refusal: status and message, turned into a JSON error by [`error`].
+type Refusal = (StatusCode, String);
+
+fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
     let to = q.to.unwrap_or(now);
     let from = q.from.unwrap_or(to - 30 * 86_400_000);
     if from >= to {
-        return Err(error(StatusCode::BAD_REQUEST, format!("from {from} must be before to {to} (unix ms)")));
+        return Err((StatusCode::BAD_REQUEST, format!("from {from} must be before to {to} (unix ms)")));
     }
     Ok((from, to))
 }
 
-fn hosts_of(state: &AppState, host: Option<&String>) -> Result<Vec<String>, Response> {
-    let all =
-        state.uptime.hosts().map_err(|err| error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")))?;
+fn hosts_of(state: &AppState, host: Option<&String>) -> Result<Vec<String>, Refusal> {
+    let all = state.uptime.hosts().map_err(|err| (StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")))?;
     match host {
         None => Ok(all),
         Some(h) if all.contains(h) => Ok(vec![h.clone()]),
-        Some(h) => Err(error(StatusCode::NOT_FOUND, format!("unknown host {h:?}"))),
+        Some(h) => Err((StatusCode::NOT_FOUND, format!("unknown host {h:?}"))),
     }
 }
 
@@ -130,11 +132,11 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> 
     let now = now_ms();
     let (from, to) = match window(&q, now) {
         Ok(w) => w,
-        Err(resp) => return resp,
+        Err((code, message)) => return error(code, message),
     };
     let hosts = match hosts_of(&state, q.host.as_ref()) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err((code, message)) => return error(code, message),
     };
     let uptime = Arc::clone(&state.uptime);
     let with_timeline = q.timeline.unwrap_or(false);
@@ -153,11 +155,11 @@ async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) 
     let now = now_ms();
     let (from, to) = match window(&q, now) {
         Ok(w) => w,
-        Err(resp) => return resp,
+        Err((code, message)) => return error(code, message),
     };
     let hosts = match hosts_of(&state, q.host.as_ref()) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err((code, message)) => return error(code, message),
     };
     let uptime = Arc::clone(&state.uptime);
     blocking_json(move || {
@@ -195,8 +197,8 @@ async fn acknowledge(
             );
         }
     };
-    if let Err(resp) = hosts_of(&state, Some(&body.host)) {
-        return resp;
+    if let Err((code, message)) = hosts_of(&state, Some(&body.host)) {
+        return error(code, message);
     }
     let uptime = Arc::clone(&state.uptime);
     let now = now_ms();
@@ -255,9 +257,9 @@ async fn maintenance_add(
         return error(StatusCode::BAD_REQUEST, "from must be before to".into());
     }
     if !body.host.is_empty()
-        && let Err(resp) = hosts_of(&state, Some(&body.host))
+        && let Err((code, message)) = hosts_of(&state, Some(&body.host))
     {
-        return resp;
+        return error(code, message);
     }
     let uptime = Arc::clone(&state.uptime);
     match tokio::task::spawn_blocking(move || uptime.add_maintenance(&body.host, from, to, &body.reason, now_ms()))

@@ -324,7 +324,7 @@ pub fn html(report: &Report) -> String {
             out.push_str("</table>");
         }
     }
-    let _ = write!(out, "<p>Generated {} by b24watch.</p></body></html>\n", time(report.generated_ms));
+    let _ = writeln!(out, "<p>Generated {} by b24watch.</p></body></html>", time(report.generated_ms));
     out
 }
 
@@ -404,11 +404,11 @@ pub fn status_html(rows: &[StatusRow], now: Ms) -> String {
             state = if r.up { "up" } else { "not reporting" },
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</table><p>Updated {}. <a href=\"/reports/sla?format=html\">Monthly SLA report</a> · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/hosts\">/api/v1/hosts</a> · \
-         <a href=\"/api/v1/incidents\">/api/v1/incidents</a> · <a href=\"/api/v1/maintenance\">/api/v1/maintenance</a></p></body></html>\n",
+         <a href=\"/api/v1/incidents\">/api/v1/incidents</a> · <a href=\"/api/v1/maintenance\">/api/v1/maintenance</a></p></body></html>",
         time(now)
     );
     out

@@ -7,9 +7,11 @@
 //! - [`eventually`]: polls a condition against a deadline (`RUST_TEST_PATIENCE_MS` scales it).
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
 //! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
+//! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
 
 pub mod mariadb;
 pub mod portal;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -340,9 +342,31 @@ impl Agent {
 /// # Errors
 /// IO errors and malformed responses.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, "")
+}
+
+/// POSTs a JSON body; returns status and body.
+///
+/// # Errors
+/// IO errors and malformed responses.
+pub fn http_post(addr: SocketAddr, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "POST", path, json)
+}
+
+/// A minimal HTTP/1.1 request with an optional JSON body (`Connection: close`), bounded by a
+/// 10 s timeout.
+///
+/// # Errors
+/// IO errors and malformed responses.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{json}",
+        json.len()
+    )?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;

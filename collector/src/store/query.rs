@@ -88,6 +88,12 @@ pub struct CheckRow {
     pub at_ms: i64,
 }
 
+/// A stored check result: `(check, target, at_ms, failed, severity, reason)`.
+pub type CheckHistoryRow = (String, String, i64, bool, i32, String);
+
+/// Acknowledgements: `(check, target, start_ms) -> (ack_ms, by)`.
+pub type Acks = std::collections::HashMap<(String, String, i64), (i64, String)>;
+
 /// A maintenance window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaintenanceRow {
@@ -343,11 +349,7 @@ impl Reader {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn check_history(
-        &self,
-        agent_id: &str,
-        to: i64,
-    ) -> Result<Vec<(String, String, i64, bool, i32, String)>, Error> {
+    pub fn check_history(&self, agent_id: &str, to: i64) -> Result<Vec<CheckHistoryRow>, Error> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT check_name, target, at_ms, status, severity, reason FROM check_result
@@ -364,10 +366,7 @@ impl Reader {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn acks(
-        &self,
-        agent_id: &str,
-    ) -> Result<std::collections::HashMap<(String, String, i64), (i64, String)>, Error> {
+    pub fn acks(&self, agent_id: &str) -> Result<Acks, Error> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached("SELECT check_name, target, start_ms, ack_ms, by FROM incident_ack WHERE agent_id = ?1")?;
