@@ -63,6 +63,15 @@ pub struct IncidentRow {
     pub reaction_ms: Option<Ms>,
 }
 
+/// Inputs every host's computation shares.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// When the collector was not running.
+    pub collector_down: Vec<(Ms, Ms)>,
+    /// Maintenance windows (config and API).
+    pub maintenance: Vec<MaintenanceRow>,
+}
+
 /// The uptime service of a running collector (or of the `report` command).
 #[derive(Debug)]
 pub struct Uptime {
@@ -176,14 +185,12 @@ impl Uptime {
         Ok(rows)
     }
 
-    fn maintenance_of(&self, host: &str, from: Ms, to: Ms) -> Result<Vec<(Ms, Ms)>, Error> {
-        Ok(sla::normalize(
-            self.maintenance_windows(from, to)?
-                .into_iter()
-                .filter(|m| m.host.is_empty() || m.host == host)
-                .map(|m| (m.from_ms, m.to_ms))
-                .collect(),
-        ))
+    /// What every host's computation over `[from, to)` shares: read once per fleet.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn shared(&self, from: Ms, to: Ms) -> Result<Shared, Error> {
+        Ok(Shared { collector_down: self.reader.collector_down()?, maintenance: self.maintenance_windows(from, to)? })
     }
 
     /// Uptime of every signal of `host` over `[from, to)`.
@@ -198,24 +205,101 @@ impl Uptime {
         now: Ms,
         with_timeline: bool,
     ) -> Result<Vec<SignalUptime>, Error> {
+        let shared = self.shared(from, to)?;
+        self.host_uptime_with(&shared, host, from, to, now, with_timeline)
+    }
+
+    /// [`Uptime::host_uptime`] with the shared inputs already read.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn host_uptime_with(
+        &self,
+        shared: &Shared,
+        host: &str,
+        from: Ms,
+        to: Ms,
+        now: Ms,
+        with_timeline: bool,
+    ) -> Result<Vec<SignalUptime>, Error> {
         let rows = self.reader.evidence(host, from, now.max(to))?;
         let before = self.reader.evidence_before(host, from)?;
-        let collector_down = self.reader.collector_down()?;
-        let maintenance = self.maintenance_of(host, from, to)?;
         let mut by_signal: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
-        by_signal.entry(("agent".into(), String::new())).or_default();
         for (signal, target, end) in before {
             by_signal.entry((signal, target)).or_default().push(Span { from: end, to: end, state: State::Unknown });
         }
         for (signal, target, span) in rows {
             by_signal.entry((signal, target)).or_default().push(span);
         }
+        Ok(self.compute(shared, host, by_signal, from, to, now, with_timeline))
+    }
+
+    /// Uptime of every signal of every host in `hosts` over `[from, to)`, with two scans of the
+    /// evidence for the whole fleet.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn fleet_uptime(
+        &self,
+        hosts: &[String],
+        from: Ms,
+        to: Ms,
+        now: Ms,
+    ) -> Result<BTreeMap<String, Vec<SignalUptime>>, Error> {
+        let shared = self.shared(from, to)?;
+        let mut evidence: BTreeMap<String, BTreeMap<(String, String), Vec<Span>>> =
+            hosts.iter().map(|h| (h.clone(), BTreeMap::new())).collect();
+        for (host, signal, target, spans) in self.reader.evidence_all(from, now.max(to))? {
+            if let Some(signals) = evidence.get_mut(&host) {
+                signals.insert((signal, target), spans);
+            }
+        }
+        // A silence at the window's start is judged by its whole length: find where it began.
+        for (host, signals) in &mut evidence {
+            signals.entry(("agent".into(), String::new())).or_default();
+            for ((signal, target), spans) in signals.iter_mut() {
+                if spans.first().is_none_or(|s| s.from > from)
+                    && let Some(end) = self.reader.last_end_before(host, signal, target, from)?
+                {
+                    spans.insert(0, Span { from: end, to: end, state: State::Unknown });
+                }
+            }
+        }
+        Ok(evidence
+            .into_iter()
+            .map(|(host, signals)| {
+                let computed = self.compute(&shared, &host, signals, from, to, now, false);
+                (host, computed)
+            })
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compute(
+        &self,
+        shared: &Shared,
+        host: &str,
+        mut by_signal: BTreeMap<(String, String), Vec<Span>>,
+        from: Ms,
+        to: Ms,
+        now: Ms,
+        with_timeline: bool,
+    ) -> Vec<SignalUptime> {
+        by_signal.entry(("agent".into(), String::new())).or_default();
+        let maintenance = sla::normalize(
+            shared
+                .maintenance
+                .iter()
+                .filter(|m| m.host.is_empty() || m.host == host)
+                .map(|m| (m.from_ms, m.to_ms))
+                .collect(),
+        );
         let hours = self.cfg.calendar.as_ref().map(|cal| cal.intervals(from, to));
         let mut out = Vec::new();
         for ((signal, target), evidence) in by_signal {
             let inputs = sla::Inputs {
                 evidence: &evidence,
-                collector_down: &collector_down,
+                collector_down: &shared.collector_down,
                 maintenance: &maintenance,
                 rules: self.cfg.rules,
                 now,
@@ -230,7 +314,7 @@ impl Uptime {
                 timeline: if with_timeline { spans } else { Vec::new() },
             });
         }
-        Ok(out)
+        out
     }
 
     /// Incidents of `host` overlapping `[from, to)`, oldest first.
@@ -324,9 +408,13 @@ impl Uptime {
         let windows =
             [("1d", now - DAY), ("7d", now - 7 * DAY), ("30d", now - 30 * DAY), ("month", self.month_start(now))];
         let mut open: Vec<(String, &'static str, usize)> = Vec::new();
+        let mut by_window = Vec::new();
+        for (window, from) in windows {
+            by_window.push((window, self.fleet_uptime(hosts, from, now, now)?));
+        }
         for host in hosts {
-            for (window, from) in windows {
-                for s in self.host_uptime(host, from, now, now, false)? {
+            for (window, fleet) in &by_window {
+                for s in fleet.get(host).into_iter().flatten() {
                     if let Some(ratio) = s.availability {
                         let _ = writeln!(
                             out,

@@ -91,6 +91,9 @@ pub struct CheckRow {
 /// A stored check result: `(check, target, at_ms, failed, severity, reason)`.
 pub type CheckHistoryRow = (String, String, i64, bool, i32, String);
 
+/// Evidence of one signal: `(agent, signal, target, spans)`.
+pub type EvidenceGroup = (String, String, String, Vec<crate::sla::Span>);
+
 /// Acknowledgements: `(check, target, start_ms) -> (ack_ms, by)`.
 pub type Acks = std::collections::HashMap<(String, String, i64), (i64, String)>;
 
@@ -295,6 +298,60 @@ impl Reader {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Uptime evidence of every agent overlapping `[from, to)`, grouped by (agent, signal,
+    /// target) with spans sorted by start. One scan for a whole fleet; names are allocated once
+    /// per group, not per row.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn evidence_all(&self, from: i64, to: i64) -> Result<Vec<EvidenceGroup>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, signal, target, up, from_ms, to_ms FROM evidence
+             WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY agent_id, signal, target, from_ms",
+        )?;
+        let mut rows = stmt.query(params![from, to])?;
+        let mut out: Vec<EvidenceGroup> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let text = |idx: usize| r.get_ref(idx).map(|v| v.as_str().unwrap_or_default());
+            let (agent, signal, target) = (text(0)?, text(1)?, text(2)?);
+            let same = out.last().is_some_and(|g| g.0 == agent && g.1 == signal && g.2 == target);
+            if !same {
+                out.push((agent.to_owned(), signal.to_owned(), target.to_owned(), Vec::new()));
+            }
+            let up: bool = r.get(3)?;
+            let span = crate::sla::Span {
+                from: r.get(4)?,
+                to: r.get(5)?,
+                state: if up { crate::sla::State::Up } else { crate::sla::State::Down },
+            };
+            out.last_mut().expect("pushed above").3.push(span);
+        }
+        Ok(out)
+    }
+
+    /// End of the last evidence interval of one signal that starts before `before`, if any
+    /// (an index seek).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn last_end_before(
+        &self,
+        agent_id: &str,
+        signal: &str,
+        target: &str,
+        before: i64,
+    ) -> Result<Option<i64>, Error> {
+        let conn = self.conn();
+        Ok(conn
+            .prepare_cached(
+                "SELECT to_ms FROM evidence WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND from_ms < ?4
+                 ORDER BY from_ms DESC LIMIT 1",
+            )?
+            .query_row(params![agent_id, signal, target, before], |r| r.get(0))
+            .optional()?)
     }
 
     /// The end of the newest evidence of each signal before `before` (to judge a silence that

@@ -100,7 +100,7 @@ const MIGRATIONS: &[&str] = &[
         from_ms INTEGER NOT NULL,
         to_ms INTEGER NOT NULL
     );
-    CREATE INDEX evidence_by_signal ON evidence(agent_id, signal, target, from_ms);
+    CREATE INDEX evidence_by_signal ON evidence(agent_id, signal, target, from_ms, to_ms, up);
     CREATE TABLE collector_run(
         id INTEGER PRIMARY KEY,
         started_ms INTEGER NOT NULL,
