@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test deps build release bench-agent bench-logs fmt lint clean
+.PHONY: run test deps build release bench-agent bench-logs bench-sla fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -34,6 +34,10 @@ bench-agent:
 ## bench-logs: log scanning throughput next to grep on the same 1 GiB file (SIZE_MB=...)
 bench-logs:
 	scripts/bench-logs.sh
+
+## bench-sla: the 30-day SLA of 1,000 hosts, pure and read from SQLite (budget 50 ms)
+bench-sla:
+	cargo run --release -q -p b24watch-collector --example sla_bench
 
 fmt:
 	cargo fmt --all
