@@ -20,13 +20,56 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# With MariaDB installed, the agent also checks a MariaDB of the bench's own and a Bitrix site
+# on it (every check on every tick: the DESIGN budget's "host + MySQL + Bitrix checks").
+agent_config="$work/absent.toml"
+mysqld=$(command -v mariadbd || ls /usr/sbin/mariadbd 2>/dev/null || true)
+if [ -n "$mysqld" ] && command -v mariadb-install-db >/dev/null 2>&1; then
+    mkdir -p "$work/db"
+    user=$(id -un)
+    mariadb-install-db --no-defaults --datadir="$work/db/data" --auth-root-authentication-method=normal \
+        --skip-test-db --user="$user" >/dev/null 2>&1
+    sock="$work/db/my.sock"
+    "$mysqld" --no-defaults --datadir="$work/db/data" --socket="$sock" --skip-networking --user="$user" \
+        --innodb-buffer-pool-size=16M --skip-log-bin --sql-mode= --innodb-strict-mode=OFF \
+        --log-error="$work/db/error.log" &
+    pids+=($!)
+    for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+    sql() { mariadb --no-defaults --socket="$sock" -uroot -e "$1"; }
+    sql "CREATE USER 'b24watch'@'localhost' IDENTIFIED BY 'bench' WITH MAX_USER_CONNECTIONS 3;
+         GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'b24watch'@'localhost';
+         CREATE DATABASE sitemanager;"
+    mariadb --no-defaults --socket="$sock" -uroot sitemanager < scripts/bitrix-schema.sql
+    sql "USE sitemanager; INSERT INTO b_agent(MODULE_ID, NAME, LAST_EXEC, NEXT_EXEC, RETRY_COUNT)
+         SELECT 'main', CONCAT('Agent', seq, '();'), NOW(), NOW() + INTERVAL 1 HOUR, 0 FROM seq_1_to_300;
+         INSERT INTO b_event(EVENT_NAME, LID, DATE_INSERT, SUCCESS_EXEC) SELECT 'E', 's1', NOW(), 'Y' FROM seq_1_to_5000;"
+    mkdir -p "$work/site/www/bitrix"
+    printf "<?php return ['connections' => ['value' => ['default' => ['host' => 'localhost', 'database' => 'sitemanager', 'login' => 'bitrix0', 'password' => 'x']]]];\n" \
+        > "$work/site/www/bitrix/.settings.php"
+    echo bench > "$work/mysql.password"
+    agent_config="$work/agent.toml"
+    cat > "$agent_config" <<EOF
+[mysql]
+sockets = ["$sock"]
+user = "b24watch"
+password_file = "$work/mysql.password"
+interval_secs = $interval
+[bitrix]
+site_roots = ["$work/site/www"]
+interval_secs = $interval
+EOF
+    echo "checks: MySQL and one Bitrix site on a MariaDB of the bench's own, every $interval s"
+else
+    echo "checks: MariaDB not installed, host samplers only"
+fi
+
 grpc=$(port); http=$(port)
 c=(target/release/b24watch-collector --config "$work/absent.toml" --data-dir "$work/c")
 "${c[@]}" enroll bench > "$work/token"
 B24WATCH_LOG=warn "${c[@]}" --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" &
 pids+=($!)
 sleep 1
-B24WATCH_LOG=warn target/agent-release/b24watch-agent --config "$work/absent.toml" --collector-url "http://127.0.0.1:$grpc" \
+B24WATCH_LOG=warn target/agent-release/b24watch-agent --config "$agent_config" --collector-url "http://127.0.0.1:$grpc" \
     --token-file "$work/token" --state-dir "$work/a" --interval-secs "$interval" &
 agent=$!
 pids+=($agent)
@@ -57,3 +100,21 @@ ne1=$(cpu_ns "$ne")
 ne_ms=$(awk -v d=$((ne1 - ne0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
 echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
 awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
+
+exporter=$(command -v prometheus-mysqld-exporter || command -v mysqld_exporter || true)
+if [ -n "$exporter" ] && [ -n "${sock:-}" ]; then
+    me_port=$(port)
+    DATA_SOURCE_NAME="b24watch:bench@unix($sock)/" "$exporter" --web.listen-address="127.0.0.1:$me_port" \
+        --log.level=error 2>/dev/null &
+    me=$!
+    pids+=($me)
+    sleep 2
+    curl -s "http://127.0.0.1:$me_port/metrics" >&3
+    me0=$(cpu_ns "$me")
+    for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$me_port/metrics" >&3; sleep 0.2; done
+    me1=$(cpu_ns "$me")
+    me_ms=$(awk -v d=$((me1 - me0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
+    echo "mysqld_exporter: rss_kib=$(rss_kib "$me") cpu_ms_per_scrape=$me_ms scrapes=$scrapes"
+    awk -v a="$agent_ms_per_tick" -v n="$ne_ms" -v m="$me_ms" \
+        'BEGIN { printf "ratio agent_tick/(node_exporter+mysqld_exporter scrape)=%.3f (budget 0.25)\n", a / (n + m) }'
+fi
