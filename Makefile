@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test deps build release bench-agent bench-logs bench-sla fmt lint clean
+.PHONY: run test deps build release package bench-agent bench-logs bench-sla fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -13,6 +13,7 @@ run:
 # tests, so `cargo test` does not compile the dependency tree a second time.
 test: deps
 	cargo build --workspace --all-targets
+	PACKAGE_PROFILE=package-check scripts/package.sh
 	cargo test --workspace
 
 ## deps: install test dependencies (promtool, logrotate, mariadb-server) when missing
@@ -26,6 +27,10 @@ build:
 release:
 	cargo build --release -p b24watch-collector --bin b24watch-collector
 	cargo build --profile agent-release -p b24watch-agent --bin b24watch-agent
+
+## package: .deb and .rpm of agent and collector, binaries for glibc 2.28, into target/package/
+package:
+	scripts/package.sh
 
 ## bench-agent: the agent's steady RSS and CPU per tick next to node_exporter's per scrape
 bench-agent:

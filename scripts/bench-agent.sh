@@ -82,24 +82,25 @@ agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v n="$n_ticks" 'BEGIN { printf "%
 echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick ticks=$n_ticks"
 
 node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
-if [ -z "$node_exporter" ]; then
-    echo "node_exporter: not installed (apt-get install prometheus-node-exporter for the anchor)"
-    exit 0
-fi
-ne_port=$(port)
-"$node_exporter" --web.listen-address="127.0.0.1:$ne_port" --log.level=error 2>/dev/null &
-ne=$!
-pids+=($ne)
-sleep 2
 scrapes=$((duration / interval))
 exec 3>/dev/null
-curl -s "http://127.0.0.1:$ne_port/metrics" >&3
-ne0=$(cpu_ns "$ne")
-for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$ne_port/metrics" >&3; sleep 0.2; done
-ne1=$(cpu_ns "$ne")
-ne_ms=$(awk -v d=$((ne1 - ne0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
-echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
-awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
+ne_ms=0
+if [ -z "$node_exporter" ]; then
+    echo "node_exporter: not installed (apt-get install prometheus-node-exporter for the anchor)"
+else
+    ne_port=$(port)
+    "$node_exporter" --web.listen-address="127.0.0.1:$ne_port" --log.level=error 2>/dev/null &
+    ne=$!
+    pids+=($ne)
+    sleep 2
+    curl -s "http://127.0.0.1:$ne_port/metrics" >&3
+    ne0=$(cpu_ns "$ne")
+    for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$ne_port/metrics" >&3; sleep 0.2; done
+    ne1=$(cpu_ns "$ne")
+    ne_ms=$(awk -v d=$((ne1 - ne0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
+    echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
+    awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
+fi
 
 exporter=$(command -v prometheus-mysqld-exporter || command -v mysqld_exporter || true)
 if [ -n "$exporter" ] && [ -n "${sock:-}" ]; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the b24watch test suite needs, only when it is missing (Debian/Ubuntu).
 #   promtool (package prometheus), logrotate, mariadbd (package mariadb-server), systemd-analyze
-#   (package systemd), chromium (report and status page checked in a headless browser), a C
-#   compiler for the bundled SQLite. The suite starts its own MariaDB;
+#   (package systemd), chromium (report and status page checked in a headless browser), rpm and
+#   binutils (the packages are inspected), a C compiler for the bundled SQLite. scripts/package.sh
+#   installs the packaging tools itself (cargo-zigbuild and zig from PyPI, cargo-deb and
+#   cargo-generate-rpm from crates.io). The suite starts its own MariaDB;
 #   none needs to be running.
 set -euo pipefail
 
@@ -13,6 +15,9 @@ command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ -x /usr/bin/chromium ] || [ -x /usr/bin/chromium-browser ] || missing+=(chromium)
+command -v rpm >/dev/null 2>&1 || missing+=(rpm)
+command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust 1.95 or newer (https://rustup.rs), then run make test again" >&2

@@ -434,7 +434,8 @@ impl Uptime {
         }
         out.push_str("# HELP b24watch_sla_target_ratio Availability target of the host ([sla] target or targets).\n# TYPE b24watch_sla_target_ratio gauge\n");
         for host in hosts {
-            let _ = writeln!(out, "b24watch_sla_target_ratio{{host=\"{}\"}} {}", escape(host), self.cfg.target_of(host));
+            let _ =
+                writeln!(out, "b24watch_sla_target_ratio{{host=\"{}\"}} {}", escape(host), self.cfg.target_of(host));
         }
         out.push_str("# HELP b24watch_incidents_open Incidents not yet over, by host and severity.\n# TYPE b24watch_incidents_open gauge\n");
         for (host, severity, n) in open {

@@ -137,6 +137,8 @@ pub const BITRIX_MAIL_QUEUE_PENDING: &str = "bitrix_mail_queue_pending";
 pub const BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS: &str = "bitrix_mail_queue_oldest_age_seconds";
 /// Bitrix: mail events that failed to send in the last hour.
 pub const BITRIX_MAIL_FAILED_LAST_HOUR: &str = "bitrix_mail_failed_last_hour";
+/// Bitrix: when the daily system check last wrote its result to b_event_log, unix seconds.
+pub const BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS: &str = "bitrix_site_checker_last_run_timestamp_seconds";
 /// Bitrix: 1 when the last system check (site_checker) passed.
 pub const BITRIX_SITE_CHECKER_OK: &str = "bitrix_site_checker_ok";
 /// Portal probe: 1 when the request succeeded (status < 400, keyword found).
@@ -251,6 +253,11 @@ pub const SERIES: &[Descriptor] = &[
         "Bitrix: age of the oldest unsent mail event (0 when none).",
     ),
     gauge(BITRIX_MAIL_FAILED_LAST_HOUR, &["site"], "Bitrix: mail events that failed to send in the last hour."),
+    gauge(
+        BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS,
+        &["site"],
+        "Bitrix: when the daily system check last wrote its result to b_event_log, unix seconds.",
+    ),
     gauge(BITRIX_SITE_CHECKER_OK, &["site"], "Bitrix: 1 when the last system check (site_checker) passed."),
     gauge(PROBE_SUCCESS, &["target"], "Portal probe: 1 when the request succeeded (status < 400, keyword found)."),
     gauge(PROBE_DURATION_SECONDS, &["target"], "Portal probe: time the request took."),

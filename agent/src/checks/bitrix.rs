@@ -16,7 +16,7 @@ use std::time::Duration;
 use b24watch_proto::catalog::{
     BITRIX_AGENTS_DISABLED, BITRIX_AGENTS_FAILING, BITRIX_AGENTS_OVERDUE, BITRIX_AGENTS_STUCK,
     BITRIX_CRON_LAST_RUN_TIMESTAMP_SECONDS, BITRIX_MAIL_FAILED_LAST_HOUR, BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS,
-    BITRIX_MAIL_QUEUE_PENDING, BITRIX_SITE_CHECKER_OK, BITRIX_UP,
+    BITRIX_MAIL_QUEUE_PENDING, BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS, BITRIX_SITE_CHECKER_OK, BITRIX_UP,
 };
 
 use super::discover::{Endpoint, Site};
@@ -58,6 +58,8 @@ pub struct SiteState {
     pub mail_failed: u64,
     /// `site_checker_success` option (`None`: the checker never ran).
     pub site_checker_ok: Option<bool>,
+    /// When the daily site check last wrote its result to the audit log (`b_event_log`).
+    pub site_checker_last_run: Option<f64>,
 }
 
 impl BitrixChecker {
@@ -159,6 +161,20 @@ pub async fn read_state(conn: &mut mysql_async::Conn, grace: Duration, limit: Du
     )
     .await?;
     state.site_checker_ok = checker.first().and_then(|r| mysql::text(r, 0)).map(|v| v.trim() == "Y");
+    // The audit log tells when the check last ran (the option only keeps its outcome). Cores
+    // without b_event_log, or a log that was cleaned, just leave it unknown.
+    state.site_checker_last_run = match mysql::query(
+        conn,
+        "SELECT UNIX_TIMESTAMP(TIMESTAMP_X) FROM b_event_log \
+         WHERE AUDIT_TYPE_ID IN ('SITE_CHECKER_SUCCESS', 'SITE_CHECKER_ERROR') ORDER BY ID DESC LIMIT 1",
+        limit,
+    )
+    .await
+    {
+        Ok(rows) => rows.first().and_then(|r| mysql::number(r, 0)),
+        Err(err) if err.reason == "error" => None,
+        Err(err) => return Err(err),
+    };
     Ok(state)
 }
 
@@ -181,6 +197,9 @@ pub fn judge(cfg: &BitrixConfig, site: &str, state: &SiteState, at: UnixMs, out:
     out.observe(BITRIX_MAIL_FAILED_LAST_HOUR, label(), state.mail_failed as f64, at);
     if let Some(ok) = state.site_checker_ok {
         out.observe(BITRIX_SITE_CHECKER_OK, label(), f64::from(u8::from(ok)), at);
+    }
+    if let Some(last) = state.site_checker_last_run {
+        out.observe(BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS, label(), last, at);
     }
 
     let minutes = |secs: f64| (secs / 60.0).round() as i64;
@@ -367,6 +386,7 @@ mod tests {
             mail_oldest: Some(990_000.0),
             mail_failed: 0,
             site_checker_ok: Some(false),
+            site_checker_last_run: None,
         };
         let mut out = Findings::default();
         judge(&cfg(), "default", &state, UnixMs(0), &mut out);
