@@ -105,16 +105,7 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     let spool = Arc::new(Mutex::new(spool));
     let pushed = Arc::new(Notify::new());
     let inbox = Arc::new(checks::Inbox::default());
-    let mut checkers = Vec::new();
-    if cfg.mysql.enabled && !checks::mysql::MysqlChecker::has_target(&cfg.mysql, &sites) {
-        info!("no MySQL socket, address, user or Bitrix site login found: MySQL checks are off");
-    }
-    for checker in checks::build_checkers(&cfg, &sites) {
-        if checker.name() == "mysql" && !checks::mysql::MysqlChecker::has_target(&cfg.mysql, &sites) {
-            continue;
-        }
-        checkers.push(checker);
-    }
+    let checkers = checks::build_checkers(&cfg, &sites);
     let scheduler = scheduler::Scheduler {
         samplers: sampler::build_samplers(&cfg),
         agent_id,

@@ -55,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/ack", axum::routing::post(acknowledge))
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
-        .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete))
+        .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/reports/sla", get(sla_report))
         .with_state(state)
 }
@@ -242,29 +242,56 @@ async fn maintenance_list(State(state): State<AppState>, Query(q): Query<WindowQ
     blocking_json(move || Ok(serde_json::json!({ "windows": uptime.maintenance_windows(from, to)? }))).await
 }
 
+/// A validated maintenance window from a request body: (host, from, to, reason).
+fn maintenance_window(
+    state: &AppState,
+    body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(String, i64, i64, String), Refusal> {
+    let axum::Json(body) =
+        body.map_err(|err| (StatusCode::BAD_REQUEST, format!("expected JSON {{host, from, to, reason}}: {err}")))?;
+    let (Some(from), Some(to)) = (time_value(&body.from), time_value(&body.to)) else {
+        return Err((StatusCode::BAD_REQUEST, "from and to: expected unix ms or RFC 3339 times".into()));
+    };
+    if from >= to {
+        return Err((StatusCode::BAD_REQUEST, "from must be before to".into()));
+    }
+    if !body.host.is_empty() {
+        hosts_of(state, Some(&body.host))?;
+    }
+    Ok((body.host, from, to, body.reason))
+}
+
+async fn maintenance_update(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (host, from, to, reason) = match maintenance_window(&state, body) {
+        Ok(window) => window,
+        Err((code, message)) => return error(code, message),
+    };
+    let uptime = Arc::clone(&state.uptime);
+    match tokio::task::spawn_blocking(move || uptime.update_maintenance(id, &host, from, to, &reason)).await {
+        Ok(Ok(true)) => axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })).into_response(),
+        Ok(Ok(false)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no maintenance window {id} (windows from the config file are changed there)"),
+        ),
+        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {err}")),
+    }
+}
+
 async fn maintenance_add(
     State(state): State<AppState>,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let axum::Json(body) = match body {
-        Ok(b) => b,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("expected JSON {{host, from, to, reason}}: {err}")),
+    let (host, from, to, reason) = match maintenance_window(&state, body) {
+        Ok(window) => window,
+        Err((code, message)) => return error(code, message),
     };
-    let (Some(from), Some(to)) = (time_value(&body.from), time_value(&body.to)) else {
-        return error(StatusCode::BAD_REQUEST, "from and to: expected unix ms or RFC 3339 times".into());
-    };
-    if from >= to {
-        return error(StatusCode::BAD_REQUEST, "from must be before to".into());
-    }
-    if !body.host.is_empty()
-        && let Err((code, message)) = hosts_of(&state, Some(&body.host))
-    {
-        return error(code, message);
-    }
     let uptime = Arc::clone(&state.uptime);
-    match tokio::task::spawn_blocking(move || uptime.add_maintenance(&body.host, from, to, &body.reason, now_ms()))
-        .await
-    {
+    match tokio::task::spawn_blocking(move || uptime.add_maintenance(&host, from, to, &reason, now_ms())).await {
         Ok(Ok(id)) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })))
             .into_response(),
         Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),

@@ -142,6 +142,17 @@ impl Uptime {
         Ok(self.admin().execute("DELETE FROM maintenance WHERE id = ?1", [id])? > 0)
     }
 
+    /// Replaces a maintenance window declared over the API; false when there was none.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn update_maintenance(&self, id: i64, host: &str, from: Ms, to: Ms, reason: &str) -> Result<bool, Error> {
+        Ok(self.admin().execute(
+            "UPDATE maintenance SET host = ?2, from_ms = ?3, to_ms = ?4, reason = ?5 WHERE id = ?1",
+            params![id, host, from, to, reason],
+        )? > 0)
+    }
+
     /// Acknowledges an incident (the first acknowledgement counts).
     ///
     /// # Errors

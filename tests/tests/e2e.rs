@@ -1790,7 +1790,8 @@ mod sla {
         let proxy = Proxy::start(collector.grpc);
         let config = "[logs]\nenabled = false\n[mysql]\nenabled = false\n[services]\nenabled = false\n";
         let _agent = Agent::start(dir.path(), &format!("http://{}", proxy.addr), &token, 1, config);
-        let t0 = now_ms();
+        // A second back, so a query right away still has a window (from < to).
+        let t0 = now_ms() - 1_000;
         collector.wait_for_load_points("cut-01", 3);
         proxy.cut();
         std::thread::sleep(Duration::from_secs(25));
@@ -1806,7 +1807,8 @@ mod sla {
         std::thread::sleep(Duration::from_secs(2));
         let after = signal(&collector, "cut-01", "agent", t0).expect("agent signal");
         assert_eq!(after.1, 0, "backfilled time must not count as down: {after:?}");
-        assert!(after.2 < 2_000, "backfilled time is known now: {after:?}");
+        // What stays unknown is the time before the first batch (t0 is a second early), not the cut.
+        assert!(after.2 < 3_000, "backfilled time is known now: {after:?}");
         let body = collector.api(&format!("/api/v1/uptime?host=cut-01&from={t0}"));
         let agent =
             body["hosts"][0]["signals"].as_array().expect("signals").iter().find(|s| s["signal"] == "agent").cloned();
@@ -1826,7 +1828,8 @@ mod sla {
         let (grpc, http) = (collector.grpc, collector.http);
         let agent_config = "[logs]\nenabled = false\n[mysql]\nenabled = false\n[services]\nenabled = false\n";
         let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, agent_config);
-        let t0 = now_ms();
+        // A second back, so a query right away still has a window (from < to).
+        let t0 = now_ms() - 1_000;
         collector.wait_for_load_points("gone-01", 3);
         agent.process.kill();
         collector.process.terminate(Duration::from_secs(10));
@@ -1912,7 +1915,8 @@ mod sla {
              timeout_secs = 2\ntargets = [{{ url = \"{url}\" }}]\n"
         );
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
-        let t0 = now_ms();
+        // A second back, so a query right away still has a window (from < to).
+        let t0 = now_ms() - 1_000;
         eventually("portal up", Duration::from_secs(20), || {
             signal(&collector, "web-01", "portal", t0).filter(|s| s.0 > 0)
         });
@@ -1990,6 +1994,20 @@ mod sla {
         let (_, down, _, maintenance) = signal(&collector, "web-01", "portal", t0).expect("portal");
         assert_eq!(down, 0);
         assert!(maintenance >= end - start, "{maintenance}");
+        // Narrowed to the first half of the outage: the rest is downtime again.
+        let half = format!(
+            "{{\"host\":\"web-01\",\"from\":{},\"to\":{},\"reason\":\"planned\"}}",
+            start - 10_000,
+            start + (end - start) / 2
+        );
+        let (status, body) =
+            b24watch_e2e::http_request(collector.http, "PUT", &format!("/api/v1/maintenance/{}", id["id"]), &half)
+                .expect("update");
+        assert_eq!(status, 200, "{body}");
+        let (_, down_after, _, _) = signal(&collector, "web-01", "portal", t0).expect("portal");
+        assert!(down_after > 0 && down_after < end - start + 5_000, "{down_after}");
+        let windows = collector.api("/api/v1/maintenance");
+        assert_eq!(windows["windows"].as_array().map(Vec::len), Some(1), "{windows}");
         let (status, _) =
             b24watch_e2e::http_request(collector.http, "DELETE", &format!("/api/v1/maintenance/{}", id["id"]), "")
                 .expect("delete");

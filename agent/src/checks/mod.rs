@@ -197,7 +197,11 @@ pub async fn run_checker(
 pub fn build_checkers(cfg: &crate::config::Config, sites: &[discover::Site]) -> Vec<Box<dyn Checker>> {
     let mut checkers: Vec<Box<dyn Checker>> = Vec::new();
     if cfg.mysql.enabled {
-        checkers.push(Box::new(mysql::MysqlChecker::new(cfg.mysql.clone(), sites)));
+        if mysql::MysqlChecker::has_target(&cfg.mysql, sites) {
+            checkers.push(Box::new(mysql::MysqlChecker::new(cfg.mysql.clone(), sites)));
+        } else {
+            info!("no MySQL socket, address, user or Bitrix site login found: MySQL checks are off");
+        }
     }
     if cfg.bitrix.enabled && !sites.is_empty() {
         checkers.push(Box::new(bitrix::BitrixChecker::new(cfg.bitrix.clone(), cfg.mysql.clone(), sites.to_vec())));

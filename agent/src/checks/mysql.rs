@@ -4,7 +4,6 @@
 //! connect time is the `mysql_connect_seconds` measurement). Every wait is bounded by
 //! `mysql.timeout_secs`. "down", "auth_failed" and "timeout" are distinct reasons.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use b24watch_proto::catalog::{
@@ -58,17 +57,29 @@ pub fn classify(err: &mysql_async::Error) -> DbError {
     DbError { reason, message: err.to_string() }
 }
 
-/// Where and how to log in: resolved per run (the password file is re-read each time).
-#[derive(Debug, Clone)]
+/// Where and how to log in: resolved per run (the password file is re-read each time). `Debug`
+/// hides the password.
+#[derive(Clone)]
 pub struct Target {
     /// Socket or TCP address.
     pub endpoint: Endpoint,
     /// Credentials.
     pub user: String,
-    /// Password (kept out of `Debug` by [`DbCredentials`]'s discipline: never logged).
+    /// Password; never logged.
     password: String,
     /// Database to select, if any.
     pub database: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("endpoint", &self.endpoint)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("database", &self.database)
+            .finish()
+    }
 }
 
 impl Target {
@@ -464,14 +475,5 @@ impl Checker for MysqlChecker {
         for (reason, count) in &self.failures {
             out.observe(MYSQL_CHECK_FAILURES_TOTAL, vec![("reason", (*reason).to_owned())], *count as f64, at);
         }
-    }
-}
-
-/// Socket path of a target, for messages.
-pub fn describe(endpoint: &Endpoint) -> String {
-    match endpoint {
-        Endpoint::Socket(path) => PathBuf::from(path).display().to_string(),
-        Endpoint::Tcp(host, port) => format!("{host}:{port}"),
-        Endpoint::LocalDefault => "localhost".into(),
     }
 }
