@@ -14,8 +14,11 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# On-CPU time in nanoseconds (schedstat), far finer than the 10 ms jiffies of /proc/<pid>/stat.
-cpu_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
+# On-CPU time in nanoseconds of every thread of a process (schedstat), far finer than the 10 ms
+# jiffies of /proc/<pid>/stat. Go exporters serve scrapes on other threads than the main one.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d", s }'; }
+# utime + stime in ms from /proc/<pid>/stat: coarse, but it keeps the CPU of threads that exited.
+cpu_stat_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -75,11 +78,14 @@ agent=$!
 pids+=($agent)
 sleep 25 # warm-up: two ticks, connection established
 cpu0=$(cpu_ns "$agent")
+stat0=$(cpu_stat_ms "$agent")
 sleep "$duration"
 cpu1=$(cpu_ns "$agent")
+stat1=$(cpu_stat_ms "$agent")
 n_ticks=$((duration / interval))
 agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v n="$n_ticks" 'BEGIN { printf "%.3f", d / 1e6 / n }')
-echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick ticks=$n_ticks"
+agent_stat_ms=$(awk -v d="$(awk -v a="$stat1" -v b="$stat0" 'BEGIN { print a - b }')" -v n="$n_ticks" 'BEGIN { printf "%.1f", d / n }')
+echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick (stat: $agent_stat_ms, incl. exited threads, 10 ms ticks) ticks=$n_ticks"
 
 node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
 scrapes=$((duration / interval))
