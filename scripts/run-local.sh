@@ -45,9 +45,12 @@ pids+=($!)
 cat <<MSG
 
 b24watch is running (host "$host"; state in $state):
+  status:   http://127.0.0.1:10061/
   metrics:  http://127.0.0.1:10061/metrics
   hosts:    http://127.0.0.1:10061/api/v1/hosts
   history:  http://127.0.0.1:10061/api/v1/hosts/$host/series?name=cpu_usage_ratio
+  checks:   http://127.0.0.1:10061/api/v1/hosts/$host/checks
+  report:   http://127.0.0.1:10061/reports/sla
   gRPC:     127.0.0.1:10062 (agents)
 The first samples arrive within 10 s (CPU usage after 20 s). Press Ctrl-C to stop both.
 
