@@ -18,6 +18,7 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v rpm >/dev/null 2>&1 || missing+=(rpm)
 command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust 1.95 or newer (https://rustup.rs), then run make test again" >&2

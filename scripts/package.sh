@@ -15,8 +15,10 @@ collector_profile=${PACKAGE_PROFILE:-release}
 export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
 if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -c 'import ziglang' 2>/dev/null; then
     echo "installing cargo-zigbuild and zig (PyPI)"
+    # Debian 12+ marks its Python as externally managed: a --user install then needs the override.
     python3 -m pip install --quiet --user cargo-zigbuild ziglang 2>/dev/null \
-        || python3 -m pip install --quiet cargo-zigbuild ziglang
+        || python3 -m pip install --quiet cargo-zigbuild ziglang 2>/dev/null \
+        || python3 -m pip install --quiet --user --break-system-packages cargo-zigbuild ziglang
 fi
 for tool in cargo-deb cargo-generate-rpm; do
     if ! command -v "$tool" >/dev/null 2>&1; then
