@@ -832,11 +832,20 @@ mod logs {
             (delivered_errors(&collector, "rot", "app") >= on_disk).then_some(())
         });
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(delivered_errors(&collector, "rot", "app"), on_disk, "error lines delivered vs on disk");
+        // Lines appended between logrotate's copy and its truncate are in neither file afterwards;
+        // the agent may have read them before the truncate, and then rightly delivered them. So the
+        // exact count lies between what is on disk and what was written (a line delivered twice
+        // would have to hide among those few, and the copytruncate unit tests pin that down).
+        let written_errors = written.div_ceil(10);
+        let delivered = delivered_errors(&collector, "rot", "app");
+        assert!(
+            (on_disk..=written_errors).contains(&delivered),
+            "error lines delivered {delivered}, on disk {on_disk}, written {written_errors}"
+        );
         let body = collector.metrics();
         let errors =
             metric(&body, "b24watch_log_errors_total", &[("host", "rot"), ("log", "app"), ("severity", "high")]);
-        assert_eq!(errors, Some(on_disk as f64));
+        assert_eq!(errors, Some(delivered as f64));
         assert!(
             metric(&body, "b24watch_log_truncations_total", &[("host", "rot"), ("log", "app")])
                 .is_some_and(|n| n >= 1.0)
