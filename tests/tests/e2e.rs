@@ -735,15 +735,18 @@ mod logs {
     }
 
     /// Appends numbered nginx lines at about `per_sec`, one in ten an error, reopening the path
-    /// for every line (as nginx does after USR1), until `stop`. Returns lines written.
-    fn writer(path: PathBuf, per_sec: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    /// for every line (as nginx does after USR1), until `stop`. Returns lines written. With
+    /// `tagged`, each error line carries its number spelled in letters (`tag=bcd`), which the
+    /// fingerprint keeps: every error line is then a group of its own.
+    fn writer(path: PathBuf, per_sec: u64, stop: Arc<AtomicBool>, tagged: bool) -> std::thread::JoinHandle<u64> {
         std::thread::spawn(move || {
             let mut seq = 0u64;
             let pause = Duration::from_micros(1_000_000 / per_sec);
             while !stop.load(Ordering::Relaxed) {
                 let line = if seq.is_multiple_of(10) {
+                    let tag = if tagged { format!("tag={} ", letters(seq)) } else { String::new() };
                     format!(
-                        "2024/05/01 10:00:00 [error] 77#0: *{seq} upstream timed out seq={seq} while reading upstream\n"
+                        "2024/05/01 10:00:00 [error] 77#0: {tag}*{seq} upstream timed out seq={seq} while reading upstream\n"
                     )
                 } else {
                     format!("2024/05/01 10:00:00 [info] 77#0: *{seq} client closed keepalive seq={seq}\n")
@@ -755,6 +758,40 @@ mod logs {
             }
             seq
         })
+    }
+
+    /// `n` in base 26 with the letters a..z (no digits, so fingerprints keep it).
+    fn letters(mut n: u64) -> String {
+        let mut out = Vec::new();
+        loop {
+            out.push(b'a' + (n % 26) as u8);
+            n /= 26;
+            if n == 0 {
+                break;
+            }
+        }
+        out.reverse();
+        String::from_utf8(out).expect("ascii")
+    }
+
+    /// Tags of the tagged error lines present in the rotation family of `path`.
+    fn tags_on_disk(path: &Path) -> std::collections::BTreeSet<String> {
+        let dir = path.parent().expect("dir");
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&name)))
+            .flat_map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                text.lines().filter_map(tag_of).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn tag_of(line: &str) -> Option<String> {
+        let rest = &line[line.find("tag=")? + 4..];
+        Some(rest.split_whitespace().next()?.to_owned())
     }
 
     /// Error lines present in every file of the rotation family (`app.log`, `app.log.1`, ...): the
@@ -813,7 +850,7 @@ mod logs {
         std::fs::create_dir_all(&logs).expect("logs dir");
         let log = logs.join("app.log");
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = writer(log.clone(), 1000, Arc::clone(&stop));
+        let handle = writer(log.clone(), 1000, Arc::clone(&stop), true);
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &agent_config("app", &log, "nginx"));
         std::thread::sleep(Duration::from_millis(2500));
         logrotate(dir.path(), &log, "create");
@@ -832,16 +869,23 @@ mod logs {
             (delivered_errors(&collector, "rot", "app") >= on_disk).then_some(())
         });
         std::thread::sleep(Duration::from_secs(2));
-        // Lines appended between logrotate's copy and its truncate are in neither file afterwards;
-        // the agent may have read them before the truncate, and then rightly delivered them. So the
-        // exact count lies between what is on disk and what was written (a line delivered twice
-        // would have to hide among those few, and the copytruncate unit tests pin that down).
+        // Every error line is a group of its own: none may arrive twice, and none that is still on
+        // disk may be missing. Lines appended between logrotate's copy and its truncate are in
+        // neither file afterwards; the agent may have read them first and rightly delivered them.
         let written_errors = written.div_ceil(10);
-        let delivered = delivered_errors(&collector, "rot", "app");
-        assert!(
-            (on_disk..=written_errors).contains(&delivered),
-            "error lines delivered {delivered}, on disk {on_disk}, written {written_errors}"
-        );
+        let body = collector.api("/api/v1/hosts/rot/errors?since=0&limit=1000");
+        let groups = body["groups"].as_array().expect("groups");
+        let mut delivered_tags = std::collections::BTreeSet::new();
+        for group in groups.iter().filter(|g| g["log"] == "app") {
+            let tag = tag_of(group["example"].as_str().expect("example")).expect("tagged example");
+            assert_eq!(group["count"], 1, "error line tag={tag} delivered more than once: {group}");
+            assert!(delivered_tags.insert(tag.clone()), "tag={tag} in two groups");
+        }
+        let on_disk_tags = tags_on_disk(&log);
+        let missing: Vec<&String> = on_disk_tags.difference(&delivered_tags).collect();
+        assert!(missing.is_empty(), "error lines on disk never delivered: {missing:?}");
+        let delivered = delivered_tags.len() as u64;
+        assert!(delivered <= written_errors, "delivered {delivered} of {written_errors} written");
         let body = collector.metrics();
         let errors =
             metric(&body, "b24watch_log_errors_total", &[("host", "rot"), ("log", "app"), ("severity", "high")]);
@@ -863,7 +907,7 @@ mod logs {
         std::fs::create_dir_all(&logs).expect("logs dir");
         let log = logs.join("app.log");
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = writer(log.clone(), 1000, Arc::clone(&stop));
+        let handle = writer(log.clone(), 1000, Arc::clone(&stop), false);
         let config = agent_config("app", &log, "nginx");
         let mut seed = b24watch_e2e::now_ms() as u64 | 1;
         for _ in 0..8 {
