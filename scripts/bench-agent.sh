@@ -17,6 +17,15 @@ trap cleanup EXIT
 # On-CPU time in nanoseconds of every thread of a process (schedstat), far finer than the 10 ms
 # jiffies of /proc/<pid>/stat. Go exporters serve scrapes on other threads than the main one.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%d", s }'; }
+# Scrapes an exporter $scrapes times and prints its CPU per scrape in ms (needs port and pid).
+exporter_ms_per_scrape() {
+    curl -s "http://127.0.0.1:$1/metrics" >&3
+    local c0 c1
+    c0=$(cpu_ns "$2")
+    for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$1/metrics" >&3; sleep 0.2; done
+    c1=$(cpu_ns "$2")
+    awk -v d=$((c1 - c0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }'
+}
 # utime + stime in ms from /proc/<pid>/stat: coarse, but it keeps the CPU of threads that exited.
 cpu_stat_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -99,11 +108,7 @@ else
     ne=$!
     pids+=($ne)
     sleep 2
-    curl -s "http://127.0.0.1:$ne_port/metrics" >&3
-    ne0=$(cpu_ns "$ne")
-    for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$ne_port/metrics" >&3; sleep 0.2; done
-    ne1=$(cpu_ns "$ne")
-    ne_ms=$(awk -v d=$((ne1 - ne0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
+    ne_ms=$(exporter_ms_per_scrape "$ne_port" "$ne")
     echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
     awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
 fi
@@ -116,11 +121,7 @@ if [ -n "$exporter" ] && [ -n "${sock:-}" ]; then
     me=$!
     pids+=($me)
     sleep 2
-    curl -s "http://127.0.0.1:$me_port/metrics" >&3
-    me0=$(cpu_ns "$me")
-    for _ in $(seq 1 "$scrapes"); do curl -s "http://127.0.0.1:$me_port/metrics" >&3; sleep 0.2; done
-    me1=$(cpu_ns "$me")
-    me_ms=$(awk -v d=$((me1 - me0)) -v n="$scrapes" 'BEGIN { printf "%.3f", d / 1e6 / n }')
+    me_ms=$(exporter_ms_per_scrape "$me_port" "$me")
     echo "mysqld_exporter: rss_kib=$(rss_kib "$me") cpu_ms_per_scrape=$me_ms scrapes=$scrapes"
     awk -v a="$agent_ms_per_tick" -v n="$ne_ms" -v m="$me_ms" \
         'BEGIN { printf "ratio agent_tick/(node_exporter+mysqld_exporter scrape)=%.3f (budget 0.25)\n", a / (n + m) }'

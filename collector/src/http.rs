@@ -130,14 +130,11 @@ fn hosts_of(state: &AppState, host: Option<&String>) -> Result<Vec<String>, Refu
 
 async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to) = match window(&q, now) {
-        Ok(w) => w,
-        Err((code, message)) => return error(code, message),
-    };
-    let hosts = match hosts_of(&state, q.host.as_ref()) {
-        Ok(h) => h,
-        Err((code, message)) => return error(code, message),
-    };
+    let (from, to, hosts) =
+        match window(&q, now).and_then(|(from, to)| Ok((from, to, hosts_of(&state, q.host.as_ref())?))) {
+            Ok(resolved) => resolved,
+            Err((code, message)) => return error(code, message),
+        };
     let uptime = Arc::clone(&state.uptime);
     let with_timeline = q.timeline.unwrap_or(false);
     blocking_json(move || {
@@ -153,14 +150,11 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> 
 
 async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to) = match window(&q, now) {
-        Ok(w) => w,
-        Err((code, message)) => return error(code, message),
-    };
-    let hosts = match hosts_of(&state, q.host.as_ref()) {
-        Ok(h) => h,
-        Err((code, message)) => return error(code, message),
-    };
+    let (from, to, hosts) =
+        match window(&q, now).and_then(|(from, to)| Ok((from, to, hosts_of(&state, q.host.as_ref())?))) {
+            Ok(resolved) => resolved,
+            Err((code, message)) => return error(code, message),
+        };
     let uptime = Arc::clone(&state.uptime);
     blocking_json(move || {
         let mut all = Vec::new();
