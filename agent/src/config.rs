@@ -1091,6 +1091,12 @@ fn validate_logs(raw: &RawLogs, origin: &Path, errors: &mut Vec<ConfigError>) ->
             }
             rules.push((rule.pattern.clone(), severity));
         }
+        // Each rule compiles alone; the agent searches them together with the preset's.
+        if rules.len() == f.rules.len()
+            && let Err(err) = crate::logs::classify::Classifier::new(&crate::logs::rules_of(preset, &rules))
+        {
+            bad(key("rules"), format!("the rules do not compile together with the {:?} preset: {err}", f.preset));
+        }
         files.push(LogFileConfig { name: f.name.clone(), paths: f.paths.clone(), preset, encoding, rules });
     }
     LogsConfig {

@@ -74,6 +74,13 @@ pub struct LogSpec {
     pub encoding: Encoding,
 }
 
+/// A log's rules: its own first (they win among equal severities), then its preset's.
+pub fn rules_of(preset: Preset, extra_rules: &[(String, Severity)]) -> Vec<(String, Severity)> {
+    let mut rules: Vec<(String, Severity)> = extra_rules.to_vec();
+    rules.extend(preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)));
+    rules
+}
+
 impl LogSpec {
     /// Builds a spec from a preset plus extra rules. The rules are compiled on first use: the
     /// config validation has already checked that they compile.
@@ -84,12 +91,10 @@ impl LogSpec {
         extra_rules: &[(String, Severity)],
         encoding: Encoding,
     ) -> LogSpec {
-        let mut rules: Vec<(String, Severity)> = extra_rules.to_vec();
-        rules.extend(preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)));
         LogSpec {
             name: name.to_owned(),
             paths,
-            rules,
+            rules: rules_of(preset, extra_rules),
             classifier: std::cell::OnceCell::new(),
             record_start_pattern: preset.record_start(),
             record_start: std::cell::OnceCell::new(),

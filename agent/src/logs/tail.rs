@@ -22,7 +22,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::classify::{self, Severity};
-use super::lines::{Encoding, Splitter};
+use super::lines::{Encoding, Line, Split, Splitter};
 use super::{Checkpoint, FileKey, Group, LogSpec};
 
 /// Bytes of the file head that identify it.
@@ -285,14 +285,14 @@ impl Tailer {
             record.idle_polls += 1;
             if record.idle_polls > 1 {
                 let record = t.record.take().expect("checked above");
-                self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
+                self.emit_record(t.spec, &record.text, now_ms, out);
             }
         }
         t.committed = t.record.as_ref().map_or(t.pos, |r| r.start);
         if t.rotated {
             // Drained to EOF above; the handle is closed and the checkpoint dropped.
             if let Some(record) = t.record.take() {
-                self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
+                self.emit_record(t.spec, &record.text, now_ms, out);
             }
             out.forget.push(key);
             self.stored.remove(&key);
@@ -340,7 +340,7 @@ impl Tailer {
             }
         }
         if let Some(record) = t.record.take() {
-            self.emit(t.spec, record.text.as_bytes(), 0, now_ms, out);
+            self.emit_record(t.spec, &record.text, now_ms, out);
         }
         t.pos = 0;
         t.committed = 0;
@@ -401,56 +401,48 @@ impl Tailer {
                 line_start = line.end;
             }
             for text in emits {
-                self.emit(t.spec, text.as_bytes(), 0, now_ms, out);
+                self.emit_record(t.spec, &text, now_ms, out);
             }
         } else {
-            let hits: Vec<(usize, usize, usize)> = {
-                let mut candidates = spec.classifier().candidates(&chunk[..split.consumed]).peekable();
-                let mut hits = Vec::new();
-                for line in &split.lines {
-                    let mut first_match = None;
-                    while let Some(&at) = candidates.peek() {
-                        if at >= line.end {
-                            break;
-                        }
-                        candidates.next();
-                        if at >= line_start && first_match.is_none() {
-                            first_match = Some(at);
-                        }
-                    }
-                    if let Some(at) = first_match {
-                        let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
-                        let end = start + line.bytes.len();
-                        hits.push((start, end, at.min(end) - start));
-                    }
-                    line_start = line.end;
-                }
-                hits
-            };
-            for (start, end, at) in hits {
-                self.emit(t.spec, &chunk[start..end], at, now_ms, out);
+            for (start, end, at, severity) in find_errors(spec.classifier(), chunk, &split) {
+                self.emit_line(t.spec, &chunk[start..end], at, severity, now_ms, out);
             }
         }
         split.consumed
     }
 
-    /// Classifies one line or record and adds it to its group. `text` is the raw line, or the
-    /// decoded record for multi-line logs; `at` is where the first rule matched in it: the
-    /// error's identity starts there, past timestamps and process ids.
-    fn emit(&mut self, spec_idx: usize, text: &[u8], at: usize, now_ms: i64, out: &mut Poll) {
+    /// Counts a multi-line record by its header and adds it to its group.
+    fn emit_record(&mut self, spec_idx: usize, text: &str, now_ms: i64, out: &mut Poll) {
         let spec = &self.specs[spec_idx];
-        let header = text.split(|b| *b == b'\n').next().unwrap_or_default();
-        let Some(severity) = spec.classifier().classify(header) else { return };
-        let counters = &mut self.counters[spec_idx];
-        counters.errors[severity as usize - 1] += 1;
-        let multiline = spec.is_multiline();
-        if multiline && let Some(kind) = classify::bitrix_record_type(&String::from_utf8_lossy(header)) {
-            *counters.bitrix_types.entry(kind).or_default() += 1;
+        let header = text.split('\n').next().unwrap_or_default();
+        let Some((severity, _)) = spec.classifier().classify(header.as_bytes()) else { return };
+        if let Some(kind) = classify::bitrix_record_type(header) {
+            *self.counters[spec_idx].bitrix_types.entry(kind).or_default() += 1;
         }
         // Bitrix records put the message on the lines after the header.
-        let message: Vec<u8> =
-            if multiline { text.split(|b| *b == b'\n').take(3).collect::<Vec<_>>().join(&b' ') } else { Vec::new() };
-        let message = if multiline { message.as_slice() } else { &header[at.min(header.len())..] };
+        let message = text.split('\n').take(3).collect::<Vec<_>>().join(" ");
+        self.add(spec_idx, message.as_bytes(), message.as_bytes(), severity, now_ms, out);
+    }
+
+    /// Adds one error line to its group; `at` is where the first rule matched in it: the error's
+    /// identity starts there, past timestamps and process ids.
+    fn emit_line(&mut self, spec_idx: usize, line: &[u8], at: usize, severity: Severity, now_ms: i64, out: &mut Poll) {
+        self.add(spec_idx, &line[at.min(line.len())..], line, severity, now_ms, out);
+    }
+
+    /// Counts an error and adds it to the group of its fingerprint; `example` is kept (cut) when
+    /// the group is new in this poll.
+    fn add(
+        &mut self,
+        spec_idx: usize,
+        message: &[u8],
+        example: &[u8],
+        severity: Severity,
+        now_ms: i64,
+        out: &mut Poll,
+    ) {
+        let spec = &self.specs[spec_idx];
+        self.counters[spec_idx].errors[severity as usize - 1] += 1;
         let hash = classify::fingerprint_hash(message);
         let group = out.groups.entry((spec_idx, hash)).or_insert_with(|| Group {
             log: spec.name.clone(),
@@ -459,15 +451,95 @@ impl Tailer {
             count: 0,
             first_ms: now_ms,
             last_ms: now_ms,
-            example: {
-                let full = if multiline { message } else { header };
-                spec.encoding.decode(&full[..full.len().min(2048)]).chars().take(512).collect()
-            },
+            example: spec.encoding.decode(&example[..example.len().min(2048)]).chars().take(512).collect(),
         });
         group.count += 1;
         group.severity = group.severity.max(severity);
         group.last_ms = now_ms;
     }
+}
+
+/// The error lines among `split`'s lines of `chunk`: `(start, end, at, severity)`, with the
+/// line's bytes at `chunk[start..end]` and its first rule match at `at` within them.
+///
+/// grep's way, not line by line: one search runs over the whole chunk from match to match,
+/// resuming one byte after each match start so that a severe rule overlapping a milder match is
+/// still seen; a line's severity is the highest of its matches. A line the chunk does not show
+/// as it is judged (cut at the maximum length; for rules with look-around, after NUL padding or
+/// before a `\r`) and a line with a match running past it (a rule class that matches a newline)
+/// are judged on the line's own bytes instead.
+fn find_errors(
+    classifier: &classify::Classifier,
+    chunk: &[u8],
+    split: &Split<'_>,
+) -> Vec<(usize, usize, usize, Severity)> {
+    let strings = classifier.searches_strings();
+    let bounds = |line: &Line<'_>| {
+        let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
+        (start, start + line.bytes.len())
+    };
+    let judged_alone = |line: &Line<'_>| {
+        let (start, end) = bounds(line);
+        // Look-around (`^`, `$`, `\b`) sees the bytes around the line in the chunk.
+        line.truncated || (!strings && ((start > 0 && chunk[start - 1] != b'\n') || chunk.get(end) != Some(&b'\n')))
+    };
+    let alone = |line: &Line<'_>| {
+        let (start, end) = bounds(line);
+        classifier.classify(line.bytes).map(|(severity, at)| (start, end, at, severity))
+    };
+    let mut hits: Vec<(usize, usize, usize, Severity)> = Vec::new();
+    // The line whose matches are being collected: its index and its hit so far.
+    let mut open: Option<(usize, (usize, usize, usize, Severity))> = None;
+    let (mut from, mut next_line) = (0, 0);
+    loop {
+        let m = if from < split.consumed { classifier.find(chunk, from..split.consumed) } else { None };
+        let stop = m.map_or(usize::MAX, |m| m.start);
+        if let Some((index, hit)) = open
+            && split.lines[index].end <= stop
+        {
+            hits.push(hit);
+            open = None;
+        }
+        // No match in the chunk before `stop`, but a line judged alone may still have one.
+        while let Some(line) = split.lines.get(next_line)
+            && line.end <= stop
+        {
+            if judged_alone(line) {
+                hits.extend(alone(line));
+            }
+            next_line += 1;
+        }
+        let (Some(m), Some(line)) = (m, split.lines.get(next_line)) else { break };
+        let (start, end) = bounds(line);
+        from = m.start + 1;
+        if m.start < start || m.start >= end {
+            // In NUL padding, the skipped rest of an over-long line, or a line ending.
+            continue;
+        }
+        if judged_alone(line) || m.end > end {
+            open = None;
+            hits.extend(alone(line));
+            from = line.end;
+            next_line += 1;
+            continue;
+        }
+        let hit = match &mut open {
+            Some((_, hit)) => {
+                hit.3 = hit.3.max(m.severity);
+                *hit
+            }
+            None => open.insert((next_line, (start, end, m.start - start, m.severity))).1,
+        };
+        if hit.3 == classifier.top() {
+            // Nothing can raise it: on to the next line.
+            hits.push(hit);
+            open = None;
+            from = line.end;
+            next_line += 1;
+        }
+    }
+    hits.extend(open.map(|(_, hit)| hit));
+    hits
 }
 
 /// Rule severity label values, in counter index order.
@@ -730,6 +802,67 @@ mod tests {
             let poll = t.poll(seq as i64);
             committed += delivered(&poll);
             prop_assert_eq!(committed, written);
+        }
+    }
+
+    /// Rules for the chunk-versus-line property: plain strings (string search), look-around,
+    /// a class that can match a newline, and rules that overlap each other.
+    const POOL: [&str; 9] =
+        ["error", r"\[error\]", "timed out", "out while", "(alert|crit)", "^ERR", r"\bdb\b", "x[^;]*y", r"fail(ed)?$"];
+    const PIECES: [&str; 16] = [
+        "error",
+        "[error]",
+        "timed ",
+        "out",
+        " while",
+        "ERR",
+        "db",
+        "dbx",
+        "x",
+        "y",
+        ";",
+        " ",
+        "failed",
+        "\0",
+        "\r",
+        "Ошибка",
+    ];
+
+    proptest! {
+        /// Finding error lines over a whole chunk (one search jumping between matching lines)
+        /// gives, for every line, what judging that line alone with each rule gives: the same
+        /// lines, the most severe matching rule, the first match as the fingerprint start.
+        #[test]
+        fn property_test_chunk_search_judges_each_line_as_alone(
+            rules in proptest::collection::vec((0..POOL.len(), 1u8..=4), 1..5),
+            lines in proptest::collection::vec(proptest::collection::vec(0..PIECES.len(), 0..8), 1..12),
+            max in 4usize..40,
+        ) {
+            let rules: Vec<(String, Severity)> = rules
+                .into_iter()
+                .map(|(i, s)| (POOL[i].to_owned(), SEVERITIES[usize::from(s) - 1]))
+                .collect();
+            let classifier = classify::Classifier::new(&rules).expect("pool compiles");
+            // ASCII classes, like the classifier (see `classify::compile`).
+            let reference: Vec<(regex::bytes::Regex, Severity)> = rules
+                .iter()
+                .map(|(p, s)| (regex::bytes::RegexBuilder::new(p).unicode(false).build().expect("pool compiles"), *s))
+                .collect();
+            let text: String = lines.iter().map(|l| l.iter().map(|&i| PIECES[i]).collect::<String>() + "\n").collect();
+            let chunk = text.as_bytes();
+            let split = Splitter::default().split(chunk, max);
+            let found = find_errors(&classifier, chunk, &split);
+            let expected: Vec<(usize, usize, usize, Severity)> = split
+                .lines
+                .iter()
+                .filter_map(|line| {
+                    let severity = reference.iter().filter(|(re, _)| re.is_match(line.bytes)).map(|(_, s)| *s).max()?;
+                    let at = reference.iter().filter_map(|(re, _)| re.find(line.bytes)).map(|m| m.start()).min()?;
+                    let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
+                    Some((start, start + line.bytes.len(), at, severity))
+                })
+                .collect();
+            prop_assert_eq!(found, expected, "rules {:?}, text {:?}", rules, text);
         }
     }
 }
