@@ -78,6 +78,8 @@ pub struct Tailer {
     specs: Vec<LogSpec>,
     files: HashMap<FileKey, Tracked>,
     stored: HashMap<FileKey, Checkpoint>,
+    /// Logs with a stored read position: the agent has read them before on this machine.
+    known_logs: std::collections::HashSet<String>,
     first_poll: bool,
     read_from_end: bool,
     max_line: usize,
@@ -125,6 +127,36 @@ pub struct Poll {
     pub forget: Vec<FileKey>,
 }
 
+/// Where a checkpointed file went: `<path>.1`, `<path>.old`, or any sibling whose name starts
+/// with the file's name less its rotation suffixes, with the same device and inode and the same
+/// head.
+fn find_rotated(ckpt: &Checkpoint) -> Option<PathBuf> {
+    let same = |candidate: &Path| {
+        let Ok(meta) = std::fs::metadata(candidate) else { return false };
+        (meta.dev(), meta.ino()) == (ckpt.dev, ckpt.ino)
+            && (ckpt.head_len == 0
+                || File::open(candidate).ok().and_then(|f| head_hash(&f, ckpt.head_len)) == Some(ckpt.head_hash))
+    };
+    let path = Path::new(&ckpt.path);
+    let usual = [".1", ".old"].map(|suffix| PathBuf::from(format!("{}{suffix}", ckpt.path)));
+    if let Some(found) = usual.into_iter().find(|p| same(p)) {
+        return Some(found);
+    }
+    // The name without rotation suffixes: `app.log.1` was `app.log` and may now be `app.log.2`.
+    let mut base = path.file_name()?.to_str()?;
+    while let Some((stem, suffix)) = base.rsplit_once('.')
+        && (suffix == "old" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())))
+    {
+        base = stem;
+    }
+    std::fs::read_dir(path.parent()?)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_str().is_some_and(|n| n.starts_with(base)))
+        .map(|entry| entry.path())
+        .find(|candidate| same(candidate))
+}
+
 fn head_hash(file: &File, len: u64) -> Option<u64> {
     let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, 0).ok()?;
@@ -132,8 +164,10 @@ fn head_hash(file: &File, len: u64) -> Option<u64> {
 }
 
 impl Tailer {
-    /// A tailer resuming from `checkpoints`. With `read_from_end`, files seen for the first time
-    /// at the first poll start at their end (old history is not re-reported on install).
+    /// A tailer resuming from `checkpoints`. With `read_from_end`, the files of a log that has no
+    /// checkpoint (the agent never read it here) start at their end at the first poll: old
+    /// history is not re-reported on install. A log read before is read in full, so lines
+    /// written while the agent was stopped, in files that appeared meanwhile, are not skipped.
     pub fn new(
         specs: Vec<LogSpec>,
         checkpoints: Vec<Checkpoint>,
@@ -142,11 +176,13 @@ impl Tailer {
         budget: u64,
     ) -> Tailer {
         let counters = vec![LogCounters::default(); specs.len()];
+        let known_logs = checkpoints.iter().map(|c| c.log.clone()).collect();
         let stored = checkpoints.into_iter().map(|c| ((c.dev, c.ino), c)).collect();
         Tailer {
             specs,
             files: HashMap::new(),
             stored,
+            known_logs,
             first_poll: true,
             read_from_end,
             max_line,
@@ -198,8 +234,8 @@ impl Tailer {
             let pos = match resume {
                 Some(c) => c.offset,
                 None => {
-                    let successor = self.stored.values().any(|c| Path::new(&c.path) == path);
-                    if self.first_poll && self.read_from_end && !successor { size } else { 0 }
+                    let new_log = !self.known_logs.contains(&self.specs[spec_idx].name);
+                    if self.first_poll && self.read_from_end && new_log { size } else { 0 }
                 }
             };
             let head = resume.filter(|c| c.head_len > 0).map(|c| (c.head_len, c.head_hash));
@@ -227,20 +263,22 @@ impl Tailer {
         out
     }
 
-    /// Checkpointed files that are no longer at any pattern's path may sit at `<path>.1` or
-    /// `<path>.old` after rotations while the agent was stopped: finish reading them there.
+    /// Checkpointed files that are no longer at any pattern's path were rotated while the agent
+    /// was stopped, maybe several times (`app.log` → `app.log.1` → `app.log.3`, or
+    /// `app.log-20241127`): they are looked for by device and inode beside their last path and,
+    /// when their head still matches, read to their end from the stored offset. A file that is
+    /// gone (deleted, or compressed into a new file) loses its unread rest: counted and logged
+    /// with its identity.
     fn adopt_rotated_while_stopped(&mut self, seen: &HashMap<FileKey, (usize, PathBuf)>) {
         let missing: Vec<Checkpoint> =
             self.stored.values().filter(|c| !seen.contains_key(&(c.dev, c.ino))).cloned().collect();
         for ckpt in missing {
             let spec = self.specs.iter().position(|s| s.name == ckpt.log);
-            let found = [".1", ".old"].iter().find_map(|suffix| {
-                let candidate = PathBuf::from(format!("{}{suffix}", ckpt.path));
-                let meta = std::fs::metadata(&candidate).ok()?;
-                ((meta.dev(), meta.ino()) == (ckpt.dev, ckpt.ino)).then_some(candidate)
-            });
-            match (spec, found.and_then(|p| File::open(&p).ok().map(|f| (p, f)))) {
+            let found = find_rotated(&ckpt).and_then(|path| File::open(&path).ok().map(|file| (path, file)));
+            match (spec, found) {
                 (Some(spec), Some((path, file))) => {
+                    tracing::info!(log = %ckpt.log, was = %ckpt.path, now = %path.display(), offset = ckpt.offset,
+                        "reading the rest of a file rotated while the agent was stopped");
                     self.files.insert(
                         (ckpt.dev, ckpt.ino),
                         Tracked {
@@ -258,9 +296,11 @@ impl Tailer {
                     );
                 }
                 (spec, _) => {
-                    // Gone for good: whatever was unread is lost; count it.
                     if let Some(spec) = spec {
                         self.counters[spec].rotated_away += 1;
+                        tracing::warn!(log = %ckpt.log, path = %ckpt.path, dev = ckpt.dev, ino = ckpt.ino,
+                            offset = ckpt.offset,
+                            "a file being read was rotated away while the agent was stopped and is gone: its unread rest is lost");
                     }
                     self.stored.remove(&(ckpt.dev, ckpt.ino));
                 }
@@ -685,6 +725,95 @@ mod tests {
         assert_eq!(delivered(&poll), 2);
         assert!(poll.groups.values().any(|g| g.example.contains('\u{fffd}')));
         assert_eq!(t.counters[0].long_lines, 1);
+    }
+
+    /// Distinct letters per number: digits would be normalised away by the fingerprint.
+    fn tag(n: usize) -> String {
+        let mut n = n;
+        let mut out = String::new();
+        loop {
+            out.insert(0, char::from(b'a' + (n % 26) as u8));
+            n /= 26;
+            if n == 0 {
+                return out;
+            }
+        }
+    }
+
+    fn write_tagged(path: &Path, lines: std::ops::Range<usize>) {
+        append(path, &lines.map(|n| format!("2024/05/01 [error] line {}\n", tag(n))).collect::<String>());
+    }
+
+    fn tags(poll: &Poll) -> Vec<String> {
+        let mut tags: Vec<String> = poll
+            .groups
+            .values()
+            .flat_map(|g| {
+                std::iter::repeat_n(g.example.rsplit(' ').next().unwrap_or_default().to_owned(), g.count as usize)
+            })
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// logrotate's numbered rotation: `.2` → `.3`, `.1` → `.2`, the live file → `.1`, new live file.
+    fn rotate_numbered(path: &Path) {
+        for n in (1..3).rev() {
+            let from = PathBuf::from(format!("{}.{n}", path.display()));
+            if from.exists() {
+                std::fs::rename(&from, format!("{}.{}", path.display(), n + 1)).expect("rename");
+            }
+        }
+        std::fs::rename(path, format!("{}.1", path.display())).expect("rename");
+    }
+
+    #[test]
+    fn three_rotations_while_stopped_read_the_rest_and_the_new_files_without_repeats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let spec = || {
+            let paths = vec![path.display().to_string(), format!("{}.1", path.display())];
+            LogSpec::new("app", paths, Preset::Nginx, &[], Encoding::Utf8)
+        };
+        write_tagged(&path, 0..5);
+        let mut stored = HashMap::new();
+        // Installed with read_from = "end": the history before is not reported.
+        let mut t = Tailer::new(vec![spec()], Vec::new(), true, 1024, u64::MAX);
+        let poll = t.poll(1);
+        assert_eq!(delivered(&poll), 0);
+        commit(&mut stored, &poll);
+        write_tagged(&path, 5..10);
+        let poll = t.poll(2);
+        assert_eq!(tags(&poll), (5..10).map(tag).collect::<Vec<_>>());
+        commit(&mut stored, &poll);
+        // Written, then the agent stops before reading it; three rotations follow.
+        write_tagged(&path, 10..15);
+        drop(t);
+        for lines in [15..20, 20..25, 25..30] {
+            rotate_numbered(&path);
+            write_tagged(&path, lines);
+        }
+        // The file being read is now app.log.3, outside the patterns; app.log.2 was created and
+        // rotated out of them while the agent was stopped, so it is never seen.
+        let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);
+        let poll = t.poll(3);
+        let mut expected: Vec<String> = (10..15).chain(20..30).map(tag).collect();
+        expected.sort();
+        assert_eq!(tags(&poll), expected, "rest of the old file from its offset, all of the new ones, nothing twice");
+        assert_eq!(t.counters[0].rotated_away, 0);
+        commit(&mut stored, &poll);
+        assert_eq!(delivered(&t.poll(4)), 0);
+        // Stopped again while reading; this time the rotated file is compressed (a new file) and
+        // the original removed: its unread rest is gone, and counted.
+        write_tagged(&path, 30..33);
+        drop(t);
+        rotate_numbered(&path);
+        std::fs::remove_file(format!("{}.1", path.display())).expect("remove");
+        write_tagged(&path, 33..35);
+        let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);
+        let poll = t.poll(5);
+        assert_eq!(tags(&poll), (33..35).map(tag).collect::<Vec<_>>());
+        assert_eq!(t.counters[0].rotated_away, 1);
     }
 
     #[derive(Debug, Clone)]
