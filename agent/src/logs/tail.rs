@@ -70,6 +70,9 @@ struct Tracked {
     record: Option<Record>,
     rotated: bool,
     reported: Option<u64>,
+    /// Created from a stored checkpoint and not read yet: whether the stored position is inside
+    /// an over-long line is decided at the first read, on the file that is then read.
+    resumed: bool,
 }
 
 /// The tailer: all tracked files of all configured logs.
@@ -155,6 +158,14 @@ fn find_rotated(ckpt: &Checkpoint) -> Option<PathBuf> {
         .filter(|entry| entry.file_name().to_str().is_some_and(|n| n.starts_with(base)))
         .map(|entry| entry.path())
         .find(|candidate| same(candidate))
+}
+
+/// Whether a stored position is inside an over-long line whose head was already emitted. Every
+/// other position the tailer stores follows a newline (or NUL padding, or is 0), so the byte
+/// before it tells, and a restart neither re-reads nor re-counts the rest of that line.
+fn inside_long_line(file: &File, pos: u64) -> bool {
+    let mut before = [0u8; 1];
+    pos > 0 && file.read_exact_at(&mut before, pos - 1).is_ok() && !matches!(before[0], b'\n' | 0)
 }
 
 fn head_hash(file: &File, len: u64) -> Option<u64> {
@@ -252,6 +263,7 @@ impl Tailer {
                     record: None,
                     rotated: false,
                     reported: resume.map(|c| c.offset),
+                    resumed: resume.is_some(),
                 },
             );
         }
@@ -292,6 +304,7 @@ impl Tailer {
                             record: None,
                             rotated: true,
                             reported: Some(ckpt.offset),
+                            resumed: true,
                         },
                     );
                 }
@@ -314,6 +327,9 @@ impl Tailer {
         let head_changed = t.head.is_some_and(|(len, hash)| size >= len && head_hash(&t.file, len) != Some(hash));
         if size < t.pos || head_changed {
             self.on_truncation(&mut t, now_ms, out);
+        }
+        if std::mem::take(&mut t.resumed) {
+            t.splitter.skipping = inside_long_line(&t.file, t.pos);
         }
         if t.head.is_none() && size > 0 {
             let len = size.min(HEAD_BYTES);
@@ -369,6 +385,9 @@ impl Tailer {
         });
         match copy {
             Some((file, copy_size)) => {
+                if std::mem::take(&mut t.resumed) {
+                    t.splitter.skipping = inside_long_line(&file, t.pos);
+                }
                 let original = std::mem::replace(&mut t.file, file);
                 self.read_new(t, now_ms, out, copy_size);
                 // A last line without newline in the copy is complete: nothing will follow it there.
@@ -725,6 +744,42 @@ mod tests {
         assert_eq!(delivered(&poll), 2);
         assert!(poll.groups.values().any(|g| g.example.contains('\u{fffd}')));
         assert_eq!(t.counters[0].long_lines, 1);
+    }
+
+    #[test]
+    fn restart_inside_an_over_long_line_skips_its_rest_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let mut bytes = b"[error] giant line ".to_vec();
+        bytes.resize(10 << 20, b'x');
+        bytes.extend(b"\n[error] after the giant\n");
+        std::fs::write(&path, bytes).expect("write");
+        let mut stored = HashMap::new();
+        // 1 MiB per poll: the agent stops while it is still skipping the line.
+        let mut t = Tailer::new(vec![spec(&path)], Vec::new(), false, 1024, 1 << 20);
+        let examples = |poll: &Poll| {
+            let mut v: Vec<(String, u64)> = poll.groups.values().map(|g| (g.example.clone(), g.count)).collect();
+            v.sort();
+            v
+        };
+        let poll = t.poll(1);
+        let first = examples(&poll);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].0.starts_with("[error] giant line xxx") && first[0].1 == 1, "{first:?}");
+        assert_eq!(t.counters[0].long_lines, 1);
+        commit(&mut stored, &poll);
+        let poll = t.poll(2);
+        assert_eq!(delivered(&poll), 0);
+        commit(&mut stored, &poll);
+        drop(t);
+        let mut t = Tailer::new(vec![spec(&path)], stored.values().cloned().collect(), false, 1024, 1 << 20);
+        let mut after = Vec::new();
+        for tick in 3..20 {
+            after.extend(examples(&t.poll(tick)));
+        }
+        assert_eq!(after, [("[error] after the giant".to_owned(), 1)]);
+        assert_eq!(t.counters[0].long_lines, 0, "the rest of the line is not a new long line");
+        assert_eq!(t.counters[0].lines, 1);
     }
 
     /// Distinct letters per number: digits would be normalised away by the fingerprint.
