@@ -91,6 +91,16 @@ impl ProcessGuard {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Peak resident memory of the process in KiB (`VmHWM`); 0 once it has exited.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
@@ -250,12 +260,7 @@ impl Collector {
 
     /// Peak resident memory of the process in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        self.process.peak_rss_kib()
     }
 
     /// Path of the SQLite database.

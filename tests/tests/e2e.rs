@@ -896,6 +896,97 @@ mod logs {
         );
     }
 
+    /// T21: a 10 MiB and a 100 MiB line without newline. Memory stays flat, each is cut and
+    /// counted once, the lines after them arrive, and an agent killed while skipping the rest of
+    /// the 100 MiB line does not read it again when it comes back.
+    #[test]
+    fn giant_lines_are_cut_once_in_flat_memory_even_across_a_kill() {
+        const MAX_LINE: u64 = 16384;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let token = enroll(&data, "giant");
+        let collector = Collector::start(&data, "");
+        let log = dir.path().join("app.log");
+        let append = |bytes: &[u8]| {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open log");
+            file.write_all(bytes).expect("write log");
+        };
+        let giant = |label: &str, mib: usize| {
+            let mut line = format!("2024/05/01 10:00:00 [error] 1#0: giant {label} ").into_bytes();
+            line.resize(mib << 20, b'x');
+            line
+        };
+        let groups = |collector: &Collector| -> Vec<(String, u64)> {
+            let body = collector.api("/api/v1/hosts/giant/errors?since=0&limit=100");
+            let mut groups: Vec<(String, u64)> = body["groups"]
+                .as_array()
+                .expect("groups")
+                .iter()
+                .map(|g| {
+                    let example = g["example"].as_str().expect("example");
+                    (
+                        example.split_whitespace().take(6).collect::<Vec<_>>().join(" "),
+                        g["count"].as_u64().expect("count"),
+                    )
+                })
+                .collect();
+            groups.sort();
+            groups
+        };
+        let long_lines = |collector: &Collector| {
+            metric(&collector.metrics(), "b24watch_log_long_lines_total", &[("host", "giant"), ("log", "app")])
+        };
+        // 10 MiB read per tick: the 100 MiB line takes ten ticks to skip.
+        let config =
+            agent_config("app", &log, "nginx").replacen("[logs]\n", "[logs]\nmax_read_bytes_per_tick = 10485760\n", 1);
+        append(b"2024/05/01 10:00:00 [error] 1#0: warm up\n");
+        let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
+        eventually("the first line", Duration::from_secs(15), || (!groups(&collector).is_empty()).then_some(()));
+        std::thread::sleep(Duration::from_secs(2));
+        let baseline = agent.process.peak_rss_kib();
+        append(&giant("ten", 10));
+        append(b"\n2024/05/01 10:00:00 [error] 1#0: after ten\n");
+        eventually("the line after the 10 MiB one", Duration::from_secs(20), || {
+            groups(&collector).iter().any(|g| g.0.ends_with("after ten")).then_some(())
+        });
+        assert_eq!(long_lines(&collector), Some(1.0));
+        let peak = agent.process.peak_rss_kib();
+        eprintln!("agent peak RSS: {baseline} KiB before the 10 MiB line, {peak} KiB after");
+        assert!(
+            peak < baseline + MAX_LINE / 1024 + 1024,
+            "peak RSS {peak} KiB after a 10 MiB line, {baseline} KiB before"
+        );
+        // The 100 MiB line: the agent is killed once it has cut the line and is skipping the rest.
+        append(&giant("hundred", 100));
+        eventually("the 100 MiB line cut", Duration::from_secs(20), || {
+            (long_lines(&collector) == Some(2.0)).then_some(())
+        });
+        agent.process.kill();
+        append(b"\n2024/05/01 10:00:00 [error] 1#0: after hundred\n");
+        let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
+        eventually("the line after the 100 MiB one", Duration::from_secs(40), || {
+            groups(&collector).iter().any(|g| g.0.ends_with("after hundred")).then_some(())
+        });
+        let names: Vec<(String, u64)> = groups(&collector);
+        let expected: Vec<(String, u64)> = [
+            "2024/05/01 10:00:00 [error] 1#0: after hundred",
+            "2024/05/01 10:00:00 [error] 1#0: after ten",
+            "2024/05/01 10:00:00 [error] 1#0: giant hundred",
+            "2024/05/01 10:00:00 [error] 1#0: giant ten",
+            "2024/05/01 10:00:00 [error] 1#0: warm up",
+        ]
+        .map(|e| (e.to_owned(), 1))
+        .to_vec();
+        assert_eq!(names, expected, "every line once, each giant line cut once");
+        assert_eq!(long_lines(&collector), Some(0.0), "the restarted agent did not count the rest as a new long line");
+        let peak = agent.process.peak_rss_kib();
+        eprintln!("restarted agent peak RSS after skipping the 100 MiB line: {peak} KiB");
+        assert!(
+            peak < baseline + MAX_LINE / 1024 + 1024,
+            "peak RSS {peak} KiB after skipping 100 MiB, {baseline} KiB before"
+        );
+    }
+
     /// T09 for logs: the agent killed with SIGKILL again and again while lines are written.
     #[test]
     fn agent_killed_repeatedly_neither_loses_nor_repeats_error_lines() {
