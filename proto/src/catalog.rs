@@ -85,6 +85,8 @@ pub const LOG_LONG_LINES_TOTAL: &str = "log_long_lines_total";
 pub const LOG_TRUNCATIONS_TOTAL: &str = "log_truncations_total";
 /// Logs: files rotated away unread while the agent was stopped.
 pub const LOG_ROTATED_AWAY_TOTAL: &str = "log_rotated_away_total";
+/// Logs: error lines counted in a log's catch-all group because one read found too many groups.
+pub const LOG_GROUPS_MERGED_TOTAL: &str = "log_groups_merged_total";
 /// Logs: Bitrix exception log records by type.
 pub const BITRIX_EXCEPTIONS_TOTAL: &str = "bitrix_exceptions_total";
 /// MySQL: 1 when the server answered this run, 0 when it was down, refused the login or stalled.
@@ -201,6 +203,11 @@ pub const SERIES: &[Descriptor] = &[
         LOG_ROTATED_AWAY_TOTAL,
         &["log"],
         "Files rotated away while the agent was stopped and not found again; their unread rest is lost.",
+    ),
+    counter(
+        LOG_GROUPS_MERGED_TOTAL,
+        &["log"],
+        "Error lines counted in the log's catch-all groups (fingerprint other-<severity>) because one read found more distinct groups than a batch carries.",
     ),
     counter(
         BITRIX_EXCEPTIONS_TOTAL,

@@ -131,8 +131,8 @@ impl LogSpec {
 /// Counters of every log as observations.
 pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
     use b24watch_proto::catalog::{
-        BITRIX_EXCEPTIONS_TOTAL, LOG_ERRORS_TOTAL, LOG_LINES_TOTAL, LOG_LONG_LINES_TOTAL, LOG_ROTATED_AWAY_TOTAL,
-        LOG_TRUNCATIONS_TOTAL,
+        BITRIX_EXCEPTIONS_TOTAL, LOG_ERRORS_TOTAL, LOG_GROUPS_MERGED_TOTAL, LOG_LINES_TOTAL, LOG_LONG_LINES_TOTAL,
+        LOG_ROTATED_AWAY_TOTAL, LOG_TRUNCATIONS_TOTAL,
     };
     let mut out = Vec::new();
     for (spec, c) in tailer.specs().iter().zip(&tailer.counters) {
@@ -145,6 +145,7 @@ pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
         out.push(Observation::labeled(LOG_LONG_LINES_TOTAL, log(), c.long_lines as f64, at));
         out.push(Observation::labeled(LOG_TRUNCATIONS_TOTAL, log(), c.truncations as f64, at));
         out.push(Observation::labeled(LOG_ROTATED_AWAY_TOTAL, log(), c.rotated_away as f64, at));
+        out.push(Observation::labeled(LOG_GROUPS_MERGED_TOTAL, log(), c.merged as f64, at));
         if spec.is_multiline() {
             let mut types: Vec<_> = c.bitrix_types.iter().collect();
             types.sort();

@@ -29,6 +29,13 @@ use super::{Checkpoint, FileKey, Group, LogSpec};
 const HEAD_BYTES: u64 = 256;
 /// Read size per call.
 const CHUNK: usize = 1 << 20;
+/// Most error groups one poll returns, over all logs: a batch stays far below the collector's
+/// message limit however many distinct errors a burst holds. Past it, a log's new errors are
+/// counted in one catch-all group per severity, so counts stay exact.
+pub const MAX_GROUPS_PER_POLL: usize = 1000;
+/// Key of the catch-all groups (the severity is added to it); their fingerprint is
+/// `other-<severity>`.
+const MERGED_FINGERPRINT: u64 = 0x6f74_6865_7273_0000;
 /// Largest multi-line record kept; longer records are cut (the rest still counts as read).
 const MAX_RECORD_BYTES: usize = 64 << 10;
 
@@ -48,6 +55,8 @@ pub struct LogCounters {
     pub rotated_away: u64,
     /// Bitrix exception log records by type.
     pub bitrix_types: HashMap<&'static str, u64>,
+    /// Error lines counted in the catch-all group (see [`MAX_GROUPS_PER_POLL`]).
+    pub merged: u64,
 }
 
 /// A multi-line record being assembled.
@@ -501,16 +510,26 @@ impl Tailer {
         out: &mut Poll,
     ) {
         let spec = &self.specs[spec_idx];
-        self.counters[spec_idx].errors[severity as usize - 1] += 1;
-        let hash = classify::fingerprint_hash(message);
+        let counters = &mut self.counters[spec_idx];
+        counters.errors[severity as usize - 1] += 1;
+        let mut hash = classify::fingerprint_hash(message);
+        let merged = out.groups.len() >= MAX_GROUPS_PER_POLL && !out.groups.contains_key(&(spec_idx, hash));
+        if merged {
+            hash = MERGED_FINGERPRINT | severity as u64;
+            counters.merged += 1;
+        }
         let group = out.groups.entry((spec_idx, hash)).or_insert_with(|| Group {
             log: spec.name.clone(),
-            fingerprint: format!("{hash:016x}"),
+            fingerprint: if merged { format!("other-{}", severity.as_str()) } else { format!("{hash:016x}") },
             severity,
             count: 0,
             first_ms: now_ms,
             last_ms: now_ms,
-            example: spec.encoding.decode(&example[..example.len().min(2048)]).chars().take(512).collect(),
+            example: if merged {
+                format!("(more than {MAX_GROUPS_PER_POLL} distinct errors in one read: the rest are counted here)")
+            } else {
+                spec.encoding.decode(&example[..example.len().min(2048)]).chars().take(512).collect()
+            },
         });
         group.count += 1;
         group.severity = group.severity.max(severity);
@@ -780,6 +799,31 @@ mod tests {
         assert_eq!(after, [("[error] after the giant".to_owned(), 1)]);
         assert_eq!(t.counters[0].long_lines, 0, "the rest of the line is not a new long line");
         assert_eq!(t.counters[0].lines, 1);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_errors_is_capped_per_poll_and_still_counted_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let flood = 3 * MAX_GROUPS_PER_POLL;
+        let mut text: String = (0..flood).map(|n| format!("2024/05/01 [error] distinct {}\n", tag(n))).collect();
+        text.push_str("2024/05/01 [emerg] distinct zzzzzz\n");
+        append(&path, &text);
+        let mut t = tailer(&path, &HashMap::new());
+        let poll = t.poll(1);
+        assert!(poll.groups.len() <= MAX_GROUPS_PER_POLL + 4, "{} groups", poll.groups.len());
+        assert_eq!(delivered(&poll), flood as u64 + 1);
+        let other = |name: &str| poll.groups.values().find(|g| g.fingerprint == name).map(|g| g.count);
+        assert_eq!(other("other-medium"), Some((flood - MAX_GROUPS_PER_POLL) as u64));
+        assert_eq!(other("other-critical"), Some(1), "a catch-all group per severity: severities stay exact");
+        assert_eq!(t.counters[0].merged, (flood - MAX_GROUPS_PER_POLL) as u64 + 1);
+        // The next poll starts afresh: a new error gets its own group.
+        append(&path, "2024/05/01 [error] distinct again\n");
+        let poll = t.poll(2);
+        assert_eq!(
+            poll.groups.values().map(|g| g.example.as_str()).collect::<Vec<_>>(),
+            ["2024/05/01 [error] distinct again"]
+        );
     }
 
     /// Distinct letters per number: digits would be normalised away by the fingerprint.
