@@ -28,8 +28,9 @@ fn main() {
     let seconds = started.elapsed().as_secs_f64();
     let counters = &tailer.counters[0];
     let errors: u64 = counters.errors.iter().sum();
+    let engine = if tailer.specs()[0].classifier().searches_strings() { "strings" } else { "regex" };
     println!(
-        "lines={} errors={} groups={} seconds={seconds:.3} lines_per_s={:.0}",
+        "lines={} errors={} groups={} engine={engine} seconds={seconds:.3} lines_per_s={:.0}",
         counters.lines,
         errors,
         poll.groups.len(),

@@ -147,9 +147,17 @@ enum Engine {
     /// Every rule is a finite set of plain strings (the presets): searched with SIMD (Teddy)
     /// directly where the CPU has it, through an Aho-Corasick automaton elsewhere. `severity[i]`
     /// is the severity of string `i`.
-    Strings { teddy: Option<aho_corasick::packed::Searcher>, ac: aho_corasick::AhoCorasick, severity: Vec<Severity> },
+    Strings { search: Strings, severity: Vec<Severity> },
     /// Anything else: one multi-pattern regex, one pattern per rule.
     Regex { re: regex_automata::meta::Regex, severity: Vec<Severity> },
+}
+
+/// How plain strings are searched: SIMD Teddy where the CPU has it (x86-64 with SSSE3/AVX2,
+/// aarch64), an Aho-Corasick automaton elsewhere. Leftmost-first both.
+#[derive(Debug, Clone)]
+enum Strings {
+    Teddy(aho_corasick::packed::Searcher),
+    Automaton(aho_corasick::AhoCorasick),
 }
 
 /// A rule match: where it starts and ends, and the rule's severity.
@@ -189,7 +197,6 @@ impl Classifier {
         rules.sort_by_key(|rule| std::cmp::Reverse(rule.1));
         let Some(&(_, top)) = rules.first() else { return Ok(Classifier { engine: None, top: Severity::Low }) };
         let patterns: Vec<&str> = rules.iter().map(|rule| rule.0).collect();
-        let regex = compile(&patterns)?;
         let parsed: Option<Vec<regex_syntax::hir::Hir>> =
             patterns.iter().map(|p| regex_automata::util::syntax::parse_with(p, &syntax(false)).ok()).collect();
         let strings = parsed.and_then(|hirs| {
@@ -201,19 +208,26 @@ impl Classifier {
                     severity.push(rule.1);
                 }
             }
-            let ac = aho_corasick::AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                .build(&strings)
-                .ok()?;
             let teddy = aho_corasick::packed::Config::new()
                 .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
                 .builder()
                 .extend(&strings)
                 .build();
-            Some(Engine::Strings { teddy, ac, severity })
+            let search = match teddy {
+                Some(teddy) => Strings::Teddy(teddy),
+                None => Strings::Automaton(
+                    aho_corasick::AhoCorasick::builder()
+                        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                        .build(&strings)
+                        .ok()?,
+                ),
+            };
+            Some(Engine::Strings { search, severity })
         });
-        let engine =
-            strings.unwrap_or_else(|| Engine::Regex { re: regex, severity: rules.iter().map(|rule| rule.1).collect() });
+        let engine = match strings {
+            Some(engine) => engine,
+            None => Engine::Regex { re: compile(&patterns)?, severity: rules.iter().map(|rule| rule.1).collect() },
+        };
         Ok(Classifier { engine: Some(engine), top })
     }
 
@@ -231,10 +245,10 @@ impl Classifier {
     /// the whole of `hay`; `^` and `$` also match at line boundaries.
     pub fn find(&self, hay: &[u8], span: std::ops::Range<usize>) -> Option<Match> {
         match self.engine.as_ref()? {
-            Engine::Strings { teddy, ac, severity } => {
-                let m = match teddy {
-                    Some(teddy) => teddy.find_in(hay, aho_corasick::Span::from(span))?,
-                    None => ac.find(aho_corasick::Input::new(hay).range(span))?,
+            Engine::Strings { search, severity } => {
+                let m = match search {
+                    Strings::Teddy(teddy) => teddy.find_in(hay, aho_corasick::Span::from(span))?,
+                    Strings::Automaton(ac) => ac.find(aho_corasick::Input::new(hay).range(span))?,
                 };
                 Some(Match { start: m.start(), end: m.end(), severity: severity[m.pattern().as_usize()] })
             }
@@ -487,11 +501,54 @@ mod tests {
                 ("out while".to_owned(), Severity::High),
                 ("nothing here".to_owned(), Severity::Critical),
             ];
-            let c = Classifier::new(&rules).expect("rules compile");
-            assert_eq!(c.searches_strings(), boundary.is_empty());
-            assert_eq!(c.classify(b"10:00 upstream timed out while reading"), Some((Severity::High, 15)));
-            assert_eq!(c.classify(b"10:00 upstream timed out"), Some((Severity::Low, 15)));
-            assert_eq!(c.classify(b"all fine"), None);
+            for c in [Classifier::new(&rules).expect("rules compile"), without_teddy(&rules)] {
+                assert_eq!(c.searches_strings(), boundary.is_empty());
+                assert_eq!(c.classify(b"10:00 upstream timed out while reading"), Some((Severity::High, 15)));
+                assert_eq!(c.classify(b"10:00 upstream timed out"), Some((Severity::Low, 15)));
+                assert_eq!(c.classify(b"all fine"), None);
+            }
+        }
+    }
+
+    /// The same classifier searching its strings with the automaton, as on a CPU without Teddy.
+    fn without_teddy(rules: &[(String, Severity)]) -> Classifier {
+        let mut c = Classifier::new(rules).expect("rules compile");
+        if let Some(Engine::Strings { search, severity }) = &mut c.engine {
+            let mut sorted: Vec<&(String, Severity)> = rules.iter().collect();
+            sorted.sort_by_key(|rule| std::cmp::Reverse(rule.1));
+            let strings: Vec<Vec<u8>> = sorted
+                .iter()
+                .flat_map(|(p, _)| {
+                    let hir = regex_automata::util::syntax::parse_with(p, &syntax(false)).expect("parses");
+                    exact_strings(&hir).expect("strings")
+                })
+                .collect();
+            assert_eq!(strings.len(), severity.len());
+            *search = Strings::Automaton(
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(&strings)
+                    .expect("builds"),
+            );
+        }
+        c
+    }
+
+    #[test]
+    fn teddy_and_the_automaton_judge_preset_lines_alike() {
+        let lines = [
+            "2024/05/01 10:00:00 [error] 1#0: *5 upstream timed out (110) while connecting to upstream",
+            "2024/05/01 10:00:00 [warn] 1#0: an upstream response is buffered",
+            "[Wed May 01 10:00:00 2024] [php7:error] [pid 42] PHP Fatal error:  Allowed memory size of 1 bytes",
+            "2024/05/01 10:00:00 [notice] 1#0: signal process started",
+            "x",
+        ];
+        for preset in [Preset::Nginx, Preset::Httpd, Preset::Php, Preset::BitrixExceptions] {
+            let rules: Vec<(String, Severity)> = preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)).collect();
+            let (teddy, automaton) = (Classifier::new(&rules).expect("compiles"), without_teddy(&rules));
+            for line in lines {
+                assert_eq!(teddy.classify(line.as_bytes()), automaton.classify(line.as_bytes()), "{preset:?}: {line}");
+            }
         }
     }
 
