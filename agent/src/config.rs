@@ -71,7 +71,8 @@ max_read_bytes_per_tick = 67108864
 
 # Logs to watch. Writing any [[logs.file]] replaces this whole list. Patterns may use * and ? in
 # the last path component. preset: nginx, httpd, php, bitrix_exceptions, mysql or none.
-# encoding: utf-8 (invalid bytes become U+FFFD) or windows-1251. Extra rules come first:
+# encoding: utf-8 (invalid bytes become U+FFFD) or windows-1251 (rules are still written in
+# UTF-8, Cyrillic included: they are matched in windows-1251). Extra rules come first:
 #   rules = [{ pattern = "CRM sync failed", severity = "high" }]
 [[logs.file]]
 name = "nginx_error"
@@ -1093,7 +1094,7 @@ fn validate_logs(raw: &RawLogs, origin: &Path, errors: &mut Vec<ConfigError>) ->
         }
         // Each rule compiles alone; the agent searches them together with the preset's.
         if rules.len() == f.rules.len()
-            && let Err(err) = crate::logs::classify::Classifier::new(&crate::logs::rules_of(preset, &rules))
+            && let Err(err) = crate::logs::classify::Classifier::new(&crate::logs::rules_of(preset, &rules, encoding))
         {
             bad(key("rules"), format!("the rules do not compile together with the {:?} preset: {err}", f.preset));
         }

@@ -21,6 +21,23 @@ impl Encoding {
         }
     }
 
+    /// A rule pattern (UTF-8 text) as it must read to match this encoding's bytes: for
+    /// windows-1251, every character the code page has beyond ASCII becomes a `\xHH` byte escape
+    /// (rules are compiled without Unicode, where that means the byte). Characters it lacks are
+    /// left alone: they cannot occur in such a log.
+    pub fn rule_for_bytes(self, pattern: &str) -> String {
+        match self {
+            Encoding::Utf8 => pattern.to_owned(),
+            Encoding::Windows1251 => pattern
+                .chars()
+                .map(|c| match CP1251.iter().position(|&d| d == c && c != '\u{fffd}') {
+                    Some(index) if !c.is_ascii() => format!("\\x{:02X}", index + 0x80),
+                    _ => c.to_string(),
+                })
+                .collect(),
+        }
+    }
+
     /// Decodes one line.
     pub fn decode(self, bytes: &[u8]) -> String {
         match self {

@@ -74,9 +74,12 @@ pub struct LogSpec {
     pub encoding: Encoding,
 }
 
-/// A log's rules: its own first (they win among equal severities), then its preset's.
-pub fn rules_of(preset: Preset, extra_rules: &[(String, Severity)]) -> Vec<(String, Severity)> {
-    let mut rules: Vec<(String, Severity)> = extra_rules.to_vec();
+/// A log's rules: its own first (they win among equal severities), then its preset's. Rules
+/// are matched against the log's bytes, so for a windows-1251 log the letters of its own rules,
+/// written in UTF-8 in the config, are turned into windows-1251 bytes.
+pub fn rules_of(preset: Preset, extra_rules: &[(String, Severity)], encoding: Encoding) -> Vec<(String, Severity)> {
+    let mut rules: Vec<(String, Severity)> =
+        extra_rules.iter().map(|(pattern, severity)| (encoding.rule_for_bytes(pattern), *severity)).collect();
     rules.extend(preset.rules().into_iter().map(|(p, s)| (p.to_owned(), s)));
     rules
 }
@@ -94,7 +97,7 @@ impl LogSpec {
         LogSpec {
             name: name.to_owned(),
             paths,
-            rules: rules_of(preset, extra_rules),
+            rules: rules_of(preset, extra_rules, encoding),
             classifier: std::cell::OnceCell::new(),
             record_start_pattern: preset.record_start(),
             record_start: std::cell::OnceCell::new(),

@@ -826,6 +826,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn windows_1251_log_is_matched_by_cyrillic_rules_and_decoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let cp1251 = |text: &str| -> Vec<u8> {
+            text.chars()
+                .map(|c| {
+                    (0u8..=255)
+                        .find(|b| Encoding::Windows1251.decode(&[*b]).starts_with(c))
+                        .expect("the code page has the letter")
+                })
+                .collect()
+        };
+        let mut bytes = cp1251("10:00 Ошибка подключения к базе 42\n10:00 всё хорошо\n");
+        bytes.extend(b"10:00 [error] raw \xff byte\n");
+        std::fs::write(&path, bytes).expect("write");
+        let rules = [("Ошибка подключения".to_owned(), Severity::High), (r"\[error\]".to_owned(), Severity::Low)];
+        let spec = LogSpec::new("app", vec![path.display().to_string()], Preset::None, &rules, Encoding::Windows1251);
+        let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
+        let poll = t.poll(1);
+        let mut groups: Vec<(String, Severity)> =
+            poll.groups.values().map(|g| (g.example.clone(), g.severity)).collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            [
+                ("10:00 [error] raw я byte".to_owned(), Severity::Low),
+                ("10:00 Ошибка подключения к базе 42".to_owned(), Severity::High),
+            ]
+        );
+    }
+
     /// Distinct letters per number: digits would be normalised away by the fingerprint.
     fn tag(n: usize) -> String {
         let mut n = n;
