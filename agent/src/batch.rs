@@ -50,6 +50,7 @@ pub fn build(
                 first_seen_unix_ms: g.first_ms,
                 last_seen_unix_ms: g.last_ms,
                 example: g.example,
+                file: g.file,
             })
             .collect(),
         agent_id: agent_id.to_owned(),

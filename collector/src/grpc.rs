@@ -377,6 +377,7 @@ pub fn validate(
             first_ms: g.first_seen_unix_ms,
             last_ms: g.last_seen_unix_ms,
             example: g.example,
+            file: g.file.chars().take(4096).collect(),
         })
         .collect();
     let checks = batch

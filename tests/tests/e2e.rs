@@ -978,6 +978,10 @@ mod logs {
         .map(|e| (e.to_owned(), 1))
         .to_vec();
         assert_eq!(names, expected, "every line once, each giant line cut once");
+        let body = collector.api("/api/v1/hosts/giant/errors?since=0&limit=100");
+        for group in body["groups"].as_array().expect("groups") {
+            assert_eq!(group["file"], log.display().to_string(), "each group names the file of its example");
+        }
         assert_eq!(long_lines(&collector), Some(0.0), "the restarted agent did not count the rest as a new long line");
         let peak = agent.process.peak_rss_kib();
         eprintln!("restarted agent peak RSS after skipping the 100 MiB line: {peak} KiB");

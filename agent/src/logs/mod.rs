@@ -54,6 +54,8 @@ pub struct Group {
     pub last_ms: i64,
     /// One example, at most 512 characters.
     pub example: String,
+    /// Path of the file the example was read from (empty for a catch-all group).
+    pub file: String,
 }
 
 /// One configured log: where, how to read it, how to classify it.

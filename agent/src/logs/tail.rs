@@ -350,14 +350,14 @@ impl Tailer {
             record.idle_polls += 1;
             if record.idle_polls > 1 {
                 let record = t.record.take().expect("checked above");
-                self.emit_record(t.spec, &record.text, now_ms, out);
+                self.emit_record(&t, &record.text, now_ms, out);
             }
         }
         t.committed = t.record.as_ref().map_or(t.pos, |r| r.start);
         if t.rotated {
             // Drained to EOF above; the handle is closed and the checkpoint dropped.
             if let Some(record) = t.record.take() {
-                self.emit_record(t.spec, &record.text, now_ms, out);
+                self.emit_record(&t, &record.text, now_ms, out);
             }
             out.forget.push(key);
             self.stored.remove(&key);
@@ -408,7 +408,7 @@ impl Tailer {
             }
         }
         if let Some(record) = t.record.take() {
-            self.emit_record(t.spec, &record.text, now_ms, out);
+            self.emit_record(t, &record.text, now_ms, out);
         }
         t.pos = 0;
         t.committed = 0;
@@ -469,18 +469,19 @@ impl Tailer {
                 line_start = line.end;
             }
             for text in emits {
-                self.emit_record(t.spec, &text, now_ms, out);
+                self.emit_record(t, &text, now_ms, out);
             }
         } else {
             for (start, end, at, severity) in find_errors(spec.classifier(), chunk, &split) {
-                self.emit_line(t.spec, &chunk[start..end], at, severity, now_ms, out);
+                self.emit_line(t, &chunk[start..end], at, severity, now_ms, out);
             }
         }
         split.consumed
     }
 
     /// Counts a multi-line record by its header and adds it to its group.
-    fn emit_record(&mut self, spec_idx: usize, text: &str, now_ms: i64, out: &mut Poll) {
+    fn emit_record(&mut self, src: &Tracked, text: &str, now_ms: i64, out: &mut Poll) {
+        let spec_idx = src.spec;
         let spec = &self.specs[spec_idx];
         let header = text.split('\n').next().unwrap_or_default();
         let Some((severity, _)) = spec.classifier().classify(header.as_bytes()) else { return };
@@ -489,26 +490,19 @@ impl Tailer {
         }
         // Bitrix records put the message on the lines after the header.
         let message = text.split('\n').take(3).collect::<Vec<_>>().join(" ");
-        self.add(spec_idx, message.as_bytes(), message.as_bytes(), severity, now_ms, out);
+        self.add(src, message.as_bytes(), message.as_bytes(), severity, now_ms, out);
     }
 
     /// Adds one error line to its group; `at` is where the first rule matched in it: the error's
     /// identity starts there, past timestamps and process ids.
-    fn emit_line(&mut self, spec_idx: usize, line: &[u8], at: usize, severity: Severity, now_ms: i64, out: &mut Poll) {
-        self.add(spec_idx, &line[at.min(line.len())..], line, severity, now_ms, out);
+    fn emit_line(&mut self, src: &Tracked, line: &[u8], at: usize, severity: Severity, now_ms: i64, out: &mut Poll) {
+        self.add(src, &line[at.min(line.len())..], line, severity, now_ms, out);
     }
 
     /// Counts an error and adds it to the group of its fingerprint; `example` is kept (cut) when
-    /// the group is new in this poll.
-    fn add(
-        &mut self,
-        spec_idx: usize,
-        message: &[u8],
-        example: &[u8],
-        severity: Severity,
-        now_ms: i64,
-        out: &mut Poll,
-    ) {
+    /// the group is new in this poll, with the path of `src` it was read from.
+    fn add(&mut self, src: &Tracked, message: &[u8], example: &[u8], severity: Severity, now_ms: i64, out: &mut Poll) {
+        let spec_idx = src.spec;
         let spec = &self.specs[spec_idx];
         let counters = &mut self.counters[spec_idx];
         counters.errors[severity as usize - 1] += 1;
@@ -530,6 +524,7 @@ impl Tailer {
             } else {
                 spec.encoding.decode(&example[..example.len().min(2048)]).chars().take(512).collect()
             },
+            file: if merged { String::new() } else { src.path.display().to_string() },
         });
         group.count += 1;
         group.severity = group.severity.max(severity);
@@ -931,6 +926,11 @@ mod tests {
         let mut expected: Vec<String> = (10..15).chain(20..30).map(tag).collect();
         expected.sort();
         assert_eq!(tags(&poll), expected, "rest of the old file from its offset, all of the new ones, nothing twice");
+        let file_of = |n: usize| {
+            let group = poll.groups.values().find(|g| g.example.ends_with(&format!(" {}", tag(n)))).expect("group");
+            group.file.rsplit('/').next().expect("name").to_owned()
+        };
+        assert_eq!([file_of(10), file_of(20), file_of(25)], ["app.log.3", "app.log.1", "app.log"]);
         assert_eq!(t.counters[0].rotated_away, 0);
         commit(&mut stored, &poll);
         assert_eq!(delivered(&t.poll(4)), 0);

@@ -111,6 +111,8 @@ pub struct LogGroupIn {
     pub last_ms: i64,
     /// One example line.
     pub example: String,
+    /// File the example was read from.
+    pub file: String,
 }
 
 /// A check result.

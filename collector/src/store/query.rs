@@ -52,8 +52,10 @@ pub struct ErrorGroup {
     pub first_seen_ms: i64,
     /// Last seen, unix ms.
     pub last_seen_ms: i64,
-    /// The most recent example.
+    /// One example.
     pub example: String,
+    /// The file that example was read from.
+    pub file: String,
 }
 
 /// Label value of a wire severity number.
@@ -224,9 +226,10 @@ impl Reader {
     /// SQLite errors.
     pub fn error_groups(&self, agent_id: &str, since_ms: i64, limit: usize) -> Result<Vec<ErrorGroup>, Error> {
         let conn = self.conn();
-        // A bare column next to max() takes its value from the row holding the maximum (SQLite).
+        // Bare columns next to several aggregates come from one of the group's rows (SQLite):
+        // the example and its file always belong together.
         let mut stmt = conn.prepare_cached(
-            "SELECT log, fingerprint, MAX(severity), SUM(count), MIN(first_ms), MAX(last_ms), example
+            "SELECT log, fingerprint, MAX(severity), SUM(count), MIN(first_ms), MAX(last_ms), example, file
              FROM log_group WHERE agent_id = ?1 AND last_ms >= ?2
              GROUP BY log, fingerprint ORDER BY SUM(count) DESC, MAX(last_ms) DESC LIMIT ?3",
         )?;
@@ -239,6 +242,7 @@ impl Reader {
                 first_seen_ms: r.get(4)?,
                 last_seen_ms: r.get(5)?,
                 example: r.get(6)?,
+                file: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -123,6 +123,8 @@ const MIGRATIONS: &[&str] = &[
         by TEXT NOT NULL,
         PRIMARY KEY(agent_id, check_name, target, start_ms)
     ) WITHOUT ROWID;",
+    // 4: the file an error group's example was read from (a log may cover several files).
+    "ALTER TABLE log_group ADD COLUMN file TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Schema version this build writes.

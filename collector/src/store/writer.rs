@@ -165,8 +165,8 @@ impl Writer {
             }
             for group in &batch.log_groups {
                 tx.prepare_cached(
-                    "INSERT INTO log_group(agent_id, log, fingerprint, severity, count, first_ms, last_ms, example)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO log_group(agent_id, log, fingerprint, severity, count, first_ms, last_ms, example, file)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     batch.agent_id,
@@ -176,7 +176,8 @@ impl Writer {
                     group.count as i64,
                     group.first_ms,
                     group.last_ms,
-                    group.example
+                    group.example,
+                    group.file
                 ])?;
             }
             for check in &batch.checks {
