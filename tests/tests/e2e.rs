@@ -896,6 +896,72 @@ mod logs {
         );
     }
 
+    /// Acceptance 1 and T16 together: logrotate `create` runs while the agent is killed with
+    /// SIGKILL again and again, sometimes twice while it is down, with the default
+    /// `read_from = "end"`. The history before the first start is not reported; afterwards every
+    /// error line on disk arrives exactly once: the rest of a file that rotated out of the pattern
+    /// while the agent was down (found again as `app.log.1` or `app.log.2`) and all of every file
+    /// that appeared meanwhile.
+    #[test]
+    fn logrotate_while_the_agent_is_killed_and_down_loses_and_duplicates_no_error_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let token = enroll(&data, "down");
+        let collector = Collector::start(&data, "");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let log = logs.join("app.log");
+        std::fs::write(&log, "2024/05/01 10:00:00 [error] 1#0: tag=history before the agent\n").expect("history");
+        let config =
+            format!("[logs]\n[[logs.file]]\nname = \"app\"\npaths = [\"{}\"]\npreset = \"nginx\"\n", log.display());
+        let lines_seen =
+            || metric(&collector.metrics(), "b24watch_log_lines_total", &[("host", "down"), ("log", "app")]);
+        let mut agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
+        eventually("the agent has read the log once", Duration::from_secs(15), || lines_seen());
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = writer(log.clone(), 1000, Arc::clone(&stop), true);
+        let mut seed = b24watch_e2e::now_ms() as u64 | 1;
+        for round in 0..4 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(Duration::from_millis(600 + seed % 600));
+            if round == 2 {
+                // A rotation while the agent runs, too.
+                logrotate(dir.path(), &log, "create");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            agent.process.kill();
+            std::thread::sleep(Duration::from_millis(300));
+            for _ in 0..(1 + round % 2) {
+                logrotate(dir.path(), &log, "create");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        let written = handle.join().expect("writer");
+        let on_disk = tags_on_disk(&log);
+        assert_eq!(on_disk.len() as u64, written.div_ceil(10) + 1, "logrotate create loses nothing on disk");
+        assert!(written.div_ceil(10) < 1000, "more error lines than the errors API lists at once");
+        eventually("every error line delivered", Duration::from_secs(30), || {
+            (delivered_errors(&collector, "down", "app") >= written.div_ceil(10)).then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let body = collector.api("/api/v1/hosts/down/errors?since=0&limit=1000");
+        let mut delivered = std::collections::BTreeSet::new();
+        for group in body["groups"].as_array().expect("groups") {
+            let tag = tag_of(group["example"].as_str().expect("example")).expect("tagged example");
+            assert_eq!(group["count"], 1, "error line tag={tag} delivered more than once: {group}");
+            assert!(delivered.insert(tag.clone()), "tag={tag} in two groups");
+        }
+        assert!(!delivered.contains("history"), "history before the first start is not reported");
+        let missing: Vec<&String> = on_disk.iter().filter(|t| *t != "history" && !delivered.contains(*t)).collect();
+        assert!(missing.is_empty(), "{} error lines never delivered: {missing:?}", missing.len());
+        drop(agent);
+    }
+
     /// T21: a 10 MiB and a 100 MiB line without newline. Memory stays flat, each is cut and
     /// counted once, the lines after them arrive, and an agent killed while skipping the rest of
     /// the 100 MiB line does not read it again when it comes back.

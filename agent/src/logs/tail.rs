@@ -298,6 +298,7 @@ impl Tailer {
             let found = find_rotated(&ckpt).and_then(|path| File::open(&path).ok().map(|file| (path, file)));
             match (spec, found) {
                 (Some(spec), Some((path, file))) => {
+                    let rotated_to = path.clone();
                     tracing::info!(log = %ckpt.log, was = %ckpt.path, now = %path.display(), offset = ckpt.offset,
                         "reading the rest of a file rotated while the agent was stopped");
                     self.files.insert(
@@ -316,6 +317,7 @@ impl Tailer {
                             resumed: true,
                         },
                     );
+                    self.adopt_newer_rotations(spec, &rotated_to, seen);
                 }
                 (spec, _) => {
                     if let Some(spec) = spec {
@@ -327,6 +329,47 @@ impl Tailer {
                     self.stored.remove(&(ckpt.dev, ckpt.ino));
                 }
             }
+        }
+    }
+
+    /// With numbered rotation, a file being read that is now `app.log.3` was rotated while the
+    /// agent was stopped (had it been running, it would have drained and forgotten it), so
+    /// `app.log.2` and `app.log.1` were created after the agent's last read: unless they are
+    /// known or still in the patterns, they are read in full, then closed.
+    fn adopt_newer_rotations(&mut self, spec: usize, rotated_to: &Path, seen: &HashMap<FileKey, (usize, PathBuf)>) {
+        let name = rotated_to.to_string_lossy();
+        let Some((base, number)) = name.rsplit_once('.') else { return };
+        let Ok(number) = number.parse::<u32>() else { return };
+        for newer in (1..number).rev() {
+            let path = PathBuf::from(format!("{base}.{newer}"));
+            let Ok(file) = File::open(&path) else { continue };
+            let Ok(meta) = file.metadata() else { continue };
+            let key = (meta.dev(), meta.ino());
+            if !meta.is_file()
+                || seen.contains_key(&key)
+                || self.files.contains_key(&key)
+                || self.stored.contains_key(&key)
+            {
+                continue;
+            }
+            tracing::info!(log = %self.specs[spec].name, path = %path.display(),
+                "reading a file created and rotated while the agent was stopped");
+            self.files.insert(
+                key,
+                Tracked {
+                    spec,
+                    path,
+                    file,
+                    head: None,
+                    pos: 0,
+                    committed: 0,
+                    splitter: Splitter::default(),
+                    record: None,
+                    rotated: true,
+                    reported: None,
+                    resumed: false,
+                },
+            );
         }
     }
 
@@ -894,7 +937,7 @@ mod tests {
     }
 
     #[test]
-    fn three_rotations_while_stopped_read_the_rest_and_the_new_files_without_repeats() {
+    fn three_rotations_while_stopped_read_the_rest_and_every_newer_file_without_repeats() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         let spec = || {
@@ -920,17 +963,20 @@ mod tests {
             write_tagged(&path, lines);
         }
         // The file being read is now app.log.3, outside the patterns; app.log.2 was created and
-        // rotated out of them while the agent was stopped, so it is never seen.
+        // rotated out of them while the agent was stopped: numbered rotation says it is newer.
         let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);
         let poll = t.poll(3);
-        let mut expected: Vec<String> = (10..15).chain(20..30).map(tag).collect();
+        let mut expected: Vec<String> = (10..30).map(tag).collect();
         expected.sort();
         assert_eq!(tags(&poll), expected, "rest of the old file from its offset, all of the new ones, nothing twice");
         let file_of = |n: usize| {
             let group = poll.groups.values().find(|g| g.example.ends_with(&format!(" {}", tag(n)))).expect("group");
             group.file.rsplit('/').next().expect("name").to_owned()
         };
-        assert_eq!([file_of(10), file_of(20), file_of(25)], ["app.log.3", "app.log.1", "app.log"]);
+        assert_eq!(
+            [file_of(10), file_of(15), file_of(20), file_of(25)],
+            ["app.log.3", "app.log.2", "app.log.1", "app.log"]
+        );
         assert_eq!(t.counters[0].rotated_away, 0);
         commit(&mut stored, &poll);
         assert_eq!(delivered(&t.poll(4)), 0);
