@@ -917,7 +917,7 @@ mod logs {
         let lines_seen =
             || metric(&collector.metrics(), "b24watch_log_lines_total", &[("host", "down"), ("log", "app")]);
         let mut agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &config);
-        eventually("the agent has read the log once", Duration::from_secs(15), || lines_seen());
+        eventually("the agent has read the log once", Duration::from_secs(15), lines_seen);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = writer(log.clone(), 1000, Arc::clone(&stop), true);
         let mut seed = b24watch_e2e::now_ms() as u64 | 1;
