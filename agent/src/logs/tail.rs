@@ -84,6 +84,26 @@ struct Tracked {
     resumed: bool,
 }
 
+impl Tracked {
+    /// A file opened for reading from `pos`, resuming `resume` if it has a checkpoint; `rotated`
+    /// files are read to their end and closed.
+    fn new(spec: usize, path: PathBuf, file: File, resume: Option<&Checkpoint>, pos: u64, rotated: bool) -> Tracked {
+        Tracked {
+            spec,
+            path,
+            file,
+            head: resume.filter(|c| c.head_len > 0).map(|c| (c.head_len, c.head_hash)),
+            pos,
+            committed: pos,
+            splitter: Splitter::default(),
+            record: None,
+            rotated,
+            reported: resume.map(|c| c.offset),
+            resumed: resume.is_some(),
+        }
+    }
+}
+
 /// The tailer: all tracked files of all configured logs.
 #[derive(Debug)]
 pub struct Tailer {
@@ -258,23 +278,8 @@ impl Tailer {
                     if self.first_poll && self.read_from_end && new_log { size } else { 0 }
                 }
             };
-            let head = resume.filter(|c| c.head_len > 0).map(|c| (c.head_len, c.head_hash));
-            self.files.insert(
-                key,
-                Tracked {
-                    spec: spec_idx,
-                    path,
-                    file,
-                    head,
-                    pos,
-                    committed: pos,
-                    splitter: Splitter::default(),
-                    record: None,
-                    rotated: false,
-                    reported: resume.map(|c| c.offset),
-                    resumed: resume.is_some(),
-                },
-            );
+            let tracked = Tracked::new(spec_idx, path, file, resume, pos, false);
+            self.files.insert(key, tracked);
         }
         self.first_poll = false;
         let keys: Vec<FileKey> = self.files.keys().copied().collect();
@@ -301,22 +306,8 @@ impl Tailer {
                     let rotated_to = path.clone();
                     tracing::info!(log = %ckpt.log, was = %ckpt.path, now = %path.display(), offset = ckpt.offset,
                         "reading the rest of a file rotated while the agent was stopped");
-                    self.files.insert(
-                        (ckpt.dev, ckpt.ino),
-                        Tracked {
-                            spec,
-                            path,
-                            file,
-                            head: (ckpt.head_len > 0).then_some((ckpt.head_len, ckpt.head_hash)),
-                            pos: ckpt.offset,
-                            committed: ckpt.offset,
-                            splitter: Splitter::default(),
-                            record: None,
-                            rotated: true,
-                            reported: Some(ckpt.offset),
-                            resumed: true,
-                        },
-                    );
+                    let tracked = Tracked::new(spec, path, file, Some(&ckpt), ckpt.offset, true);
+                    self.files.insert((ckpt.dev, ckpt.ino), tracked);
                     self.adopt_newer_rotations(spec, &rotated_to, seen);
                 }
                 (spec, _) => {
@@ -354,22 +345,7 @@ impl Tailer {
             }
             tracing::info!(log = %self.specs[spec].name, path = %path.display(),
                 "reading a file created and rotated while the agent was stopped");
-            self.files.insert(
-                key,
-                Tracked {
-                    spec,
-                    path,
-                    file,
-                    head: None,
-                    pos: 0,
-                    committed: 0,
-                    splitter: Splitter::default(),
-                    record: None,
-                    rotated: true,
-                    reported: None,
-                    resumed: false,
-                },
-            );
+            self.files.insert(key, Tracked::new(spec, path, file, None, 0, true));
         }
     }
 
