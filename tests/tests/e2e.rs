@@ -774,19 +774,21 @@ mod logs {
         String::from_utf8(out).expect("ascii")
     }
 
-    /// Tags of the tagged error lines present in the rotation family of `path`.
-    fn tags_on_disk(path: &Path) -> std::collections::BTreeSet<String> {
+    /// Texts of every file of the rotation family of `path` (`app.log`, `app.log.1`, ...).
+    fn rotation_family(path: &Path) -> Vec<String> {
         let dir = path.parent().expect("dir");
         let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
         std::fs::read_dir(dir)
             .expect("read dir")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&name)))
-            .flat_map(|e| {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                text.lines().filter_map(tag_of).collect::<Vec<_>>()
-            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
             .collect()
+    }
+
+    /// Tags of the tagged error lines present in the rotation family of `path`.
+    fn tags_on_disk(path: &Path) -> std::collections::BTreeSet<String> {
+        rotation_family(path).iter().flat_map(|text| text.lines().filter_map(tag_of)).collect()
     }
 
     fn tag_of(line: &str) -> Option<String> {
@@ -794,17 +796,35 @@ mod logs {
         Some(rest.split_whitespace().next()?.to_owned())
     }
 
-    /// Error lines present in every file of the rotation family (`app.log`, `app.log.1`, ...): the
-    /// lines that exist anywhere on disk, which the agent must deliver exactly once.
+    /// Error lines present in every file of the rotation family: the lines that exist anywhere on
+    /// disk, which the agent must deliver exactly once.
     fn error_lines_on_disk(path: &Path) -> u64 {
-        let dir = path.parent().expect("dir");
-        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
-        std::fs::read_dir(dir)
-            .expect("read dir")
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&name)))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().matches("[error]").count() as u64)
-            .sum()
+        rotation_family(path).iter().map(|text| text.matches("[error]").count() as u64).sum()
+    }
+
+    /// A collector with `host` enrolled (its token file), and the path of `logs/app.log` (not
+    /// created) in a fresh directory.
+    fn setup(host: &str) -> (tempfile::TempDir, Collector, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("collector");
+        let token = enroll(&data, host);
+        let collector = Collector::start(&data, "");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        (dir, collector, token, logs.join("app.log"))
+    }
+
+    /// Tags of the tagged error lines of log `app` the collector holds for `host`, asserting that
+    /// each arrived once: one group per tag, counted 1.
+    fn delivered_once(collector: &Collector, host: &str) -> std::collections::BTreeSet<String> {
+        let body = collector.api(&format!("/api/v1/hosts/{host}/errors?since=0&limit=1000"));
+        let mut delivered = std::collections::BTreeSet::new();
+        for group in body["groups"].as_array().expect("groups").iter().filter(|g| g["log"] == "app") {
+            let tag = tag_of(group["example"].as_str().expect("example")).expect("tagged example");
+            assert_eq!(group["count"], 1, "error line tag={tag} delivered more than once: {group}");
+            assert!(delivered.insert(tag.clone()), "tag={tag} in two groups");
+        }
+        delivered
     }
 
     fn delivered_errors(collector: &Collector, host: &str, log: &str) -> u64 {
@@ -842,13 +862,7 @@ mod logs {
     /// T15 and T17: a real logrotate with `create` and then `copytruncate` at 1,000 lines/s.
     #[test]
     fn logrotate_create_and_copytruncate_lose_and_duplicate_no_error_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("collector");
-        let token = enroll(&data, "rot");
-        let collector = Collector::start(&data, "");
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs).expect("logs dir");
-        let log = logs.join("app.log");
+        let (dir, collector, token, log) = setup("rot");
         let stop = Arc::new(AtomicBool::new(false));
         let handle = writer(log.clone(), 1000, Arc::clone(&stop), true);
         let _agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, &agent_config("app", &log, "nginx"));
@@ -873,14 +887,7 @@ mod logs {
         // disk may be missing. Lines appended between logrotate's copy and its truncate are in
         // neither file afterwards; the agent may have read them first and rightly delivered them.
         let written_errors = written.div_ceil(10);
-        let body = collector.api("/api/v1/hosts/rot/errors?since=0&limit=1000");
-        let groups = body["groups"].as_array().expect("groups");
-        let mut delivered_tags = std::collections::BTreeSet::new();
-        for group in groups.iter().filter(|g| g["log"] == "app") {
-            let tag = tag_of(group["example"].as_str().expect("example")).expect("tagged example");
-            assert_eq!(group["count"], 1, "error line tag={tag} delivered more than once: {group}");
-            assert!(delivered_tags.insert(tag.clone()), "tag={tag} in two groups");
-        }
+        let delivered_tags = delivered_once(&collector, "rot");
         let on_disk_tags = tags_on_disk(&log);
         let missing: Vec<&String> = on_disk_tags.difference(&delivered_tags).collect();
         assert!(missing.is_empty(), "error lines on disk never delivered: {missing:?}");
@@ -904,13 +911,7 @@ mod logs {
     /// that appeared meanwhile.
     #[test]
     fn logrotate_while_the_agent_is_killed_and_down_loses_and_duplicates_no_error_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("collector");
-        let token = enroll(&data, "down");
-        let collector = Collector::start(&data, "");
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs).expect("logs dir");
-        let log = logs.join("app.log");
+        let (dir, collector, token, log) = setup("down");
         std::fs::write(&log, "2024/05/01 10:00:00 [error] 1#0: tag=history before the agent\n").expect("history");
         let config =
             format!("[logs]\n[[logs.file]]\nname = \"app\"\npaths = [\"{}\"]\npreset = \"nginx\"\n", log.display());
@@ -949,13 +950,7 @@ mod logs {
             (delivered_errors(&collector, "down", "app") >= written.div_ceil(10)).then_some(())
         });
         std::thread::sleep(Duration::from_secs(2));
-        let body = collector.api("/api/v1/hosts/down/errors?since=0&limit=1000");
-        let mut delivered = std::collections::BTreeSet::new();
-        for group in body["groups"].as_array().expect("groups") {
-            let tag = tag_of(group["example"].as_str().expect("example")).expect("tagged example");
-            assert_eq!(group["count"], 1, "error line tag={tag} delivered more than once: {group}");
-            assert!(delivered.insert(tag.clone()), "tag={tag} in two groups");
-        }
+        let delivered = delivered_once(&collector, "down");
         assert!(!delivered.contains("history"), "history before the first start is not reported");
         let missing: Vec<&String> = on_disk.iter().filter(|t| *t != "history" && !delivered.contains(*t)).collect();
         assert!(missing.is_empty(), "{} error lines never delivered: {missing:?}", missing.len());
@@ -968,11 +963,7 @@ mod logs {
     #[test]
     fn giant_lines_are_cut_once_in_flat_memory_even_across_a_kill() {
         const MAX_LINE: u64 = 16384;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("collector");
-        let token = enroll(&data, "giant");
-        let collector = Collector::start(&data, "");
-        let log = dir.path().join("app.log");
+        let (dir, collector, token, log) = setup("giant");
         let append = |bytes: &[u8]| {
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open log");
             file.write_all(bytes).expect("write log");
@@ -1060,13 +1051,7 @@ mod logs {
     /// T09 for logs: the agent killed with SIGKILL again and again while lines are written.
     #[test]
     fn agent_killed_repeatedly_neither_loses_nor_repeats_error_lines() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("collector");
-        let token = enroll(&data, "kill");
-        let collector = Collector::start(&data, "");
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs).expect("logs dir");
-        let log = logs.join("app.log");
+        let (dir, collector, token, log) = setup("kill");
         let stop = Arc::new(AtomicBool::new(false));
         let handle = writer(log.clone(), 1000, Arc::clone(&stop), false);
         let config = agent_config("app", &log, "nginx");

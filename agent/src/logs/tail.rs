@@ -80,7 +80,8 @@ struct Tracked {
     rotated: bool,
     reported: Option<u64>,
     /// Created from a stored checkpoint and not read yet: whether the stored position is inside
-    /// an over-long line is decided at the first read, on the file that is then read.
+    /// an over-long line is decided at the first read, on the file that is then read (the copy,
+    /// after a copytruncate while the agent was stopped).
     resumed: bool,
 }
 
@@ -356,9 +357,6 @@ impl Tailer {
         if size < t.pos || head_changed {
             self.on_truncation(&mut t, now_ms, out);
         }
-        if std::mem::take(&mut t.resumed) {
-            t.splitter.skipping = inside_long_line(&t.file, t.pos);
-        }
         if t.head.is_none() && size > 0 {
             let len = size.min(HEAD_BYTES);
             t.head = head_hash(&t.file, len).map(|hash| (len, hash));
@@ -413,9 +411,6 @@ impl Tailer {
         });
         match copy {
             Some((file, copy_size)) => {
-                if std::mem::take(&mut t.resumed) {
-                    t.splitter.skipping = inside_long_line(&file, t.pos);
-                }
                 let original = std::mem::replace(&mut t.file, file);
                 self.read_new(t, now_ms, out, copy_size);
                 // A last line without newline in the copy is complete: nothing will follow it there.
@@ -438,6 +433,9 @@ impl Tailer {
 
     /// Reads from `t.pos` up to `limit` (or EOF), splitting lines and classifying them.
     fn read_new(&mut self, t: &mut Tracked, now_ms: i64, out: &mut Poll, limit: u64) {
+        if std::mem::take(&mut t.resumed) {
+            t.splitter.skipping = inside_long_line(&t.file, t.pos);
+        }
         let mut budget = self.budget;
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(CHUNK, 0);
