@@ -141,21 +141,8 @@ fn serve(cfg: Config, token: String) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = b24watch_common::signal::shutdown();
-        let signal = {
-            let shutdown = shutdown.clone();
-            async move {
-                match signals {
-                    Ok(signals) => {
-                        let name = signals.await;
-                        tracing::info!(signal = name, "shutdown started");
-                    }
-                    Err(err) => tracing::error!(error = %err, "cannot wait for signals"),
-                }
-                shutdown.cancel();
-            }
-        };
-        tokio::spawn(signal);
+        let stop = shutdown.clone();
+        b24watch_common::signal::on_shutdown(move || stop.cancel()).context("installing SIGTERM/SIGINT handlers")?;
         b24watch_agent::run(cfg, token, shutdown).await
     })
 }

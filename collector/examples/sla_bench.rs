@@ -127,7 +127,7 @@ fn main() {
     )
     .expect("config")
     .sla;
-    let uptime = b24watch_collector::uptime::Uptime::open(dir.path(), cfg, reader, false, now).expect("uptime");
+    let uptime = b24watch_collector::uptime::Uptime::new(cfg, reader);
     let hosts = uptime.hosts().expect("hosts");
     let stored = best(&|| {
         let shared = uptime.shared(from, to).expect("shared");

@@ -37,6 +37,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Uptime, incidents, maintenance and reports.
     pub uptime: Arc<crate::uptime::Uptime>,
+    /// Maintenance windows and acknowledgements.
+    pub admin: Arc<crate::store::admin::Admin>,
 }
 
 /// The router.
@@ -70,13 +72,9 @@ async fn index(State(state): State<AppState>) -> Response {
     let up: std::collections::HashSet<String> =
         state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
     let uptime = Arc::clone(&state.uptime);
-    let rows =
-        tokio::task::spawn_blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now))
-            .await;
-    match rows {
-        Ok(Ok(rows)) => html_page(crate::report::status_html(&rows, now)),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
+        Ok(rows) => html_page(crate::report::status_html(&rows, now)),
+        Err(response) => response,
     }
 }
 
@@ -84,16 +82,29 @@ fn html_page(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// Runs a blocking query and answers its JSON, 503 on a store error.
+/// Runs a store call on the blocking pool (never on the async workers): its value, or the
+/// error response (503 on a store error).
+async fn blocking<T, F>(query: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(query).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}"))),
+        Err(err) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}"))),
+    }
+}
+
+/// [`blocking`], answered as JSON.
 async fn blocking_json<T, F>(query: F) -> Response
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(query).await {
-        Ok(Ok(value)) => axum::Json(value).into_response(),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    match blocking(query).await {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(response) => response,
     }
 }
 
@@ -194,7 +205,7 @@ async fn acknowledge(
     if let Err((code, message)) = hosts_of(&state, Some(&body.host)) {
         return error(code, message);
     }
-    let uptime = Arc::clone(&state.uptime);
+    let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
     let now = now_ms();
     blocking_json(move || {
         let known = uptime
@@ -204,7 +215,7 @@ async fn acknowledge(
         if !known {
             return Ok(serde_json::json!({ "acknowledged": false, "error": "no such incident (host, check, target, start_ms)" }));
         }
-        uptime.acknowledge(&body.host, &body.check, &body.target, body.start_ms, &body.by, now)?;
+        admin.acknowledge(&body.host, &body.check, &body.target, body.start_ms, &body.by, now)?;
         Ok(serde_json::json!({ "acknowledged": true, "ack_ms": now }))
     })
     .await
@@ -264,15 +275,11 @@ async fn maintenance_update(
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };
-    let uptime = Arc::clone(&state.uptime);
-    match tokio::task::spawn_blocking(move || uptime.update_maintenance(id, &host, from, to, &reason)).await {
-        Ok(Ok(true)) => axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })).into_response(),
-        Ok(Ok(false)) => error(
-            StatusCode::NOT_FOUND,
-            format!("no maintenance window {id} (windows from the config file are changed there)"),
-        ),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {err}")),
+    let admin = Arc::clone(&state.admin);
+    match blocking(move || admin.update_maintenance(id, &host, from, to, &reason)).await {
+        Ok(true) => axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })).into_response(),
+        Ok(false) => no_window(id),
+        Err(response) => response,
     }
 }
 
@@ -284,26 +291,25 @@ async fn maintenance_add(
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };
-    let uptime = Arc::clone(&state.uptime);
-    match tokio::task::spawn_blocking(move || uptime.add_maintenance(&host, from, to, &reason, now_ms())).await {
-        Ok(Ok(id)) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })))
+    let admin = Arc::clone(&state.admin);
+    match blocking(move || admin.add_maintenance(&host, from, to, &reason, now_ms())).await {
+        Ok(id) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })))
             .into_response(),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {err}")),
+        Err(response) => response,
     }
 }
 
 async fn maintenance_delete(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
-    let uptime = Arc::clone(&state.uptime);
-    match tokio::task::spawn_blocking(move || uptime.delete_maintenance(id)).await {
-        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Ok(false)) => error(
-            StatusCode::NOT_FOUND,
-            format!("no maintenance window {id} (windows from the config file are changed there)"),
-        ),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {err}")),
+    let admin = Arc::clone(&state.admin);
+    match blocking(move || admin.delete_maintenance(id)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => no_window(id),
+        Err(response) => response,
     }
+}
+
+fn no_window(id: i64) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no maintenance window {id} (windows from the config file are changed there)"))
 }
 
 /// Query of `/reports/sla`.
@@ -325,13 +331,12 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     if !matches!(format.as_str(), "html" | "csv" | "json") {
         return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
     }
-    let built =
-        tokio::task::spawn_blocking(move || crate::report::build(&uptime, &month, q.host.as_deref(), now)).await;
+    let built = blocking(move || Ok(crate::report::build(&uptime, &month, q.host.as_deref(), now))).await;
     let report = match built {
         Ok(Ok(report)) => report,
         Ok(Err(message)) if message.starts_with("unknown host") => return error(StatusCode::NOT_FOUND, message),
         Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
-        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("report task failed: {err}")),
+        Err(response) => return response,
     };
     match format.as_str() {
         "json" => axum::Json(report).into_response(),
@@ -389,18 +394,13 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
         return error(StatusCode::BAD_REQUEST, format!("max_points {max_points}: expected 1..={MAX_POINTS_LIMIT}"));
     }
     let reader = Arc::clone(&state.reader);
-    let name = q.name.clone();
-    let host_name = host.clone();
-    let result =
-        tokio::task::spawn_blocking(move || reader.series_points(&host_name, &name, from, to, max_points)).await;
-    match result {
-        Ok(Ok((series, truncated))) => axum::Json(serde_json::json!({
+    blocking_json(move || {
+        let (series, truncated) = reader.series_points(&host, &q.name, from, to, max_points)?;
+        Ok(serde_json::json!({
             "host": host, "name": q.name, "from": from, "to": to, "truncated": truncated, "series": series,
         }))
-        .into_response(),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
-    }
+    })
+    .await
 }
 
 /// Query of `/api/v1/hosts/{host}/errors`.
@@ -419,31 +419,23 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
         return error(StatusCode::BAD_REQUEST, format!("limit {limit}: expected 1..=1000"));
     }
     let reader = Arc::clone(&state.reader);
-    let host_name = host.clone();
-    match tokio::task::spawn_blocking(move || reader.error_groups(&host_name, since, limit)).await {
-        Ok(Ok(groups)) => {
-            axum::Json(serde_json::json!({ "host": host, "since": since, "groups": groups })).into_response()
-        }
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
-    }
+    blocking_json(move || {
+        let groups = reader.error_groups(&host, since, limit)?;
+        Ok(serde_json::json!({ "host": host, "since": since, "groups": groups }))
+    })
+    .await
 }
 
 async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     let reader = Arc::clone(&state.reader);
-    let host_name = host.clone();
-    match tokio::task::spawn_blocking(move || reader.checks(&host_name)).await {
-        Ok(Ok(checks)) => axum::Json(serde_json::json!({ "host": host, "checks": checks })).into_response(),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
-    }
+    blocking_json(move || {
+        let checks = reader.checks(&host)?;
+        Ok(serde_json::json!({ "host": host, "checks": checks }))
+    })
+    .await
 }
 
 async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     let reader = Arc::clone(&state.reader);
-    match tokio::task::spawn_blocking(move || reader.gaps(&host)).await {
-        Ok(Ok(gaps)) => axum::Json(gaps).into_response(),
-        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
-    }
+    blocking_json(move || reader.gaps(&host)).await
 }

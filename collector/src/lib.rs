@@ -5,7 +5,7 @@
 //! - [`config`]: TOML config, raw and validated.
 //! - [`auth`]: token format, hashing, constant-time verification (pure).
 //! - [`grpc`]: the ingest service and batch validation (the only file naming proto types).
-//! - [`store`]: SQLite: one writer thread, read connections, migrations, agent admin.
+//! - [`store`]: SQLite: one writer thread, read connections, migrations, administration writes.
 //! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
@@ -74,10 +74,12 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes, evidence_span)
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let reader = Arc::new(reader);
-    let uptime = Arc::new(
-        uptime::Uptime::open(&cfg.data_dir, cfg.sla.clone(), Arc::clone(&reader), true, now_ms())
-            .context("recording this collector run")?,
+    let admin = Arc::new(
+        store::admin::Admin::open(&cfg.data_dir)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
     );
+    let run = admin.start_run(now_ms()).context("recording this collector run")?;
+    let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -119,6 +121,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         agent_timeout: cfg.agent_timeout,
         shutdown: shutdown.clone(),
         uptime: Arc::clone(&uptime),
+        admin: Arc::clone(&admin),
     });
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "collector listening");
@@ -143,7 +146,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     };
     tracker.spawn(refresh);
     let sla_refresh = {
-        let (uptime, shutdown) = (Arc::clone(&uptime), shutdown.clone());
+        let (uptime, admin, shutdown) = (Arc::clone(&uptime), Arc::clone(&admin), shutdown.clone());
         async move {
             let mut ticker = tokio::time::interval(SLA_REFRESH);
             let mut beats = 0u64;
@@ -152,13 +155,13 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
                     () = shutdown.cancelled() => break,
                     _ = ticker.tick() => {}
                 }
-                let uptime = Arc::clone(&uptime);
+                let (uptime, admin) = (Arc::clone(&uptime), Arc::clone(&admin));
                 // Uptime metrics are recomputed every third beat (30 s): windows are days long.
                 let recompute = beats.is_multiple_of(3);
                 beats += 1;
                 let result = tokio::task::spawn_blocking(move || {
                     let now = now_ms();
-                    uptime.heartbeat(now)?;
+                    admin.heartbeat(run, now)?;
                     if !recompute {
                         return Ok(());
                     }

@@ -111,34 +111,26 @@ fn main() -> ExitCode {
             println!("configuration OK: {}", cli.config.display());
             Ok(())
         }
-        Some(Command::Enroll { ref agent_id, rotate }) => admin(&cfg, |conn, now| {
-            let token = store::enroll(conn, agent_id, rotate, now)?;
+        Some(Command::Enroll { ref agent_id, rotate }) => admin(&cfg).and_then(|admin| {
+            let token = admin.enroll(agent_id, rotate, b24watch_collector::now_ms())?;
             println!("{token}");
             Ok(())
         }),
-        Some(Command::Revoke { ref agent_id }) => admin(&cfg, |conn, now| {
-            store::revoke(conn, agent_id, now)?;
+        Some(Command::Revoke { ref agent_id }) => admin(&cfg).and_then(|admin| {
+            admin.revoke(agent_id, b24watch_collector::now_ms())?;
             eprintln!("revoked agent {agent_id:?}");
             Ok(())
         }),
         Some(Command::Report { ref month, ref format, ref host, ref output }) => {
             report(&cfg, month.as_deref(), format, host.as_deref(), output.as_deref())
         }
-        Some(Command::Agents) => admin(&cfg, |conn, _| {
-            let mut stmt = conn.prepare("SELECT id, created_ms, revoked_ms, last_seen_ms FROM agent ORDER BY id")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                ))
-            })?;
+        Some(Command::Agents) => reader(&cfg).and_then(|reader| {
+            let agents = reader.agents()?;
             println!("{:<40} {:>15} {:>15} {:>8}", "AGENT", "ENROLLED_MS", "LAST_SEEN_MS", "REVOKED");
-            for row in rows {
-                let (id, created, revoked, seen) = row?;
-                let seen = seen.map_or_else(|| "-".to_owned(), |s| s.to_string());
-                println!("{id:<40} {created:>15} {seen:>15} {:>8}", if revoked.is_some() { "yes" } else { "no" });
+            for agent in agents {
+                let seen = agent.last_seen_ms.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                let revoked = if agent.revoked_ms.is_some() { "yes" } else { "no" };
+                println!("{:<40} {:>15} {seen:>15} {revoked:>8}", agent.id, agent.created_ms);
             }
             Ok(())
         }),
@@ -171,14 +163,15 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::from_raw(raw, &cli.config)?)
 }
 
-fn admin(
-    cfg: &Config,
-    action: impl FnOnce(&rusqlite::Connection, i64) -> Result<(), store::Error>,
-) -> anyhow::Result<()> {
-    let conn = store::open_connection(&cfg.data_dir)
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-    action(&conn, b24watch_collector::now_ms())?;
-    Ok(())
+/// The store's administration side, for the commands that change agents.
+fn admin(cfg: &Config) -> anyhow::Result<store::admin::Admin> {
+    store::admin::Admin::open(&cfg.data_dir).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
+}
+
+/// The store's read side, for the commands that only read.
+fn reader(cfg: &Config) -> anyhow::Result<store::query::Reader> {
+    store::query::Reader::open(&cfg.data_dir)
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
 }
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -192,22 +185,8 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the HTTP address {} (collector.http_listen)", cfg.http_listen))?;
         let shutdown = CancellationToken::new();
-        let signals = b24watch_common::signal::shutdown();
-        let signal = {
-            let shutdown = shutdown.clone();
-            async move {
-                let name = match signals {
-                    Ok(signals) => signals.await,
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot install signal handlers");
-                        return;
-                    }
-                };
-                tracing::info!(signal = name, "signal received");
-                shutdown.cancel();
-            }
-        };
-        tokio::spawn(signal);
+        let stop = shutdown.clone();
+        b24watch_common::signal::on_shutdown(move || stop.cancel()).context("installing SIGTERM/SIGINT handlers")?;
         b24watch_collector::run(cfg, grpc, http, shutdown).await
     })
 }
@@ -224,11 +203,9 @@ fn report(
     if !matches!(format, "html" | "csv" | "json") {
         anyhow::bail!("--format {format:?}: expected html, csv or json");
     }
-    let conn = store::open_connection(&cfg.data_dir)
-        .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
-    let reader = std::sync::Arc::new(store::query::Reader::new(conn));
+    let reader = std::sync::Arc::new(reader(cfg)?);
     let now = b24watch_collector::now_ms();
-    let service = uptime::Uptime::open(&cfg.data_dir, cfg.sla.clone(), reader, false, now)?;
+    let service = uptime::Uptime::new(cfg.sla.clone(), reader);
     let month = month.map_or_else(
         || {
             jiff::Timestamp::from_millisecond(now)

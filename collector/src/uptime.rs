@@ -1,21 +1,19 @@
 //! Uptime, incidents and reports over the stored evidence: the database side of [`crate::sla`].
 //!
-//! Reads go through the shared [`Reader`]; the few writes here (the collector's own run record,
-//! maintenance windows, incident acknowledgements) use a connection of their own, outside the
-//! ingest writer's queue.
+//! Reads go through the shared [`Reader`] and feed the pure SLA code; nothing here writes (the
+//! collector's run record, maintenance windows and acknowledgements are written by
+//! [`crate::store::admin`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::config::SlaConfig;
 use crate::sla::{self, Ms, Span, State, Summary};
+use crate::store::Error;
 use crate::store::query::{MaintenanceRow, Reader, severity_name};
-use crate::store::{self, Error};
 
 const DAY: Ms = 86_400_000;
 
@@ -78,99 +76,13 @@ pub struct Uptime {
     /// SLA settings.
     pub cfg: SlaConfig,
     reader: Arc<Reader>,
-    admin: Mutex<Connection>,
-    run_id: Option<i64>,
     metrics: Mutex<String>,
 }
 
 impl Uptime {
-    /// Opens the service. With `record_run`, records this collector run (its downtime is
-    /// unknown for the SLA) and keeps it alive with [`Uptime::heartbeat`].
-    ///
-    /// # Errors
-    /// When the database cannot be opened or written.
-    pub fn open(
-        data_dir: &Path,
-        cfg: SlaConfig,
-        reader: Arc<Reader>,
-        record_run: bool,
-        now: Ms,
-    ) -> Result<Self, Error> {
-        let admin = store::open_connection(data_dir)?;
-        let run_id = if record_run {
-            admin.execute("INSERT INTO collector_run(started_ms, alive_ms) VALUES (?1, ?1)", [now])?;
-            Some(admin.last_insert_rowid())
-        } else {
-            None
-        };
-        Ok(Uptime { cfg, reader, admin: Mutex::new(admin), run_id, metrics: Mutex::new(String::new()) })
-    }
-
-    fn admin(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.admin.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Records that the collector is alive at `now`.
-    ///
-    /// # Errors
-    /// SQLite errors (BUSY while another process holds the database: retried at the next beat).
-    pub fn heartbeat(&self, now: Ms) -> Result<(), Error> {
-        if let Some(id) = self.run_id {
-            self.admin().execute("UPDATE collector_run SET alive_ms = ?2 WHERE id = ?1", params![id, now])?;
-        }
-        Ok(())
-    }
-
-    /// Declares a maintenance window; returns its id.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn add_maintenance(&self, host: &str, from: Ms, to: Ms, reason: &str, now: Ms) -> Result<i64, Error> {
-        let admin = self.admin();
-        admin.execute(
-            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![host, from, to, reason, now],
-        )?;
-        Ok(admin.last_insert_rowid())
-    }
-
-    /// Deletes a maintenance window declared over the API; false when there was none.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn delete_maintenance(&self, id: i64) -> Result<bool, Error> {
-        Ok(self.admin().execute("DELETE FROM maintenance WHERE id = ?1", [id])? > 0)
-    }
-
-    /// Replaces a maintenance window declared over the API; false when there was none.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn update_maintenance(&self, id: i64, host: &str, from: Ms, to: Ms, reason: &str) -> Result<bool, Error> {
-        Ok(self.admin().execute(
-            "UPDATE maintenance SET host = ?2, from_ms = ?3, to_ms = ?4, reason = ?5 WHERE id = ?1",
-            params![id, host, from, to, reason],
-        )? > 0)
-    }
-
-    /// Acknowledges an incident (the first acknowledgement counts).
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn acknowledge(
-        &self,
-        host: &str,
-        check: &str,
-        target: &str,
-        start: Ms,
-        by: &str,
-        now: Ms,
-    ) -> Result<(), Error> {
-        self.admin().execute(
-            "INSERT OR IGNORE INTO incident_ack(agent_id, check_name, target, start_ms, ack_ms, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![host, check, target, start, now, by],
-        )?;
-        Ok(())
+    /// The service over `reader`.
+    pub fn new(cfg: SlaConfig, reader: Arc<Reader>) -> Self {
+        Uptime { cfg, reader, metrics: Mutex::new(String::new()) }
     }
 
     /// Every maintenance window (config and API) overlapping `[from, to)`.

@@ -1,19 +1,23 @@
-//! The collector's SQLite store: one writer thread, read connections, agent administration.
+//! The collector's SQLite store: one writer thread, read connections, administration writes.
 //!
 //! ## Design
 //! [`Store`] is a cheap handle. Writes go through a bounded channel to the single thread that owns
 //! the write connection ([`writer`]); it commits a group of batches per transaction (group commit)
 //! and answers each request only after COMMIT returned, so an ack always means "durable".
 //! Reads use their own connection ([`query`]) and never wait for the writer (WAL).
+//! Administration (enrolment, the collector's run record, maintenance windows, acknowledgements)
+//! writes on a connection of its own ([`admin`]). Every SQL statement of the collector is in
+//! this module.
 //!
 //! ## Durability
 //! WAL with `synchronous=FULL`. A failed COMMIT other than "busy" or "full" poisons the store: it
 //! refuses every later write (agents keep their spools) until the collector restarts, because an
 //! fsync error cannot be retried into success.
 //!
-//! The interface is deliberately narrow (ingest, a few queries, agent admin) so a denser sample
+//! The interface is deliberately narrow (ingest, a few queries, administration) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
 
+pub mod admin;
 pub mod query;
 mod schema;
 mod writer;
@@ -22,10 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::auth;
 
 pub use writer::GROUP_MAX;
 
@@ -272,53 +274,4 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Creates an agent and returns its token (shown once; only its hash is stored). With `rotate`,
-/// an existing agent gets a new token and the old one stops working.
-///
-/// # Errors
-/// Invalid id, an existing agent without `rotate`, SQLite errors.
-pub fn enroll(conn: &Connection, agent_id: &str, rotate: bool, now_ms: i64) -> Result<String, Error> {
-    if !auth::valid_agent_id(agent_id) {
-        return Err(Error::Failed(format!(
-            "invalid agent id {agent_id:?}: expected 1..=128 characters of [A-Za-z0-9._-]"
-        )));
-    }
-    let (token, hash) = auth::generate(agent_id).map_err(|err| Error::Failed(format!("random source: {err}")))?;
-    let exists: Option<i64> =
-        conn.query_row("SELECT 1 FROM agent WHERE id = ?1", [agent_id], |r| r.get(0)).optional()?;
-    match (exists.is_some(), rotate) {
-        (true, false) => {
-            return Err(Error::Failed(format!(
-                "agent {agent_id:?} is already enrolled: use --rotate to issue a new token (the old one stops working)"
-            )));
-        }
-        (true, true) => {
-            conn.execute(
-                "UPDATE agent SET token_hash = ?2, revoked_ms = NULL WHERE id = ?1",
-                rusqlite::params![agent_id, &hash[..]],
-            )?;
-        }
-        (false, _) => {
-            conn.execute(
-                "INSERT INTO agent(id, token_hash, created_ms) VALUES (?1, ?2, ?3)",
-                rusqlite::params![agent_id, &hash[..], now_ms],
-            )?;
-        }
-    }
-    Ok(token)
-}
-
-/// Revokes an agent's token; open streams are closed within the collector's refresh interval.
-///
-/// # Errors
-/// Unknown agent, SQLite errors.
-pub fn revoke(conn: &Connection, agent_id: &str, now_ms: i64) -> Result<(), Error> {
-    let changed =
-        conn.execute("UPDATE agent SET revoked_ms = ?2 WHERE id = ?1", rusqlite::params![agent_id, now_ms])?;
-    if changed == 0 {
-        return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
-    }
-    Ok(())
 }

@@ -147,6 +147,15 @@ impl Reader {
         Reader { conn: Mutex::new(conn) }
     }
 
+    /// A reader over a new connection to the database in `data_dir` (created and migrated if
+    /// needed).
+    ///
+    /// # Errors
+    /// When the directory or database cannot be opened or migrated.
+    pub fn open(data_dir: &std::path::Path) -> Result<Self, Error> {
+        Ok(Reader::new(super::open_connection(data_dir)?))
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

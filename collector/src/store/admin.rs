@@ -1,0 +1,157 @@
+//! Administration writes: agent enrolment, run heartbeats, maintenance windows, acknowledgements.
+//!
+//! These writes are rare and come from the command line or the HTTP API, so they use a
+//! connection of their own instead of the writer thread's queue (which is for agents' batches).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Error;
+use crate::auth;
+
+/// The administration connection.
+#[derive(Debug)]
+pub struct Admin {
+    conn: Mutex<Connection>,
+}
+
+/// One run of the collector, recorded so its downtime counts as unknown for the SLA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunId(i64);
+
+impl Admin {
+    /// Opens (creating and migrating if needed) the database in `data_dir`.
+    ///
+    /// # Errors
+    /// When the directory or database cannot be opened or migrated.
+    pub fn open(data_dir: &Path) -> Result<Self, Error> {
+        Ok(Admin { conn: Mutex::new(super::open_connection(data_dir)?) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates an agent and returns its token (shown once; only its hash is stored). With
+    /// `rotate`, an existing agent gets a new token and the old one stops working.
+    ///
+    /// # Errors
+    /// Invalid id, an existing agent without `rotate`, SQLite errors.
+    pub fn enroll(&self, agent_id: &str, rotate: bool, now_ms: i64) -> Result<String, Error> {
+        if !auth::valid_agent_id(agent_id) {
+            return Err(Error::Failed(format!(
+                "invalid agent id {agent_id:?}: expected 1..=128 characters of [A-Za-z0-9._-]"
+            )));
+        }
+        let (token, hash) = auth::generate(agent_id).map_err(|err| Error::Failed(format!("random source: {err}")))?;
+        let conn = self.conn();
+        let exists: Option<i64> =
+            conn.query_row("SELECT 1 FROM agent WHERE id = ?1", [agent_id], |r| r.get(0)).optional()?;
+        match (exists.is_some(), rotate) {
+            (true, false) => {
+                return Err(Error::Failed(format!(
+                    "agent {agent_id:?} is already enrolled: use --rotate to issue a new token (the old one stops working)"
+                )));
+            }
+            (true, true) => {
+                conn.execute(
+                    "UPDATE agent SET token_hash = ?2, revoked_ms = NULL WHERE id = ?1",
+                    params![agent_id, &hash[..]],
+                )?;
+            }
+            (false, _) => {
+                conn.execute(
+                    "INSERT INTO agent(id, token_hash, created_ms) VALUES (?1, ?2, ?3)",
+                    params![agent_id, &hash[..], now_ms],
+                )?;
+            }
+        }
+        Ok(token)
+    }
+
+    /// Revokes an agent's token; open streams are closed within the collector's refresh interval.
+    ///
+    /// # Errors
+    /// Unknown agent, SQLite errors.
+    pub fn revoke(&self, agent_id: &str, now_ms: i64) -> Result<(), Error> {
+        let changed =
+            self.conn().execute("UPDATE agent SET revoked_ms = ?2 WHERE id = ?1", params![agent_id, now_ms])?;
+        if changed == 0 {
+            return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
+        }
+        Ok(())
+    }
+
+    /// Records a run of the collector starting at `now`; keep it alive with [`Admin::heartbeat`].
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn start_run(&self, now: i64) -> Result<RunId, Error> {
+        let conn = self.conn();
+        conn.execute("INSERT INTO collector_run(started_ms, alive_ms) VALUES (?1, ?1)", [now])?;
+        Ok(RunId(conn.last_insert_rowid()))
+    }
+
+    /// Records that the run is alive at `now`.
+    ///
+    /// # Errors
+    /// SQLite errors (BUSY while another process holds the database: retried at the next beat).
+    pub fn heartbeat(&self, run: RunId, now: i64) -> Result<(), Error> {
+        self.conn().execute("UPDATE collector_run SET alive_ms = ?2 WHERE id = ?1", params![run.0, now])?;
+        Ok(())
+    }
+
+    /// Declares a maintenance window; returns its id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn add_maintenance(&self, host: &str, from: i64, to: i64, reason: &str, now: i64) -> Result<i64, Error> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, from, to, reason, now],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Deletes a maintenance window declared over the API; false when there was none.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn delete_maintenance(&self, id: i64) -> Result<bool, Error> {
+        Ok(self.conn().execute("DELETE FROM maintenance WHERE id = ?1", [id])? > 0)
+    }
+
+    /// Replaces a maintenance window declared over the API; false when there was none.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn update_maintenance(&self, id: i64, host: &str, from: i64, to: i64, reason: &str) -> Result<bool, Error> {
+        Ok(self.conn().execute(
+            "UPDATE maintenance SET host = ?2, from_ms = ?3, to_ms = ?4, reason = ?5 WHERE id = ?1",
+            params![id, host, from, to, reason],
+        )? > 0)
+    }
+
+    /// Acknowledges an incident (the first acknowledgement counts).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn acknowledge(
+        &self,
+        host: &str,
+        check: &str,
+        target: &str,
+        start: i64,
+        by: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO incident_ack(agent_id, check_name, target, start_ms, ack_ms, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![host, check, target, start, now, by],
+        )?;
+        Ok(())
+    }
+}
