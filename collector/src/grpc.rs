@@ -519,6 +519,115 @@ mod tests {
         assert_ne!(a.payload_hash, c.payload_hash);
     }
 
+    #[test]
+    fn reserved_series_and_label_names_are_rejected_per_point() {
+        let mut dunder = series("load1", &[(1_000, 1.0)]);
+        dunder.labels = vec![Label { name: "__name__".into(), value: "load5".into() }];
+        let mut meta = series("load1", &[(1_000, 1.0)]);
+        meta.labels = vec![Label { name: "__meta".into(), value: "x".into() }];
+        let b = batch(vec![
+            series("agent_up", &[(1_000, 1.0)]),
+            series("agent_last_seen_timestamp_seconds", &[(1_000, 1.0)]),
+            series("collector_ready", &[(1_000, 1.0)]),
+            series("collector_anything_total", &[(1_000, 1.0), (1_001, 2.0)]),
+            series("uptime_ratio", &[(1_000, 1.0)]),
+            dunder,
+            meta,
+            series("__hidden", &[(1_000, 1.0)]),
+            series("load1", &[(1_000, 1.0)]),
+        ]);
+        let (ingest, rejections) = validate("web", b, 1_000, &Limits::default()).expect("valid batch");
+        assert_eq!(ingest.series.len(), 1, "{:?}", ingest.series);
+        assert_eq!(ingest.series[0].index, 8);
+        assert_eq!(rejections.iter().map(|r| r.points).sum::<u32>(), 9, "{rejections:?}");
+    }
+
+    #[test]
+    fn times_at_or_before_zero_and_older_than_the_bound_are_rejected_per_point() {
+        const DAY: i64 = 86_400_000;
+        let now = 30 * DAY;
+        let points = [(0, 1.0), (-1, 1.0), (i64::MIN, 1.0), (now - 8 * DAY, 1.0), (now - 6 * DAY, 2.0), (now, 3.0)];
+        let (ingest, rejections) =
+            validate("web", batch(vec![series("load1", &points)]), now, &Limits::default()).expect("valid");
+        assert_eq!(ingest.series[0].points, [(now - 6 * DAY, 2.0), (now, 3.0)]);
+        assert_eq!(rejections.iter().map(|r| r.points).sum::<u32>(), 4, "{rejections:?}");
+    }
+
+    #[test]
+    fn free_text_is_cut_at_its_bound_on_a_char_boundary() {
+        use b24watch_proto::v1::{CheckResult, LogGroup};
+        let long = |n: usize| format!("a{}", "ж".repeat(n));
+        let mut b = batch(vec![]);
+        b.log_groups = vec![LogGroup {
+            example: long(100_000),
+            fingerprint: long(10_000),
+            first_seen_unix_ms: 5,
+            last_seen_unix_ms: 5,
+            ..LogGroup::default()
+        }];
+        b.checks = vec![CheckResult { message: long(100_000), target: long(10_000), at_unix_ms: 5, ..CheckResult::default() }];
+        let (ingest, _) = validate("web", b, 10, &Limits::default()).expect("valid");
+        let cut = |text: &str, bound: usize| {
+            assert!(text.len() <= bound && text.len() + 2 > bound, "{} bytes, bound {bound}", text.len());
+            assert!(long(100_000).starts_with(text));
+        };
+        cut(&ingest.log_groups[0].example, 16_384);
+        cut(&ingest.log_groups[0].fingerprint, 1024);
+        cut(&ingest.checks[0].message, 4096);
+        cut(&ingest.checks[0].target, 1024);
+    }
+
+    /// A slow report holding the shared read connection does not stall stream authentication,
+    /// nor anything else on the async workers (issue 13 item 9).
+    #[test]
+    fn stream_authentication_does_not_wait_for_a_busy_reader() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = store::enroll(&store::open_connection(dir.path()).expect("db"), "web", false, 1).expect("enroll");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let _guard = runtime.enter();
+        let (store, reader, _writer) = Store::open(dir.path(), 100, None, 60_000).expect("store");
+        let reader = Arc::new(reader);
+        let service = IngestService {
+            store,
+            reader: Arc::clone(&reader),
+            live: Arc::default(),
+            metrics: Arc::default(),
+            limits: Limits::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            streams: Arc::default(),
+        };
+        let ran = Arc::new(AtomicBool::new(false));
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let (reader, ran) = (Arc::clone(&reader), Arc::clone(&ran));
+            std::thread::spawn(move || {
+                let guard = reader.hold();
+                held_tx.send(()).expect("held");
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while !ran.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let ran_while_held = ran.load(Ordering::SeqCst);
+                drop(guard);
+                ran_while_held
+            })
+        };
+        held_rx.recv().expect("reader held");
+        let mut metadata = MetadataMap::new();
+        metadata.insert(AUTHORIZATION, format!("Bearer {token}").parse().expect("ascii"));
+        let agent = runtime.block_on(async move {
+            let auth = tokio::spawn(async move { service.authenticate(&metadata) });
+            let other = tokio::spawn(async move { ran.store(true, Ordering::SeqCst) });
+            let agent = auth.await.expect("task");
+            other.await.expect("task");
+            agent
+        });
+        assert_eq!(agent.expect("authenticated"), "web");
+        assert!(holder.join().expect("holder"), "other tasks could not run while authentication waited for the reader");
+    }
+
     mod property {
         use proptest::prelude::*;
 
