@@ -2436,7 +2436,7 @@ mod ingest_guard {
         let rejected: u32 = acks[0].rejections.iter().map(|r| r.points).sum();
         assert_eq!(rejected, 7, "{:?}", acks[0].rejections);
         assert!(
-            acks[0].rejections.iter().all(|r| r.reason == 8),
+            acks[0].rejections.iter().all(|r| r.reason == b24watch_proto::v1::RejectReason::ReservedName as i32),
             "{:?}",
             acks[0].rejections
         );

@@ -310,6 +310,28 @@ pub fn enroll(conn: &Connection, agent_id: &str, rotate: bool, now_ms: i64) -> R
     Ok(token)
 }
 
+/// Every agent's stored token hash and whether it is revoked (for the collector's credential cache).
+///
+/// # Errors
+/// SQLite errors.
+pub fn credentials(conn: &Connection) -> Result<Vec<(String, auth::Stored)>, Error> {
+    let mut stmt = conn.prepare_cached("SELECT id, token_hash, revoked_ms IS NOT NULL FROM agent")?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, auth::Stored { hash: r.get(1)?, revoked: r.get(2)? })))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One agent's stored token hash and whether it is revoked.
+///
+/// # Errors
+/// SQLite errors.
+pub fn credential(conn: &Connection, agent_id: &str) -> Result<Option<auth::Stored>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT token_hash, revoked_ms IS NOT NULL FROM agent WHERE id = ?1")?
+        .query_row([agent_id], |r| Ok(auth::Stored { hash: r.get(0)?, revoked: r.get(1)? }))
+        .optional()?)
+}
+
 /// Revokes an agent's token; open streams are closed within the collector's refresh interval.
 ///
 /// # Errors
