@@ -3,6 +3,11 @@
 //! One bidirectional stream at a time with up to [`WINDOW`] batches in flight. Any stream error
 //! ends the session; the next session resends every batch still in the spool, oldest first, so
 //! a lost ack leads to a resend that the collector recognises as a duplicate.
+//!
+//! A batch the collector refuses as a whole is never resent unchanged: `INVALID_ARGUMENT` and
+//! `ALREADY_EXISTS` drop it (a gap record reports it), `OUT_OF_RANGE` (larger than the collector's
+//! `max_message_bytes`, compressed or not) splits it in two, again and again while the parts are
+//! still refused, and drops only a part that cannot be split (`too_large` gap).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +25,7 @@ use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 use tracing::{debug, error, info, warn};
 
-use crate::spool::Spool;
+use crate::spool::{Split, Spool};
 use crate::telemetry::Telemetry;
 
 /// Batches sent but not yet acknowledged, per stream.
@@ -60,6 +65,9 @@ enum SessionEnd {
     Failed(Status),
     /// The collector refused the batch `seq` as a whole; resending it unchanged cannot help.
     Refused(u64, Status),
+    /// The batch `seq` is larger than the collector accepts (`OUT_OF_RANGE`): it is split, or
+    /// dropped as a gap when it cannot be.
+    TooLarge(u64, Status),
 }
 
 impl Shipper {
@@ -94,6 +102,28 @@ impl Shipper {
                         Err(err) => error!(error = %err, "could not drop the refused batch"),
                     }
                     continue;
+                }
+                SessionEnd::TooLarge(seq, status) => {
+                    let split = self.spool.lock().expect("spool lock is never poisoned").split(seq);
+                    match split {
+                        Ok(Split::Parts(parts)) => {
+                            warn!(seq, parts, error = %status.message(),
+                                "collector refused a batch as too large; split it and will send the parts");
+                            continue;
+                        }
+                        Ok(Split::Dropped(dropped)) => {
+                            error!(seq, error = %status.message(),
+                                "collector refused a batch as too large and it cannot be split; dropped it and will report the gap");
+                            if dropped.batches > 0 {
+                                self.telemetry.spool_dropped(dropped.reason, dropped.batches);
+                            }
+                            continue;
+                        }
+                        Err(err) => {
+                            error!(error = %err, "could not split the oversized batch");
+                            status
+                        }
+                    }
                 }
             };
             let wait = match status.code() {
@@ -203,9 +233,8 @@ impl Shipper {
                     }
                     Ok(None) => return SessionEnd::Failed(Status::unavailable("collector closed the stream")),
                     Err(status) => return match (status.code(), inflight.front()) {
-                        (Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists, Some(&seq)) => {
-                            SessionEnd::Refused(seq, status)
-                        }
+                        (Code::InvalidArgument | Code::AlreadyExists, Some(&seq)) => SessionEnd::Refused(seq, status),
+                        (Code::OutOfRange, Some(&seq)) => SessionEnd::TooLarge(seq, status),
                         _ => SessionEnd::Failed(status),
                     },
                 },

@@ -61,6 +61,18 @@ pub const REASON_FULL: &str = "spool_full";
 pub const REASON_DISK_RESERVE: &str = "disk_reserve";
 /// Gap reason: the collector refused the batch as a whole and resending it cannot help.
 pub const REASON_REJECTED: &str = "rejected_by_collector";
+/// Gap reason: the collector found the batch larger than its `max_message_bytes` and it could not
+/// be split any further (a single log group, check or point that large).
+pub const REASON_TOO_LARGE: &str = "too_large";
+
+/// What [`Spool::split`] did with a batch the collector found too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Replaced by this many smaller batches, queued after the newest one.
+    Parts(u64),
+    /// It could not be split: dropped, and recorded as a gap the next push carries.
+    Dropped(Dropped),
+}
 
 /// What a push dropped to make room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -383,6 +395,54 @@ impl Spool {
     /// # Errors
     /// When SQLite fails.
     pub fn reject(&mut self, seq: u64) -> Result<Dropped, Error> {
+        self.drop_as_gap(seq, REASON_REJECTED)
+    }
+
+    /// Replaces a batch the collector found too large by two halves (see [`split_batch`]) queued
+    /// after the newest batch, in one transaction; one that cannot be split is dropped and
+    /// recorded as a gap with reason [`REASON_TOO_LARGE`]. A halve still too large is split again
+    /// when the collector refuses it in turn.
+    ///
+    /// # Errors
+    /// When SQLite fails; the spool is unchanged then.
+    pub fn split(&mut self, seq: u64) -> Result<Split, Error> {
+        let payload: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT payload FROM batch WHERE seq = ?1", [seq as i64], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let Some(payload) = payload else { return Ok(Split::Parts(0)) };
+        let Some(parts) = Batch::decode(payload.as_slice()).ok().and_then(|batch| split_batch(&batch)) else {
+            return Ok(Split::Dropped(self.drop_as_gap(seq, REASON_TOO_LARGE)?));
+        };
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        tx.execute("DELETE FROM batch WHERE seq = ?1", [seq as i64]).map_err(|e| self.sql(e))?;
+        let mut next = self.next_seq;
+        let mut bytes = 0u64;
+        for mut part in [parts.0, parts.1] {
+            part.spool_epoch = self.epoch;
+            part.seq = next;
+            let points: u64 = part.series.iter().map(|s| s.values.len() as u64).sum();
+            let (first_ms, last_ms) = point_range(&part);
+            let encoded = part.encode_to_vec();
+            bytes += encoded.len() as u64;
+            tx.execute(
+                "INSERT INTO batch(seq, first_ms, last_ms, points, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![next as i64, first_ms, last_ms, points as i64, encoded],
+            )
+            .map_err(|e| self.sql(e))?;
+            next += 1;
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'next_seq'", [next as i64]).map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        self.next_seq = next;
+        self.pending_batches += 1;
+        self.pending_bytes = self.pending_bytes - payload.len() as u64 + bytes;
+        Ok(Split::Parts(2))
+    }
+
+    /// Deletes batch `seq` and records it as a gap with `reason` for the next push to carry.
+    fn drop_as_gap(&mut self, seq: u64, reason: &'static str) -> Result<Dropped, Error> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let row: Option<(i64, i64, i64, Vec<u8>)> = tx
             .query_row("SELECT first_ms, last_ms, points, payload FROM batch WHERE seq = ?1", [seq as i64], |r| {
@@ -394,7 +454,7 @@ impl Spool {
         tx.execute("DELETE FROM batch WHERE seq = ?1", [seq as i64]).map_err(|e| self.sql(e))?;
         let carried = Batch::decode(payload.as_slice()).map(|b| b.gaps).unwrap_or_default();
         let own = Gap {
-            reason: REASON_REJECTED.into(),
+            reason: reason.into(),
             from_unix_ms: first_ms,
             to_unix_ms: last_ms,
             dropped_batches: 1,
@@ -419,7 +479,7 @@ impl Spool {
         tx.commit().map_err(|e| self.sql(e))?;
         self.pending_batches -= 1;
         self.pending_bytes -= payload.len() as u64;
-        Ok(Dropped { batches: 1, points: points as u64, reason: REASON_REJECTED })
+        Ok(Dropped { batches: 1, points: points as u64, reason })
     }
 
     /// Deletes an acknowledged batch. Acking a seq that is gone (dropped meanwhile) is a no-op.
@@ -438,6 +498,83 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Splits a batch into two that together carry everything it carried, each about half its
+/// encoded size: its series, telemetry, log groups and checks are divided between the two (gap
+/// records go with the first); a batch holding one series alone has that series' points divided.
+/// `None` when it holds a single item that cannot be divided (one log group, one check, one point).
+pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
+    let header = Batch {
+        agent_id: batch.agent_id.clone(),
+        created_unix_ms: batch.created_unix_ms,
+        agent_version: batch.agent_version.clone(),
+        ..Batch::default()
+    };
+    let mut first = Batch { gaps: batch.gaps.clone(), ..header.clone() };
+    let mut second = header;
+    let items = batch.series.len() + batch.telemetry.len() + batch.log_groups.len() + batch.checks.len();
+    if items >= 2 {
+        let sizes: Vec<usize> = batch
+            .series
+            .iter()
+            .chain(&batch.telemetry)
+            .map(Message::encoded_len)
+            .chain(batch.log_groups.iter().map(Message::encoded_len))
+            .chain(batch.checks.iter().map(Message::encoded_len))
+            .collect();
+        let total: usize = sizes.iter().sum();
+        let mut sum = 0;
+        let cut = sizes
+            .iter()
+            .position(|size| {
+                sum += size;
+                sum * 2 >= total
+            })
+            .map_or(items - 1, |i| i + 1)
+            .clamp(1, items - 1);
+        let mut index = 0;
+        let mut goes_first = || {
+            index += 1;
+            index <= cut
+        };
+        for s in &batch.series {
+            (if goes_first() { &mut first.series } else { &mut second.series }).push(s.clone());
+        }
+        for s in &batch.telemetry {
+            (if goes_first() { &mut first.telemetry } else { &mut second.telemetry }).push(s.clone());
+        }
+        for g in &batch.log_groups {
+            (if goes_first() { &mut first.log_groups } else { &mut second.log_groups }).push(g.clone());
+        }
+        for c in &batch.checks {
+            (if goes_first() { &mut first.checks } else { &mut second.checks }).push(c.clone());
+        }
+        return Some((first, second));
+    }
+    let halve = |s: &b24watch_proto::v1::Series| {
+        let n = s.values.len().min(s.timestamps_unix_ms.len());
+        (n >= 2).then(|| {
+            let half = n / 2;
+            let part = |range: std::ops::Range<usize>| b24watch_proto::v1::Series {
+                timestamps_unix_ms: s.timestamps_unix_ms[range.clone()].to_vec(),
+                values: s.values[range].to_vec(),
+                ..s.clone()
+            };
+            (part(0..half), part(half..n))
+        })
+    };
+    if let [only] = batch.series.as_slice() {
+        let (a, b) = halve(only)?;
+        (first.series, second.series) = (vec![a], vec![b]);
+        return Some((first, second));
+    }
+    if let [only] = batch.telemetry.as_slice() {
+        let (a, b) = halve(only)?;
+        (first.telemetry, second.telemetry) = (vec![a], vec![b]);
+        return Some((first, second));
+    }
+    None
 }
 
 /// Adds `gap` to `gaps`, merging it into the record of the same reason.
@@ -568,6 +705,44 @@ mod tests {
         assert_eq!(spool.pending_batches(), LOW_DISK_MAX_BATCHES);
         let payload = spool.pending_after(seq - 1, 1).expect("read").remove(0).1;
         assert_eq!(Batch::decode(payload.as_slice()).expect("decode").gaps[0].reason, REASON_DISK_RESERVE);
+    }
+
+    #[test]
+    fn oversized_batch_is_split_until_single_items_and_a_single_item_becomes_a_gap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut spool, _) = Spool::open(dir.path(), &cfg(1 << 20, 10)).expect("open");
+        let mut big = batch(5, 4);
+        big.log_groups = vec![
+            b24watch_proto::v1::LogGroup { example: "a".repeat(1000), ..Default::default() },
+            b24watch_proto::v1::LogGroup { example: "b".repeat(1000), ..Default::default() },
+        ];
+        big.gaps = vec![Gap { reason: REASON_FULL.into(), dropped_batches: 2, ..Gap::default() }];
+        let (seq, _) = spool.push(big.clone()).expect("push");
+        assert_eq!(spool.split(seq).expect("split"), Split::Parts(2));
+        assert_eq!(spool.pending_batches(), 2);
+        let parts: Vec<Batch> = spool
+            .pending_after(0, 10)
+            .expect("read")
+            .iter()
+            .map(|(_, payload)| Batch::decode(payload.as_slice()).expect("decode"))
+            .collect();
+        assert_eq!(parts.iter().map(|p| p.seq).collect::<Vec<_>>(), [seq + 1, seq + 2]);
+        let examples: Vec<&str> = parts.iter().flat_map(|p| p.log_groups.iter().map(|g| &g.example[..1])).collect();
+        assert_eq!(examples, ["a", "b"], "each log group in one part");
+        assert_eq!(parts.iter().map(|p| p.series.len()).sum::<usize>(), 1);
+        assert_eq!(parts.iter().map(|p| p.gaps.len()).sum::<usize>(), 1, "gap records travel once");
+        // A part holding one log group cannot be split: it becomes a too_large gap.
+        let single = parts.iter().find(|p| p.series.is_empty()).expect("a part with only a log group").seq;
+        let Split::Dropped(dropped) = spool.split(single).expect("split") else { panic!("a single log group split") };
+        assert_eq!((dropped.batches, dropped.reason), (1, REASON_TOO_LARGE));
+        let (next, _) = spool.push(batch(9, 1)).expect("push");
+        let payload = spool.pending_after(next - 1, 1).expect("read").remove(0).1;
+        let gaps = Batch::decode(payload.as_slice()).expect("decode").gaps;
+        assert_eq!(gaps.iter().map(|g| g.reason.as_str()).collect::<Vec<_>>(), [REASON_TOO_LARGE]);
+        // One series alone is split by its points.
+        let (halves, _) = split_batch(&batch(3, 5)).expect("five points split");
+        assert_eq!(halves.series[0].values.len(), 2);
+        assert_eq!(split_batch(&batch(3, 1)), None);
     }
 
     #[test]

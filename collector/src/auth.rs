@@ -1,7 +1,16 @@
-//! Agent credentials: token format, hashing and constant-time verification. Pure.
+//! Agent credentials: token format, hashing, constant-time verification, and the in-memory copy
+//! of the stored credentials that stream authentication reads. No IO.
 //!
 //! A token is `<agent id>.<64 hex digits>`. The collector stores only the SHA-256 of the secret
 //! part; secrets are 256 random bits, so a fast hash is enough (no password stretching needed).
+//!
+//! [`Credentials`] is refreshed from the database off the async workers (every
+//! [`CREDENTIAL_REFRESH`]); open streams compare the hash they authenticated with against it, so a
+//! rotated or revoked token stops working on streams that are already open too.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -50,9 +59,84 @@ pub fn bearer(header: &str) -> Option<&str> {
     header.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// How often the stored credentials are re-read into [`Credentials`].
+pub const CREDENTIAL_REFRESH: Duration = Duration::from_secs(2);
+/// How often an open stream re-checks its credential against [`Credentials`], besides every batch.
+/// A rotated or revoked token is cut off within `CREDENTIAL_REFRESH + CREDENTIAL_RECHECK` (3 s),
+/// well inside the 10 s `revoke --help` promises.
+pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(1);
+
+/// One stored credential: the hash of the current secret and whether it is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// SHA-256 of the current secret.
+    pub hash: Vec<u8>,
+    /// Revoked (`revoke`); `enroll --rotate` clears it.
+    pub revoked: bool,
+}
+
+/// Whether an open stream's credential still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The stored hash is the one the stream authenticated with and it is not revoked.
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// The token was replaced (`enroll --rotate`) or the agent is no longer enrolled.
+    Replaced,
+}
+
+/// The stored credentials, by agent id, as of the last refresh.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    agents: RwLock<HashMap<String, Stored>>,
+}
+
+impl Credentials {
+    /// Replaces the whole set (a refresh).
+    pub fn replace(&self, rows: impl IntoIterator<Item = (String, Stored)>) {
+        let agents = rows.into_iter().collect();
+        *self.agents.write().unwrap_or_else(std::sync::PoisonError::into_inner) = agents;
+    }
+
+    /// Updates one agent (after a lookup on a miss); `None` forgets it.
+    pub fn set(&self, agent_id: &str, stored: Option<Stored>) {
+        let mut agents = self.agents.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match stored {
+            Some(stored) => agents.insert(agent_id.to_owned(), stored),
+            None => agents.remove(agent_id),
+        };
+    }
+
+    /// Whether a stream that authenticated `agent_id` with `hash` may go on.
+    pub fn standing(&self, agent_id: &str, hash: &[u8]) -> Standing {
+        match self.agents.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(agent_id) {
+            Some(stored) if stored.revoked => Standing::Revoked,
+            Some(stored) if bool::from(stored.hash.as_slice().ct_eq(hash)) => Standing::Valid,
+            _ => Standing::Replaced,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_or_revoked_credential_loses_its_standing() {
+        let creds = Credentials::default();
+        let (_, old) = generate("web").expect("random");
+        let (_, new) = generate("web").expect("random");
+        creds.replace([("web".to_owned(), Stored { hash: old.to_vec(), revoked: false })]);
+        assert_eq!(creds.standing("web", &old), Standing::Valid);
+        creds.set("web", Some(Stored { hash: new.to_vec(), revoked: false }));
+        assert_eq!(creds.standing("web", &old), Standing::Replaced);
+        assert_eq!(creds.standing("web", &new), Standing::Valid);
+        creds.replace([("web".to_owned(), Stored { hash: new.to_vec(), revoked: true })]);
+        assert_eq!(creds.standing("web", &new), Standing::Revoked);
+        creds.set("web", None);
+        assert_eq!(creds.standing("web", &new), Standing::Replaced);
+    }
 
     #[test]
     fn generated_token_parses_and_verifies() {

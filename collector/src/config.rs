@@ -44,7 +44,9 @@ key_file = ""
 client_ca_file = ""
 
 [limits]
-# Largest accepted gRPC message after decompression, in bytes (65536..=67108864).
+# Largest accepted gRPC message after decompression, in bytes (65536..=67108864). A larger batch
+# is refused with OUT_OF_RANGE; the agent splits it, and a part that cannot be split becomes a gap
+# record (reason too_large).
 max_message_bytes = 4194304
 # Distinct series one agent may create; points of further series are rejected with
 # SERIES_LIMIT (1..=1000000).
@@ -56,6 +58,11 @@ max_label_value_bytes = 2048
 # Points stamped further than this many seconds ahead of the collector's clock are rejected
 # with TOO_FAR_IN_FUTURE (1..=86400).
 max_future_secs = 600
+# Points, check results and log groups stamped further than this many seconds before the
+# collector's clock are rejected (points with TOO_OLD), and so is anything at or before 1970
+# (3600..=31536000). A week covers a week-long collector outage; raise it when your agents'
+# spools ([spool] max_bytes, max_batches) are sized to backfill longer ones.
+max_past_secs = 604800
 
 [sla]
 # Availability target of every host (0..1), unless `targets` names the host.
@@ -288,6 +295,8 @@ pub struct RawLimits {
     pub max_label_value_bytes: u64,
     /// Seconds into the future.
     pub max_future_secs: u64,
+    /// Seconds into the past.
+    pub max_past_secs: u64,
 }
 
 impl Default for RawLimits {
@@ -298,6 +307,7 @@ impl Default for RawLimits {
             max_labels_per_series: 16,
             max_label_value_bytes: 2048,
             max_future_secs: 600,
+            max_past_secs: 7 * 86_400,
         }
     }
 }
@@ -349,6 +359,8 @@ pub struct Limits {
     pub max_label_value_bytes: usize,
     /// Milliseconds into the future.
     pub max_future_ms: i64,
+    /// Milliseconds into the past.
+    pub max_past_ms: i64,
 }
 
 impl Default for Limits {
@@ -405,6 +417,7 @@ impl Config {
         let max_labels = range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
         let max_label_value = range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
         let max_future = range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
+        let max_past = range("limits.max_past_secs", l.max_past_secs, 3600, 31_536_000);
         if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
             bad("collector.max_db_bytes", format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes));
         }
@@ -451,6 +464,7 @@ impl Config {
                     max_labels_per_series: max_labels as usize,
                     max_label_value_bytes: max_label_value as usize,
                     max_future_ms: (max_future * 1000) as i64,
+                    max_past_ms: (max_past * 1000) as i64,
                 },
             }),
             _ => Err(ConfigErrors(errors)),

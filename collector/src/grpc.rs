@@ -3,7 +3,14 @@
 //! The only collector file that names proto types. Status codes (DESIGN.md 3):
 //! `UNAUTHENTICATED`/`PERMISSION_DENIED` for credentials, `INVALID_ARGUMENT` for a malformed batch
 //! (nothing of it stored), `UNAVAILABLE` with a `retry-after-ms` hint when the store cannot commit,
-//! `ALREADY_EXISTS` when a stored key is resent with different content.
+//! `ALREADY_EXISTS` when a stored key is resent with different content, `OUT_OF_RANGE` for a
+//! message larger than `max_message_bytes` (compressed or not).
+//!
+//! Nothing here waits on SQLite on the async workers: a new stream's credential is read on a
+//! blocking thread with a connection of its own (never the shared reader a slow report may hold),
+//! at most [`CREDENTIAL_LOOKUPS`](IngestService::lookups) at once; every open stream re-checks it
+//! against [`auth::Credentials`] (memory, refreshed every [`auth::CREDENTIAL_REFRESH`]) every
+//! [`auth::CREDENTIAL_RECHECK`] and before every batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +29,10 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::auth::Standing;
 use crate::config::Limits;
-use crate::live::Live;
-use crate::metrics::{AuthFailure, BatchResult, Metrics};
-use crate::store::query::Reader;
+use crate::live::{Live, escape};
+use crate::metrics::{AuthFailure, BatchResult, Corrections, Metrics};
 use crate::store::{self, CheckIn, GapIn, IngestBatch, LogGroupIn, Outcome, SeriesIn, Store};
 use crate::{auth, now_ms};
 
@@ -37,8 +44,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct IngestService {
     /// Store handle.
     pub store: Store,
-    /// Read side (credentials).
-    pub reader: Arc<Reader>,
+    /// Stored credentials as of the last refresh; read without touching SQLite.
+    pub credentials: Arc<auth::Credentials>,
+    /// The credential cache's own read connection, used only on blocking threads.
+    pub credential_db: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// Bounds concurrent credential lookups (one per stream start).
+    pub lookups: Arc<tokio::sync::Semaphore>,
     /// Latest values for /metrics.
     pub live: Arc<Live>,
     /// Self-metrics.
@@ -96,8 +107,9 @@ pub fn status_for(err: &store::Error) -> Status {
 }
 
 impl IngestService {
-    /// Resolves the credential to an agent id, counting every refusal by reason.
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    /// Resolves the credential to an agent id and the stored hash it matched, counting every
+    /// refusal by reason.
+    async fn authenticate(&self, metadata: &MetadataMap) -> Result<(String, Vec<u8>), Status> {
         let fail = |failure: AuthFailure, status: Status| {
             self.metrics.auth_failure(failure);
             Err(status)
@@ -108,17 +120,52 @@ impl IngestService {
         let Some((agent_id, secret)) = auth::bearer(header).and_then(auth::parse) else {
             return fail(AuthFailure::Malformed, Status::unauthenticated("malformed token"));
         };
-        match self.reader.credential(agent_id) {
-            Err(err) => Err(status_for(&err)),
-            Ok(None) => fail(AuthFailure::UnknownAgent, Status::unauthenticated("unknown agent or wrong token")),
-            Ok(Some((_, true))) => fail(AuthFailure::Revoked, Status::permission_denied("token revoked")),
-            Ok(Some((hash, false))) if auth::verify(secret, &hash) => Ok(agent_id.to_owned()),
-            Ok(Some(_)) => fail(AuthFailure::BadSecret, Status::unauthenticated("unknown agent or wrong token")),
+        // Read from the database at every stream start (a revocation or rotation refuses new streams
+        // at once), on a blocking thread; open streams re-check against the refreshed cache.
+        match self.lookup(agent_id).await? {
+            None => fail(AuthFailure::UnknownAgent, Status::unauthenticated("unknown agent or wrong token")),
+            Some(stored) if stored.revoked => fail(AuthFailure::Revoked, Status::permission_denied("token revoked")),
+            Some(stored) if auth::verify(secret, &stored.hash) => Ok((agent_id.to_owned(), stored.hash)),
+            Some(_) => fail(AuthFailure::BadSecret, Status::unauthenticated("unknown agent or wrong token")),
+        }
+    }
+
+    /// Reads one credential from the database on a blocking thread, with the credential
+    /// connection (never the shared reader), and updates the cache.
+    async fn lookup(&self, agent_id: &str) -> Result<Option<auth::Stored>, Status> {
+        let _permit =
+            self.lookups.acquire().await.map_err(|_| Status::unavailable("the collector is shutting down"))?;
+        let (db, id) = (Arc::clone(&self.credential_db), agent_id.to_owned());
+        let stored = tokio::task::spawn_blocking(move || {
+            let conn = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            store::credential(&conn, &id)
+        })
+        .await
+        .map_err(|err| Status::internal(format!("credential lookup: {err}")))?
+        .map_err(|err| status_for(&err))?;
+        self.credentials.set(agent_id, stored.clone());
+        Ok(stored)
+    }
+
+    /// Whether a stream authenticated with `hash` may go on; counts a refusal.
+    fn check_standing(&self, agent_id: &str, hash: &[u8]) -> Result<(), Status> {
+        match self.credentials.standing(agent_id, hash) {
+            Standing::Valid => Ok(()),
+            Standing::Revoked => {
+                self.metrics.auth_failure(AuthFailure::Revoked);
+                Err(Status::permission_denied("token revoked"))
+            }
+            Standing::Replaced => {
+                self.metrics.auth_failure(AuthFailure::Rotated);
+                Err(Status::unauthenticated(
+                    "this stream's token is no longer valid (rotated, or the agent was removed); reconnect with the current token",
+                ))
+            }
         }
     }
 
     /// Validates, stores and acks one batch. `Err` ends the stream.
-    async fn handle(&self, agent_id: &str, batch: Batch) -> Result<Ack, Status> {
+    async fn handle(&self, agent_id: &str, hash: &[u8], batch: Batch) -> Result<Ack, Status> {
         if batch.agent_id != agent_id && !batch.agent_id.is_empty() {
             self.metrics.auth_failure(AuthFailure::AgentMismatch);
             warn!(claimed = %batch.agent_id, "batch claims another agent's id; refused");
@@ -127,18 +174,17 @@ impl IngestService {
                 batch.agent_id
             )));
         }
-        if self.live.is_revoked(agent_id) {
-            self.metrics.auth_failure(AuthFailure::Revoked);
-            return Err(Status::permission_denied("token revoked"));
-        }
+        self.check_standing(agent_id, hash)?;
         let received_ms = now_ms();
-        let (ingest, mut rejections) = match validate(agent_id, batch, received_ms, &self.limits) {
-            Ok(valid) => valid,
-            Err(status) => {
-                self.metrics.batch(BatchResult::Invalid);
-                return Err(status);
-            }
-        };
+        let mut corrections = Corrections::default();
+        let (ingest, mut rejections) =
+            match validate_counted(agent_id, batch, received_ms, &self.limits, &mut corrections) {
+                Ok(valid) => valid,
+                Err(status) => {
+                    self.metrics.batch(BatchResult::Invalid);
+                    return Err(status);
+                }
+            };
         let (epoch, seq) = (ingest.epoch, ingest.seq);
         let dropped: u64 = ingest.gaps.iter().map(|g| g.dropped_points).sum();
         let started = Instant::now();
@@ -155,6 +201,7 @@ impl IngestService {
         match outcome {
             Outcome::Stored { points, series_limited } => {
                 self.metrics.batch(BatchResult::Stored);
+                self.metrics.corrections(&corrections);
                 self.metrics.points_stored(points);
                 self.metrics.agent_dropped_points(dropped);
                 for (series_index, telemetry, points) in series_limited {
@@ -204,8 +251,8 @@ impl Ingest for IngestService {
 
     async fn stream(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr().map(|addr| addr.to_string()).unwrap_or_default();
-        let agent_id = match self.authenticate(request.metadata()) {
-            Ok(agent_id) => agent_id,
+        let (agent_id, hash) = match self.authenticate(request.metadata()).await {
+            Ok(found) => found,
             Err(status) => {
                 warn!(peer = %peer, code = ?status.code(), error = %status.message(), "stream refused");
                 return Err(status);
@@ -237,13 +284,25 @@ impl Ingest for IngestService {
                 let _slot = slot;
                 service.metrics.stream_opened();
                 debug!("stream opened");
+                let mut recheck =
+                    tokio::time::interval_at(Instant::now() + auth::CREDENTIAL_RECHECK, auth::CREDENTIAL_RECHECK);
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     let message = tokio::select! {
                         () = service.shutdown.cancelled() => break,
+                        _ = recheck.tick() => {
+                            // An idle stream is cut off too, not only one that sends.
+                            if let Err(status) = service.check_standing(&agent_id, &hash) {
+                                info!(code = ?status.code(), error = %status.message(), "credential no longer valid; stream closed");
+                                let _ = tx.send(Err(status)).await;
+                                break;
+                            }
+                            continue;
+                        }
                         message = inbound.message() => message,
                     };
                     let reply = match message {
-                        Ok(Some(batch)) => service.handle(&agent_id, batch).await,
+                        Ok(Some(batch)) => service.handle(&agent_id, &hash, batch).await,
                         Ok(None) => break,
                         Err(status) => Err(inbound_error(status)),
                     };
@@ -267,11 +326,16 @@ impl Ingest for IngestService {
 }
 
 /// A decode failure of the inbound stream is the client's fault: INVALID_ARGUMENT, not INTERNAL.
+/// A message over `max_message_bytes` is OUT_OF_RANGE whether it was compressed or not (tonic says
+/// RESOURCE_EXHAUSTED when the limit is hit while inflating): the agent then splits the batch
+/// rather than resending it forever. RESOURCE_EXHAUSTED stays reserved for "too many streams".
 fn inbound_error(status: Status) -> Status {
-    if status.code() == Code::Internal && status.message().contains("decode") {
-        Status::invalid_argument(format!("malformed batch: {}", status.message()))
-    } else {
-        status
+    match status.code() {
+        Code::Internal if status.message().contains("decode") => {
+            Status::invalid_argument(format!("malformed batch: {}", status.message()))
+        }
+        Code::ResourceExhausted => Status::out_of_range(format!("batch too large: {}", status.message())),
+        _ => status,
     }
 }
 
@@ -282,18 +346,42 @@ fn valid_name(name: &str) -> bool {
         && name.len() <= 200
 }
 
-/// Escapes a label value for the exposition format.
-fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+/// Byte bounds of free-text fields; longer text is cut on a character boundary and counted
+/// (`b24watch_collector_fields_truncated_total`).
+pub mod text_bounds {
+    /// Log name.
+    pub const LOG_NAME: usize = 256;
+    /// Log group fingerprint.
+    pub const LOG_FINGERPRINT: usize = 1024;
+    /// Log group example line (the agent's default `max_line_bytes`).
+    pub const LOG_EXAMPLE: usize = 16_384;
+    /// File the example was read from.
+    pub const LOG_FILE: usize = 4096;
+    /// Check name.
+    pub const CHECK_NAME: usize = 128;
+    /// Check target (site, URL, service).
+    pub const CHECK_TARGET: usize = 1024;
+    /// Check reason.
+    pub const CHECK_REASON: usize = 128;
+    /// Check message.
+    pub const CHECK_MESSAGE: usize = 4096;
+    /// Gap reason.
+    pub const GAP_REASON: usize = 128;
+    /// Agent version.
+    pub const AGENT_VERSION: usize = 64;
+}
+
+/// Cuts `text` to at most `bound` bytes on a character boundary, counting a cut.
+fn cut(mut text: String, bound: usize, count: &mut u64) -> String {
+    if text.len() > bound {
+        let mut end = bound;
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
+        text.truncate(end);
+        *count += 1;
     }
-    out
+    text
 }
 
 /// Validates a batch. Pure: `now_ms` is the receive time.
@@ -309,10 +397,34 @@ pub fn validate(
     now_ms: i64,
     limits: &Limits,
 ) -> Result<(IngestBatch, Vec<Rejection>), Status> {
+    validate_counted(agent_id, batch, now_ms, limits, &mut Corrections::default())
+}
+
+/// [`validate`], also adding what it cut, dropped or replaced to `corrections`.
+///
+/// Times: a point, check result or log group stamped at or before 0, before
+/// `now_ms - max_past_ms` or after `now_ms + max_future_ms` is not stored (points are rejected with
+/// `TOO_OLD`/`TOO_FAR_IN_FUTURE`, records are counted). A gap's bounds are clamped into that
+/// window (its counts matter more than its times). A `created_unix_ms` outside the window is not
+/// evidence of when the agent ran: the receive time is used instead (RELIABILITY.md T45).
+///
+/// # Errors
+/// `INVALID_ARGUMENT` with a readable message.
+pub fn validate_counted(
+    agent_id: &str,
+    batch: Batch,
+    now_ms: i64,
+    limits: &Limits,
+    corrections: &mut Corrections,
+) -> Result<(IngestBatch, Vec<Rejection>), Status> {
     if batch.spool_epoch == 0 || batch.seq == 0 {
         return Err(Status::invalid_argument("spool_epoch and seq must be non-zero"));
     }
     let payload_hash: [u8; 32] = Sha256::digest(batch.encode_to_vec()).into();
+    // Nothing at or before 1970 is ever stored, whatever `max_past_ms` says.
+    let oldest = now_ms.saturating_sub(limits.max_past_ms).max(1);
+    let newest = now_ms.saturating_add(limits.max_future_ms).max(oldest);
+    let in_window = |ts: i64| (oldest..=newest).contains(&ts);
     let mut rejections = Vec::new();
     let mut series = Vec::with_capacity(batch.series.len() + batch.telemetry.len());
     let all = batch.series.into_iter().enumerate().map(|(i, s)| (i, false, s));
@@ -333,13 +445,15 @@ pub fn validate(
         let mut labels: Vec<(String, String)> = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
         labels.sort();
         let labels = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",");
-        let (mut non_finite, mut future) = (0, 0);
+        let (mut non_finite, mut future, mut old) = (0, 0, 0);
         let mut points = Vec::with_capacity(n);
         for (ts, value) in s.timestamps_unix_ms.into_iter().zip(s.values) {
             if !value.is_finite() {
                 non_finite += 1;
-            } else if ts > now_ms + limits.max_future_ms {
+            } else if ts > newest {
                 future += 1;
+            } else if ts < oldest {
+                old += 1;
             } else {
                 // -0.0 is stored as 0 (RELIABILITY.md T29).
                 points.push((ts, value + 0.0));
@@ -351,56 +465,76 @@ pub fn validate(
         if future > 0 {
             rejections.push(reject(RejectReason::TooFarInFuture, future));
         }
+        if old > 0 {
+            rejections.push(reject(RejectReason::TooOld, old));
+        }
         if !points.is_empty() {
             series.push(SeriesIn { name: s.name, labels, kind: s.kind, points, index, telemetry });
         }
     }
-    let gaps = batch
-        .gaps
-        .into_iter()
-        .map(|g| GapIn {
-            reason: g.reason.chars().take(64).collect(),
-            from_ms: g.from_unix_ms,
-            to_ms: g.to_unix_ms,
+    let t = &mut corrections.truncated;
+    let mut gaps = Vec::with_capacity(batch.gaps.len());
+    for g in batch.gaps {
+        let (from, to) = (g.from_unix_ms.clamp(oldest, newest), g.to_unix_ms.clamp(oldest, newest));
+        if (from, to) != (g.from_unix_ms, g.to_unix_ms) {
+            corrections.replaced[1] += 1;
+        }
+        gaps.push(GapIn {
+            reason: cut(g.reason, text_bounds::GAP_REASON, &mut t[8]),
+            from_ms: from.min(to),
+            to_ms: to.max(from),
             dropped_batches: g.dropped_batches,
             dropped_points: g.dropped_samples,
-        })
-        .collect();
-    let log_groups = batch
-        .log_groups
-        .into_iter()
-        .map(|g| LogGroupIn {
-            log: g.log,
-            fingerprint: g.fingerprint,
+        });
+    }
+    let mut log_groups = Vec::with_capacity(batch.log_groups.len());
+    for g in batch.log_groups {
+        if !in_window(g.first_seen_unix_ms) || !in_window(g.last_seen_unix_ms) {
+            corrections.dropped[1] += 1;
+            continue;
+        }
+        log_groups.push(LogGroupIn {
+            log: cut(g.log, text_bounds::LOG_NAME, &mut t[0]),
+            fingerprint: cut(g.fingerprint, text_bounds::LOG_FINGERPRINT, &mut t[1]),
             severity: g.severity,
             count: g.count,
             first_ms: g.first_seen_unix_ms,
             last_ms: g.last_seen_unix_ms,
-            example: g.example,
-            file: g.file.chars().take(4096).collect(),
-        })
-        .collect();
-    let checks = batch
-        .checks
-        .into_iter()
-        .map(|c| CheckIn {
-            check: c.check,
-            target: c.target,
+            example: cut(g.example, text_bounds::LOG_EXAMPLE, &mut t[2]),
+            file: cut(g.file, text_bounds::LOG_FILE, &mut t[3]),
+        });
+    }
+    let mut checks = Vec::with_capacity(batch.checks.len());
+    for c in batch.checks {
+        if !in_window(c.at_unix_ms) {
+            corrections.dropped[0] += 1;
+            continue;
+        }
+        checks.push(CheckIn {
+            check: cut(c.check, text_bounds::CHECK_NAME, &mut t[4]),
+            target: cut(c.target, text_bounds::CHECK_TARGET, &mut t[5]),
             status: c.status,
             severity: c.severity,
-            reason: c.reason,
-            message: c.message,
+            reason: cut(c.reason, text_bounds::CHECK_REASON, &mut t[6]),
+            message: cut(c.message, text_bounds::CHECK_MESSAGE, &mut t[7]),
             at_ms: c.at_unix_ms,
-        })
-        .collect();
+        });
+    }
+    let agent_version = cut(batch.agent_version, text_bounds::AGENT_VERSION, &mut t[9]);
+    let created_ms = if in_window(batch.created_unix_ms) {
+        batch.created_unix_ms
+    } else {
+        corrections.replaced[0] += 1;
+        now_ms
+    };
     let ingest = IngestBatch {
         agent_id: agent_id.to_owned(),
         epoch: batch.spool_epoch,
         seq: batch.seq,
         payload_hash,
         received_ms: now_ms,
-        created_ms: batch.created_unix_ms,
-        agent_version: batch.agent_version.chars().take(64).collect(),
+        created_ms,
+        agent_version,
         series,
         gaps,
         log_groups,
@@ -417,6 +551,9 @@ fn series_problem(s: &Series, limits: &Limits) -> Option<RejectReason> {
     if !valid_name(&s.name) {
         return Some(RejectReason::InvalidName);
     }
+    if crate::live::reserved(&s.name) {
+        return Some(RejectReason::ReservedName);
+    }
     if s.labels.len() > limits.max_labels_per_series {
         return Some(RejectReason::TooManyLabels);
     }
@@ -424,6 +561,9 @@ fn series_problem(s: &Series, limits: &Limits) -> Option<RejectReason> {
     for label in &s.labels {
         if !valid_name(&label.name) || label.name == "host" || names.contains(&label.name.as_str()) {
             return Some(RejectReason::InvalidName);
+        }
+        if label.name.starts_with("__") {
+            return Some(RejectReason::ReservedName);
         }
         if label.value.len() > limits.max_label_value_bytes {
             return Some(RejectReason::LabelTooLong);
@@ -519,6 +659,133 @@ mod tests {
         assert_ne!(a.payload_hash, c.payload_hash);
     }
 
+    #[test]
+    fn reserved_series_and_label_names_are_rejected_per_point() {
+        let mut dunder = series("load1", &[(1_000, 1.0)]);
+        dunder.labels = vec![Label { name: "__name__".into(), value: "load5".into() }];
+        let mut meta = series("load1", &[(1_000, 1.0)]);
+        meta.labels = vec![Label { name: "__meta".into(), value: "x".into() }];
+        let b = batch(vec![
+            series("agent_up", &[(1_000, 1.0)]),
+            series("agent_last_seen_timestamp_seconds", &[(1_000, 1.0)]),
+            series("collector_ready", &[(1_000, 1.0)]),
+            series("collector_anything_total", &[(1_000, 1.0), (1_001, 2.0)]),
+            series("uptime_ratio", &[(1_000, 1.0)]),
+            dunder,
+            meta,
+            series("__hidden", &[(1_000, 1.0)]),
+            series("load1", &[(1_000, 1.0)]),
+        ]);
+        let (ingest, rejections) = validate("web", b, 1_000, &Limits::default()).expect("valid batch");
+        assert_eq!(ingest.series.len(), 1, "{:?}", ingest.series);
+        assert_eq!(ingest.series[0].index, 8);
+        assert_eq!(rejections.iter().map(|r| r.points).sum::<u32>(), 9, "{rejections:?}");
+    }
+
+    #[test]
+    fn times_at_or_before_zero_and_older_than_the_bound_are_rejected_per_point() {
+        const DAY: i64 = 86_400_000;
+        let now = 30 * DAY;
+        let points = [(0, 1.0), (-1, 1.0), (i64::MIN, 1.0), (now - 8 * DAY, 1.0), (now - 6 * DAY, 2.0), (now, 3.0)];
+        let (ingest, rejections) =
+            validate("web", batch(vec![series("load1", &points)]), now, &Limits::default()).expect("valid");
+        assert_eq!(ingest.series[0].points, [(now - 6 * DAY, 2.0), (now, 3.0)]);
+        assert_eq!(rejections.iter().map(|r| r.points).sum::<u32>(), 4, "{rejections:?}");
+    }
+
+    #[test]
+    fn free_text_is_cut_at_its_bound_on_a_char_boundary() {
+        use b24watch_proto::v1::{CheckResult, LogGroup};
+        let long = |n: usize| format!("a{}", "ж".repeat(n));
+        let mut b = batch(vec![]);
+        b.log_groups = vec![LogGroup {
+            example: long(100_000),
+            fingerprint: long(10_000),
+            first_seen_unix_ms: 5,
+            last_seen_unix_ms: 5,
+            ..LogGroup::default()
+        }];
+        b.checks =
+            vec![CheckResult { message: long(100_000), target: long(10_000), at_unix_ms: 5, ..CheckResult::default() }];
+        let (ingest, _) = validate("web", b, 10, &Limits::default()).expect("valid");
+        let cut = |text: &str, bound: usize| {
+            assert!(text.len() <= bound && text.len() + 2 > bound, "{} bytes, bound {bound}", text.len());
+            assert!(long(100_000).starts_with(text));
+        };
+        cut(&ingest.log_groups[0].example, 16_384);
+        cut(&ingest.log_groups[0].fingerprint, 1024);
+        cut(&ingest.checks[0].message, 4096);
+        cut(&ingest.checks[0].target, 1024);
+    }
+
+    /// T48: a slow report holding the shared read connection does not stall stream
+    /// authentication, nor anything else on the async workers (issue 13 item 9).
+    #[test]
+    fn stream_authentication_does_not_wait_for_a_busy_reader() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin = store::admin::Admin::open(dir.path()).expect("db");
+        let token = admin.enroll("web", false, 1).expect("enroll");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let _guard = runtime.enter();
+        let (store, reader, _writer) = Store::open(dir.path(), 100, None, 60_000).expect("store");
+        let reader = Arc::new(reader);
+        let credential_db = store::open_connection(dir.path()).expect("db");
+        let credentials = Arc::new(auth::Credentials::default());
+        credentials.replace(store::credentials(&credential_db).expect("credentials"));
+        // Enrolled after the last refresh: found by a lookup on the credential connection.
+        let fresh = admin.enroll("new", false, 1).expect("enroll");
+        let service = IngestService {
+            store,
+            credentials,
+            credential_db: Arc::new(std::sync::Mutex::new(credential_db)),
+            lookups: Arc::new(tokio::sync::Semaphore::new(2)),
+            live: Arc::default(),
+            metrics: Arc::default(),
+            limits: Limits::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            streams: Arc::default(),
+        };
+        let ran = Arc::new(AtomicBool::new(false));
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let (reader, ran) = (Arc::clone(&reader), Arc::clone(&ran));
+            std::thread::spawn(move || {
+                let guard = reader.hold();
+                held_tx.send(()).expect("held");
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while !ran.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let ran_while_held = ran.load(Ordering::SeqCst);
+                drop(guard);
+                ran_while_held
+            })
+        };
+        held_rx.recv().expect("reader held");
+        let metadata = |token: &str| {
+            let mut metadata = MetadataMap::new();
+            metadata.insert(AUTHORIZATION, format!("Bearer {token}").parse().expect("ascii"));
+            metadata
+        };
+        let (known, new) = (metadata(&token), metadata(&fresh));
+        let agents = runtime.block_on(async move {
+            let auth = tokio::spawn(async move {
+                let known = service.authenticate(&known).await.map(|found| found.0);
+                let new = service.authenticate(&new).await.map(|found| found.0);
+                (known, new)
+            });
+            let other = tokio::spawn(async move { ran.store(true, Ordering::SeqCst) });
+            let agents = auth.await.expect("task");
+            other.await.expect("task");
+            agents
+        });
+        assert_eq!(agents.0.expect("authenticated"), "web");
+        assert_eq!(agents.1.expect("authenticated"), "new");
+        assert!(holder.join().expect("holder"), "other tasks could not run while authentication waited for the reader");
+    }
+
     mod property {
         use proptest::prelude::*;
 
@@ -552,6 +819,42 @@ mod tests {
                 }
             }
 
+            /// Whatever times a batch carries, nothing at or before 1970 or older than the bound is kept.
+            #[test]
+            fn property_test_no_stored_time_is_out_of_bounds(
+                times in proptest::collection::vec(any::<i64>(), 1..16),
+                created in any::<i64>(),
+            ) {
+                use b24watch_proto::v1::{CheckResult, Gap, LogGroup};
+                let now = 40 * 86_400_000_i64;
+                let limits = Limits::default();
+                let batch = Batch {
+                    spool_epoch: 1,
+                    seq: 1,
+                    created_unix_ms: created,
+                    checks: times.iter().map(|t| CheckResult { at_unix_ms: *t, ..CheckResult::default() }).collect(),
+                    log_groups: times
+                        .iter()
+                        .map(|t| LogGroup { first_seen_unix_ms: *t, last_seen_unix_ms: *t, ..LogGroup::default() })
+                        .collect(),
+                    gaps: times.iter().map(|t| Gap { from_unix_ms: *t, to_unix_ms: t.wrapping_neg(), ..Gap::default() }).collect(),
+                    ..Batch::default()
+                };
+                let (ingest, _) = validate("agent", batch, now, &limits).expect("well-formed key");
+                let window = (now - limits.max_past_ms)..=(now + limits.max_future_ms);
+                prop_assert!(window.contains(&ingest.created_ms));
+                prop_assert_eq!(ingest.gaps.len(), times.len());
+                for c in &ingest.checks {
+                    prop_assert!(window.contains(&c.at_ms));
+                }
+                for g in &ingest.log_groups {
+                    prop_assert!(window.contains(&g.first_ms) && window.contains(&g.last_ms));
+                }
+                for g in &ingest.gaps {
+                    prop_assert!(window.contains(&g.from_ms) && window.contains(&g.to_ms) && g.from_ms <= g.to_ms);
+                }
+            }
+
             /// Every point is either stored or counted in exactly one rejection; stored values are finite.
             #[test]
             fn property_test_points_are_stored_or_rejected_never_both(series in proptest::collection::vec(arb_series(), 0..8)) {
@@ -567,6 +870,7 @@ mod tests {
                     for (ts, value) in &s.points {
                         prop_assert!(value.is_finite());
                         prop_assert!(*ts <= 1_000_000 + limits.max_future_ms);
+                        prop_assert!(*ts >= 1, "no time at or before 1970 is stored");
                     }
                 }
             }

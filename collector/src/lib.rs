@@ -35,8 +35,11 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// How often enrolment and revocation changes are picked up from the database.
+/// How often the list of enrolled agents (liveness, `/api/v1/hosts`) is re-read. Credentials have
+/// a faster refresh of their own ([`auth::CREDENTIAL_REFRESH`]).
 const AGENT_REFRESH: Duration = Duration::from_secs(10);
+/// Credential lookups (stream starts) running at once; more wait without holding a worker.
+const CREDENTIAL_LOOKUPS: usize = 2;
 /// How often the collector records that it is alive and recomputes uptime metrics.
 const SLA_REFRESH: Duration = Duration::from_secs(10);
 
@@ -82,6 +85,13 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
+    // Credentials are read on blocking threads with this connection of their own, never waiting
+    // behind a report on the shared reader: at every stream start, and every 2 s into the cache
+    // that open streams re-check.
+    let credential_db = store::open_connection(&cfg.data_dir).context("opening the credential connection")?;
+    let credentials = Arc::new(auth::Credentials::default());
+    credentials.replace(store::credentials(&credential_db).context("reading agent credentials")?);
+    let credential_db = Arc::new(std::sync::Mutex::new(credential_db));
     let metrics = Arc::new(metrics::Metrics::default());
     let tracker = TaskTracker::new();
 
@@ -89,7 +99,9 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let http_addr = http.local_addr().context("reading the HTTP address")?;
     let service = grpc::IngestService {
         store: store.clone(),
-        reader: Arc::clone(&reader),
+        credentials: Arc::clone(&credentials),
+        credential_db: Arc::clone(&credential_db),
+        lookups: Arc::new(tokio::sync::Semaphore::new(CREDENTIAL_LOOKUPS)),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         limits: cfg.limits,
@@ -145,6 +157,29 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         }
     };
     tracker.spawn(refresh);
+    let credential_refresh = {
+        let (db, credentials, shutdown) = (Arc::clone(&credential_db), Arc::clone(&credentials), shutdown.clone());
+        async move {
+            let mut ticker = tokio::time::interval(auth::CREDENTIAL_REFRESH);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let db = Arc::clone(&db);
+                let read = tokio::task::spawn_blocking(move || {
+                    store::credentials(&db.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                });
+                match read.await {
+                    Ok(Ok(rows)) => credentials.replace(rows),
+                    Ok(Err(err)) => warn!(error = %err, "refreshing agent credentials"),
+                    Err(err) => warn!(error = %err, "refreshing agent credentials"),
+                }
+            }
+        }
+    };
+    tracker.spawn(credential_refresh);
     let sla_refresh = {
         let (uptime, admin, shutdown) = (Arc::clone(&uptime), Arc::clone(&admin), shutdown.clone());
         async move {

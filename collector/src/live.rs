@@ -2,6 +2,11 @@
 //!
 //! Liveness uses the collector's receive time: an agent silent for longer than the timeout is
 //! exposed as `b24watch_agent_up 0` and its other series are left out (DESIGN.md 5).
+//!
+//! The rendering trusts nothing it holds: a series whose name is reserved or not a valid metric
+//! name, or whose labels do not parse, carry an invalid, reserved (`__*`) or repeated name, is
+//! left out and counted (`b24watch_collector_exposition_skipped_series`); host names and label
+//! values are escaped. No stored content can make Prometheus reject the scrape.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -10,6 +15,94 @@ use std::sync::RwLock;
 use b24watch_proto::catalog;
 
 use crate::store::{Kind, SeriesIn};
+
+/// Series names (without the `b24watch_` prefix) the collector exposes itself, or that would
+/// collide with what it exposes; agents may not use them.
+pub const RESERVED_NAMES: [&str; 5] =
+    ["agent_up", "agent_last_seen_timestamp_seconds", "uptime_ratio", "sla_target_ratio", "incidents_open"];
+
+/// Whether an agent's series name is reserved: one of [`RESERVED_NAMES`], anything under
+/// `collector_` (the collector's own metrics), or starting with `__` (reserved by Prometheus).
+pub fn reserved(name: &str) -> bool {
+    name.starts_with("__") || name.starts_with("collector_") || RESERVED_NAMES.contains(&name)
+}
+
+/// A metric or label name as the exposition format allows it (colons aside).
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Escapes a label value for the exposition format.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Parses canonical label text (`a="x",b="y"`, values escaped) into unescaped pairs; `None` when
+/// it does not parse.
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '"' => break i,
+                '\\' => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                c => value.push(c),
+            }
+        };
+        out.push((name.to_owned(), value));
+        rest = &after[end + 1..];
+        if !rest.is_empty() {
+            rest = rest.strip_prefix(',')?;
+        }
+    }
+    Some(out)
+}
+
+/// The label text of an agent series as exposed: every name valid, none reserved or repeated,
+/// `host` first; values escaped. `None` when it cannot be exposed safely.
+fn exposed_labels(host: &str, labels: &str) -> Option<String> {
+    let pairs = parse_labels(labels)?;
+    let mut out = format!("host=\"{}\"", escape(host));
+    let mut seen: Vec<&str> = Vec::with_capacity(pairs.len());
+    for (name, value) in &pairs {
+        if !valid_name(name) || name.starts_with("__") || name == "host" || seen.contains(&name.as_str()) {
+            return None;
+        }
+        seen.push(name);
+        let _ = write!(out, ",{name}=\"{}\"", escape(value));
+    }
+    Some(out)
+}
+
+/// A sample value as the exposition format spells it.
+fn value_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        value.to_string()
+    }
+}
 
 /// Latest point of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,7 +214,7 @@ impl Live {
             "1 when the agent's last batch arrived within the agent timeout, else 0.",
         );
         for status in &statuses {
-            let _ = writeln!(out, "b24watch_agent_up{{host=\"{}\"}} {}", status.host, u8::from(status.up));
+            let _ = writeln!(out, "b24watch_agent_up{{host=\"{}\"}} {}", escape(&status.host), u8::from(status.up));
         }
         family_header(
             out,
@@ -134,7 +227,7 @@ impl Live {
                 let _ = writeln!(
                     out,
                     "b24watch_agent_last_seen_timestamp_seconds{{host=\"{}\"}} {}",
-                    status.host,
+                    escape(&status.host),
                     seen as f64 / 1000.0
                 );
             }
@@ -153,7 +246,20 @@ impl Live {
         }
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         let mut current = "";
+        let mut skipped = 0u64;
+        let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
         for (name, host, labels, point) in rows {
+            let Some(label_text) =
+                (valid_name(name) && !reserved(name)).then(|| exposed_labels(host, labels)).flatten()
+            else {
+                skipped += 1;
+                continue;
+            };
+            // Two stored label texts may expose the same series (e.g. differently escaped).
+            if !written.insert(format!("{name}{{{label_text}}}")) {
+                skipped += 1;
+                continue;
+            }
             if name != current {
                 let descriptor = catalog::lookup(name);
                 let kind = match point.kind {
@@ -165,9 +271,15 @@ impl Live {
                 family_header(out, &format!("b24watch_{name}"), kind, help);
                 current = name;
             }
-            let sep = if labels.is_empty() { "" } else { "," };
-            let _ = writeln!(out, "b24watch_{name}{{host=\"{host}\"{sep}{labels}}} {}", point.value);
+            let _ = writeln!(out, "b24watch_{name}{{{label_text}}} {}", value_text(point.value));
         }
+        family_header(
+            out,
+            "b24watch_collector_exposition_skipped_series",
+            "gauge",
+            "Agent series left out of this exposition because their name or labels cannot be exposed safely.",
+        );
+        let _ = writeln!(out, "b24watch_collector_exposition_skipped_series {skipped}");
     }
 }
 
@@ -213,6 +325,34 @@ mod tests {
         let mut out = String::new();
         live.render(2_000, 60_000, &mut out);
         assert!(out.contains("b24watch_load1{host=\"web-1\"} 0.5\n"), "{out}");
+    }
+
+    #[test]
+    fn hostile_held_content_is_escaped_or_left_out() {
+        let live = Live::default();
+        live.observe(
+            "x\"} 1\nevil",
+            1_000,
+            &[
+                series("load1", "", 1, 1.0),
+                series("agent_up", "", 1, 1.0),
+                series("collector_ready", "", 1, 1.0),
+                series("load5", "__name__=\"x\"", 1, 1.0),
+                series("load5", "a=\"1\",a=\"2\"", 1, 1.0),
+                series("load5", "bad-name=\"1\"", 1, 1.0),
+                series("load5", "a=\"unterminated", 1, 1.0),
+                series("bad name", "", 1, 1.0),
+                series("load15", "a=\"q\\\"\\n\"", 1, f64::INFINITY),
+            ],
+        );
+        let mut out = String::new();
+        live.render(1_000, 60_000, &mut out);
+        assert!(out.contains("b24watch_agent_up{host=\"x\\\"} 1\\nevil\"} 1\n"), "{out}");
+        assert!(out.contains("b24watch_load1{host=\"x\\\"} 1\\nevil\"} 1\n"), "{out}");
+        assert!(out.contains("b24watch_load15{host=\"x\\\"} 1\\nevil\",a=\"q\\\"\\n\"} +Inf\n"), "{out}");
+        assert_eq!(out.matches("b24watch_agent_up{").count(), 1, "{out}");
+        assert!(!out.contains("collector_ready") && !out.contains("load5") && !out.contains("__name__"), "{out}");
+        assert!(out.contains("b24watch_collector_exposition_skipped_series 7\n"), "{out}");
     }
 
     #[test]

@@ -45,18 +45,21 @@ pub enum AuthFailure {
     Revoked,
     /// Batch claims another agent's id.
     AgentMismatch,
+    /// The token of an open stream was replaced (`enroll --rotate`) or the agent removed.
+    Rotated,
 }
 
-const AUTH_FAILURES: [(AuthFailure, &str); 6] = [
+const AUTH_FAILURES: [(AuthFailure, &str); 7] = [
     (AuthFailure::Missing, "missing"),
     (AuthFailure::Malformed, "malformed"),
     (AuthFailure::UnknownAgent, "unknown_agent"),
     (AuthFailure::BadSecret, "bad_secret"),
     (AuthFailure::Revoked, "revoked"),
     (AuthFailure::AgentMismatch, "agent_mismatch"),
+    (AuthFailure::Rotated, "rotated"),
 ];
 
-const REJECT_REASONS: [RejectReason; 7] = [
+const REJECT_REASONS: [RejectReason; 9] = [
     RejectReason::NonFiniteValue,
     RejectReason::TooFarInFuture,
     RejectReason::InvalidName,
@@ -64,7 +67,40 @@ const REJECT_REASONS: [RejectReason; 7] = [
     RejectReason::TooManyLabels,
     RejectReason::SeriesLimit,
     RejectReason::LengthMismatch,
+    RejectReason::ReservedName,
+    RejectReason::TooOld,
 ];
+
+/// Free-text fields cut at ingest (label values of `b24watch_collector_fields_truncated_total`).
+pub const TEXT_FIELDS: [&str; 10] = [
+    "log_name",
+    "log_fingerprint",
+    "log_example",
+    "log_file",
+    "check_name",
+    "check_target",
+    "check_reason",
+    "check_message",
+    "gap_reason",
+    "agent_version",
+];
+
+/// Records dropped whole at ingest because their time is out of bounds.
+pub const TIMED_RECORDS: [&str; 2] = ["check", "log_group"];
+
+/// Times the collector replaced because they were out of bounds.
+pub const REPLACED_TIMES: [&str; 2] = ["batch_created", "gap"];
+
+/// What validation changed in one batch besides rejecting points, for the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Corrections {
+    /// Cuts per field, indexed like [`TEXT_FIELDS`].
+    pub truncated: [u64; 10],
+    /// Records dropped, indexed like [`TIMED_RECORDS`].
+    pub dropped: [u64; 2],
+    /// Times replaced, indexed like [`REPLACED_TIMES`].
+    pub replaced: [u64; 2],
+}
 
 /// Upper bounds of the commit latency histogram, seconds.
 const COMMIT_BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -74,8 +110,11 @@ const COMMIT_BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 pub struct Metrics {
     batches: [AtomicU64; 5],
     points_stored: AtomicU64,
-    points_rejected: [AtomicU64; 7],
-    auth_failures: [AtomicU64; 6],
+    points_rejected: [AtomicU64; 9],
+    auth_failures: [AtomicU64; 7],
+    truncated: [AtomicU64; 10],
+    records_dropped: [AtomicU64; 2],
+    times_replaced: [AtomicU64; 2],
     streams_active: AtomicI64,
     streams_refused: AtomicU64,
     gaps_points: AtomicU64,
@@ -100,6 +139,19 @@ impl Metrics {
     pub fn points_rejected(&self, reason: RejectReason, n: u64) {
         if let Some(idx) = REJECT_REASONS.iter().position(|r| *r == reason) {
             self.points_rejected[idx].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts what validation cut, dropped or replaced.
+    pub fn corrections(&self, c: &Corrections) {
+        for (counter, n) in self.truncated.iter().zip(c.truncated) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+        for (counter, n) in self.records_dropped.iter().zip(c.dropped) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+        for (counter, n) in self.times_replaced.iter().zip(c.replaced) {
+            counter.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -154,6 +206,33 @@ impl Metrics {
         for (reason, value) in REJECT_REASONS.iter().zip(&self.points_rejected) {
             let label = reason.as_str_name().trim_start_matches("REJECT_REASON_").to_ascii_lowercase();
             let _ = writeln!(out, "b24watch_collector_points_rejected_total{{reason=\"{label}\"}} {}", load(value));
+        }
+        header(
+            out,
+            "b24watch_collector_fields_truncated_total",
+            "counter",
+            "Free-text fields cut at their byte bound at ingest, by field.",
+        );
+        for (field, value) in TEXT_FIELDS.iter().zip(&self.truncated) {
+            let _ = writeln!(out, "b24watch_collector_fields_truncated_total{{field=\"{field}\"}} {}", load(value));
+        }
+        header(
+            out,
+            "b24watch_collector_records_rejected_total",
+            "counter",
+            "Check results and log groups dropped at ingest because their time is out of bounds.",
+        );
+        for (record, value) in TIMED_RECORDS.iter().zip(&self.records_dropped) {
+            let _ = writeln!(out, "b24watch_collector_records_rejected_total{{record=\"{record}\"}} {}", load(value));
+        }
+        header(
+            out,
+            "b24watch_collector_times_replaced_total",
+            "counter",
+            "Out-of-bounds times the collector replaced: a batch's creation time by the receive time, gap bounds by the nearest bound.",
+        );
+        for (field, value) in REPLACED_TIMES.iter().zip(&self.times_replaced) {
+            let _ = writeln!(out, "b24watch_collector_times_replaced_total{{field=\"{field}\"}} {}", load(value));
         }
         header(out, "b24watch_collector_auth_failures_total", "counter", "Refused agent credentials, by reason.");
         for ((_, label), value) in AUTH_FAILURES.iter().zip(&self.auth_failures) {

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 pub use writer::GROUP_MAX;
@@ -274,4 +274,26 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Every agent's stored token hash and whether it is revoked (for the collector's credential cache).
+///
+/// # Errors
+/// SQLite errors.
+pub fn credentials(conn: &Connection) -> Result<Vec<(String, crate::auth::Stored)>, Error> {
+    let mut stmt = conn.prepare_cached("SELECT id, token_hash, revoked_ms IS NOT NULL FROM agent")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, crate::auth::Stored { hash: r.get(1)?, revoked: r.get(2)? })))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One agent's stored token hash and whether it is revoked.
+///
+/// # Errors
+/// SQLite errors.
+pub fn credential(conn: &Connection, agent_id: &str) -> Result<Option<crate::auth::Stored>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT token_hash, revoked_ms IS NOT NULL FROM agent WHERE id = ?1")?
+        .query_row([agent_id], |r| Ok(crate::auth::Stored { hash: r.get(0)?, revoked: r.get(1)? }))
+        .optional()?)
 }

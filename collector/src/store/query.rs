@@ -160,6 +160,12 @@ impl Reader {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Holds the read connection as a slow query would (tests of code that must not wait for it).
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn()
+    }
+
     /// Stored token hash and whether it is revoked.
     ///
     /// # Errors
