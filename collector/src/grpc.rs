@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use b24watch_proto::AUTHORIZATION;
-use b24watch_proto::v1::ingest_server::Ingest;
+use b24watch_proto::v1::ingest_server::{Ingest, IngestServer};
 use b24watch_proto::v1::{Ack, Batch, RejectReason, Rejection, Series};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -86,6 +87,12 @@ impl Drop for StreamSlot {
     }
 }
 
+/// The label of a rejection reason in `b24watch_collector_points_rejected_total`: its wire name
+/// without the prefix, lowercase (one of [`crate::metrics::REJECT_REASONS`]).
+fn reject_label(reason: RejectReason) -> String {
+    reason.as_str_name().trim_start_matches("REJECT_REASON_").to_ascii_lowercase()
+}
+
 /// Maps a store error to the status the agent acts on.
 pub fn status_for(err: &store::Error) -> Status {
     match err {
@@ -107,6 +114,15 @@ pub fn status_for(err: &store::Error) -> Status {
 }
 
 impl IngestService {
+    /// The tonic service for this handler: gzip both ways, decoded messages bounded by
+    /// `max_message_bytes` (a larger one, compressed or not, is answered `OUT_OF_RANGE`).
+    pub fn into_server(self, max_message_bytes: usize) -> IngestServer<Self> {
+        IngestServer::new(self)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message_bytes)
+    }
+
     /// Resolves the credential to an agent id and the stored hash it matched, counting every
     /// refusal by reason.
     async fn authenticate(&self, metadata: &MetadataMap) -> Result<(String, Vec<u8>), Status> {
@@ -238,7 +254,7 @@ impl IngestService {
         }
         for rejection in &rejections {
             let reason = RejectReason::try_from(rejection.reason).unwrap_or(RejectReason::Unspecified);
-            self.metrics.points_rejected(reason, u64::from(rejection.points));
+            self.metrics.points_rejected(&reject_label(reason), u64::from(rejection.points));
         }
         ack.rejections = rejections;
         Ok(ack)
@@ -576,6 +592,16 @@ fn series_problem(s: &Series, limits: &Limits) -> Option<RejectReason> {
 #[cfg(test)]
 mod tests {
     use b24watch_proto::v1::Label;
+
+    #[test]
+    fn every_reject_reason_has_its_counter_label() {
+        let reasons = (1..64).filter_map(|n| RejectReason::try_from(n).ok());
+        let labels: Vec<String> = reasons.map(reject_label).collect();
+        assert_eq!(labels.len(), crate::metrics::REJECT_REASONS.len(), "labels {labels:?}");
+        for label in &labels {
+            assert!(crate::metrics::REJECT_REASONS.contains(&label.as_str()), "{label} has no counter");
+        }
+    }
 
     use super::*;
 

@@ -26,11 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use b24watch_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::codec::CompressionEncoding;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -109,10 +107,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         tracker: tracker.clone(),
         streams: Arc::default(),
     };
-    let ingest = IngestServer::new(service)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(cfg.limits.max_message_bytes);
+    let ingest = service.into_server(cfg.limits.max_message_bytes);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &cfg.tls {
         builder = builder.tls_config(tls_config(tls)?).context("configuring TLS for the gRPC listener")?;

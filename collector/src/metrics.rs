@@ -5,8 +5,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use b24watch_proto::v1::RejectReason;
-
 /// Outcome of one received batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchResult {
@@ -59,16 +57,18 @@ const AUTH_FAILURES: [(AuthFailure, &str); 7] = [
     (AuthFailure::Rotated, "rotated"),
 ];
 
-const REJECT_REASONS: [RejectReason; 9] = [
-    RejectReason::NonFiniteValue,
-    RejectReason::TooFarInFuture,
-    RejectReason::InvalidName,
-    RejectReason::LabelTooLong,
-    RejectReason::TooManyLabels,
-    RejectReason::SeriesLimit,
-    RejectReason::LengthMismatch,
-    RejectReason::ReservedName,
-    RejectReason::TooOld,
+/// Reasons a point is rejected (label values of `b24watch_collector_points_rejected_total`): the
+/// wire's `RejectReason` names without their prefix, lowercase. grpc.rs maps one to the other.
+pub const REJECT_REASONS: [&str; 9] = [
+    "non_finite_value",
+    "too_far_in_future",
+    "invalid_name",
+    "label_too_long",
+    "too_many_labels",
+    "series_limit",
+    "length_mismatch",
+    "reserved_name",
+    "too_old",
 ];
 
 /// Free-text fields cut at ingest (label values of `b24watch_collector_fields_truncated_total`).
@@ -136,7 +136,7 @@ impl Metrics {
     }
 
     /// Counts rejected points.
-    pub fn points_rejected(&self, reason: RejectReason, n: u64) {
+    pub fn points_rejected(&self, reason: &str, n: u64) {
         if let Some(idx) = REJECT_REASONS.iter().position(|r| *r == reason) {
             self.points_rejected[idx].fetch_add(n, Ordering::Relaxed);
         }
@@ -203,8 +203,7 @@ impl Metrics {
         header(out, "b24watch_collector_points_stored_total", "counter", "Points committed to the store.");
         let _ = writeln!(out, "b24watch_collector_points_stored_total {}", load(&self.points_stored));
         header(out, "b24watch_collector_points_rejected_total", "counter", "Points rejected one by one, by reason.");
-        for (reason, value) in REJECT_REASONS.iter().zip(&self.points_rejected) {
-            let label = reason.as_str_name().trim_start_matches("REJECT_REASON_").to_ascii_lowercase();
+        for (label, value) in REJECT_REASONS.iter().zip(&self.points_rejected) {
             let _ = writeln!(out, "b24watch_collector_points_rejected_total{{reason=\"{label}\"}} {}", load(value));
         }
         header(
