@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test deps build release package bench-agent bench-logs bench-sla fmt lint clean
+.PHONY: run test test-noroot deps build release package bench-agent bench-logs bench-sla fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -15,6 +15,13 @@ test: deps
 	cargo build --workspace --all-targets
 	PACKAGE_PROFILE=package-check scripts/package.sh
 	cargo test --workspace
+
+## test-noroot: the whole suite but the tests that need root (the `e2e_root` target, which installs
+## the packages); `deps` asks for sudo only when a tool is missing. Same build as `make test`.
+test-noroot: deps
+	cargo build --workspace --all-targets
+	cargo test --workspace --lib --bins --test e2e
+	cargo test --workspace --doc
 
 ## deps: install test dependencies (promtool, logrotate, mariadb-server) when missing
 deps:

@@ -5,6 +5,8 @@
 //! - [`Collector`], [`Agent`]: start the real binaries with an explicit environment.
 //! - [`http_get`], [`metric`]: a tiny HTTP client and a metric matcher for `/metrics`.
 //! - [`eventually`]: polls a condition against a deadline (`RUST_TEST_PATIENCE_MS` scales it).
+//! - [`Collector::check`], [`Collector::check_status`]: the latest result of a health check.
+//! - [`workspace_root`]: where `deploy/`, `docs/` and `target/package/` are.
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
 //! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
 //! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
@@ -50,6 +52,11 @@ pub fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
         assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The workspace root: where `deploy/`, `docs/` and `target/` are.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// A free loopback port (bound then released; the small race is acceptable in tests).
@@ -261,6 +268,20 @@ impl Collector {
     /// Peak resident memory of the process in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
         self.process.peak_rss_kib()
+    }
+
+    /// The latest result of `check` on `target` for `host`, as JSON (`/api/v1/hosts/<host>/checks`).
+    pub fn check(&self, host: &str, check: &str, target: &str) -> Option<serde_json::Value> {
+        let body = self.api(&format!("/api/v1/hosts/{host}/checks"));
+        body["checks"].as_array()?.iter().find(|c| c["check"] == check && c["target"] == target).cloned()
+    }
+
+    /// The latest result of `check` on `target` for `host` as `(status, reason, severity)`.
+    pub fn check_status(&self, host: &str, check: &str, target: &str) -> Option<(String, String, String)> {
+        self.check(host, check, target).map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (field("status"), field("reason"), field("severity"))
+        })
     }
 
     /// Path of the SQLite database.

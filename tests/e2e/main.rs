@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `b24watch-collector` and `b24watch-agent` binaries over loopback.
+//!
+//! Run `cargo build --workspace --bins` first (`make test` does). One module per subject; tests that
+//! need root (installing the packages) are in the `e2e_root` target (`tests/e2e_root/`).
+
+mod agent_faults;
+mod auth;
+mod config;
+mod delivery;
+mod deploy;
+mod health;
+mod ingest_guard;
+mod logs;
+mod probe;
+mod shutdown;
+mod sla;
+mod tls;
