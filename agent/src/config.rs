@@ -776,7 +776,7 @@ pub struct LogFileConfig {
     /// Encoding.
     pub encoding: crate::logs::lines::Encoding,
     /// Extra rules (checked to compile).
-    pub rules: Vec<(String, crate::logs::classify::Severity)>,
+    pub rules: Vec<(String, crate::observation::Severity)>,
 }
 
 impl LogFileConfig {
@@ -1036,8 +1036,9 @@ fn validate_checks(
 }
 
 fn validate_logs(raw: &RawLogs, origin: &Path, errors: &mut Vec<ConfigError>) -> LogsConfig {
-    use crate::logs::classify::{Preset, Severity};
+    use crate::logs::classify::Preset;
     use crate::logs::lines::Encoding;
+    use crate::observation::Severity;
     let mut bad =
         |key: String, message: String| errors.push(ConfigError { origin: origin.to_path_buf(), key, message });
     let read_from_end = match raw.read_from.as_str() {

@@ -15,6 +15,7 @@ pub mod batch;
 pub mod checks;
 pub mod config;
 pub mod logs;
+pub mod observation;
 pub mod sampler;
 pub mod scheduler;
 pub mod shipper;

@@ -21,9 +21,9 @@ use b24watch_proto::catalog::{
 
 use super::discover::{Endpoint, Site};
 use super::mysql::{self, DbError, Target};
-use super::{Check, Checker, Findings, Severity};
+use super::{Check, Checker, Findings};
 use crate::config::{BitrixConfig, MysqlConfig};
-use crate::sampler::UnixMs;
+use crate::observation::{Severity, UnixMs};
 
 /// The Bitrix checker.
 #[derive(Debug)]

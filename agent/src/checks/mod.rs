@@ -20,8 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use crate::logs::classify::Severity;
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, Severity, UnixMs};
 use crate::telemetry::Telemetry;
 
 /// Outcome of one check.
@@ -162,7 +161,7 @@ pub async fn run_checker(
             _ = ticker.tick() => {}
         }
         let mut findings = Findings::default();
-        let at = crate::scheduler::now();
+        let at = crate::observation::now();
         // A checker bounds its own waits; this outer bound only catches a bug in one.
         let bound = checker.interval().max(Duration::from_secs(1)) * 2;
         tokio::select! {

@@ -16,9 +16,9 @@ use mysql_async::prelude::Queryable;
 use tokio::time::timeout;
 
 use super::discover::{DbCredentials, Endpoint, Site};
-use super::{Check, Checker, Findings, Severity};
+use super::{Check, Checker, Findings};
 use crate::config::MysqlConfig;
-use crate::sampler::UnixMs;
+use crate::observation::{Severity, UnixMs};
 
 /// Why the database could not be used. `message` never holds a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,9 +251,9 @@ impl MysqlChecker {
             limit,
         )
         .await?;
-        let sent = crate::scheduler::now().0;
+        let sent = crate::observation::now().0;
         let clock = query(conn, "SELECT UNIX_TIMESTAMP(NOW(6))", limit).await?;
-        let local_mid = (sent + crate::scheduler::now().0) as f64 / 2000.0;
+        let local_mid = (sent + crate::observation::now().0) as f64 / 2000.0;
         let variables = query(
             conn,
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'sql_mode', 'innodb_strict_mode')",

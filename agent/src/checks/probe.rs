@@ -15,9 +15,9 @@ use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls;
 
-use super::{Check, Checker, Findings, Severity};
+use super::{Check, Checker, Findings};
 use crate::config::ProbeConfig;
-use crate::sampler::UnixMs;
+use crate::observation::{Severity, UnixMs};
 
 /// Body bytes searched for the keyword at most.
 const MAX_BODY_BYTES: usize = 1 << 20;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use b24watch_proto::catalog::SERVICE_UP;
 
-use super::{Check, Checker, Findings, Severity};
+use super::{Check, Checker, Findings};
 use crate::config::ServicesConfig;
-use crate::sampler::UnixMs;
+use crate::observation::{Severity, UnixMs};
 
 /// How to recognise one service.
 #[derive(Debug, Clone, Copy)]

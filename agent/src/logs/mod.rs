@@ -11,9 +11,9 @@ pub mod tail;
 
 use regex::Regex;
 
-use self::classify::{Classifier, Preset, Severity};
+use self::classify::{Classifier, Preset};
 use self::lines::Encoding;
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, Severity, UnixMs};
 
 /// `(device, inode)` of a file.
 pub type FileKey = (u64, u64);
@@ -49,9 +49,9 @@ pub struct Group {
     /// Occurrences.
     pub count: u64,
     /// First seen (agent time).
-    pub first_ms: i64,
+    pub first: UnixMs,
     /// Last seen.
-    pub last_ms: i64,
+    pub last: UnixMs,
     /// One example, at most 512 characters.
     pub example: String,
     /// Path of the file the example was read from (empty for a catch-all group).

@@ -12,35 +12,7 @@ mod memory;
 use std::fmt;
 
 use crate::config::Config;
-
-/// Milliseconds since the unix epoch, as read once per tick by the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UnixMs(pub i64);
-
-/// One measured value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    /// Series name from `b24watch_proto::catalog` (without the `b24watch_` prefix).
-    pub name: &'static str,
-    /// Labels besides `host`, in the catalog's order.
-    pub labels: Vec<(&'static str, String)>,
-    /// The value.
-    pub value: f64,
-    /// When it was taken.
-    pub at: UnixMs,
-}
-
-impl Observation {
-    /// An observation without labels.
-    pub fn new(name: &'static str, value: f64, at: UnixMs) -> Self {
-        Observation { name, labels: Vec::new(), value, at }
-    }
-
-    /// An observation with labels.
-    pub fn labeled(name: &'static str, labels: Vec<(&'static str, String)>, value: f64, at: UnixMs) -> Self {
-        Observation { name, labels, value, at }
-    }
-}
+use crate::observation::{Observation, UnixMs};
 
 /// Why a sampler run produced nothing usable.
 #[derive(Debug, thiserror::Error)]
