@@ -9,6 +9,7 @@ use b24watch_agent::logs::LogSpec;
 use b24watch_agent::logs::classify::Preset;
 use b24watch_agent::logs::lines::Encoding;
 use b24watch_agent::logs::tail::Tailer;
+use b24watch_agent::observation::UnixMs;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -24,7 +25,7 @@ fn main() {
     let spec = LogSpec::new("bench", vec![path], preset, &[], Encoding::Utf8);
     let mut tailer = Tailer::new(vec![spec], Vec::new(), false, 16 * 1024, u64::MAX);
     let started = Instant::now();
-    let poll = tailer.poll(0);
+    let poll = tailer.poll(UnixMs(0));
     let seconds = started.elapsed().as_secs_f64();
     let counters = &tailer.counters[0];
     let errors: u64 = counters.errors.iter().sum();

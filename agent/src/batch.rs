@@ -9,7 +9,7 @@ use crate::checks::{Check, Status};
 
 use crate::logs::Group;
 
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, UnixMs};
 
 /// Version of this agent, sent in every batch.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -47,8 +47,8 @@ pub fn build(
                 fingerprint: g.fingerprint,
                 severity: g.severity as i32,
                 count: g.count,
-                first_seen_unix_ms: g.first_ms,
-                last_seen_unix_ms: g.last_ms,
+                first_seen_unix_ms: g.first.0,
+                last_seen_unix_ms: g.last.0,
                 example: g.example,
                 file: g.file,
             })

@@ -1,7 +1,9 @@
 //! b24watch-agent: samples a Bitrix24 box server and streams batches to the collector.
 //!
 //! # Layout
-//! - [`config`]: TOML config, raw and validated.
+//! - [`config`]: TOML config, raw and validated: the `[agent]` section and the assembly of the
+//!   sections, each defined beside its user.
+//! - [`observation`]: the clock, `UnixMs`, `Observation`, `Severity`: a leaf every module may use.
 //! - [`sampler`]: the `Sampler` trait and every sampler (one file each).
 //! - [`scheduler`]: runs samplers each interval and spools one batch per tick.
 //! - [`batch`]: observations to the wire `Batch` (with [`shipper`] and [`spool`], the only
@@ -15,6 +17,7 @@ pub mod batch;
 pub mod checks;
 pub mod config;
 pub mod logs;
+pub mod observation;
 pub mod sampler;
 pub mod scheduler;
 pub mod shipper;
@@ -68,8 +71,8 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     } else {
         None
     };
-    let sites = if cfg.bitrix.enabled || cfg.mysql.enabled {
-        checks::discover::discover(&cfg.bitrix.site_roots)
+    let sites = if cfg.checks.bitrix.enabled || cfg.checks.mysql.enabled {
+        checks::discover::discover(&cfg.checks.bitrix.site_roots)
     } else {
         Vec::new()
     };
@@ -89,7 +92,7 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
         let offsets = spool.log_offsets().context("reading log offsets from the spool")?;
         let mut files = cfg.logs.files.clone();
         add_exception_logs(&mut files, &sites);
-        let specs = files.iter().map(config::LogFileConfig::spec).collect();
+        let specs = files.iter().map(logs::LogFileConfig::spec).collect();
         Some(logs::tail::Tailer::new(
             specs,
             offsets,
@@ -105,9 +108,9 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     let spool = Arc::new(Mutex::new(spool));
     let pushed = Arc::new(Notify::new());
     let inbox = Arc::new(checks::Inbox::default());
-    let checkers = checks::build_checkers(&cfg, &sites);
+    let checkers = checks::build_checkers(&cfg.checks, &sites);
     let scheduler = scheduler::Scheduler {
-        samplers: sampler::build_samplers(&cfg),
+        samplers: sampler::build_samplers(&cfg.host),
         agent_id,
         interval: cfg.interval,
         sampler_timeout: cfg.sampler_timeout,
@@ -152,7 +155,7 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
 
 /// Adds each discovered site's exception log to the `bitrix_exceptions` log unless a pattern
 /// there already names it.
-fn add_exception_logs(files: &mut [config::LogFileConfig], sites: &[checks::discover::Site]) {
+fn add_exception_logs(files: &mut [logs::LogFileConfig], sites: &[checks::discover::Site]) {
     let Some(log) = files.iter_mut().find(|f| f.preset == logs::classify::Preset::BitrixExceptions) else { return };
     for path in sites.iter().filter_map(|s| s.exception_log.as_ref()) {
         let path = path.display().to_string();

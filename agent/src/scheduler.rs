@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::batch;
-use crate::sampler::{Observation, Sampler, UnixMs};
+use crate::observation::{Observation, now};
+use crate::sampler::Sampler;
 use crate::spool::Spool;
 use crate::telemetry::Telemetry;
 
@@ -37,12 +38,6 @@ pub struct Scheduler {
     pub tailer: Option<crate::logs::tail::Tailer>,
     /// Findings of the checkers (MySQL, Bitrix, probes, services), running in their own tasks.
     pub inbox: Arc<crate::checks::Inbox>,
-}
-
-/// The wall clock, read once per tick. Samples carry the agent's time (RELIABILITY.md decision 6).
-pub fn now() -> UnixMs {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    UnixMs(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Scheduler {
@@ -89,7 +84,7 @@ impl Scheduler {
         }
         let (groups, offsets, forget) = match &mut self.tailer {
             Some(tailer) => {
-                let poll = tailer.poll(at.0);
+                let poll = tailer.poll(at);
                 observations.extend(crate::logs::observe(tailer, at));
                 let mut groups: Vec<_> = poll.groups.into_values().collect();
                 groups.sort_by(|a, b| (&a.log, &a.fingerprint).cmp(&(&b.log, &b.fingerprint)));

@@ -9,13 +9,16 @@
 //! `max_message_bytes`, compressed or not) splits it in two, again and again while the parts are
 //! still refused, and drops only a part that cannot be split (`too_large` gap).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use b24watch_common::config::Problems;
 use b24watch_proto::AUTHORIZATION;
 use b24watch_proto::v1::ingest_client::IngestClient;
 use b24watch_proto::v1::{Ack, Batch, RejectReason};
 use prost::Message;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -306,7 +309,7 @@ impl Shipper {
 ///
 /// # Errors
 /// When a file cannot be read.
-pub fn load_tls(cfg: &crate::config::TlsConfig) -> Result<tonic::transport::ClientTlsConfig, std::io::Error> {
+pub fn load_tls(cfg: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig, std::io::Error> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|err| std::io::Error::new(err.kind(), format!("reading {}: {err}", path.display())))
@@ -347,6 +350,47 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `[tls]` section as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// CA bundle for the collector's certificate.
+    pub ca_file: PathBuf,
+    /// Client certificate.
+    pub cert_file: PathBuf,
+    /// Client key.
+    pub key_file: PathBuf,
+    /// Expected server name.
+    pub server_name: String,
+}
+
+/// TLS settings of the connection to the collector: validated `[tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA bundle; `None` means the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Expected server name.
+    pub server_name: Option<String>,
+}
+
+impl RawTls {
+    /// The validated form; problems go to `problems`.
+    pub fn validate(&self, problems: &mut Problems) -> TlsConfig {
+        let set = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+        let pair = problems.both_or_neither(
+            ("tls.cert_file", set(&self.cert_file).is_some()),
+            ("tls.key_file", set(&self.key_file).is_some()),
+        );
+        TlsConfig {
+            ca_file: set(&self.ca_file),
+            identity: (pair == Some(true)).then(|| (self.cert_file.clone(), self.key_file.clone())),
+            server_name: (!self.server_name.is_empty()).then(|| self.server_name.clone()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,12 @@
 
 use std::path::{Path, PathBuf};
 
+use b24watch_common::config::Problems;
 use b24watch_proto::v1::{Batch, Gap};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 
-use crate::config::SpoolConfig;
 use crate::logs::{Checkpoint, FileKey};
 
 /// Current on-disk format.
@@ -605,6 +606,48 @@ fn random_epoch() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     (random & (i64::MAX as u64)).max(1)
+}
+
+/// `[spool]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpool {
+    /// Payload byte cap.
+    pub max_bytes: u64,
+    /// Batch count cap.
+    pub max_batches: u64,
+    /// Free-space reserve.
+    pub min_free_bytes: u64,
+}
+
+impl Default for RawSpool {
+    fn default() -> Self {
+        RawSpool { max_bytes: 64 << 20, max_batches: 100_000, min_free_bytes: 256 << 20 }
+    }
+}
+
+/// Bounds of the on-disk spool: validated `[spool]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Payload byte cap.
+    pub max_bytes: u64,
+    /// Batch count cap.
+    pub max_batches: u64,
+    /// Free space to leave on the spool's filesystem.
+    pub min_free_bytes: u64,
+}
+
+impl RawSpool {
+    /// The validated form; problems go to `problems`.
+    pub fn validate(&self, problems: &mut Problems) -> SpoolConfig {
+        if self.max_bytes < 1 << 20 {
+            problems.bad("spool.max_bytes", format!("{}: expected at least 1048576 (1 MiB)", self.max_bytes));
+        }
+        if self.max_batches < 1 {
+            problems.bad("spool.max_batches", "0: expected at least 1");
+        }
+        SpoolConfig { max_bytes: self.max_bytes, max_batches: self.max_batches, min_free_bytes: self.min_free_bytes }
+    }
 }
 
 #[cfg(test)]

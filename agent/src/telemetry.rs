@@ -9,7 +9,7 @@ use b24watch_proto::catalog::{
     AGENT_SPOOL_BYTES, AGENT_SPOOL_DROPPED_BATCHES_TOTAL, AGENT_SPOOL_PENDING_BATCHES,
 };
 
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, UnixMs};
 
 /// Counters shared by the scheduler and the shipper. Label sets are bounded (sampler names and
 /// fixed reason strings).

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use b24watch_common::config::Problems;
 use serde::{Deserialize, Serialize};
 
 /// Where the collector looks for its config when `--config` is not given.
@@ -13,78 +14,7 @@ pub const DEFAULT_PATH: &str = "/etc/b24watch/collector.toml";
 
 /// The complete default config file, printed by `--print-default-config`. Tests keep it equal to
 /// the defaults in code and check it names every key.
-pub const DEFAULT_CONFIG: &str = r#"# b24watch-collector configuration.
-# Every key is optional: the values shown are the defaults.
-# Flags and B24WATCH_* environment variables override the file (see `b24watch-collector --help`).
-
-[collector]
-# gRPC ingest address for agents. Loopback by default: set "0.0.0.0:10062" (or a specific
-# address) so agents on other servers can connect.
-grpc_listen = "127.0.0.1:10062"
-# HTTP address for /metrics, /-/healthy, /-/ready and /api/v1.
-http_listen = "127.0.0.1:10061"
-# Directory holding b24watch.db (SQLite). Created if missing.
-data_dir = "/var/lib/b24watch"
-# An agent silent for longer than this many seconds is reported with b24watch_agent_up 0 and its
-# other series disappear from /metrics (10..=86400). Three agent intervals is a good value.
-agent_timeout_secs = 60
-# Seconds given to open streams to finish their current batch on SIGTERM (0..=120).
-shutdown_grace_secs = 5
-# Upper bound of the database size in bytes; 0 means no bound but the disk. When reached, batches
-# are refused with UNAVAILABLE (agents keep them in their spools) until space is made.
-max_db_bytes = 0
-
-[tls]
-# PEM certificate chain and private key for the gRPC listener. Both empty: plain HTTP/2, for
-# loopback or trusted networks only (agent tokens would cross the network in clear text).
-cert_file = ""
-key_file = ""
-# PEM CA bundle. When set, agents must present a client certificate signed by it (mTLS); the
-# token still decides which agent is talking.
-client_ca_file = ""
-
-[limits]
-# Largest accepted gRPC message after decompression, in bytes (65536..=67108864). A larger batch
-# is refused with OUT_OF_RANGE; the agent splits it, and a part that cannot be split becomes a gap
-# record (reason too_large).
-max_message_bytes = 4194304
-# Distinct series one agent may create; points of further series are rejected with
-# SERIES_LIMIT (1..=1000000).
-max_series_per_agent = 10000
-# Labels per series (0..=64).
-max_labels_per_series = 16
-# Bytes per label value (1..=65536).
-max_label_value_bytes = 2048
-# Points stamped further than this many seconds ahead of the collector's clock are rejected
-# with TOO_FAR_IN_FUTURE (1..=86400).
-max_future_secs = 600
-# Points, check results and log groups stamped further than this many seconds before the
-# collector's clock are rejected (points with TOO_OLD), and so is anything at or before 1970
-# (3600..=31536000). A week covers a week-long collector outage; raise it when your agents'
-# spools ([spool] max_bytes, max_batches) are sized to backfill longer ones.
-max_past_secs = 604800
-
-[sla]
-# Availability target of every host (0..1), unless `targets` names the host.
-target = 0.995
-# Per-host targets, e.g. targets = { "bx-01" = 0.999 }.
-targets = {}
-# Time without data (agent silent, nothing backfilled) up to this many seconds is "unknown" and
-# excluded; longer silence counts as `silence_counts_as`. The agent's spool backfills outages up to
-# its bound, and backfilled time is computed from the real samples. Time the collector itself was
-# not running is always unknown, never down.
-silence_grace_secs = 900
-# "down" (a host gone silent for good is an outage) or "unknown" (excluded from availability).
-silence_counts_as = "down"
-# Service hours that count for availability, e.g. "Mon-Fri 09:00-20:00"; empty: all the time.
-service_hours = ""
-# Time zone of service_hours and of calendar months in reports (IANA name, e.g. Europe/Moscow).
-timezone = "UTC"
-# Maintenance windows excluded from availability; more can be added over the HTTP API. host = ""
-# means every host. Times in RFC 3339, e.g.
-#   maintenance = [{ host = "bx-01", from = "2026-12-05T22:00:00+03:00", to = "2026-12-06T02:00:00+03:00", reason = "upgrade" }]
-maintenance = []
-"#;
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -179,28 +109,26 @@ pub fn parse_time(text: &str) -> Option<i64> {
     text.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
 }
 
-fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> SlaConfig {
-    let mut bad =
-        |key: String, message: String| errors.push(ConfigError { origin: origin.to_path_buf(), key, message });
+fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
     let ratio_ok = |v: f64| (0.0..=1.0).contains(&v);
     if !ratio_ok(raw.target) {
-        bad("sla.target".into(), format!("{}: expected a ratio from 0 to 1, e.g. 0.995", raw.target));
+        problems.bad("sla.target", format!("{}: expected a ratio from 0 to 1, e.g. 0.995", raw.target));
     }
     for (host, target) in &raw.targets {
         if !ratio_ok(*target) {
-            bad(format!("sla.targets.{host}"), format!("{target}: expected a ratio from 0 to 1"));
+            problems.bad(format!("sla.targets.{host}"), format!("{target}: expected a ratio from 0 to 1"));
         }
     }
     let silence_counts_as = match raw.silence_counts_as.as_str() {
         "down" => crate::sla::State::Down,
         "unknown" => crate::sla::State::Unknown,
         other => {
-            bad("sla.silence_counts_as".into(), format!("{other:?}: expected \"down\" or \"unknown\""));
+            problems.bad("sla.silence_counts_as", format!("{other:?}: expected \"down\" or \"unknown\""));
             crate::sla::State::Down
         }
     };
     let timezone = jiff::tz::TimeZone::get(&raw.timezone).unwrap_or_else(|err| {
-        bad("sla.timezone".into(), format!("{:?}: {err}", raw.timezone));
+        problems.bad("sla.timezone", format!("{:?}: {err}", raw.timezone));
         jiff::tz::TimeZone::UTC
     });
     let calendar = if raw.service_hours.is_empty() {
@@ -209,7 +137,7 @@ fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> S
         match crate::sla::Calendar::parse(&raw.service_hours, &raw.timezone) {
             Ok(cal) => Some(cal),
             Err(err) => {
-                bad("sla.service_hours".into(), err);
+                problems.bad("sla.service_hours", err);
                 None
             }
         }
@@ -218,8 +146,8 @@ fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> S
     for (idx, m) in raw.maintenance.iter().enumerate() {
         match (parse_time(&m.from), parse_time(&m.to)) {
             (Some(from), Some(to)) if to > from => maintenance.push((m.host.clone(), from, to, m.reason.clone())),
-            (Some(_), Some(_)) => bad(format!("sla.maintenance[{idx}].to"), "must be after `from`".into()),
-            _ => bad(
+            (Some(_), Some(_)) => problems.bad(format!("sla.maintenance[{idx}].to"), "must be after `from`"),
+            _ => problems.bad(
                 format!("sla.maintenance[{idx}]"),
                 format!("{:?} .. {:?}: expected RFC 3339 times such as 2026-12-05T22:00:00+03:00", m.from, m.to),
             ),
@@ -386,89 +314,71 @@ impl Config {
     /// # Errors
     /// Every problem found.
     pub fn from_raw(raw: RawConfig, origin: &Path) -> Result<Config, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut bad = |key: &str, message: String| {
-            errors.push(ConfigError { origin: origin.to_path_buf(), key: key.to_owned(), message });
-        };
+        let mut problems = Problems::new(origin);
         let c = &raw.collector;
-        let mut addr = |key: &str, text: &str| match text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                bad(
+        let mut addr = |key: &str, text: &str| {
+            text.parse::<SocketAddr>().unwrap_or_else(|_| {
+                problems.bad(
                     key,
                     format!("{text:?}: expected an address and port such as \"127.0.0.1:10062\" or \"[::]:10062\""),
                 );
-                None
-            }
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
         };
         let grpc_listen = addr("collector.grpc_listen", &c.grpc_listen);
         let http_listen = addr("collector.http_listen", &c.http_listen);
-        let mut range = |key: &str, value: u64, min: u64, max: u64| {
-            if !(min..=max).contains(&value) {
-                bad(key, format!("{value}: expected an integer from {min} to {max}"));
-            }
-            value
-        };
-        let agent_timeout = range("collector.agent_timeout_secs", c.agent_timeout_secs, 10, 86_400);
-        let shutdown_grace = range("collector.shutdown_grace_secs", c.shutdown_grace_secs, 0, 120);
+        let agent_timeout = problems.secs("collector.agent_timeout_secs", c.agent_timeout_secs, 10, 86_400);
+        let shutdown_grace = problems.secs("collector.shutdown_grace_secs", c.shutdown_grace_secs, 0, 120);
         let l = &raw.limits;
-        let max_message_bytes = range("limits.max_message_bytes", l.max_message_bytes, 65_536, 64 << 20);
-        let max_series = range("limits.max_series_per_agent", l.max_series_per_agent, 1, 1_000_000);
-        let max_labels = range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
-        let max_label_value = range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
-        let max_future = range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
-        let max_past = range("limits.max_past_secs", l.max_past_secs, 3600, 31_536_000);
+        let max_message_bytes = problems.range("limits.max_message_bytes", l.max_message_bytes, 65_536, 64 << 20);
+        let max_series = problems.range("limits.max_series_per_agent", l.max_series_per_agent, 1, 1_000_000);
+        let max_labels = problems.range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
+        let max_label_value = problems.range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
+        let max_future = problems.range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
+        let max_past = problems.range("limits.max_past_secs", l.max_past_secs, 3600, 31_536_000);
         if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
-            bad("collector.max_db_bytes", format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes));
+            problems.bad(
+                "collector.max_db_bytes",
+                format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes),
+            );
         }
         let t = &raw.tls;
         let set = |p: &PathBuf| !p.as_os_str().is_empty();
-        let tls = match (set(&t.cert_file), set(&t.key_file)) {
-            (true, true) => Some(TlsFiles {
-                cert_file: t.cert_file.clone(),
-                key_file: t.key_file.clone(),
-                client_ca_file: set(&t.client_ca_file).then(|| t.client_ca_file.clone()),
-            }),
-            (false, false) => {
-                if set(&t.client_ca_file) {
-                    bad("tls.client_ca_file", "set without tls.cert_file and tls.key_file: mTLS needs TLS".into());
+        let tls =
+            match problems.both_or_neither(("tls.cert_file", set(&t.cert_file)), ("tls.key_file", set(&t.key_file))) {
+                Some(true) => Some(TlsFiles {
+                    cert_file: t.cert_file.clone(),
+                    key_file: t.key_file.clone(),
+                    client_ca_file: set(&t.client_ca_file).then(|| t.client_ca_file.clone()),
+                }),
+                Some(false) if set(&t.client_ca_file) => {
+                    problems.bad("tls.client_ca_file", "set without tls.cert_file and tls.key_file: mTLS needs TLS");
+                    None
                 }
-                None
-            }
-            (true, false) => {
-                bad("tls.key_file", "empty while tls.cert_file is set: set both or neither".into());
-                None
-            }
-            (false, true) => {
-                bad("tls.cert_file", "empty while tls.key_file is set: set both or neither".into());
-                None
-            }
-        };
+                _ => None,
+            };
         if c.data_dir.as_os_str().is_empty() {
-            bad("collector.data_dir", "empty: expected a directory path".into());
+            problems.bad("collector.data_dir", "empty: expected a directory path");
         }
-        let sla = validate_sla(&raw.sla, origin, &mut errors);
-        match (grpc_listen, http_listen) {
-            (Some(grpc_listen), Some(http_listen)) if errors.is_empty() => Ok(Config {
-                sla,
-                grpc_listen,
-                http_listen,
-                data_dir: c.data_dir.clone(),
-                agent_timeout: Duration::from_secs(agent_timeout),
-                shutdown_grace: Duration::from_secs(shutdown_grace),
-                max_db_bytes: (c.max_db_bytes > 0).then_some(c.max_db_bytes),
-                tls,
-                limits: Limits {
-                    max_message_bytes: max_message_bytes as usize,
-                    max_series_per_agent: max_series as usize,
-                    max_labels_per_series: max_labels as usize,
-                    max_label_value_bytes: max_label_value as usize,
-                    max_future_ms: (max_future * 1000) as i64,
-                    max_past_ms: (max_past * 1000) as i64,
-                },
-            }),
-            _ => Err(ConfigErrors(errors)),
-        }
+        let sla = validate_sla(&raw.sla, &mut problems);
+        problems.finish(Config {
+            sla,
+            grpc_listen,
+            http_listen,
+            data_dir: c.data_dir.clone(),
+            agent_timeout,
+            shutdown_grace,
+            max_db_bytes: (c.max_db_bytes > 0).then_some(c.max_db_bytes),
+            tls,
+            limits: Limits {
+                max_message_bytes: max_message_bytes as usize,
+                max_series_per_agent: max_series as usize,
+                max_labels_per_series: max_labels as usize,
+                max_label_value_bytes: max_label_value as usize,
+                max_future_ms: (max_future * 1000) as i64,
+                max_past_ms: (max_past * 1000) as i64,
+            },
+        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! signals and systemd readiness.
 //!
 //! # Layout
-//! - [`config`] has `ConfigError`/`ConfigErrors` (every problem of a file at once, with key and file)
+//! - [`config`] has `ConfigError`/`ConfigErrors` (every problem of a file at once, with key and file),
+//!   `Problems` that collects them while sections are validated,
 //!   and loads TOML, where a missing file means all defaults.
 //! - [`logging`] sets up the tracing subscriber (journald-friendly under systemd).
 //! - [`signal`] waits for SIGTERM/SIGINT.

@@ -13,17 +13,18 @@
 
 use std::time::Duration;
 
+use b24watch_common::config::Problems;
 use b24watch_proto::catalog::{
     BITRIX_AGENTS_DISABLED, BITRIX_AGENTS_FAILING, BITRIX_AGENTS_OVERDUE, BITRIX_AGENTS_STUCK,
     BITRIX_CRON_LAST_RUN_TIMESTAMP_SECONDS, BITRIX_MAIL_FAILED_LAST_HOUR, BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS,
     BITRIX_MAIL_QUEUE_PENDING, BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS, BITRIX_SITE_CHECKER_OK, BITRIX_UP,
 };
+use serde::{Deserialize, Serialize};
 
 use super::discover::{Endpoint, Site};
-use super::mysql::{self, DbError, Target};
-use super::{Check, Checker, Findings, Severity};
-use crate::config::{BitrixConfig, MysqlConfig};
-use crate::sampler::UnixMs;
+use super::mysql::{self, DbError, MysqlConfig, Target};
+use super::{Check, Checker, Findings};
+use crate::observation::{Severity, UnixMs};
 
 /// The Bitrix checker.
 #[derive(Debug)]
@@ -328,6 +329,85 @@ impl Checker for BitrixChecker {
                     out.checks.push(check("bitrix_db", &site.name, Severity::High, err.reason, err.message, at));
                 }
             }
+        }
+    }
+}
+
+/// `[bitrix]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBitrix {
+    /// Whether Bitrix checks run.
+    pub enabled: bool,
+    /// Document root patterns.
+    pub site_roots: Vec<String>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per connect or query.
+    pub timeout_secs: u64,
+    /// Overdue grace.
+    pub agents_overdue_grace_secs: u64,
+    /// Mail backlog bound.
+    pub mail_pending_max: u64,
+    /// Oldest pending mail bound.
+    pub mail_oldest_max_secs: u64,
+    /// Clock skew bound.
+    pub clock_skew_max_secs: u64,
+}
+
+impl Default for RawBitrix {
+    fn default() -> Self {
+        RawBitrix {
+            enabled: true,
+            site_roots: ["/home/bitrix/www", "/home/bitrix/ext_www/*", "/var/www/html", "/var/www/*/data/www/*"]
+                .map(String::from)
+                .to_vec(),
+            interval_secs: 60,
+            timeout_secs: 10,
+            agents_overdue_grace_secs: 600,
+            mail_pending_max: 100,
+            mail_oldest_max_secs: 1800,
+            clock_skew_max_secs: 1,
+        }
+    }
+}
+
+/// Validated `[bitrix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitrixConfig {
+    /// Whether Bitrix checks run.
+    pub enabled: bool,
+    /// Document root patterns.
+    pub site_roots: Vec<String>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of a connect or a query.
+    pub timeout: Duration,
+    /// Overdue grace.
+    pub agents_overdue_grace: Duration,
+    /// Mail backlog bound.
+    pub mail_pending_max: u64,
+    /// Oldest pending mail bound.
+    pub mail_oldest_max: Duration,
+    /// Clock skew bound.
+    pub clock_skew_max: Duration,
+}
+
+impl RawBitrix {
+    /// The validated form; problems go to `problems`.
+    pub fn validate(&self, problems: &mut Problems) -> BitrixConfig {
+        if self.site_roots.iter().any(|p| !p.starts_with('/')) {
+            problems.bad("bitrix.site_roots", format!("{:?}: expected absolute paths", self.site_roots));
+        }
+        BitrixConfig {
+            enabled: self.enabled,
+            site_roots: self.site_roots.clone(),
+            interval: problems.secs("bitrix.interval_secs", self.interval_secs, 10, 3600),
+            timeout: problems.secs("bitrix.timeout_secs", self.timeout_secs, 1, 60),
+            agents_overdue_grace: Duration::from_secs(self.agents_overdue_grace_secs),
+            mail_pending_max: self.mail_pending_max,
+            mail_oldest_max: Duration::from_secs(self.mail_oldest_max_secs),
+            clock_skew_max: Duration::from_secs(self.clock_skew_max_secs),
         }
     }
 }

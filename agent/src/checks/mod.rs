@@ -6,6 +6,10 @@
 //! timeout, and leaves what it found in an [`Inbox`] that the scheduler empties into the next batch:
 //! a stuck check never delays host sampling. A target that is down is a result (status `failed`
 //! with a reason), never an error that stops anything.
+//!
+//! Adding a check: a file here with `impl Checker` and its config section (`Raw…` with the
+//! defaults, the validated form, `validate` into `b24watch_common::config::Problems`), its field in
+//! [`ChecksConfig`] and `config::RawConfig`, and one line in [`build_checkers`].
 
 pub mod bitrix;
 pub mod discover;
@@ -20,8 +24,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use crate::logs::classify::Severity;
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, Severity, UnixMs};
 use crate::telemetry::Telemetry;
 
 /// Outcome of one check.
@@ -162,7 +165,7 @@ pub async fn run_checker(
             _ = ticker.tick() => {}
         }
         let mut findings = Findings::default();
-        let at = crate::scheduler::now();
+        let at = crate::observation::now();
         // A checker bounds its own waits; this outer bound only catches a bug in one.
         let bound = checker.interval().max(Duration::from_secs(1)) * 2;
         tokio::select! {
@@ -193,8 +196,21 @@ pub async fn run_checker(
     }
 }
 
+/// Validated settings of every check, one field per check's section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksConfig {
+    /// `[mysql]`
+    pub mysql: mysql::MysqlConfig,
+    /// `[bitrix]`
+    pub bitrix: bitrix::BitrixConfig,
+    /// `[probe]`: one per target.
+    pub probes: Vec<probe::ProbeConfig>,
+    /// `[services]`
+    pub services: services::ServicesConfig,
+}
+
 /// Builds every enabled checker. The only place that knows the list.
-pub fn build_checkers(cfg: &crate::config::Config, sites: &[discover::Site]) -> Vec<Box<dyn Checker>> {
+pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<dyn Checker>> {
     let mut checkers: Vec<Box<dyn Checker>> = Vec::new();
     if cfg.mysql.enabled {
         if mysql::MysqlChecker::has_target(&cfg.mysql, sites) {

@@ -4,8 +4,10 @@
 //! connect time is the `mysql_connect_seconds` measurement). Every wait is bounded by
 //! `mysql.timeout_secs`. "down", "auth_failed" and "timeout" are distinct reasons.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use b24watch_common::config::Problems;
 use b24watch_proto::catalog::{
     MYSQL_ABORTED_CONNECTS_TOTAL, MYSQL_CHECK_FAILURES_TOTAL, MYSQL_CLOCK_SKEW_SECONDS, MYSQL_CONNECT_SECONDS,
     MYSQL_DEADLOCKS_TOTAL, MYSQL_INNODB_BUFFER_POOL_HIT_RATIO, MYSQL_MAX_CONNECTIONS, MYSQL_QUERIES_TOTAL,
@@ -13,12 +15,12 @@ use b24watch_proto::catalog::{
     MYSQL_SLOW_QUERIES_TOTAL, MYSQL_THREADS_CONNECTED, MYSQL_THREADS_RUNNING, MYSQL_UP, MYSQL_UPTIME_SECONDS,
 };
 use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 
 use super::discover::{DbCredentials, Endpoint, Site};
-use super::{Check, Checker, Findings, Severity};
-use crate::config::MysqlConfig;
-use crate::sampler::UnixMs;
+use super::{Check, Checker, Findings};
+use crate::observation::{Severity, UnixMs};
 
 /// Why the database could not be used. `message` never holds a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,9 +253,9 @@ impl MysqlChecker {
             limit,
         )
         .await?;
-        let sent = crate::scheduler::now().0;
+        let sent = crate::observation::now().0;
         let clock = query(conn, "SELECT UNIX_TIMESTAMP(NOW(6))", limit).await?;
-        let local_mid = (sent + crate::scheduler::now().0) as f64 / 2000.0;
+        let local_mid = (sent + crate::observation::now().0) as f64 / 2000.0;
         let variables = query(
             conn,
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'sql_mode', 'innodb_strict_mode')",
@@ -474,6 +476,104 @@ impl Checker for MysqlChecker {
         }
         for (reason, count) in &self.failures {
             out.observe(MYSQL_CHECK_FAILURES_TOTAL, vec![("reason", (*reason).to_owned())], *count as f64, at);
+        }
+    }
+}
+
+/// `[mysql]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMysql {
+    /// Whether MySQL is checked.
+    pub enabled: bool,
+    /// Sockets tried in order.
+    pub sockets: Vec<PathBuf>,
+    /// TCP address instead of the sockets.
+    pub address: String,
+    /// Monitoring user.
+    pub user: String,
+    /// File with the password.
+    pub password_file: PathBuf,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per connect or query.
+    pub timeout_secs: u64,
+    /// Replication lag bound.
+    pub replication_lag_max_secs: u64,
+}
+
+impl Default for RawMysql {
+    fn default() -> Self {
+        RawMysql {
+            enabled: true,
+            sockets: ["/var/lib/mysqld/mysqld.sock", "/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock"]
+                .map(PathBuf::from)
+                .to_vec(),
+            address: String::new(),
+            user: String::new(),
+            password_file: PathBuf::new(),
+            interval_secs: 10,
+            timeout_secs: 5,
+            replication_lag_max_secs: 300,
+        }
+    }
+}
+
+/// Validated `[mysql]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlConfig {
+    /// Whether MySQL is checked.
+    pub enabled: bool,
+    /// Sockets tried in order.
+    pub sockets: Vec<PathBuf>,
+    /// TCP address used instead of the sockets.
+    pub address: Option<(String, u16)>,
+    /// Monitoring user; `None` means a discovered site's login.
+    pub user: Option<String>,
+    /// File holding the monitoring user's password.
+    pub password_file: Option<PathBuf>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of a connect or a query.
+    pub timeout: Duration,
+    /// Replication lag bound.
+    pub replication_lag_max: Duration,
+}
+
+impl RawMysql {
+    /// The validated form; problems go to `problems`.
+    pub fn validate(&self, problems: &mut Problems) -> MysqlConfig {
+        let address = if self.address.is_empty() {
+            None
+        } else {
+            match self
+                .address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?)))
+            {
+                Some((host, port)) if !host.is_empty() => Some((host, port)),
+                _ => {
+                    problems
+                        .bad("mysql.address", format!("{:?}: expected host:port, e.g. 127.0.0.1:3306", self.address));
+                    None
+                }
+            }
+        };
+        if self.sockets.iter().any(|p| !p.is_absolute()) {
+            problems.bad("mysql.sockets", format!("{:?}: expected absolute paths", self.sockets));
+        }
+        if self.user.is_empty() && !self.password_file.as_os_str().is_empty() {
+            problems.bad("mysql.user", "empty while mysql.password_file is set: set the user too");
+        }
+        MysqlConfig {
+            enabled: self.enabled,
+            sockets: self.sockets.clone(),
+            address,
+            user: (!self.user.is_empty()).then(|| self.user.clone()),
+            password_file: (!self.password_file.as_os_str().is_empty()).then(|| self.password_file.clone()),
+            interval: problems.secs("mysql.interval_secs", self.interval_secs, 1, 3600),
+            timeout: problems.secs("mysql.timeout_secs", self.timeout_secs, 1, 60),
+            replication_lag_max: Duration::from_secs(self.replication_lag_max_secs),
         }
     }
 }

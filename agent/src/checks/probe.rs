@@ -8,16 +8,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use b24watch_common::config::Problems;
 use b24watch_proto::catalog::{
     PROBE_DURATION_SECONDS, PROBE_HTTP_STATUS, PROBE_SUCCESS, PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS,
 };
 use http_body_util::BodyExt as _;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls;
 
-use super::{Check, Checker, Findings, Severity};
-use crate::config::ProbeConfig;
-use crate::sampler::UnixMs;
+use super::{Check, Checker, Findings};
+use crate::observation::{Severity, UnixMs};
 
 /// Body bytes searched for the keyword at most.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -367,6 +368,139 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     Some(era * 146_097 + doe - 719_468)
+}
+
+/// `[probe]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProbe {
+    /// Targets.
+    pub targets: Vec<RawProbeTarget>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+    /// Seconds per request.
+    pub timeout_secs: u64,
+    /// Days before expiry that fail the TLS check.
+    pub tls_expiry_warn_days: u64,
+}
+
+impl Default for RawProbe {
+    fn default() -> Self {
+        RawProbe { targets: Vec::new(), interval_secs: 30, timeout_secs: 10, tls_expiry_warn_days: 14 }
+    }
+}
+
+/// One probe target.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeTarget {
+    /// URL.
+    pub url: String,
+    /// Text the body must contain.
+    #[serde(default)]
+    pub keyword: String,
+    /// Whether the certificate must verify.
+    #[serde(default = "yes")]
+    pub verify_tls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One validated probe target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// URL as written (`target` label).
+    pub url: String,
+    /// https?
+    pub tls: bool,
+    /// Host name from the URL.
+    pub host: String,
+    /// Port from the URL (or 80/443).
+    pub port: u16,
+    /// Path and query (`/` when empty).
+    pub path: String,
+    /// Text the body must contain; empty: none.
+    pub keyword: String,
+    /// Whether the certificate must verify.
+    pub verify_tls: bool,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of the request.
+    pub timeout: Duration,
+    /// Days before expiry that fail the TLS check.
+    pub tls_expiry_warn_days: u64,
+}
+
+impl RawProbe {
+    /// One validated probe per target; problems go to `problems`, each target's with its index.
+    pub fn validate(&self, problems: &mut Problems) -> Vec<ProbeConfig> {
+        let interval = problems.secs("probe.interval_secs", self.interval_secs, 5, 3600);
+        let timeout = problems.secs("probe.timeout_secs", self.timeout_secs, 1, 60);
+        let mut probes = Vec::new();
+        for (idx, target) in self.targets.iter().enumerate() {
+            match parse_url(&target.url) {
+                Some((tls, host, port, path)) => probes.push(ProbeConfig {
+                    url: target.url.clone(),
+                    tls,
+                    host,
+                    port,
+                    path,
+                    keyword: target.keyword.clone(),
+                    verify_tls: target.verify_tls,
+                    interval,
+                    timeout,
+                    tls_expiry_warn_days: self.tls_expiry_warn_days,
+                }),
+                None => problems.bad(
+                    format!("probe.targets[{idx}].url"),
+                    format!("{:?}: expected http://host[:port]/path or https://...", target.url),
+                ),
+            }
+        }
+        probes
+    }
+}
+
+/// Splits `http(s)://host[:port][/path]` into (tls, host, port, path).
+fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(idx) => (&rest[..idx], &rest[idx..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            None => return None,
+        };
+        (host.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().ok()?),
+            None => (authority.to_owned(), if tls { 443 } else { 80 }),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((tls, host, port, path.to_owned()))
 }
 
 #[cfg(test)]

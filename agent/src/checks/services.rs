@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use b24watch_common::config::Problems;
 use b24watch_proto::catalog::SERVICE_UP;
+use serde::{Deserialize, Serialize};
 
-use super::{Check, Checker, Findings, Severity};
-use crate::config::ServicesConfig;
-use crate::sampler::UnixMs;
+use super::{Check, Checker, Findings};
+use crate::observation::{Severity, UnixMs};
 
 /// How to recognise one service.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +87,50 @@ const KNOWN: &[Known] = &[
         severity: Severity::High,
     },
 ];
+
+/// `[services]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServices {
+    /// Whether services are checked.
+    pub enabled: bool,
+    /// Services to watch.
+    pub watch: Vec<String>,
+    /// Seconds between runs.
+    pub interval_secs: u64,
+}
+
+impl Default for RawServices {
+    fn default() -> Self {
+        RawServices { enabled: true, watch: KNOWN.iter().map(|k| k.name.to_owned()).collect(), interval_secs: 60 }
+    }
+}
+
+/// Validated `[services]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// Whether services are checked.
+    pub enabled: bool,
+    /// Services to watch.
+    pub watch: Vec<String>,
+    /// Time between runs.
+    pub interval: Duration,
+}
+
+impl RawServices {
+    /// The validated form; problems go to `problems`.
+    pub fn validate(&self, problems: &mut Problems) -> ServicesConfig {
+        for name in self.watch.iter().filter(|n| !KNOWN.iter().any(|k| k.name == n.as_str())) {
+            let known: Vec<&str> = KNOWN.iter().map(|k| k.name).collect();
+            problems.bad("services.watch", format!("{name:?}: expected some of {}", known.join(", ")));
+        }
+        ServicesConfig {
+            enabled: self.enabled,
+            watch: self.watch.clone(),
+            interval: problems.secs("services.interval_secs", self.interval_secs, 10, 3600),
+        }
+    }
+}
 
 const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
@@ -222,7 +267,7 @@ mod tests {
         std::fs::create_dir_all(proc_root.join("self")).expect("non-numeric entry");
         let cfg = ServicesConfig {
             enabled: true,
-            watch: crate::config::KNOWN_SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+            watch: KNOWN.iter().map(|k| k.name.to_owned()).collect(),
             interval: Duration::from_secs(60),
         };
         let mut checker = ServiceChecker::with_roots(cfg, proc_root.clone(), vec![units]);

@@ -6,41 +6,7 @@
 //! combined regex runs over a whole chunk to find candidate lines, and only those lines go
 //! through the per-rule set that picks the severity.
 
-/// SLA vocabulary, numbered like the wire enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// Advice.
-    Low = 1,
-    /// Local problems.
-    Medium = 2,
-    /// Serious breakage.
-    High = 3,
-    /// Portal fully unavailable.
-    Critical = 4,
-}
-
-impl Severity {
-    /// Parses a config value.
-    pub fn parse(text: &str) -> Option<Severity> {
-        match text {
-            "low" => Some(Severity::Low),
-            "medium" => Some(Severity::Medium),
-            "high" => Some(Severity::High),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+use crate::observation::Severity;
 
 /// Built-in rule sets for the logs of a Bitrix24 box server (BITRIX.md 1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,13 @@ pub(crate) mod glob;
 pub mod lines;
 pub mod tail;
 
+use b24watch_common::config::Problems;
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-use self::classify::{Classifier, Preset, Severity};
+use self::classify::{Classifier, Preset};
 use self::lines::Encoding;
-use crate::sampler::{Observation, UnixMs};
+use crate::observation::{Observation, Severity, UnixMs};
 
 /// `(device, inode)` of a file.
 pub type FileKey = (u64, u64);
@@ -49,9 +51,9 @@ pub struct Group {
     /// Occurrences.
     pub count: u64,
     /// First seen (agent time).
-    pub first_ms: i64,
+    pub first: UnixMs,
     /// Last seen.
-    pub last_ms: i64,
+    pub last: UnixMs,
     /// One example, at most 512 characters.
     pub example: String,
     /// Path of the file the example was read from (empty for a catch-all group).
@@ -161,4 +163,212 @@ pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
         }
     }
     out
+}
+
+/// `[logs]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogs {
+    /// Whether logs are tailed.
+    pub enabled: bool,
+    /// "end" or "beginning".
+    pub read_from: String,
+    /// Line length bound.
+    pub max_line_bytes: u64,
+    /// Read budget per file per tick.
+    pub max_read_bytes_per_tick: u64,
+    /// The logs.
+    pub file: Vec<RawLogFile>,
+}
+
+/// One `[[logs.file]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    /// Name (the `log` label).
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Preset name.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// Encoding name.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+    /// Extra rules.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// One extra rule.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Regex.
+    pub pattern: String,
+    /// low, medium, high or critical.
+    pub severity: String,
+}
+
+fn default_preset() -> String {
+    "none".into()
+}
+
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        let file = |name: &str, paths: &[&str], preset: &str| RawLogFile {
+            name: name.into(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            preset: preset.into(),
+            encoding: "utf-8".into(),
+            rules: Vec::new(),
+        };
+        RawLogs {
+            enabled: true,
+            read_from: "end".into(),
+            max_line_bytes: 16384,
+            max_read_bytes_per_tick: 64 << 20,
+            file: vec![
+                file("nginx_error", &["/var/log/nginx/error.log", "/var/log/nginx/*_error.log"], "nginx"),
+                file(
+                    "httpd_error",
+                    &["/var/log/httpd/error_log", "/var/log/httpd/*_error_log", "/var/log/apache2/error.log"],
+                    "httpd",
+                ),
+                file(
+                    "php_error",
+                    &["/var/log/php-fpm/error.log", "/var/log/php-fpm/www-error.log", "/var/log/php/error.log"],
+                    "php",
+                ),
+                file(
+                    "bitrix_exceptions",
+                    &["/var/log/php/exceptions.log", "/home/bitrix/www/bitrix/modules/error.log"],
+                    "bitrix_exceptions",
+                ),
+                file(
+                    "mysql_error",
+                    &["/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log"],
+                    "mysql",
+                ),
+            ],
+        }
+    }
+}
+
+/// Validated `[logs]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// Whether logs are tailed.
+    pub enabled: bool,
+    /// Start new files at their end on the first start.
+    pub read_from_end: bool,
+    /// Line length bound.
+    pub max_line_bytes: usize,
+    /// Read budget per file per tick.
+    pub max_read_bytes_per_tick: u64,
+    /// The logs.
+    pub files: Vec<LogFileConfig>,
+}
+
+/// One validated log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFileConfig {
+    /// Name.
+    pub name: String,
+    /// Path patterns.
+    pub paths: Vec<String>,
+    /// Preset.
+    pub preset: Preset,
+    /// Encoding.
+    pub encoding: Encoding,
+    /// Extra rules (checked to compile).
+    pub rules: Vec<(String, Severity)>,
+}
+
+impl LogFileConfig {
+    /// The runtime form.
+    pub fn spec(&self) -> LogSpec {
+        LogSpec::new(&self.name, self.paths.clone(), self.preset, &self.rules, self.encoding)
+    }
+}
+
+impl RawLogs {
+    /// The validated form; problems go to `problems`, each log's with its index.
+    pub fn validate(&self, problems: &mut Problems) -> LogsConfig {
+        let read_from_end = match self.read_from.as_str() {
+            "end" => true,
+            "beginning" => false,
+            other => {
+                problems.bad("logs.read_from", format!("{other:?}: expected \"end\" or \"beginning\""));
+                true
+            }
+        };
+        problems.range("logs.max_line_bytes", self.max_line_bytes, 1024, 1 << 20);
+        if self.max_read_bytes_per_tick < 1 << 20 {
+            problems.bad(
+                "logs.max_read_bytes_per_tick",
+                format!("{}: expected at least 1048576", self.max_read_bytes_per_tick),
+            );
+        }
+        let mut files = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (idx, f) in self.file.iter().enumerate() {
+            let key = |field: &str| format!("logs.file[{idx}].{field}");
+            if f.name.is_empty() || !f.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                problems.bad(key("name"), format!("{:?}: expected lowercase letters, digits and _", f.name));
+            } else if !names.insert(f.name.clone()) {
+                problems.bad(key("name"), format!("{:?} is used twice", f.name));
+            }
+            if f.paths.is_empty() || f.paths.iter().any(|p| !p.starts_with('/')) {
+                problems.bad(key("paths"), format!("{:?}: expected one or more absolute paths", f.paths));
+            }
+            let preset = Preset::parse(&f.preset).unwrap_or_else(|| {
+                problems.bad(
+                    key("preset"),
+                    format!("{:?}: expected nginx, httpd, php, bitrix_exceptions, mysql or none", f.preset),
+                );
+                Preset::None
+            });
+            let encoding = Encoding::parse(&f.encoding).unwrap_or_else(|| {
+                problems.bad(key("encoding"), format!("{:?}: expected utf-8 or windows-1251", f.encoding));
+                Encoding::Utf8
+            });
+            let mut rules = Vec::new();
+            for (rule_idx, rule) in f.rules.iter().enumerate() {
+                let Some(severity) = Severity::parse(&rule.severity) else {
+                    problems.bad(
+                        key(&format!("rules[{rule_idx}].severity")),
+                        format!("{:?}: expected low, medium, high or critical", rule.severity),
+                    );
+                    continue;
+                };
+                if let Err(err) = regex::bytes::Regex::new(&rule.pattern) {
+                    problems.bad(key(&format!("rules[{rule_idx}].pattern")), format!("{:?}: {err}", rule.pattern));
+                    continue;
+                }
+                rules.push((rule.pattern.clone(), severity));
+            }
+            // Each rule compiles alone; the agent searches them together with the preset's.
+            if rules.len() == f.rules.len()
+                && let Err(err) = Classifier::new(&rules_of(preset, &rules, encoding))
+            {
+                problems.bad(
+                    key("rules"),
+                    format!("the rules do not compile together with the {:?} preset: {err}", f.preset),
+                );
+            }
+            files.push(LogFileConfig { name: f.name.clone(), paths: f.paths.clone(), preset, encoding, rules });
+        }
+        LogsConfig {
+            enabled: self.enabled,
+            read_from_end,
+            max_line_bytes: self.max_line_bytes as usize,
+            max_read_bytes_per_tick: self.max_read_bytes_per_tick,
+            files,
+        }
+    }
 }

@@ -21,9 +21,10 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::classify::{self, Severity};
+use super::classify;
 use super::lines::{Encoding, Line, Split, Splitter};
 use super::{Checkpoint, FileKey, Group, LogSpec};
+use crate::observation::{Severity, UnixMs};
 
 /// Bytes of the file head that identify it.
 const HEAD_BYTES: u64 = 256;
@@ -67,17 +68,53 @@ struct Record {
     idle_polls: u32,
 }
 
+/// The first bytes of a file: with its device and inode, what tells that a file is the one a
+/// position was stored for, and that it was not truncated or rewritten since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// Bytes hashed: up to [`HEAD_BYTES`], never 0.
+    len: u64,
+    /// Hash of those bytes.
+    hash: u64,
+}
+
+impl Head {
+    /// The first `len` bytes of `file` (`None`: shorter, or unreadable).
+    fn read(file: &File, len: u64) -> Option<Head> {
+        head_hash(file, len).map(|hash| Head { len, hash })
+    }
+
+    /// The head a checkpoint was stored with (`None`: the file was empty).
+    fn stored(ckpt: &Checkpoint) -> Option<Head> {
+        (ckpt.head_len > 0).then_some(Head { len: ckpt.head_len, hash: ckpt.head_hash })
+    }
+
+    /// Whether `file` still starts with these bytes.
+    fn matches(self, file: &File) -> bool {
+        head_hash(file, self.len) == Some(self.hash)
+    }
+}
+
+/// A file being read, and where reading it stands.
 #[derive(Debug)]
 struct Tracked {
+    /// Index of its log in the tailer's specs.
     spec: usize,
+    /// Path it was last seen at.
     path: PathBuf,
+    /// The open handle: kept across renames, so a rotated file is drained to its end.
     file: File,
-    head: Option<(u64, u64)>,
+    /// Its head, once it has bytes.
+    head: Option<Head>,
+    /// Next byte to read.
     pos: u64,
+    /// Next byte a restart must read: `pos`, or the start of an unfinished multi-line record.
     committed: u64,
     splitter: Splitter,
     record: Option<Record>,
+    /// Left every pattern (rotated or deleted): read to its end, then closed and forgotten.
     rotated: bool,
+    /// Offset of the last checkpoint returned for it.
     reported: Option<u64>,
     /// Created from a stored checkpoint and not read yet: whether the stored position is inside
     /// an over-long line is decided at the first read, on the file that is then read (the copy,
@@ -93,7 +130,7 @@ impl Tracked {
             spec,
             path,
             file,
-            head: resume.filter(|c| c.head_len > 0).map(|c| (c.head_len, c.head_hash)),
+            head: resume.and_then(Head::stored),
             pos,
             committed: pos,
             splitter: Splitter::default(),
@@ -167,8 +204,7 @@ fn find_rotated(ckpt: &Checkpoint) -> Option<PathBuf> {
     let same = |candidate: &Path| {
         let Ok(meta) = std::fs::metadata(candidate) else { return false };
         (meta.dev(), meta.ino()) == (ckpt.dev, ckpt.ino)
-            && (ckpt.head_len == 0
-                || File::open(candidate).ok().and_then(|f| head_hash(&f, ckpt.head_len)) == Some(ckpt.head_hash))
+            && Head::stored(ckpt).is_none_or(|head| File::open(candidate).is_ok_and(|f| head.matches(&f)))
     };
     let path = Path::new(&ckpt.path);
     let usual = [".1", ".old"].map(|suffix| PathBuf::from(format!("{}{suffix}", ckpt.path)));
@@ -238,8 +274,8 @@ impl Tailer {
         &self.specs
     }
 
-    /// Discovers files, follows rotations, reads new bytes; `now_ms` stamps the groups.
-    pub fn poll(&mut self, now_ms: i64) -> Poll {
+    /// Discovers files, follows rotations, reads new bytes; `now` stamps the groups.
+    pub fn poll(&mut self, now: UnixMs) -> Poll {
         let mut out = Poll::default();
         let mut seen: HashMap<FileKey, (usize, PathBuf)> = HashMap::new();
         for (spec_idx, spec) in self.specs.iter().enumerate() {
@@ -285,7 +321,7 @@ impl Tailer {
         self.first_poll = false;
         let keys: Vec<FileKey> = self.files.keys().copied().collect();
         for key in keys {
-            self.poll_file(key, now_ms, &mut out);
+            self.poll_file(key, now, &mut out);
         }
         out
     }
@@ -350,38 +386,38 @@ impl Tailer {
         }
     }
 
-    fn poll_file(&mut self, key: FileKey, now_ms: i64, out: &mut Poll) {
+    fn poll_file(&mut self, key: FileKey, now: UnixMs, out: &mut Poll) {
         let Some(mut t) = self.files.remove(&key) else { return };
         let size = t.file.metadata().map_or(t.pos, |m| m.len());
-        let head_changed = t.head.is_some_and(|(len, hash)| size >= len && head_hash(&t.file, len) != Some(hash));
+        let head_changed = t.head.is_some_and(|head| size >= head.len && !head.matches(&t.file));
         if size < t.pos || head_changed {
-            self.on_truncation(&mut t, now_ms, out);
+            self.on_truncation(&mut t, now, out);
         }
         if t.head.is_none() && size > 0 {
             let len = size.min(HEAD_BYTES);
-            t.head = head_hash(&t.file, len).map(|hash| (len, hash));
+            t.head = Head::read(&t.file, len);
         }
-        self.read_new(&mut t, now_ms, out, u64::MAX);
+        self.read_new(&mut t, now, out, u64::MAX);
         // A record with no new line for a whole poll is complete.
         if let Some(record) = &mut t.record {
             record.idle_polls += 1;
             if record.idle_polls > 1 {
                 let record = t.record.take().expect("checked above");
-                self.emit_record(&t, &record.text, now_ms, out);
+                self.emit_record(&t, &record.text, now, out);
             }
         }
         t.committed = t.record.as_ref().map_or(t.pos, |r| r.start);
         if t.rotated {
             // Drained to EOF above; the handle is closed and the checkpoint dropped.
             if let Some(record) = t.record.take() {
-                self.emit_record(&t, &record.text, now_ms, out);
+                self.emit_record(&t, &record.text, now, out);
             }
             out.forget.push(key);
             self.stored.remove(&key);
             return;
         }
         if t.reported != Some(t.committed) {
-            let (head_len, head_hash) = t.head.unwrap_or((0, 0));
+            let Head { len: head_len, hash: head_hash } = t.head.unwrap_or(Head { len: 0, hash: 0 });
             let ckpt = Checkpoint {
                 log: self.specs[t.spec].name.clone(),
                 path: t.path.display().to_string(),
@@ -398,21 +434,21 @@ impl Tailer {
         self.files.insert(key, t);
     }
 
-    fn on_truncation(&mut self, t: &mut Tracked, now_ms: i64, out: &mut Poll) {
+    fn on_truncation(&mut self, t: &mut Tracked, now: UnixMs, out: &mut Poll) {
         self.counters[t.spec].truncations += 1;
         // Recover the unread tail from the rotated copy when it is the same content.
-        let copy = t.head.and_then(|(len, hash)| {
+        let copy = t.head.and_then(|head| {
             [".1", ".old"].iter().find_map(|suffix| {
                 let path = PathBuf::from(format!("{}{suffix}", t.path.display()));
                 let file = File::open(&path).ok()?;
                 let copy_size = file.metadata().ok()?.len();
-                (copy_size >= t.pos && head_hash(&file, len) == Some(hash)).then_some((file, copy_size))
+                (copy_size >= t.pos && head.matches(&file)).then_some((file, copy_size))
             })
         });
         match copy {
             Some((file, copy_size)) => {
                 let original = std::mem::replace(&mut t.file, file);
-                self.read_new(t, now_ms, out, copy_size);
+                self.read_new(t, now, out, copy_size);
                 // A last line without newline in the copy is complete: nothing will follow it there.
                 t.file = original;
             }
@@ -422,7 +458,7 @@ impl Tailer {
             }
         }
         if let Some(record) = t.record.take() {
-            self.emit_record(t, &record.text, now_ms, out);
+            self.emit_record(t, &record.text, now, out);
         }
         t.pos = 0;
         t.committed = 0;
@@ -432,7 +468,7 @@ impl Tailer {
     }
 
     /// Reads from `t.pos` up to `limit` (or EOF), splitting lines and classifying them.
-    fn read_new(&mut self, t: &mut Tracked, now_ms: i64, out: &mut Poll, limit: u64) {
+    fn read_new(&mut self, t: &mut Tracked, now: UnixMs, out: &mut Poll, limit: u64) {
         if std::mem::take(&mut t.resumed) {
             t.splitter.skipping = inside_long_line(&t.file, t.pos);
         }
@@ -445,7 +481,7 @@ impl Tailer {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let consumed = self.process(t, &buf[..n], now_ms, out);
+            let consumed = self.process(t, &buf[..n], now, out);
             if consumed == 0 {
                 // An unterminated line shorter than the maximum: wait for the rest.
                 break;
@@ -457,7 +493,7 @@ impl Tailer {
     }
 
     /// Handles the complete lines of `chunk`; returns the bytes consumed.
-    fn process(&mut self, t: &mut Tracked, chunk: &[u8], now_ms: i64, out: &mut Poll) -> usize {
+    fn process(&mut self, t: &mut Tracked, chunk: &[u8], now: UnixMs, out: &mut Poll) -> usize {
         let spec = &self.specs[t.spec];
         let split = t.splitter.split(chunk, self.max_line);
         let counters = &mut self.counters[t.spec];
@@ -486,18 +522,18 @@ impl Tailer {
                 line_start = line.end;
             }
             for text in emits {
-                self.emit_record(t, &text, now_ms, out);
+                self.emit_record(t, &text, now, out);
             }
         } else {
-            for (start, end, at, severity) in find_errors(spec.classifier(), chunk, &split) {
-                self.emit_line(t, &chunk[start..end], at, severity, now_ms, out);
+            for hit in find_errors(spec.classifier(), chunk, &split) {
+                self.emit_line(t, &chunk[hit.start..hit.end], hit.at, hit.severity, now, out);
             }
         }
         split.consumed
     }
 
     /// Counts a multi-line record by its header and adds it to its group.
-    fn emit_record(&mut self, src: &Tracked, text: &str, now_ms: i64, out: &mut Poll) {
+    fn emit_record(&mut self, src: &Tracked, text: &str, now: UnixMs, out: &mut Poll) {
         let spec_idx = src.spec;
         let spec = &self.specs[spec_idx];
         let header = text.split('\n').next().unwrap_or_default();
@@ -507,18 +543,18 @@ impl Tailer {
         }
         // Bitrix records put the message on the lines after the header.
         let message = text.split('\n').take(3).collect::<Vec<_>>().join(" ");
-        self.add(src, message.as_bytes(), message.as_bytes(), severity, now_ms, out);
+        self.add(src, message.as_bytes(), message.as_bytes(), severity, now, out);
     }
 
     /// Adds one error line to its group; `at` is where the first rule matched in it: the error's
     /// identity starts there, past timestamps and process ids.
-    fn emit_line(&mut self, src: &Tracked, line: &[u8], at: usize, severity: Severity, now_ms: i64, out: &mut Poll) {
-        self.add(src, &line[at.min(line.len())..], line, severity, now_ms, out);
+    fn emit_line(&mut self, src: &Tracked, line: &[u8], at: usize, severity: Severity, now: UnixMs, out: &mut Poll) {
+        self.add(src, &line[at.min(line.len())..], line, severity, now, out);
     }
 
     /// Counts an error and adds it to the group of its fingerprint; `example` is kept (cut) when
     /// the group is new in this poll, with the path of `src` it was read from.
-    fn add(&mut self, src: &Tracked, message: &[u8], example: &[u8], severity: Severity, now_ms: i64, out: &mut Poll) {
+    fn add(&mut self, src: &Tracked, message: &[u8], example: &[u8], severity: Severity, now: UnixMs, out: &mut Poll) {
         let spec_idx = src.spec;
         let spec = &self.specs[spec_idx];
         let counters = &mut self.counters[spec_idx];
@@ -534,8 +570,8 @@ impl Tailer {
             fingerprint: if merged { format!("other-{}", severity.as_str()) } else { format!("{hash:016x}") },
             severity,
             count: 0,
-            first_ms: now_ms,
-            last_ms: now_ms,
+            first: now,
+            last: now,
             example: if merged {
                 format!("(more than {MAX_GROUPS_PER_POLL} distinct errors in one read: the rest are counted here)")
             } else {
@@ -545,12 +581,24 @@ impl Tailer {
         });
         group.count += 1;
         group.severity = group.severity.max(severity);
-        group.last_ms = now_ms;
+        group.last = now;
     }
 }
 
-/// The error lines among `split`'s lines of `chunk`: `(start, end, at, severity)`, with the
-/// line's bytes at `chunk[start..end]` and its first rule match at `at` within them.
+/// An error line found in a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hit {
+    /// Where the line's bytes start in the chunk.
+    start: usize,
+    /// Where they end (its newline excluded).
+    end: usize,
+    /// Where its first rule match starts, counted from `start`: the error's identity starts there.
+    at: usize,
+    /// The highest severity of its matches.
+    severity: Severity,
+}
+
+/// The error lines among `split`'s lines of `chunk`.
 ///
 /// grep's way, not line by line: one search runs over the whole chunk from match to match,
 /// resuming one byte after each match start so that a severe rule overlapping a milder match is
@@ -558,11 +606,7 @@ impl Tailer {
 /// as it is judged (cut at the maximum length; for rules with look-around, after NUL padding or
 /// before a `\r`) and a line with a match running past it (a rule class that matches a newline)
 /// are judged on the line's own bytes instead.
-fn find_errors(
-    classifier: &classify::Classifier,
-    chunk: &[u8],
-    split: &Split<'_>,
-) -> Vec<(usize, usize, usize, Severity)> {
+fn find_errors(classifier: &classify::Classifier, chunk: &[u8], split: &Split<'_>) -> Vec<Hit> {
     let strings = classifier.searches_strings();
     let bounds = |line: &Line<'_>| {
         let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
@@ -575,11 +619,11 @@ fn find_errors(
     };
     let alone = |line: &Line<'_>| {
         let (start, end) = bounds(line);
-        classifier.classify(line.bytes).map(|(severity, at)| (start, end, at, severity))
+        classifier.classify(line.bytes).map(|(severity, at)| Hit { start, end, at, severity })
     };
-    let mut hits: Vec<(usize, usize, usize, Severity)> = Vec::new();
+    let mut hits: Vec<Hit> = Vec::new();
     // The line whose matches are being collected: its index and its hit so far.
-    let mut open: Option<(usize, (usize, usize, usize, Severity))> = None;
+    let mut open: Option<(usize, Hit)> = None;
     let (mut from, mut next_line) = (0, 0);
     loop {
         let m = if from < split.consumed { classifier.find(chunk, from..split.consumed) } else { None };
@@ -615,12 +659,12 @@ fn find_errors(
         }
         let hit = match &mut open {
             Some((_, hit)) => {
-                hit.3 = hit.3.max(m.severity);
+                hit.severity = hit.severity.max(m.severity);
                 *hit
             }
-            None => open.insert((next_line, (start, end, m.start - start, m.severity))).1,
+            None => open.insert((next_line, Hit { start, end, at: m.start - start, severity: m.severity })).1,
         };
-        if hit.3 == classifier.top() {
+        if hit.severity == classifier.top() {
             // Nothing can raise it: on to the next line.
             hits.push(hit);
             open = None;
@@ -688,13 +732,13 @@ mod tests {
         append(&path, "[error] first\n[error] foo");
         let mut stored = HashMap::new();
         let mut t = tailer(&path, &stored);
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         assert_eq!(delivered(&poll), 1);
         commit(&mut stored, &poll);
         assert_eq!(stored.values().next().expect("checkpoint").offset, 14, "offset stops before the partial line");
         drop(t);
         append(&path, "bar\n");
-        let poll = tailer(&path, &stored).poll(2);
+        let poll = tailer(&path, &stored).poll(UnixMs(2));
         let group = poll.groups.values().next().expect("group");
         assert_eq!((group.count, group.example.as_str()), (1, "[error] foobar"));
     }
@@ -705,12 +749,12 @@ mod tests {
         let path = dir.path().join("app.log");
         append(&path, "[error] old content that is long enough\n");
         let mut stored = HashMap::new();
-        let poll = tailer(&path, &stored).poll(1);
+        let poll = tailer(&path, &stored).poll(UnixMs(1));
         commit(&mut stored, &poll);
         // Same inode, different head: as if the file was deleted and the inode reused.
         std::fs::OpenOptions::new().write(true).truncate(true).open(&path).expect("open");
         append(&path, "[error] new\n[error] new\n");
-        let poll = tailer(&path, &stored).poll(2);
+        let poll = tailer(&path, &stored).poll(UnixMs(2));
         assert_eq!(delivered(&poll), 2);
     }
 
@@ -724,11 +768,11 @@ mod tests {
         let pattern = dir.path().join("*.log").display().to_string();
         let spec = LogSpec::new("app", vec![pattern], Preset::Nginx, &[], Encoding::Utf8);
         let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
-        assert_eq!(delivered(&t.poll(1)), 1);
+        assert_eq!(delivered(&t.poll(UnixMs(1))), 1);
         append(&a, "[error] same head\n[error] more\n");
-        assert_eq!(delivered(&t.poll(2)), 2);
+        assert_eq!(delivered(&t.poll(UnixMs(2))), 2);
         append(&b, "[error] b only\n");
-        assert_eq!(delivered(&t.poll(3)), 1);
+        assert_eq!(delivered(&t.poll(UnixMs(3))), 1);
     }
 
     #[test]
@@ -737,10 +781,10 @@ mod tests {
         let path = dir.path().join("app.log");
         append(&path, "[error] one\n");
         let mut t = tailer(&path, &HashMap::new());
-        assert_eq!(delivered(&t.poll(1)), 1);
+        assert_eq!(delivered(&t.poll(UnixMs(1))), 1);
         append(&path, "[error] two\n[error] three\n");
         std::fs::remove_file(&path).expect("delete");
-        let poll = t.poll(2);
+        let poll = t.poll(UnixMs(2));
         assert_eq!(delivered(&poll), 2);
         assert_eq!(poll.forget.len(), 1);
     }
@@ -754,12 +798,12 @@ mod tests {
         append(&day1, "[error] d1\n");
         std::os::unix::fs::symlink(&day1, &link).expect("symlink");
         let mut t = tailer(&link, &HashMap::new());
-        assert_eq!(delivered(&t.poll(1)), 1);
+        assert_eq!(delivered(&t.poll(UnixMs(1))), 1);
         append(&day1, "[error] d1 late\n");
         append(&day2, "[error] d2\n");
         std::fs::remove_file(&link).expect("unlink");
         std::os::unix::fs::symlink(&day2, &link).expect("symlink");
-        assert_eq!(delivered(&t.poll(2)), 2);
+        assert_eq!(delivered(&t.poll(UnixMs(2))), 2);
     }
 
     #[test]
@@ -771,7 +815,7 @@ mod tests {
         bytes.extend(b"\n[error] after\n");
         std::fs::write(&path, bytes).expect("write");
         let mut t = tailer(&path, &HashMap::new());
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         assert_eq!(delivered(&poll), 2);
         assert!(poll.groups.values().any(|g| g.example.contains('\u{fffd}')));
         assert_eq!(t.counters[0].long_lines, 1);
@@ -793,20 +837,20 @@ mod tests {
             v.sort();
             v
         };
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         let first = examples(&poll);
         assert_eq!(first.len(), 1);
         assert!(first[0].0.starts_with("[error] giant line xxx") && first[0].1 == 1, "{first:?}");
         assert_eq!(t.counters[0].long_lines, 1);
         commit(&mut stored, &poll);
-        let poll = t.poll(2);
+        let poll = t.poll(UnixMs(2));
         assert_eq!(delivered(&poll), 0);
         commit(&mut stored, &poll);
         drop(t);
         let mut t = Tailer::new(vec![spec(&path)], stored.values().cloned().collect(), false, 1024, 1 << 20);
         let mut after = Vec::new();
         for tick in 3..20 {
-            after.extend(examples(&t.poll(tick)));
+            after.extend(examples(&t.poll(UnixMs(tick))));
         }
         assert_eq!(after, [("[error] after the giant".to_owned(), 1)]);
         assert_eq!(t.counters[0].long_lines, 0, "the rest of the line is not a new long line");
@@ -822,7 +866,7 @@ mod tests {
         text.push_str("2024/05/01 [emerg] distinct zzzzzz\n");
         append(&path, &text);
         let mut t = tailer(&path, &HashMap::new());
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         assert!(poll.groups.len() <= MAX_GROUPS_PER_POLL + 4, "{} groups", poll.groups.len());
         assert_eq!(delivered(&poll), flood as u64 + 1);
         let other = |name: &str| poll.groups.values().find(|g| g.fingerprint == name).map(|g| g.count);
@@ -831,7 +875,7 @@ mod tests {
         assert_eq!(t.counters[0].merged, (flood - MAX_GROUPS_PER_POLL) as u64 + 1);
         // The next poll starts afresh: a new error gets its own group.
         append(&path, "2024/05/01 [error] distinct again\n");
-        let poll = t.poll(2);
+        let poll = t.poll(UnixMs(2));
         assert_eq!(
             poll.groups.values().map(|g| g.example.as_str()).collect::<Vec<_>>(),
             ["2024/05/01 [error] distinct again"]
@@ -857,7 +901,7 @@ mod tests {
         let rules = [("Ошибка подключения".to_owned(), Severity::High), (r"\[error\]".to_owned(), Severity::Low)];
         let spec = LogSpec::new("app", vec![path.display().to_string()], Preset::None, &rules, Encoding::Windows1251);
         let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         let mut groups: Vec<(String, Severity)> =
             poll.groups.values().map(|g| (g.example.clone(), g.severity)).collect();
         groups.sort();
@@ -922,11 +966,11 @@ mod tests {
         let mut stored = HashMap::new();
         // Installed with read_from = "end": the history before is not reported.
         let mut t = Tailer::new(vec![spec()], Vec::new(), true, 1024, u64::MAX);
-        let poll = t.poll(1);
+        let poll = t.poll(UnixMs(1));
         assert_eq!(delivered(&poll), 0);
         commit(&mut stored, &poll);
         write_tagged(&path, 5..10);
-        let poll = t.poll(2);
+        let poll = t.poll(UnixMs(2));
         assert_eq!(tags(&poll), (5..10).map(tag).collect::<Vec<_>>());
         commit(&mut stored, &poll);
         // Written, then the agent stops before reading it; three rotations follow.
@@ -939,7 +983,7 @@ mod tests {
         // The file being read is now app.log.3, outside the patterns; app.log.2 was created and
         // rotated out of them while the agent was stopped: numbered rotation says it is newer.
         let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);
-        let poll = t.poll(3);
+        let poll = t.poll(UnixMs(3));
         let mut expected: Vec<String> = (10..30).map(tag).collect();
         expected.sort();
         assert_eq!(tags(&poll), expected, "rest of the old file from its offset, all of the new ones, nothing twice");
@@ -953,7 +997,7 @@ mod tests {
         );
         assert_eq!(t.counters[0].rotated_away, 0);
         commit(&mut stored, &poll);
-        assert_eq!(delivered(&t.poll(4)), 0);
+        assert_eq!(delivered(&t.poll(UnixMs(4))), 0);
         // Stopped again while reading; this time the rotated file is compressed (a new file) and
         // the original removed: its unread rest is gone, and counted.
         write_tagged(&path, 30..33);
@@ -962,7 +1006,7 @@ mod tests {
         std::fs::remove_file(format!("{}.1", path.display())).expect("remove");
         write_tagged(&path, 33..35);
         let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);
-        let poll = t.poll(5);
+        let poll = t.poll(UnixMs(5));
         assert_eq!(tags(&poll), (33..35).map(tag).collect::<Vec<_>>());
         assert_eq!(t.counters[0].rotated_away, 1);
     }
@@ -1039,13 +1083,13 @@ mod tests {
                         append(&path, &text);
                     }
                     Op::Poll => {
-                        let poll = t.poll(seq as i64);
+                        let poll = t.poll(UnixMs(seq as i64));
                         committed += delivered(&poll);
                         commit(&mut stored, &poll);
                         rotation_pending = false;
                     }
                     Op::Crash => {
-                        let _lost = t.poll(seq as i64);
+                        let _lost = t.poll(UnixMs(seq as i64));
                         t = tailer(&path, &stored);
                     }
                     Op::Restart => t = tailer(&path, &stored),
@@ -1062,7 +1106,7 @@ mod tests {
                     Op::TruncateRewrite { errors } if truncation_allowed => {
                         // An application truncating its own log on restart: the unread rest of
                         // the old content is gone by design, so count what was unread as lost.
-                        let poll = t.poll(seq as i64);
+                        let poll = t.poll(UnixMs(seq as i64));
                         committed += delivered(&poll);
                         commit(&mut stored, &poll);
                         std::fs::write(&path, "").expect("truncate");
@@ -1079,7 +1123,7 @@ mod tests {
                 }
                 prop_assert!(committed <= written, "duplicates: committed {} > written {}", committed, written);
             }
-            let poll = t.poll(seq as i64);
+            let poll = t.poll(UnixMs(seq as i64));
             committed += delivered(&poll);
             prop_assert_eq!(committed, written);
         }
@@ -1132,14 +1176,14 @@ mod tests {
             let chunk = text.as_bytes();
             let split = Splitter::default().split(chunk, max);
             let found = find_errors(&classifier, chunk, &split);
-            let expected: Vec<(usize, usize, usize, Severity)> = split
+            let expected: Vec<Hit> = split
                 .lines
                 .iter()
                 .filter_map(|line| {
                     let severity = reference.iter().filter(|(re, _)| re.is_match(line.bytes)).map(|(_, s)| *s).max()?;
                     let at = reference.iter().filter_map(|(re, _)| re.find(line.bytes)).map(|m| m.start()).min()?;
                     let start = line.bytes.as_ptr() as usize - chunk.as_ptr() as usize;
-                    Some((start, start + line.bytes.len(), at, severity))
+                    Some(Hit { start, end: start + line.bytes.len(), at, severity })
                 })
                 .collect();
             prop_assert_eq!(found, expected, "rules {:?}, text {:?}", rules, text);

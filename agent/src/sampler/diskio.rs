@@ -2,8 +2,8 @@
 
 use b24watch_proto::catalog::{DISK_IO_TIME_SECONDS_TOTAL, DISK_READ_BYTES_TOTAL, DISK_WRITTEN_BYTES_TOTAL};
 
+use super::HostConfig;
 use super::{Observation, SampleError, Sampler, UnixMs, read_proc};
-use crate::config::HostConfig;
 
 /// `/proc/diskstats` counts sectors of 512 bytes whatever the device's real sector size.
 const SECTOR_BYTES: f64 = 512.0;

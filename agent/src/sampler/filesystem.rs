@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use b24watch_proto::catalog::{FILESYSTEM_AVAIL_BYTES, FILESYSTEM_FILES, FILESYSTEM_FILES_FREE, FILESYSTEM_SIZE_BYTES};
 
+use super::HostConfig;
 use super::{Observation, SampleError, Sampler, UnixMs, read_proc};
-use crate::config::HostConfig;
 
 /// One line of `/proc/self/mounts` worth reporting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +126,9 @@ impl Sampler for FilesystemSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, HostConfig};
 
     fn defaults() -> HostConfig {
-        Config::parse("", std::path::Path::new("test")).expect("defaults").host
+        super::super::RawHost::default().validate()
     }
 
     #[test]

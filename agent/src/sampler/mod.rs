@@ -1,7 +1,9 @@
 //! The extension seam: one trait every sampler implements, and the registry that builds them.
 //!
 //! Adding a sampler: a new file here with `impl Sampler`, one line in [`build_samplers`], its series
-//! in `b24watch_proto::catalog`, unit tests of its pure parser on fixture text.
+//! in `b24watch_proto::catalog`, unit tests of its pure parser on fixture text. Its settings go in
+//! the `[host]` section below ([`RawHost`] → [`HostConfig`]), or, for a section of its own, in its
+//! file with a field in `config::RawConfig` and `config::Config`.
 
 mod cpu;
 mod diskio;
@@ -11,36 +13,9 @@ mod memory;
 
 use std::fmt;
 
-use crate::config::Config;
+use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the unix epoch, as read once per tick by the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UnixMs(pub i64);
-
-/// One measured value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    /// Series name from `b24watch_proto::catalog` (without the `b24watch_` prefix).
-    pub name: &'static str,
-    /// Labels besides `host`, in the catalog's order.
-    pub labels: Vec<(&'static str, String)>,
-    /// The value.
-    pub value: f64,
-    /// When it was taken.
-    pub at: UnixMs,
-}
-
-impl Observation {
-    /// An observation without labels.
-    pub fn new(name: &'static str, value: f64, at: UnixMs) -> Self {
-        Observation { name, labels: Vec::new(), value, at }
-    }
-
-    /// An observation with labels.
-    pub fn labeled(name: &'static str, labels: Vec<(&'static str, String)>, value: f64, at: UnixMs) -> Self {
-        Observation { name, labels, value, at }
-    }
-}
+use crate::observation::{Observation, UnixMs};
 
 /// Why a sampler run produced nothing usable.
 #[derive(Debug, thiserror::Error)]
@@ -89,16 +64,99 @@ impl fmt::Debug for dyn Sampler {
 }
 
 /// Builds every enabled sampler. The only place that knows the list.
-pub fn build_samplers(cfg: &Config) -> Vec<Box<dyn Sampler>> {
+pub fn build_samplers(host: &HostConfig) -> Vec<Box<dyn Sampler>> {
     let mut samplers: Vec<Box<dyn Sampler>> = Vec::new();
-    if cfg.host.enabled {
+    if host.enabled {
         samplers.push(Box::new(cpu::CpuSampler::default()));
         samplers.push(Box::new(load::LoadSampler));
         samplers.push(Box::new(memory::MemorySampler));
-        samplers.push(Box::new(filesystem::FilesystemSampler::new(&cfg.host)));
-        samplers.push(Box::new(diskio::DiskIoSampler::new(&cfg.host)));
+        samplers.push(Box::new(filesystem::FilesystemSampler::new(host)));
+        samplers.push(Box::new(diskio::DiskIoSampler::new(host)));
     }
     samplers
+}
+
+/// `[host]` section as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHost {
+    /// Whether the host samplers run.
+    pub enabled: bool,
+    /// Filesystem types never reported.
+    pub exclude_fstypes: Vec<String>,
+    /// Mount point prefixes never reported.
+    pub exclude_mountpoint_prefixes: Vec<String>,
+    /// Block device prefixes never reported.
+    pub exclude_device_prefixes: Vec<String>,
+}
+
+impl Default for RawHost {
+    fn default() -> Self {
+        RawHost {
+            enabled: true,
+            exclude_fstypes: [
+                "autofs",
+                "binfmt_misc",
+                "bpf",
+                "cgroup",
+                "cgroup2",
+                "configfs",
+                "debugfs",
+                "devpts",
+                "devtmpfs",
+                "efivarfs",
+                "fusectl",
+                "hugetlbfs",
+                "mqueue",
+                "nsfs",
+                "overlay",
+                "proc",
+                "pstore",
+                "ramfs",
+                "rpc_pipefs",
+                "securityfs",
+                "squashfs",
+                "sysfs",
+                "tmpfs",
+                "tracefs",
+                "fuse.lxcfs",
+                "fuse.gvfsd-fuse",
+                "fuse.portal",
+                "nfsd",
+            ]
+            .map(String::from)
+            .to_vec(),
+            exclude_mountpoint_prefixes: ["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/snap"]
+                .map(String::from)
+                .to_vec(),
+            exclude_device_prefixes: ["loop", "ram", "zram", "fd", "sr"].map(String::from).to_vec(),
+        }
+    }
+}
+
+/// Validated `[host]`: the host samplers' settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Whether the host samplers run.
+    pub enabled: bool,
+    /// Filesystem types never reported.
+    pub exclude_fstypes: Vec<String>,
+    /// Mount point prefixes never reported.
+    pub exclude_mountpoint_prefixes: Vec<String>,
+    /// Block device prefixes never reported.
+    pub exclude_device_prefixes: Vec<String>,
+}
+
+impl RawHost {
+    /// The validated form: every value is acceptable.
+    pub fn validate(self) -> HostConfig {
+        HostConfig {
+            enabled: self.enabled,
+            exclude_fstypes: self.exclude_fstypes,
+            exclude_mountpoint_prefixes: self.exclude_mountpoint_prefixes,
+            exclude_device_prefixes: self.exclude_device_prefixes,
+        }
+    }
 }
 
 /// Reads a small /proc file into `buf` (reused between ticks to avoid allocation).
