@@ -20,7 +20,7 @@ test: deps
 ## the packages); `deps` asks for sudo only when a tool is missing. Same build as `make test`.
 test-noroot: deps
 	cargo build --workspace --all-targets
-	cargo test --workspace --lib --bins --test e2e
+	cargo test --workspace --lib --bins --test e2e --test tidy
 	cargo test --workspace --doc
 
 ## deps: install test dependencies (promtool, logrotate, mariadb-server) when missing
