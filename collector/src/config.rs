@@ -194,6 +194,12 @@ pub struct RawCollector {
     pub shutdown_grace_secs: u64,
     /// Database size bound, 0 for none.
     pub max_db_bytes: u64,
+    /// HTTP connections open at once.
+    pub http_max_connections: u64,
+    /// Seconds to send request headers.
+    pub http_header_timeout_secs: u64,
+    /// Seconds of silence before an HTTP connection is closed.
+    pub http_idle_timeout_secs: u64,
 }
 
 impl Default for RawCollector {
@@ -205,6 +211,9 @@ impl Default for RawCollector {
             agent_timeout_secs: 60,
             shutdown_grace_secs: 5,
             max_db_bytes: 0,
+            http_max_connections: 128,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
         }
     }
 }
@@ -261,6 +270,26 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Input limits.
     pub limits: Limits,
+    /// Limits of the HTTP listener.
+    pub http: HttpLimits,
+}
+
+/// Limits of the HTTP listener (see [`crate::listener`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers (and to start the next request on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time without traffic, while no request is being answered, before a connection is closed;
+    /// also the time allowed to send a request body.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default(), Path::new("<defaults>")).expect("defaults are valid (tested)").http
+    }
 }
 
 /// PEM files for the gRPC listener's TLS.
@@ -336,6 +365,10 @@ impl Config {
         let max_label_value = problems.range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
         let max_future = problems.range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
         let max_past = problems.range("limits.max_past_secs", l.max_past_secs, 3600, 31_536_000);
+        let http_max_connections = problems.range("collector.http_max_connections", c.http_max_connections, 1, 65_536);
+        let http_header_timeout =
+            problems.range("collector.http_header_timeout_secs", c.http_header_timeout_secs, 1, 300);
+        let http_idle_timeout = problems.range("collector.http_idle_timeout_secs", c.http_idle_timeout_secs, 1, 3600);
         if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
             problems.bad(
                 "collector.max_db_bytes",
@@ -377,6 +410,11 @@ impl Config {
                 max_label_value_bytes: max_label_value as usize,
                 max_future_ms: (max_future * 1000) as i64,
                 max_past_ms: (max_past * 1000) as i64,
+            },
+            http: HttpLimits {
+                max_connections: http_max_connections as usize,
+                header_timeout: Duration::from_secs(http_header_timeout),
+                idle_timeout: Duration::from_secs(http_idle_timeout),
             },
         })
     }

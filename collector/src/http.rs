@@ -19,6 +19,11 @@ use crate::store::query::Reader;
 
 /// Points one series query may return at most.
 const MAX_POINTS_LIMIT: usize = 100_000;
+/// Latest time a request may name, unix ms: 9999-12-31T23:59:59.999Z. Earliest: 0.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// Longest window of one uptime or incidents request: 400 days.
+const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
+const DAY_MS: i64 = 86_400_000;
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -59,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/reports/sla", get(sla_report))
+        .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
 
@@ -122,12 +128,42 @@ struct WindowQuery {
 type Refusal = (StatusCode, String);
 
 fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
-    let to = q.to.unwrap_or(now);
-    let from = q.from.unwrap_or(to - 30 * 86_400_000);
+    let to = time_param("to", q.to.unwrap_or(now))?;
+    let from = time_param("from", q.from.unwrap_or(to.saturating_sub(30 * DAY_MS).max(0)))?;
     if from >= to {
         return Err((StatusCode::BAD_REQUEST, format!("from {from} must be before to {to} (unix ms)")));
     }
+    if to - from > MAX_WINDOW_MS {
+        return Err((StatusCode::BAD_REQUEST, format!("from {from} to {to}: a window is at most 400 days")));
+    }
     Ok((from, to))
+}
+
+/// A time named by a request: unix ms from 0 to [`MAX_TIME_MS`], or a 400.
+fn time_param(name: &str, value: i64) -> Result<i64, Refusal> {
+    if (0..=MAX_TIME_MS).contains(&value) {
+        Ok(value)
+    } else {
+        Err((StatusCode::BAD_REQUEST, format!("{name} {value}: expected unix ms from 0 to {MAX_TIME_MS}")))
+    }
+}
+
+/// Runs `query` for a host enrolled with the collector (revoked or not), 404 for any other.
+async fn for_known_host<T, F>(reader: Arc<Reader>, host: String, query: F) -> Response
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Reader, String) -> Result<T, crate::store::Error> + Send + 'static,
+{
+    let found = blocking(move || match reader.credential(&host)? {
+        Some(_) => query(&reader, host).map(Ok),
+        None => Ok(Err(host)),
+    })
+    .await;
+    match found {
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(host)) => error(StatusCode::NOT_FOUND, format!("unknown host {host:?}")),
+        Err(response) => response,
+    }
 }
 
 fn hosts_of(state: &AppState, host: Option<&String>) -> Result<Vec<String>, Refusal> {
@@ -202,7 +238,8 @@ async fn acknowledge(
             );
         }
     };
-    if let Err((code, message)) = hosts_of(&state, Some(&body.host)) {
+    if let Err((code, message)) = time_param("start_ms", body.start_ms).and_then(|_| hosts_of(&state, Some(&body.host)))
+    {
         return error(code, message);
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
@@ -257,6 +294,7 @@ fn maintenance_window(
     let (Some(from), Some(to)) = (time_value(&body.from), time_value(&body.to)) else {
         return Err((StatusCode::BAD_REQUEST, "from and to: expected unix ms or RFC 3339 times".into()));
     };
+    let (from, to) = (time_param("from", from)?, time_param("to", to)?);
     if from >= to {
         return Err((StatusCode::BAD_REQUEST, "from must be before to".into()));
     }
@@ -360,7 +398,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
-    state.metrics.render(&mut out, size(db), size(&wal), is_ready(&state));
+    state.metrics.render(&mut out, size(db), size(&wal), state.store.check_transitions_dropped(), is_ready(&state));
     state.uptime.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
@@ -384,8 +422,12 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<SeriesQuery>) -> Response {
-    let to = q.to.unwrap_or_else(now_ms);
-    let from = q.from.unwrap_or(to - 3_600_000);
+    let (from, to) = match time_param("to", q.to.unwrap_or_else(now_ms))
+        .and_then(|to| Ok((time_param("from", q.from.unwrap_or(to.saturating_sub(3_600_000).max(0)))?, to)))
+    {
+        Ok(window) => window,
+        Err((code, message)) => return error(code, message),
+    };
     if from > to {
         return error(StatusCode::BAD_REQUEST, format!("from ({from}) is after to ({to})"));
     }
@@ -393,8 +435,7 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
     if max_points == 0 || max_points > MAX_POINTS_LIMIT {
         return error(StatusCode::BAD_REQUEST, format!("max_points {max_points}: expected 1..={MAX_POINTS_LIMIT}"));
     }
-    let reader = Arc::clone(&state.reader);
-    blocking_json(move || {
+    for_known_host(Arc::clone(&state.reader), host, move |reader, host| {
         let (series, truncated) = reader.series_points(&host, &q.name, from, to, max_points)?;
         Ok(serde_json::json!({
             "host": host, "name": q.name, "from": from, "to": to, "truncated": truncated, "series": series,
@@ -418,8 +459,7 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
     if !(1..=1000).contains(&limit) {
         return error(StatusCode::BAD_REQUEST, format!("limit {limit}: expected 1..=1000"));
     }
-    let reader = Arc::clone(&state.reader);
-    blocking_json(move || {
+    for_known_host(Arc::clone(&state.reader), host, move |reader, host| {
         let groups = reader.error_groups(&host, since, limit)?;
         Ok(serde_json::json!({ "host": host, "since": since, "groups": groups }))
     })
@@ -427,8 +467,7 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
 }
 
 async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
-    let reader = Arc::clone(&state.reader);
-    blocking_json(move || {
+    for_known_host(Arc::clone(&state.reader), host, |reader, host| {
         let checks = reader.checks(&host)?;
         Ok(serde_json::json!({ "host": host, "checks": checks }))
     })
@@ -436,6 +475,5 @@ async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Resp
 }
 
 async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
-    let reader = Arc::clone(&state.reader);
-    blocking_json(move || reader.gaps(&host)).await
+    for_known_host(Arc::clone(&state.reader), host, |reader, host| reader.gaps(&host)).await
 }

@@ -9,12 +9,14 @@
 //! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
+//! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod report;
@@ -122,7 +124,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         );
     let app = http::router(http::AppState {
         live: Arc::clone(&live),
-        metrics,
+        metrics: Arc::clone(&metrics),
         reader: Arc::clone(&reader),
         store: store.clone(),
         agent_timeout: cfg.agent_timeout,
@@ -130,7 +132,8 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         uptime: Arc::clone(&uptime),
         admin: Arc::clone(&admin),
     });
-    let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    listener::check_descriptor_budget(cfg.http.max_connections);
+    let http_server = listener::serve(http, app, cfg.http, metrics, shutdown.clone());
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "collector listening");
 
     let refresh = {
@@ -209,7 +212,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     };
     tracker.spawn(sla_refresh);
     let grpc_task = tracker.spawn(grpc_server);
-    let http_task = tracker.spawn(async move { http_server.await });
+    let http_task = tracker.spawn(http_server);
 
     if let Err(err) = b24watch_common::systemd::notify("READY=1") {
         warn!(error = %err, "could not notify systemd of readiness");

@@ -121,6 +121,8 @@ pub struct Metrics {
     commit_buckets: [AtomicU64; 11],
     commit_count: AtomicU64,
     commit_sum_micros: AtomicU64,
+    http_connections_active: AtomicI64,
+    http_connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -181,6 +183,21 @@ impl Metrics {
         self.gaps_points.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Tracks open HTTP connections.
+    pub fn http_connection_opened(&self) {
+        self.http_connections_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tracks open HTTP connections.
+    pub fn http_connection_closed(&self) {
+        self.http_connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts an HTTP connection closed at once because the cap was reached.
+    pub fn http_connection_refused(&self) {
+        self.http_connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records one store round trip (queue + commit).
     pub fn commit_latency(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
@@ -193,9 +210,31 @@ impl Metrics {
         self.commit_sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Appends the exposition to `out`. `db_bytes` and `wal_bytes` are the current file sizes.
-    pub fn render(&self, out: &mut String, db_bytes: u64, wal_bytes: u64, ready: bool) {
+    /// Appends the exposition to `out`. `db_bytes` and `wal_bytes` are the current file sizes;
+    /// `transitions_dropped` counts check transitions the store refused (per-agent rate cap).
+    pub fn render(&self, out: &mut String, db_bytes: u64, wal_bytes: u64, transitions_dropped: u64, ready: bool) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(out, "b24watch_collector_http_connections_active", "gauge", "Open HTTP connections.");
+        let _ = writeln!(
+            out,
+            "b24watch_collector_http_connections_active {}",
+            self.http_connections_active.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "b24watch_collector_http_connections_refused_total",
+            "counter",
+            "HTTP connections closed at once because collector.http_max_connections were open.",
+        );
+        let _ =
+            writeln!(out, "b24watch_collector_http_connections_refused_total {}", load(&self.http_connections_refused));
+        header(
+            out,
+            "b24watch_collector_check_transitions_dropped_total",
+            "counter",
+            "Check transitions not stored because their agent passed the per-minute cap (the latest state is kept).",
+        );
+        let _ = writeln!(out, "b24watch_collector_check_transitions_dropped_total {transitions_dropped}");
         header(out, "b24watch_collector_batches_total", "counter", "Batches received from agents, by result.");
         for ((_, label), value) in BATCH_RESULTS.iter().zip(&self.batches) {
             let _ = writeln!(out, "b24watch_collector_batches_total{{result=\"{label}\"}} {}", load(value));

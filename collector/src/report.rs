@@ -356,8 +356,7 @@ pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -
                 signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
             availability[idx] = main.and_then(|s| s.availability);
         }
-        let open =
-            uptime.incidents(&host, now - 30 * DAY, now, now)?.into_iter().filter(|i| i.end_ms.is_none()).collect();
+        let open = uptime.open_incidents(&host, now)?;
         rows.push(StatusRow { up: agents_up(&host), host, availability, open });
     }
     Ok(rows)

@@ -73,25 +73,35 @@ pub struct Summary {
 impl Summary {
     /// up / (up + down); `None` when nothing counted.
     pub fn ratio(&self) -> Option<f64> {
-        let counted = self.up_ms + self.down_ms;
+        let counted = self.up_ms.saturating_add(self.down_ms);
         (counted > 0).then(|| self.up_ms as f64 / counted as f64)
     }
 
     /// Adds another summary (of a disjoint window).
     pub fn add(&mut self, other: &Summary) {
-        self.up_ms += other.up_ms;
-        self.down_ms += other.down_ms;
-        self.unknown_ms += other.unknown_ms;
-        self.maintenance_ms += other.maintenance_ms;
+        for state in [State::Up, State::Down, State::Unknown, State::Maintenance] {
+            self.count(state, other.get(state));
+        }
     }
 
-    fn count(&mut self, state: State, ms: Ms) {
+    fn get(&self, state: State) -> Ms {
         match state {
-            State::Up => self.up_ms += ms,
-            State::Down => self.down_ms += ms,
-            State::Unknown => self.unknown_ms += ms,
-            State::Maintenance => self.maintenance_ms += ms,
+            State::Up => self.up_ms,
+            State::Down => self.down_ms,
+            State::Unknown => self.unknown_ms,
+            State::Maintenance => self.maintenance_ms,
         }
+    }
+
+    /// Adds `ms` to `state`; saturating, so a window as wide as the whole `i64` range cannot wrap.
+    fn count(&mut self, state: State, ms: Ms) {
+        let total = match state {
+            State::Up => &mut self.up_ms,
+            State::Down => &mut self.down_ms,
+            State::Unknown => &mut self.unknown_ms,
+            State::Maintenance => &mut self.maintenance_ms,
+        };
+        *total = total.saturating_add(ms);
     }
 }
 
@@ -209,14 +219,14 @@ pub fn summarize(spans: &[Span], hours: Option<&[(Ms, Ms)]>) -> Summary {
     let mut summary = Summary::default();
     for span in spans {
         match hours {
-            None => summary.count(span.state, span.to - span.from),
+            None => summary.count(span.state, span.to.saturating_sub(span.from)),
             Some(hours) => {
                 let first = hours.partition_point(|h| h.1 <= span.from);
                 for &(ha, hb) in &hours[first..] {
                     if ha >= span.to {
                         break;
                     }
-                    summary.count(span.state, hb.min(span.to) - ha.max(span.from));
+                    summary.count(span.state, hb.min(span.to).saturating_sub(ha.max(span.from)));
                 }
             }
         }

@@ -245,7 +245,30 @@ impl Uptime {
     /// # Errors
     /// SQLite errors.
     pub fn incidents(&self, host: &str, from: Ms, to: Ms, now: Ms) -> Result<Vec<IncidentRow>, Error> {
-        let history = self.reader.check_history(host, to)?;
+        self.incidents_reading(host, from, to, now, from)
+    }
+
+    /// Incidents of `host` still open at `now` (those of the last 30 days' timeline for a silent
+    /// agent); reads only the check runs in progress, not the window's history.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open_incidents(&self, host: &str, now: Ms) -> Result<Vec<IncidentRow>, Error> {
+        let mut open = self.incidents_reading(host, now.saturating_sub(30 * DAY), now, now, now)?;
+        open.retain(|i| i.end_ms.is_none());
+        Ok(open)
+    }
+
+    /// Incidents overlapping `[from, to)`, with check history read from `history_from`.
+    fn incidents_reading(
+        &self,
+        host: &str,
+        from: Ms,
+        to: Ms,
+        now: Ms,
+        history_from: Ms,
+    ) -> Result<Vec<IncidentRow>, Error> {
+        let history = self.reader.check_history(host, history_from, to)?;
         let acks = self.reader.acks(host)?;
         let mut found: Vec<sla::Incident> = Vec::new();
         let mut start = 0;
@@ -280,10 +303,10 @@ impl Uptime {
             .map(|i| {
                 let ack = acks.get(&(i.check.clone(), i.target.clone(), i.start_ms));
                 IncidentRow {
-                    duration_ms: i.end_ms.unwrap_or(now) - i.start_ms,
+                    duration_ms: i.end_ms.unwrap_or(now).saturating_sub(i.start_ms),
                     ack_ms: ack.map(|a| a.0),
                     ack_by: ack.map(|a| a.1.clone()),
-                    reaction_ms: ack.map(|a| a.0 - i.start_ms),
+                    reaction_ms: ack.map(|a| a.0.saturating_sub(i.start_ms)),
                     severity: severity_name(i.severity),
                     host: i.host,
                     check: i.check,
@@ -306,11 +329,22 @@ impl Uptime {
             .map_or(now - 30 * DAY, |z| z.timestamp().as_millisecond())
     }
 
-    /// `[from, to)` of a month written `YYYY-MM`, in the SLA time zone.
+    /// `[from, to)` of a month written `YYYY-MM` (year 1970 to 9999), in the SLA time zone.
     ///
     /// # Errors
-    /// A message when the text is not a month.
+    /// A message when the text is not such a month.
     pub fn month_bounds(&self, month: &str) -> Result<(Ms, Ms), String> {
+        let refused = || format!("{month:?}: expected a month as YYYY-MM, from 1970-01 to 9999-11");
+        let bytes = month.as_bytes();
+        let digits = |r: std::ops::Range<usize>| bytes[r].iter().all(u8::is_ascii_digit);
+        if !(bytes.len() == 7 && bytes[4] == b'-' && digits(0..4) && digits(5..7)) {
+            return Err(refused());
+        }
+        let (year, number): (u16, u8) =
+            (month[..4].parse().map_err(|_| refused())?, month[5..].parse().map_err(|_| refused())?);
+        if !(1970..=9999).contains(&year) || !(1..=12).contains(&number) || (year, number) == (9999, 12) {
+            return Err(refused());
+        }
         let date = jiff::civil::Date::strptime("%Y-%m-%d", format!("{month}-01"))
             .map_err(|_| format!("{month:?}: expected a month as YYYY-MM"))?;
         let start = date.to_zoned(self.cfg.timezone.clone()).map_err(|e| e.to_string())?;
@@ -349,9 +383,9 @@ impl Uptime {
                     }
                 }
             }
-            let incidents = self.incidents(host, now - 30 * DAY, now, now)?;
+            let incidents = self.open_incidents(host, now)?;
             for severity in ["critical", "high", "medium", "low"] {
-                let n = incidents.iter().filter(|i| i.end_ms.is_none() && i.severity == severity).count();
+                let n = incidents.iter().filter(|i| i.severity == severity).count();
                 open.push((host.clone(), severity, n));
             }
         }

@@ -9,6 +9,7 @@ mod config;
 mod delivery;
 mod deploy;
 mod health;
+mod http_limits;
 mod ingest_guard;
 mod logs;
 mod probe;

@@ -59,7 +59,8 @@ fn fail_if_any(invariant: &str, offenders: &[String]) {
 #[test]
 fn every_source_file_starts_with_a_one_line_doc() {
     let mut offenders = Vec::new();
-    for dir in ["proto/src", "common/src", "agent/src", "agent/examples", "collector/src", "collector/examples", "tests"]
+    for dir in
+        ["proto/src", "common/src", "agent/src", "agent/examples", "collector/src", "collector/examples", "tests"]
     {
         for rel in rust_files(dir) {
             let text = read(&rel);
@@ -74,12 +75,8 @@ fn every_source_file_starts_with_a_one_line_doc() {
 
 /// Files allowed to name the generated protobuf types (`b24watch_proto::v1`). The series catalog
 /// (`b24watch_proto::catalog`) is plain constants and may be used anywhere.
-const PROTO_EDGE: &[&str] = &[
-    "agent/src/batch.rs",
-    "agent/src/spool.rs",
-    "agent/src/shipper.rs",
-    "collector/src/grpc.rs",
-];
+const PROTO_EDGE: &[&str] =
+    &["agent/src/batch.rs", "agent/src/spool.rs", "agent/src/shipper.rs", "collector/src/grpc.rs"];
 
 #[test]
 fn only_the_wire_edges_name_proto_types() {
@@ -129,12 +126,16 @@ fn module_graph(src: &str) -> BTreeMap<String, BTreeSet<String>> {
                 let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 // `crate::{a, b}` names several modules at once.
                 let names: Vec<String> = if name.is_empty() && rest.starts_with('{') {
-                    top_level_items(&rest[1..]).into_iter().map(|item| item.split("::").next().unwrap_or("").trim().to_string()).collect()
+                    top_level_items(&rest[1..])
+                        .into_iter()
+                        .map(|item| item.split("::").next().unwrap_or("").trim().to_string())
+                        .collect()
                 } else {
                     vec![name]
                 };
                 for name in names {
-                    if !name.is_empty() && name != module && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+                    if !name.is_empty() && name != module && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    {
                         targets.insert(name);
                     }
                 }
@@ -270,7 +271,8 @@ const SQL_OPENERS: &[&str] =
 
 /// Calls that run SQL on a rusqlite connection. Holding a connection the store opened and handing
 /// it back to a store function is allowed outside the store; running SQL on it is not.
-const SQL_CALLS: &[&str] = &[".execute(", ".execute_batch(", ".prepare(", ".prepare_cached(", ".query_row(", "rusqlite::params"];
+const SQL_CALLS: &[&str] =
+    &[".execute(", ".execute_batch(", ".prepare(", ".prepare_cached(", ".query_row(", "rusqlite::params"];
 
 #[test]
 fn collector_sql_lives_in_the_store() {

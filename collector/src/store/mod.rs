@@ -24,12 +24,12 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-pub use writer::GROUP_MAX;
+pub use writer::{GROUP_MAX, MAX_TRANSITIONS_PER_MINUTE};
 
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "b24watch.db";
@@ -187,6 +187,7 @@ pub struct Store {
     tx: mpsc::Sender<(IngestBatch, Reply)>,
     healthy: Arc<AtomicBool>,
     path: PathBuf,
+    transitions_dropped: Arc<AtomicU64>,
 }
 
 /// Joins the writer thread when dropped by [`Store::open`]'s caller.
@@ -237,13 +238,21 @@ impl Store {
         }
         let reader = query::Reader::new(open_connection(data_dir)?);
         let healthy = Arc::new(AtomicBool::new(true));
+        let transitions_dropped = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let writer = writer::Writer::new(conn, Arc::clone(&healthy), max_series_per_agent, evidence_span_ms)?;
+        let writer = writer::Writer::new(
+            conn,
+            Arc::clone(&healthy),
+            max_series_per_agent,
+            evidence_span_ms,
+            Arc::clone(&transitions_dropped),
+        )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
-        Ok((Store { tx, healthy, path: data_dir.join(DB_FILE) }, reader, WriterHandle(Some(handle))))
+        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), transitions_dropped };
+        Ok((store, reader, WriterHandle(Some(handle))))
     }
 
     /// Stores a batch; returns after COMMIT.
@@ -268,6 +277,11 @@ impl Store {
     /// False after a commit failed for a reason other than busy/full.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Check transitions not stored because their agent passed [`MAX_TRANSITIONS_PER_MINUTE`].
+    pub fn check_transitions_dropped(&self) -> u64 {
+        self.transitions_dropped.load(Ordering::Relaxed)
     }
 
     /// Database file path (for size metrics).

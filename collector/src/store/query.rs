@@ -1,6 +1,7 @@
 //! Read-side queries on a connection of their own; they never wait for the writer (WAL).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -11,6 +12,7 @@ use super::Error;
 #[derive(Debug)]
 pub struct Reader {
     conn: Mutex<Connection>,
+    history_rows: AtomicU64,
 }
 
 /// An enrolled agent.
@@ -144,7 +146,7 @@ pub struct GapRow {
 impl Reader {
     /// A reader over its own connection.
     pub fn new(conn: Connection) -> Self {
-        Reader { conn: Mutex::new(conn) }
+        Reader { conn: Mutex::new(conn), history_rows: AtomicU64::new(0) }
     }
 
     /// A reader over a new connection to the database in `data_dir` (created and migrated if
@@ -420,22 +422,79 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Check results stored as history (transitions) of an agent before `to`, by check, target
-    /// and time: `(check, target, at, failed, severity, reason)`.
+    /// Check results stored as history (transitions) of an agent in `[from, to)`, by check,
+    /// target and time: `(check, target, at, failed, severity, reason)`. A failing run in progress
+    /// at `from` comes first as one row: its first failure, with the run's highest severity.
+    /// Reads only the window (and the run before it), never the whole history.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn check_history(&self, agent_id: &str, to: i64) -> Result<Vec<CheckHistoryRow>, Error> {
+    pub fn check_history(&self, agent_id: &str, from: i64, to: i64) -> Result<Vec<CheckHistoryRow>, Error> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT check_name, target, at_ms, status, severity, reason FROM check_result
-             WHERE agent_id = ?1 AND at_ms < ?2 ORDER BY check_name, target, at_ms, id",
-        )?;
-        let rows = stmt.query_map(params![agent_id, to], |r| {
-            let status: i32 = r.get(3)?;
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, status == 2, r.get(4)?, r.get(5)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let checks: Vec<(String, String)> = conn
+            .prepare_cached(
+                "SELECT check_name, target FROM check_state WHERE agent_id = ?1 ORDER BY check_name, target",
+            )?
+            .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out: Vec<CheckHistoryRow> = Vec::new();
+        for (check, target) in checks {
+            let key = params![agent_id, check, target, from];
+            let last: Option<(i32, i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT status, at_ms, id FROM check_result
+                     WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4
+                     ORDER BY at_ms DESC, id DESC LIMIT 1",
+                )?
+                .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if last.is_some_and(|(status, _, _)| status == 2) {
+                // The run started after the last result that was not a failure.
+                let ok: (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT at_ms, id FROM check_result
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND status != 2
+                         ORDER BY at_ms DESC, id DESC LIMIT 1",
+                    )?
+                    .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .unwrap_or((i64::MIN, i64::MIN));
+                let run = params![agent_id, check, target, from, ok.0, ok.1];
+                let (at, reason): (i64, String) = conn
+                    .prepare_cached(
+                        "SELECT at_ms, reason FROM check_result
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND (at_ms, id) > (?5, ?6)
+                         ORDER BY at_ms, id LIMIT 1",
+                    )?
+                    .query_row(run, |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let severity: i32 = conn
+                    .prepare_cached(
+                        "SELECT MAX(severity) FROM check_result
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND (at_ms, id) > (?5, ?6)",
+                    )?
+                    .query_row(run, |r| r.get(0))?;
+                out.push((check.clone(), target.clone(), at, true, severity, reason));
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT at_ms, status, severity, reason FROM check_result
+                 WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms >= ?4 AND at_ms < ?5
+                 ORDER BY at_ms, id",
+            )?;
+            let rows = stmt.query_map(params![agent_id, check, target, from, to], |r| {
+                let status: i32 = r.get(1)?;
+                Ok((check.clone(), target.clone(), r.get(0)?, status == 2, r.get(2)?, r.get(3)?))
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        self.history_rows.fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Check history rows [`Reader::check_history`] has returned so far (what views cost).
+    pub fn history_rows_read(&self) -> u64 {
+        self.history_rows.load(Ordering::Relaxed)
     }
 
     /// Acknowledgements of an agent's incidents: `(check, target, start_ms) -> (ack_ms, by)`.

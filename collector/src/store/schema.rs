@@ -125,6 +125,9 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: the file an error group's example was read from (a log may cover several files).
     "ALTER TABLE log_group ADD COLUMN file TEXT NOT NULL DEFAULT '';",
+    // 5: one check's history by time, so reads of a window (and of the run in progress at its
+    // start) seek instead of scanning an agent's whole history.
+    "CREATE INDEX check_result_by_check ON check_result(agent_id, check_name, target, at_ms);",
 ];
 
 /// Schema version this build writes.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
@@ -14,6 +14,10 @@ use super::{Error, IngestBatch, Outcome, Reply};
 pub(super) const QUEUE: usize = 1024;
 /// Batches committed together at most.
 pub const GROUP_MAX: usize = 256;
+/// Check transitions stored per agent per minute of check time at most; past it a transition
+/// updates the latest state only and is counted as dropped. Bounds what a window of history
+/// holds, whatever an agent sends (and however late it arrives).
+pub const MAX_TRANSITIONS_PER_MINUTE: i64 = 60;
 
 type SeriesKey = (String, String, String);
 
@@ -25,6 +29,8 @@ pub(super) struct Writer {
     series_per_agent: HashMap<String, usize>,
     /// How long one batch or sample proves a state (the heartbeat timeout).
     evidence_span_ms: i64,
+    /// Check transitions refused by [`MAX_TRANSITIONS_PER_MINUTE`].
+    transitions_dropped: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -33,6 +39,7 @@ impl Writer {
         healthy: Arc<AtomicBool>,
         max_series_per_agent: usize,
         evidence_span_ms: i64,
+        transitions_dropped: Arc<AtomicU64>,
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
@@ -45,7 +52,15 @@ impl Writer {
                 series_ids.insert((agent, name, labels), id);
             }
         }
-        Ok(Writer { conn, healthy, max_series_per_agent, series_ids, series_per_agent, evidence_span_ms })
+        Ok(Writer {
+            conn,
+            healthy,
+            max_series_per_agent,
+            series_ids,
+            series_per_agent,
+            evidence_span_ms,
+            transitions_dropped,
+        })
     }
 
     /// Serves requests until every sender is gone, then closes the connection.
@@ -88,6 +103,7 @@ impl Writer {
         let mut new_series: Vec<(SeriesKey, i64)> = Vec::new();
         let mut new_per_agent: HashMap<&str, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batches.len());
+        let mut dropped = 0u64;
         for batch in batches {
             let stored: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")?
@@ -181,7 +197,9 @@ impl Writer {
                 ])?;
             }
             for check in &batch.checks {
-                store_check(&tx, &batch.agent_id, check)?;
+                if !store_check(&tx, &batch.agent_id, check)? {
+                    dropped += 1;
+                }
             }
             let span = self.evidence_span_ms;
             add_evidence(&tx, &batch.agent_id, "agent", "", true, batch.created_ms, span)?;
@@ -214,6 +232,7 @@ impl Writer {
             outcomes.push(Outcome::Stored { points, series_limited });
         }
         tx.commit()?;
+        self.transitions_dropped.fetch_add(dropped, Ordering::Relaxed);
         // Only now are the new series ids real; a rolled-back group leaves the caches untouched.
         for (key, id) in new_series {
             *self.series_per_agent.entry(key.0.clone()).or_default() += 1;
@@ -229,8 +248,9 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Keeps the latest result per (agent, check, target) in `check_state` and appends to
 /// `check_result` when the outcome changes. A result older than the stored one (spool backfill)
-/// goes to the history only, leaving the latest state alone.
-fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<()> {
+/// goes to the history only, leaving the latest state alone. False when the transition was not
+/// stored because the agent reached [`MAX_TRANSITIONS_PER_MINUTE`] in that minute.
+fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<bool> {
     use rusqlite::OptionalExtension as _;
     let current: Option<(i32, String, i64, i64)> = tx
         .prepare_cached(
@@ -246,7 +266,15 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
             (changed, if changed { check.at_ms } else { *since }, check.at_ms >= *at)
         }
     };
+    let mut stored = true;
     if changed || !newest {
+        let minute = check.at_ms.div_euclid(60_000).saturating_mul(60_000);
+        let in_minute: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM check_result WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3")?
+            .query_row(params![agent_id, minute, minute.saturating_add(60_000)], |r| r.get(0))?;
+        stored = in_minute < MAX_TRANSITIONS_PER_MINUTE;
+    }
+    if (changed || !newest) && stored {
         tx.prepare_cached(
             "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -282,7 +310,7 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
             check.at_ms
         ])?;
     }
-    Ok(())
+    Ok(stored)
 }
 
 /// The value of label `name` in canonical label text (`a="x",b="y"`), unescaped.
