@@ -43,6 +43,22 @@ key_file = ""
 # token still decides which agent is talking.
 client_ca_file = ""
 
+[http]
+# Access control (docs/operations.md "Access control"): users are created with
+# `b24watch-collector user add NAME --role viewer|operator|admin`. While no user exists and
+# http_listen is a loopback address, every request from this machine may write (the quick start).
+# Bound elsewhere without any user, every write (POST, PUT, DELETE) is refused with 403.
+# Whether GET requests (status page, reports, read API, /metrics) need no credential. false:
+# they need a viewer (or higher) credential, as HTTP Basic or Bearer authorization.
+anonymous_read = true
+# PEM certificate chain and private key for the HTTP listener (status page, API, /metrics). Both
+# empty: plain HTTP, for loopback or trusted networks only (credentials would cross the network in
+# clear text).
+tls_cert_file = ""
+tls_key_file = ""
+# PEM CA bundle. When set, HTTP clients must present a certificate signed by it.
+tls_client_ca_file = ""
+
 [limits]
 # Largest accepted gRPC message after decompression, in bytes (65536..=67108864).
 max_message_bytes = 4194304
@@ -87,6 +103,8 @@ pub struct RawConfig {
     pub collector: RawCollector,
     /// `[tls]`
     pub tls: RawTls,
+    /// `[http]`
+    pub http: RawHttp,
     /// `[limits]`
     pub limits: RawLimits,
     /// `[sla]`
@@ -243,6 +261,31 @@ pub struct RawTls {
     pub client_ca_file: PathBuf,
 }
 
+/// `[http]` section: access and TLS of the HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// GET requests need no credential.
+    pub anonymous_read: bool,
+    /// Server certificate chain (PEM).
+    pub tls_cert_file: PathBuf,
+    /// Server private key (PEM).
+    pub tls_key_file: PathBuf,
+    /// CA for client certificates (PEM); set means clients must present one.
+    pub tls_client_ca_file: PathBuf,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            anonymous_read: true,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_client_ca_file: PathBuf::new(),
+        }
+    }
+}
+
 /// `[collector]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -321,11 +364,50 @@ pub struct Config {
     pub max_db_bytes: Option<u64>,
     /// TLS for the gRPC listener.
     pub tls: Option<TlsFiles>,
+    /// The HTTP listener: TLS and anonymous reads.
+    pub http: HttpConfig,
     /// Input limits.
     pub limits: Limits,
 }
 
-/// PEM files for the gRPC listener's TLS.
+/// Validated `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// GET requests (pages, reports, read API, `/metrics`) need no credential.
+    pub anonymous_read: bool,
+    /// TLS for the HTTP listener.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Validates a certificate, key and client CA triple (`[tls]` or `[http]`): both or neither of
+/// certificate and key; a client CA only with them. Keys name the fields in errors.
+fn tls_files(files: [(&PathBuf, &str); 3], bad: &mut impl FnMut(&str, String)) -> Option<TlsFiles> {
+    let [(cert, cert_key), (key, key_key), (ca, ca_key)] = files;
+    let set = |p: &PathBuf| !p.as_os_str().is_empty();
+    match (set(cert), set(key)) {
+        (true, true) => Some(TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            client_ca_file: set(ca).then(|| ca.clone()),
+        }),
+        (false, false) => {
+            if set(ca) {
+                bad(ca_key, format!("set without {cert_key} and {key_key}: mTLS needs TLS"));
+            }
+            None
+        }
+        (true, false) => {
+            bad(key_key, format!("empty while {cert_key} is set: set both or neither"));
+            None
+        }
+        (false, true) => {
+            bad(cert_key, format!("empty while {key_key} is set: set both or neither"));
+            None
+        }
+    }
+}
+
+/// PEM files for a listener's TLS (gRPC `[tls]`, HTTP `[http]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// Certificate chain.
@@ -409,28 +491,19 @@ impl Config {
             bad("collector.max_db_bytes", format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes));
         }
         let t = &raw.tls;
-        let set = |p: &PathBuf| !p.as_os_str().is_empty();
-        let tls = match (set(&t.cert_file), set(&t.key_file)) {
-            (true, true) => Some(TlsFiles {
-                cert_file: t.cert_file.clone(),
-                key_file: t.key_file.clone(),
-                client_ca_file: set(&t.client_ca_file).then(|| t.client_ca_file.clone()),
-            }),
-            (false, false) => {
-                if set(&t.client_ca_file) {
-                    bad("tls.client_ca_file", "set without tls.cert_file and tls.key_file: mTLS needs TLS".into());
-                }
-                None
-            }
-            (true, false) => {
-                bad("tls.key_file", "empty while tls.cert_file is set: set both or neither".into());
-                None
-            }
-            (false, true) => {
-                bad("tls.cert_file", "empty while tls.key_file is set: set both or neither".into());
-                None
-            }
-        };
+        let tls = tls_files(
+            [(&t.cert_file, "tls.cert_file"), (&t.key_file, "tls.key_file"), (&t.client_ca_file, "tls.client_ca_file")],
+            &mut bad,
+        );
+        let h = &raw.http;
+        let http_tls = tls_files(
+            [
+                (&h.tls_cert_file, "http.tls_cert_file"),
+                (&h.tls_key_file, "http.tls_key_file"),
+                (&h.tls_client_ca_file, "http.tls_client_ca_file"),
+            ],
+            &mut bad,
+        );
         if c.data_dir.as_os_str().is_empty() {
             bad("collector.data_dir", "empty: expected a directory path".into());
         }
@@ -445,6 +518,7 @@ impl Config {
                 shutdown_grace: Duration::from_secs(shutdown_grace),
                 max_db_bytes: (c.max_db_bytes > 0).then_some(c.max_db_bytes),
                 tls,
+                http: HttpConfig { anonymous_read: h.anonymous_read, tls: http_tls },
                 limits: Limits {
                     max_message_bytes: max_message_bytes as usize,
                     max_series_per_agent: max_series as usize,

@@ -125,6 +125,27 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: the file an error group's example was read from (a log may cover several files).
     "ALTER TABLE log_group ADD COLUMN file TEXT NOT NULL DEFAULT '';",
+    // 5: HTTP users (salted secret hashes, role) and the audit of HTTP writes and user changes.
+    "CREATE TABLE http_user(
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        secret_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        rotated_ms INTEGER
+    );
+    CREATE TABLE http_audit(
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
 ];
 
 /// Schema version this build writes.
