@@ -569,6 +569,24 @@ mod tests {
     }
 
     #[test]
+    fn http_tls_is_validated_like_the_grpc_tls() {
+        let err = Config::parse("[http]\ntls_cert_file = \"/c.pem\"\ntls_client_ca_file = \"/ca.pem\"\n", origin())
+            .expect_err("key missing");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["http.tls_key_file"]);
+        let cfg = Config::parse(
+            "[http]\nanonymous_read = false\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n",
+            origin(),
+        )
+        .expect("valid");
+        assert!(!cfg.http.anonymous_read);
+        assert_eq!(cfg.http.tls.expect("tls").key_file, PathBuf::from("/k.pem"));
+        assert!(cfg.tls.is_none(), "gRPC TLS untouched");
+        let err = Config::parse("[http]\ntls_client_ca_file = \"/ca.pem\"\n", origin()).expect_err("ca alone");
+        assert!(err.to_string().contains("http.tls_client_ca_file"), "{err}");
+    }
+
+    #[test]
     fn unknown_section_is_rejected() {
         let err = Config::parse("[colector]\n", origin()).expect_err("unknown");
         assert!(err.to_string().contains("colector"), "{err}");
