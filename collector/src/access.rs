@@ -169,6 +169,38 @@ pub struct Access {
     users: RwLock<HashMap<String, StoredUser>>,
     anonymous_read: bool,
     bind: SocketAddr,
+    refusals: std::sync::Mutex<RefusalBudget>,
+}
+
+/// Refused writes audited per second at most: a flood of refused requests must not turn into a
+/// flood of database writes competing with ingest. The excess is counted and reported in the next
+/// refusal's row.
+pub const REFUSALS_AUDITED_PER_SEC: u32 = 20;
+
+/// Rows of refusals written in the current second, and refusals not written since the last row.
+#[derive(Debug, Default)]
+struct RefusalBudget {
+    second: i64,
+    written: u32,
+    suppressed: u64,
+}
+
+impl RefusalBudget {
+    /// Whether a refusal at `now_ms` gets its own row; `Some(n)`: yes, and `n` refusals before it
+    /// did not.
+    fn take(&mut self, now_ms: i64) -> Option<u64> {
+        let second = now_ms.div_euclid(1000);
+        if second != self.second {
+            self.second = second;
+            self.written = 0;
+        }
+        if self.written >= REFUSALS_AUDITED_PER_SEC {
+            self.suppressed += 1;
+            return None;
+        }
+        self.written += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl Access {
@@ -182,6 +214,7 @@ impl Access {
             users: RwLock::default(),
             anonymous_read: http.anonymous_read,
             bind,
+            refusals: std::sync::Mutex::default(),
         };
         access.reload()?;
         Ok(Arc::new(access))
@@ -196,6 +229,7 @@ impl Access {
             users: RwLock::new(users.into_iter().map(|u| (u.name.clone(), u)).collect()),
             anonymous_read,
             bind,
+            refusals: std::sync::Mutex::default(),
         }
     }
 
@@ -379,7 +413,18 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
                 Verdict::Unauthorized(m) | Verdict::Forbidden(m) => m,
                 Verdict::Allow { .. } => String::new(),
             };
-            write_audit(&access, entry).await;
+            let budget = access.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(entry.at_ms);
+            match budget {
+                Some(0) => write_audit(&access, entry).await,
+                Some(suppressed) => {
+                    entry.detail = format!(
+                        "{} (and {suppressed} refused writes before this one, over the audit rate)",
+                        entry.detail
+                    );
+                    write_audit(&access, entry).await;
+                }
+                None => {}
+            }
             return response;
         }
     };
@@ -516,6 +561,18 @@ mod tests {
         {
             assert!(matches!(access.judge(Role::Viewer, Some(&header)), Verdict::Unauthorized(_)), "{header}");
         }
+    }
+
+    #[test]
+    fn refusals_over_the_audit_rate_are_counted_into_the_next_row() {
+        let mut budget = RefusalBudget::default();
+        for _ in 0..REFUSALS_AUDITED_PER_SEC {
+            assert_eq!(budget.take(5_000), Some(0));
+        }
+        assert_eq!(budget.take(5_500), None);
+        assert_eq!(budget.take(5_999), None);
+        assert_eq!(budget.take(6_000), Some(2), "the next second's first row carries the count");
+        assert_eq!(budget.take(6_001), Some(0));
     }
 
     #[test]
