@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub collector: RawCollector,
     /// `[tls]`
     pub tls: RawTls,
+    /// `[http]`
+    pub http: RawHttp,
     /// `[limits]`
     pub limits: RawLimits,
     /// `[sla]`
@@ -178,6 +180,31 @@ pub struct RawTls {
     pub client_ca_file: PathBuf,
 }
 
+/// `[http]` section: access and TLS of the HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// GET requests need no credential.
+    pub anonymous_read: bool,
+    /// Server certificate chain (PEM).
+    pub tls_cert_file: PathBuf,
+    /// Server private key (PEM).
+    pub tls_key_file: PathBuf,
+    /// CA for client certificates (PEM); set means clients must present one.
+    pub tls_client_ca_file: PathBuf,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            anonymous_read: true,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_client_ca_file: PathBuf::new(),
+        }
+    }
+}
+
 /// `[collector]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -268,10 +295,12 @@ pub struct Config {
     pub max_db_bytes: Option<u64>,
     /// TLS for the gRPC listener.
     pub tls: Option<TlsFiles>,
+    /// The HTTP listener: TLS and anonymous reads.
+    pub http: HttpConfig,
     /// Input limits.
     pub limits: Limits,
     /// Limits of the HTTP listener.
-    pub http: HttpLimits,
+    pub http_limits: HttpLimits,
 }
 
 /// Limits of the HTTP listener (see [`crate::listener`]).
@@ -292,7 +321,35 @@ impl Default for HttpLimits {
     }
 }
 
-/// PEM files for the gRPC listener's TLS.
+/// Validated `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// GET requests (pages, reports, read API, `/metrics`) need no credential.
+    pub anonymous_read: bool,
+    /// TLS for the HTTP listener.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Validates a certificate, key and client CA triple (`[tls]` or `[http]`): both or neither of
+/// certificate and key; a client CA only with them. Keys name the fields in errors.
+fn tls_files(files: [(&PathBuf, &str); 3], problems: &mut Problems) -> Option<TlsFiles> {
+    let [(cert, cert_key), (key, key_key), (ca, ca_key)] = files;
+    let set = |p: &PathBuf| !p.as_os_str().is_empty();
+    match problems.both_or_neither((cert_key, set(cert)), (key_key, set(key))) {
+        Some(true) => Some(TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            client_ca_file: set(ca).then(|| ca.clone()),
+        }),
+        Some(false) if set(ca) => {
+            problems.bad(ca_key, format!("set without {cert_key} and {key_key}: mTLS needs TLS"));
+            None
+        }
+        _ => None,
+    }
+}
+
+/// PEM files for a listener's TLS (gRPC `[tls]`, HTTP `[http]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// Certificate chain.
@@ -376,20 +433,19 @@ impl Config {
             );
         }
         let t = &raw.tls;
-        let set = |p: &PathBuf| !p.as_os_str().is_empty();
-        let tls =
-            match problems.both_or_neither(("tls.cert_file", set(&t.cert_file)), ("tls.key_file", set(&t.key_file))) {
-                Some(true) => Some(TlsFiles {
-                    cert_file: t.cert_file.clone(),
-                    key_file: t.key_file.clone(),
-                    client_ca_file: set(&t.client_ca_file).then(|| t.client_ca_file.clone()),
-                }),
-                Some(false) if set(&t.client_ca_file) => {
-                    problems.bad("tls.client_ca_file", "set without tls.cert_file and tls.key_file: mTLS needs TLS");
-                    None
-                }
-                _ => None,
-            };
+        let tls = tls_files(
+            [(&t.cert_file, "tls.cert_file"), (&t.key_file, "tls.key_file"), (&t.client_ca_file, "tls.client_ca_file")],
+            &mut problems,
+        );
+        let h = &raw.http;
+        let http_tls = tls_files(
+            [
+                (&h.tls_cert_file, "http.tls_cert_file"),
+                (&h.tls_key_file, "http.tls_key_file"),
+                (&h.tls_client_ca_file, "http.tls_client_ca_file"),
+            ],
+            &mut problems,
+        );
         if c.data_dir.as_os_str().is_empty() {
             problems.bad("collector.data_dir", "empty: expected a directory path");
         }
@@ -411,7 +467,8 @@ impl Config {
                 max_future_ms: (max_future * 1000) as i64,
                 max_past_ms: (max_past * 1000) as i64,
             },
-            http: HttpLimits {
+            http: HttpConfig { anonymous_read: h.anonymous_read, tls: http_tls },
+            http_limits: HttpLimits {
                 max_connections: http_max_connections as usize,
                 header_timeout: Duration::from_secs(http_header_timeout),
                 idle_timeout: Duration::from_secs(http_idle_timeout),
@@ -454,6 +511,24 @@ mod tests {
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["collector.grpc_listen", "collector.agent_timeout_secs", "limits.max_message_bytes"]);
         assert!(err.to_string().contains("/etc/b24watch/collector.toml"));
+    }
+
+    #[test]
+    fn http_tls_is_validated_like_the_grpc_tls() {
+        let err = Config::parse("[http]\ntls_cert_file = \"/c.pem\"\ntls_client_ca_file = \"/ca.pem\"\n", origin())
+            .expect_err("key missing");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["http.tls_key_file"]);
+        let cfg = Config::parse(
+            "[http]\nanonymous_read = false\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n",
+            origin(),
+        )
+        .expect("valid");
+        assert!(!cfg.http.anonymous_read);
+        assert_eq!(cfg.http.tls.expect("tls").key_file, PathBuf::from("/k.pem"));
+        assert!(cfg.tls.is_none(), "gRPC TLS untouched");
+        let err = Config::parse("[http]\ntls_client_ca_file = \"/ca.pem\"\n", origin()).expect_err("ca alone");
+        assert!(err.to_string().contains("http.tls_client_ca_file"), "{err}");
     }
 
     #[test]

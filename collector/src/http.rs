@@ -17,6 +17,21 @@ use crate::now_ms;
 use crate::store::Store;
 use crate::store::query::Reader;
 
+/// Bytes of a maintenance window's `reason` at most (longer: 400).
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Bytes of an acknowledgement's `by` at most (longer: 400).
+pub const MAX_BY_BYTES: usize = 256;
+/// Bytes of the `host`, `check` and `target` of a write body at most (longer: 400).
+pub const MAX_NAME_BYTES: usize = 2048;
+
+/// Refuses a free-text field longer than `max` bytes.
+fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
+    if value.len() > max {
+        return Err((StatusCode::BAD_REQUEST, format!("{name}: {} bytes, at most {max} allowed", value.len())));
+    }
+    Ok(())
+}
+
 /// Points one series query may return at most.
 const MAX_POINTS_LIMIT: usize = 100_000;
 /// Latest time a request may name, unix ms: 9999-12-31T23:59:59.999Z. Earliest: 0.
@@ -238,8 +253,13 @@ async fn acknowledge(
             );
         }
     };
-    if let Err((code, message)) = time_param("start_ms", body.start_ms).and_then(|_| hosts_of(&state, Some(&body.host)))
-    {
+    let checked = bounded("by", &body.by, MAX_BY_BYTES)
+        .and_then(|()| bounded("host", &body.host, MAX_NAME_BYTES))
+        .and_then(|()| bounded("check", &body.check, MAX_NAME_BYTES))
+        .and_then(|()| bounded("target", &body.target, MAX_NAME_BYTES))
+        .and_then(|()| time_param("start_ms", body.start_ms))
+        .and_then(|_| hosts_of(&state, Some(&body.host)));
+    if let Err((code, message)) = checked {
         return error(code, message);
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
@@ -298,6 +318,8 @@ fn maintenance_window(
     if from >= to {
         return Err((StatusCode::BAD_REQUEST, "from must be before to".into()));
     }
+    bounded("reason", &body.reason, MAX_REASON_BYTES)?;
+    bounded("host", &body.host, MAX_NAME_BYTES)?;
     if !body.host.is_empty() {
         hosts_of(state, Some(&body.host))?;
     }
@@ -378,7 +400,21 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     };
     match format.as_str() {
         "json" => axum::Json(report).into_response(),
-        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::report::csv(&report)).into_response(),
+        "csv" => {
+            let name: String = format!("b24watch-sla-{}", report.month)
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let disposition = format!("attachment; filename=\"{name}.csv\"");
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                crate::report::csv(&report),
+            )
+                .into_response()
+        }
         _ => html_page(crate::report::html(&report)),
     }
 }

@@ -9,13 +9,17 @@
 //! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
+//! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
+//! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod http_tls;
 pub mod listener;
 pub mod live;
 pub mod metrics;
@@ -50,18 +54,25 @@ pub fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Reads the PEM files named in the config.
-fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+/// PEM bytes of a listener's certificate chain, private key and client CA.
+type TlsPem = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
+/// Reads the PEM files named in the config: certificate chain, key and client CA (`keys` name
+/// the config keys in errors).
+fn read_tls_pem(files: &config::TlsFiles, keys: [&str; 3]) -> anyhow::Result<TlsPem> {
     let read = |path: &std::path::Path, key: &str| {
         std::fs::read(path).with_context(|| format!("reading {} ({key})", path.display()))
     };
-    let identity = tonic::transport::Identity::from_pem(
-        read(&files.cert_file, "tls.cert_file")?,
-        read(&files.key_file, "tls.key_file")?,
-    );
-    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &files.client_ca_file {
-        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "tls.client_ca_file")?));
+    let ca = files.client_ca_file.as_deref().map(|ca| read(ca, keys[2])).transpose()?;
+    Ok((read(&files.cert_file, keys[0])?, read(&files.key_file, keys[1])?, ca))
+}
+
+/// The gRPC listener's TLS from the PEM files named in `[tls]`.
+fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let (cert, key, ca) = read_tls_pem(files, ["tls.cert_file", "tls.key_file", "tls.client_ca_file"])?;
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
+    if let Some(ca) = ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
     }
     Ok(tls)
 }
@@ -122,6 +133,17 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
             tonic::transport::server::TcpIncoming::from(grpc),
             shutdown.clone().cancelled_owned(),
         );
+    let access = access::Access::open(&cfg.data_dir, &cfg.http, http_addr).context("reading HTTP users")?;
+    access.log_startup(cfg.http.tls.is_some());
+    let http_tls = cfg
+        .http
+        .tls
+        .as_ref()
+        .map(|files| {
+            http_tls::server_config(files, ["http.tls_cert_file", "http.tls_key_file", "http.tls_client_ca_file"])
+        })
+        .transpose()
+        .context("configuring TLS for the HTTP listener")?;
     let app = http::router(http::AppState {
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
@@ -132,8 +154,9 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         uptime: Arc::clone(&uptime),
         admin: Arc::clone(&admin),
     });
-    listener::check_descriptor_budget(cfg.http.max_connections);
-    let http_server = listener::serve(http, app, cfg.http, metrics, shutdown.clone());
+    let app = access::protect(app, Arc::clone(&access));
+    listener::check_descriptor_budget(cfg.http_limits.max_connections);
+    let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "collector listening");
 
     let refresh = {
@@ -211,6 +234,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         }
     };
     tracker.spawn(sla_refresh);
+    tracker.spawn(access::refresh_loop(access, shutdown.clone()));
     let grpc_task = tracker.spawn(grpc_server);
     let http_task = tracker.spawn(http_server);
 

@@ -11,7 +11,13 @@
 //!   (408 and 413 otherwise, before any handler runs);
 //! - a connection without a byte read or written for `idle_timeout` while no request is being
 //!   answered (a client that stops reading its response) is closed.
+//!
+//! With TLS ([`crate::http_tls::server_config`]), each connection's handshake runs in its own task
+//! under the cap and within [`HANDSHAKE_TIMEOUT`], so a slow client holds up nobody else. Every
+//! request carries its peer address as axum's `ConnectInfo<SocketAddr>` (the access guard and the
+//! audit read it).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +34,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -37,6 +45,9 @@ use crate::metrics::Metrics;
 
 /// Largest request body, bytes (larger: 413).
 pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// Time a client has to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time allowed to send a request body, when the router runs outside [`serve`] (tests).
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,10 +60,11 @@ content-length: 28\r\n\r\ntoo many connections, retry\n";
 #[derive(Debug, Clone, Copy)]
 struct BodyTimeout(Duration);
 
-/// Serves `app` on `listener` within `limits` until `shutdown` is cancelled, then lets open
-/// connections finish their current request.
+/// Serves `app` on `listener` (over TLS when `tls` is set) within `limits` until `shutdown` is
+/// cancelled, then lets open connections finish their current request.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
@@ -65,8 +77,8 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of descriptors or a connection reset before accept: back off, never spin.
                 warn!(error = %err, "accepting an HTTP connection");
@@ -81,10 +93,20 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, metrics, shutdown) = (app.clone(), Arc::clone(&metrics), shutdown.clone());
+        let (app, metrics, shutdown, tls) = (app.clone(), Arc::clone(&metrics), shutdown.clone(), tls.clone());
         connections.spawn(async move {
             metrics.http_connection_opened();
-            connection(stream, app, limits, shutdown).await;
+            match tls {
+                None => connection(stream, peer, app, limits, shutdown).await,
+                Some(config) => {
+                    let handshake = TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => connection(stream, peer, app, limits, shutdown).await,
+                        Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             metrics.http_connection_closed();
             drop(permit);
         });
@@ -114,7 +136,10 @@ pub fn check_descriptor_budget(max_connections: usize) {
 }
 
 /// Serves one connection until it ends, times out or the collector stops.
-async fn connection(stream: TcpStream, app: Router, limits: HttpLimits, shutdown: CancellationToken) {
+async fn connection<S>(stream: S, peer: SocketAddr, app: Router, limits: HttpLimits, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked { inner: stream, activity: Arc::clone(&activity) });
     let service = {
@@ -122,6 +147,7 @@ async fn connection(stream: TcpStream, app: Router, limits: HttpLimits, shutdown
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let busy = activity.busy();
             request.extensions_mut().insert(BodyTimeout(limits.idle_timeout));
+            request.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
             async move {
                 let response = tower::ServiceExt::oneshot(app, request.map(Body::new)).await;
@@ -237,12 +263,12 @@ impl Drop for Busy {
 }
 
 /// A stream that records when it last read or wrote a byte.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -253,7 +279,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {

@@ -69,6 +69,17 @@ enum Command {
     },
     /// List enrolled agents.
     Agents,
+    /// Manage HTTP users: credentials for the status page, reports, the API and /metrics.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// Print the audit log of HTTP writes and user changes, newest first.
+    Audit {
+        /// Rows at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Write the monthly SLA report (availability vs target, downtime, unknown time, incidents by
     /// severity with durations and reaction times, critical log errors, latest checks) from the
     /// database. Works while the collector runs.
@@ -85,6 +96,31 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user and print its token once (only a salted hash is stored). Send it as
+    /// `Authorization: Bearer <token>`, or as HTTP Basic with the user name and the token as
+    /// password. Takes effect in the running collector within 10 seconds.
+    Add {
+        /// User name: 1..=128 characters of [A-Za-z0-9._-].
+        name: String,
+        /// viewer (pages, reports, read API, /metrics), operator (also maintenance windows and
+        /// incident acknowledgements) or admin (also the audit log).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Issue a new secret (and set the role) for an existing user; the old one stops working.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// List users and their roles.
+    List,
+    /// Remove a user; its credential stops working within 10 seconds.
+    Remove {
+        /// User name.
+        name: String,
     },
 }
 
@@ -119,6 +155,28 @@ fn main() -> ExitCode {
         Some(Command::Revoke { ref agent_id }) => admin(&cfg).and_then(|admin| {
             admin.revoke(agent_id, b24watch_collector::now_ms())?;
             eprintln!("revoked agent {agent_id:?}");
+            Ok(())
+        }),
+        Some(Command::User { ref action }) => user(&cfg, action),
+        Some(Command::Audit { limit }) => admin(&cfg, |conn, _| {
+            println!(
+                "{:<15} {:<20} {:<9} {:<22} {:<7} {:<30} {:>6} {:<8} DETAIL",
+                "AT_MS", "USER", "ROLE", "PEER", "METHOD", "PATH", "STATUS", "OUTCOME"
+            );
+            for e in store::credential::audit_entries(conn, 0, limit)? {
+                println!(
+                    "{:<15} {:<20} {:<9} {:<22} {:<7} {:<30} {:>6} {:<8} {}",
+                    e.at_ms,
+                    e.user,
+                    e.role,
+                    e.peer,
+                    e.method,
+                    e.path,
+                    e.status,
+                    e.outcome,
+                    e.detail.escape_debug()
+                );
+            }
             Ok(())
         }),
         Some(Command::Report { ref month, ref format, ref host, ref output }) => {
@@ -189,6 +247,43 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         b24watch_common::signal::on_shutdown(move || stop.cancel()).context("installing SIGTERM/SIGINT handlers")?;
         b24watch_collector::run(cfg, grpc, http, shutdown).await
     })
+}
+
+/// `user add|list|remove`.
+fn user(cfg: &Config, action: &UserCommand) -> anyhow::Result<()> {
+    use b24watch_collector::access::Role;
+    match action {
+        UserCommand::Add { name, role, rotate } => {
+            let Some(role) = Role::parse(role) else {
+                anyhow::bail!("--role {role:?}: expected viewer, operator or admin");
+            };
+            admin(cfg, |conn, now| {
+                let token = store::credential::add_user(conn, name, role, *rotate, now)?;
+                println!("{token}");
+                eprintln!(
+                    "user {name:?} ({}) {}; the token above is shown once. Send it as `Authorization: Bearer <token>` \
+                     or as HTTP Basic with user {name:?} and the token as password. The running collector \
+                     picks it up within 10 s",
+                    role.as_str(),
+                    if *rotate { "has a new secret" } else { "created" }
+                );
+                Ok(())
+            })
+        }
+        UserCommand::List => admin(cfg, |conn, _| {
+            println!("{:<40} {:<9} {:>15} {:>15}", "USER", "ROLE", "CREATED_MS", "ROTATED_MS");
+            for u in store::credential::list_users(conn)? {
+                let rotated = u.rotated_ms.map_or_else(|| "-".to_owned(), |r| r.to_string());
+                println!("{:<40} {:<9} {:>15} {rotated:>15}", u.name, u.role, u.created_ms);
+            }
+            Ok(())
+        }),
+        UserCommand::Remove { name } => admin(cfg, |conn, now| {
+            store::credential::remove_user(conn, name, now)?;
+            eprintln!("removed user {name:?}; the running collector refuses its credential within 10 s");
+            Ok(())
+        }),
+    }
 }
 
 /// `report`: builds the SLA report from the database and writes it.

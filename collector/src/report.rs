@@ -145,7 +145,7 @@ pub fn csv(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,",
-                report.month,
+                field(&report.month),
                 field(&h.host),
                 field(&s.signal),
                 field(&s.target),
@@ -162,7 +162,7 @@ pub fn csv(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{}",
-                report.month,
+                field(&report.month),
                 field(&h.host),
                 field(&i.target),
                 field(&i.check),
@@ -179,9 +179,18 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
-/// Quotes a CSV field when needed.
-fn field(value: &str) -> String {
-    if value.contains([',', '"', '\n']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_owned() }
+/// A CSV cell. Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
+/// or carriage return; OWASP "CSV injection") gets a leading `'` and is quoted, so it is shown as
+/// text; cells with separators, quotes or line breaks are quoted.
+pub fn field(value: &str) -> String {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", value.replace('"', "\"\""))
+    } else if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
 }
 
 /// HTML-escapes text.
@@ -210,7 +219,8 @@ fn time(ms: Ms) -> String {
         .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
+/// The stylesheet of every page (inline, so saved reports keep it; the CSP allows it by hash).
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}\
 .unknown{color:#777}h2{margin-top:2em}";
 
@@ -411,4 +421,20 @@ pub fn status_html(rows: &[StatusRow], now: Ms) -> String {
         time(now)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_text() {
+        assert_eq!(field("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        for cell in ["+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"] {
+            assert!(field(cell).starts_with("\"'"), "{cell:?} -> {}", field(cell));
+        }
+        assert_eq!(field("https://bx.example/"), "https://bx.example/");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("a\rb"), "\"a\rb\"");
+    }
 }

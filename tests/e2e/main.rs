@@ -3,6 +3,7 @@
 //! Run `cargo build --workspace --bins` first (`make test` does). One module per subject; tests that
 //! need root (installing the packages) are in the `e2e_root` target (`tests/e2e_root/`).
 
+mod access;
 mod agent_faults;
 mod auth;
 mod config;

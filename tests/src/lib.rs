@@ -220,6 +220,16 @@ impl Collector {
     /// # Panics
     /// When it does not become ready.
     pub fn start_on(data_dir: &Path, grpc: SocketAddr, http: SocketAddr, config: &str) -> Collector {
+        let collector = Collector::spawn_on(data_dir, grpc, http, config);
+        eventually("collector ready", Duration::from_secs(20), || {
+            http_get(collector.http, "/-/ready").ok().filter(|(status, _)| *status == 200)
+        });
+        collector
+    }
+
+    /// Starts a collector like [`Collector::start_on`] without waiting for it (for a TLS HTTP
+    /// listener, or one expected to fail).
+    pub fn spawn_on(data_dir: &Path, grpc: SocketAddr, http: SocketAddr, config: &str) -> Collector {
         let config_path = data_dir.parent().unwrap_or(data_dir).join("collector.toml");
         std::fs::write(&config_path, config).expect("writing collector config");
         let mut cmd = Command::new(bin("b24watch-collector"));
@@ -233,11 +243,7 @@ impl Collector {
             .arg(http.to_string());
         let log = data_dir.parent().unwrap_or(data_dir).join("collector.log");
         let process = ProcessGuard::spawn("b24watch-collector", cmd, &log);
-        let collector = Collector { process, grpc, http, data_dir: data_dir.to_path_buf() };
-        eventually("collector ready", Duration::from_secs(20), || {
-            http_get(collector.http, "/-/ready").ok().filter(|(status, _)| *status == 200)
-        });
-        collector
+        Collector { process, grpc, http, data_dir: data_dir.to_path_buf() }
     }
 
     /// `http://` URL of the gRPC endpoint.
@@ -325,7 +331,8 @@ impl Collector {
     }
 }
 
-fn free_addr() -> SocketAddr {
+/// A free port on loopback.
+pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
@@ -385,14 +392,94 @@ pub fn http_post(addr: SocketAddr, path: &str, json: &str) -> std::io::Result<(u
 /// # Errors
 /// IO errors and malformed responses.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    http_call(addr, method, path, &[], json).map(|r| (r.status, r.body))
+}
+
+/// An HTTP response as [`http_call`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (lossy UTF-8).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 request with extra header fields and a JSON body over plain TCP
+/// (`Connection: close`), bounded by a 10 s timeout.
+///
+/// # Errors
+/// IO errors and malformed responses.
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+) -> std::io::Result<HttpResponse> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{json}",
+    exchange(stream, &addr.to_string(), method, path, headers, json)
+}
+
+/// [`http_call`] over TLS, trusting the CA certificates in `ca_pem`, with server name `localhost`.
+///
+/// # Errors
+/// IO and TLS errors, malformed responses.
+pub fn https_call(
+    addr: SocketAddr,
+    ca_pem: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+) -> std::io::Result<HttpResponse> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).map_err(std::io::Error::other)? {
+        roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    exchange(rustls::StreamOwned::new(conn, tcp), &addr.to_string(), method, path, headers, json)
+}
+
+fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+) -> std::io::Result<HttpResponse> {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n",
         json.len()
-    )?;
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(json);
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
@@ -401,18 +488,18 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, json: &str) -> s
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
-    let mut chunked = false;
+    let mut fields = Vec::new();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
         if line.trim().is_empty() {
             break;
         }
-        if line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.to_ascii_lowercase().contains("chunked")
-        {
-            chunked = true;
+        if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
+    let chunked = fields.iter().any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
     let mut body = Vec::new();
     if chunked {
         loop {
@@ -427,9 +514,14 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, json: &str) -> s
             body.extend_from_slice(&chunk[..n]);
         }
     } else {
-        reader.read_to_end(&mut body)?;
+        match reader.read_to_end(&mut body) {
+            Ok(_) => {}
+            // A TLS peer closing without close_notify after a complete response.
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(err) => return Err(err),
+        }
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok(HttpResponse { status, headers: fields, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 /// The value of the sample `name{labels...}` in an exposition, matching the given labels exactly

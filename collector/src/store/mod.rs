@@ -18,6 +18,7 @@
 //! layout or a PostgreSQL backend can replace this one.
 
 pub mod admin;
+pub mod credential;
 pub mod query;
 mod schema;
 mod writer;

@@ -128,6 +128,27 @@ const MIGRATIONS: &[&str] = &[
     // 5: one check's history by time, so reads of a window (and of the run in progress at its
     // start) seek instead of scanning an agent's whole history.
     "CREATE INDEX check_result_by_check ON check_result(agent_id, check_name, target, at_ms);",
+    // 6: HTTP users (salted secret hashes, role) and the audit of HTTP writes and user changes.
+    "CREATE TABLE http_user(
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        secret_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        rotated_ms INTEGER
+    );
+    CREATE TABLE http_audit(
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
 ];
 
 /// Schema version this build writes.
