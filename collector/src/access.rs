@@ -26,10 +26,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::{self, Role, salted_hash};
 use crate::config::HttpConfig;
 use crate::store::credential::{AccessStore, AuditEntry, StoredUser};
 use crate::store::{self, Error};
@@ -39,63 +39,9 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 /// Largest body of a write request, in bytes; larger bodies are refused with 413.
 pub const MAX_WRITE_BODY: usize = 64 * 1024;
 
-/// What a user may do; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Status page, reports, read API, `/metrics`.
-    Viewer,
-    /// Also maintenance windows and incident acknowledgements (every write).
-    Operator,
-    /// Also the audit log.
-    Admin,
-}
-
-impl Role {
-    /// Parses `viewer`, `operator` or `admin`.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    /// The name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// SHA-256 of salt and secret.
-pub fn salted_hash(salt: &[u8], secret: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(salt);
-    hasher.update(secret.as_bytes());
-    hasher.finalize().into()
-}
-
-/// A new token `<name>.<64 hex digits>` for user `name`, with the salt and hash to store.
-///
-/// # Errors
-/// When the operating system's random source fails.
-pub fn generate(name: &str) -> Result<(String, [u8; 16], [u8; 32]), getrandom::Error> {
-    let (token, _) = crate::auth::generate(name)?;
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)?;
-    let secret = token.rsplit_once('.').map_or("", |(_, s)| s);
-    let hash = salted_hash(&salt, secret);
-    Ok((token, salt, hash))
-}
-
 /// Whether `secret` is the user's secret (constant-time comparison of the hashes).
 pub fn verify_user(user: &StoredUser, secret: &str) -> bool {
-    let presented = salted_hash(&user.salt, secret);
-    user.secret_hash.len() == presented.len() && bool::from(presented.ct_eq(&user.secret_hash))
+    auth::verify_salted(&user.salt, &user.secret_hash, secret)
 }
 
 /// The user name and secret of an `authorization` header: `Bearer <name>.<secret>`, or `Basic`
@@ -513,7 +459,7 @@ mod tests {
     use super::*;
 
     fn user(name: &str, role: Role) -> (StoredUser, String) {
-        let (token, salt, hash) = generate(name).expect("random");
+        let (token, salt, hash) = auth::generate_user(name).expect("random");
         (StoredUser { name: name.into(), role, salt: salt.to_vec(), secret_hash: hash.to_vec() }, token)
     }
 

@@ -118,6 +118,67 @@ impl Credentials {
     }
 }
 
+// HTTP users (roles and salted secrets; the HTTP guard is `access.rs`, storage `store/credential.rs`).
+
+/// What a user may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Status page, reports, read API, `/metrics`.
+    Viewer,
+    /// Also maintenance windows and incident acknowledgements (every write).
+    Operator,
+    /// Also the audit log.
+    Admin,
+}
+
+impl Role {
+    /// Parses `viewer`, `operator` or `admin`.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// SHA-256 of salt and secret.
+pub fn salted_hash(salt: &[u8], secret: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(salt);
+    hasher.update(secret.as_bytes());
+    hasher.finalize().into()
+}
+
+/// A new HTTP user token `<name>.<64 hex digits>` for user `name`, with the salt and hash to store.
+///
+/// # Errors
+/// When the operating system's random source fails.
+pub fn generate_user(name: &str) -> Result<(String, [u8; 16], [u8; 32]), getrandom::Error> {
+    let (token, _) = generate(name)?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)?;
+    let secret = token.rsplit_once('.').map_or("", |(_, s)| s);
+    let hash = salted_hash(&salt, secret);
+    Ok((token, salt, hash))
+}
+
+/// Whether `secret` hashes with `salt` to `hash` (constant-time comparison of the hashes).
+pub fn verify_salted(salt: &[u8], hash: &[u8], secret: &str) -> bool {
+    let presented = salted_hash(salt, secret);
+    hash.len() == presented.len() && bool::from(presented.ct_eq(hash))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -317,7 +317,9 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Config::from_raw(RawConfig::default(), Path::new("<defaults>")).expect("defaults are valid (tested)").http
+        Config::from_raw(RawConfig::default(), Path::new("<defaults>"))
+            .expect("defaults are valid (tested)")
+            .http_limits
     }
 }
 

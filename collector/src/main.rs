@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Command::User { ref action }) => user(&cfg, action),
-        Some(Command::Audit { limit }) => admin(&cfg, |conn, _| {
+        Some(Command::Audit { limit }) => user_db(&cfg, |conn, _| {
             println!(
                 "{:<15} {:<20} {:<9} {:<22} {:<7} {:<30} {:>6} {:<8} DETAIL",
                 "AT_MS", "USER", "ROLE", "PEER", "METHOD", "PATH", "STATUS", "OUTCOME"
@@ -226,6 +226,18 @@ fn admin(cfg: &Config) -> anyhow::Result<store::admin::Admin> {
     store::admin::Admin::open(&cfg.data_dir).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
 }
 
+/// Runs `action` on a connection of its own for the HTTP user and audit commands
+/// (`store::credential`), with the current time.
+fn user_db(
+    cfg: &Config,
+    action: impl FnOnce(&rusqlite::Connection, i64) -> Result<(), store::Error>,
+) -> anyhow::Result<()> {
+    let conn = store::open_connection(&cfg.data_dir)
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    action(&conn, b24watch_collector::now_ms())?;
+    Ok(())
+}
+
 /// The store's read side, for the commands that only read.
 fn reader(cfg: &Config) -> anyhow::Result<store::query::Reader> {
     store::query::Reader::open(&cfg.data_dir)
@@ -251,13 +263,13 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// `user add|list|remove`.
 fn user(cfg: &Config, action: &UserCommand) -> anyhow::Result<()> {
-    use b24watch_collector::access::Role;
+    use b24watch_collector::auth::Role;
     match action {
         UserCommand::Add { name, role, rotate } => {
             let Some(role) = Role::parse(role) else {
                 anyhow::bail!("--role {role:?}: expected viewer, operator or admin");
             };
-            admin(cfg, |conn, now| {
+            user_db(cfg, |conn, now| {
                 let token = store::credential::add_user(conn, name, role, *rotate, now)?;
                 println!("{token}");
                 eprintln!(
@@ -270,7 +282,7 @@ fn user(cfg: &Config, action: &UserCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        UserCommand::List => admin(cfg, |conn, _| {
+        UserCommand::List => user_db(cfg, |conn, _| {
             println!("{:<40} {:<9} {:>15} {:>15}", "USER", "ROLE", "CREATED_MS", "ROTATED_MS");
             for u in store::credential::list_users(conn)? {
                 let rotated = u.rotated_ms.map_or_else(|| "-".to_owned(), |r| r.to_string());
@@ -278,7 +290,7 @@ fn user(cfg: &Config, action: &UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        UserCommand::Remove { name } => admin(cfg, |conn, now| {
+        UserCommand::Remove { name } => user_db(cfg, |conn, now| {
             store::credential::remove_user(conn, name, now)?;
             eprintln!("removed user {name:?}; the running collector refuses its credential within 10 s");
             Ok(())

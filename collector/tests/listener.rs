@@ -21,7 +21,7 @@ fn start(limits: HttpLimits) -> (SocketAddr, tokio::runtime::Runtime, Cancellati
         .layer(axum::middleware::from_fn(listener::bounded_body));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
-    runtime.spawn(listener::serve(listener, app, limits, Arc::new(Metrics::default()), shutdown.clone()));
+    runtime.spawn(listener::serve(listener, None, app, limits, Arc::new(Metrics::default()), shutdown.clone()));
     (addr, runtime, shutdown)
 }
 

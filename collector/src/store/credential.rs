@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Error;
-use crate::access::{self, Role};
+use crate::auth::{self, Role};
 
 /// Audit rows kept at most; older rows are removed as new ones arrive.
 pub const AUDIT_MAX_ROWS: i64 = 100_000;
@@ -159,7 +159,8 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, rotate: bool, now_ms:
             "invalid user name {name:?}: expected 1..=128 characters of [A-Za-z0-9._-]"
         )));
     }
-    let (token, salt, hash) = access::generate(name).map_err(|err| Error::Failed(format!("random source: {err}")))?;
+    let (token, salt, hash) =
+        auth::generate_user(name).map_err(|err| Error::Failed(format!("random source: {err}")))?;
     let exists: Option<i64> =
         conn.query_row("SELECT 1 FROM http_user WHERE name = ?1", [name], |r| r.get(0)).optional()?;
     match (exists.is_some(), rotate) {
@@ -287,13 +288,13 @@ mod tests {
         assert_eq!(name, "alice");
         let users = load_users(&conn).expect("load");
         assert_eq!(users.len(), 1);
-        assert!(access::verify_user(&users[0], secret));
+        assert!(crate::access::verify_user(&users[0], secret));
         assert_eq!(users[0].salt.len(), 16);
         assert!(add_user(&conn, "alice", Role::Operator, false, 2).is_err(), "second add without --rotate");
         let rotated = add_user(&conn, "alice", Role::Viewer, true, 3).expect("rotate");
         let users = load_users(&conn).expect("load");
-        assert!(!access::verify_user(&users[0], secret), "the old secret still works");
-        assert!(access::verify_user(&users[0], crate::auth::parse(&rotated).expect("shape").1));
+        assert!(!crate::access::verify_user(&users[0], secret), "the old secret still works");
+        assert!(crate::access::verify_user(&users[0], crate::auth::parse(&rotated).expect("shape").1));
         assert_eq!(users[0].role, Role::Viewer);
         remove_user(&conn, "alice", 4).expect("remove");
         assert!(load_users(&conn).expect("load").is_empty());
@@ -310,6 +311,6 @@ mod tests {
     fn two_users_with_the_same_secret_have_different_hashes() {
         let salt_a = [1u8; 16];
         let salt_b = [2u8; 16];
-        assert_ne!(access::salted_hash(&salt_a, "s"), access::salted_hash(&salt_b, "s"));
+        assert_ne!(auth::salted_hash(&salt_a, "s"), auth::salted_hash(&salt_b, "s"));
     }
 }
