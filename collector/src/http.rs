@@ -166,14 +166,16 @@ async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) 
     .await
 }
 
-/// Body of `POST /api/v1/incidents/ack`.
+/// Body of `POST /api/v1/incidents/ack`: `{"id", "by"}` with an id from the incidents API, or
+/// (older clients) `{"host", "check", "target", "start_ms", "by"}` naming an incident's true start.
 #[derive(Debug, Deserialize)]
 struct AckBody {
-    host: String,
-    check: String,
+    id: Option<String>,
+    host: Option<String>,
+    check: Option<String>,
     #[serde(default)]
     target: String,
-    start_ms: i64,
+    start_ms: Option<i64>,
     #[serde(default)]
     by: String,
 }
@@ -182,32 +184,32 @@ async fn acknowledge(
     State(state): State<AppState>,
     body: Result<axum::Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let axum::Json(body) = match body {
-        Ok(b) => b,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected JSON {{host, check, target, start_ms, by}}: {err}"),
-            );
-        }
+    use crate::uptime::IncidentRef;
+    let named = match body {
+        Ok(axum::Json(AckBody { id: Some(id), by, .. })) => (IncidentRef::Id(id), by),
+        Ok(axum::Json(AckBody {
+            host: Some(host), check: Some(check), target, start_ms: Some(start_ms), by, ..
+        })) => (IncidentRef::Key { host, check, target, start_ms }, by),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "expected JSON {\"id\", \"by\"}".into()),
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("expected JSON {{\"id\", \"by\"}}: {err}")),
     };
-    if let Err((code, message)) = hosts_of(&state, Some(&body.host)) {
-        return error(code, message);
-    }
     let uptime = Arc::clone(&state.uptime);
     let now = now_ms();
-    blocking_json(move || {
-        let known = uptime
-            .incidents(&body.host, body.start_ms, body.start_ms + 1, now)?
-            .into_iter()
-            .any(|i| i.check == body.check && i.target == body.target && i.start_ms == body.start_ms);
-        if !known {
-            return Ok(serde_json::json!({ "acknowledged": false, "error": "no such incident (host, check, target, start_ms)" }));
-        }
-        uptime.acknowledge(&body.host, &body.check, &body.target, body.start_ms, &body.by, now)?;
-        Ok(serde_json::json!({ "acknowledged": true, "ack_ms": now }))
+    let (named, by) = named;
+    let found = tokio::task::spawn_blocking(move || {
+        let Some(incident) = uptime.find_incident(&named, now)? else { return Ok(None) };
+        uptime.acknowledge(&incident.host, &incident.check, &incident.target, incident.start_ms, &by, now)?;
+        Ok::<_, crate::store::Error>(Some(incident.id))
     })
-    .await
+    .await;
+    match found {
+        Ok(Ok(Some(id))) => {
+            axum::Json(serde_json::json!({ "acknowledged": true, "id": id, "ack_ms": now })).into_response()
+        }
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such incident: use an id from GET /api/v1/incidents".into()),
+        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store failed: {err}")),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {err}")),
+    }
 }
 
 /// Body of `POST /api/v1/maintenance`: times as unix ms or RFC 3339.

@@ -90,8 +90,9 @@ pub struct CheckRow {
     pub at_ms: i64,
 }
 
-/// A stored check result: `(check, target, at_ms, failed, severity, reason)`.
-pub type CheckHistoryRow = (String, String, i64, bool, i32, String);
+/// A stored check result: `(check, target, at_ms, verdict, severity, reason)`; the verdict is
+/// `Some(true)` for failed, `Some(false)` for ok, `None` for a result without one (`error`).
+pub type CheckHistoryRow = (String, String, i64, Option<bool>, i32, String);
 
 /// Evidence of one signal: `(agent, signal, target, spans)`.
 pub type EvidenceGroup = (String, String, String, Vec<crate::sla::Span>);
@@ -372,15 +373,21 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Intervals when the collector was not running, from its run records, sorted.
+    /// Intervals when the collector was not running at `now`, from its run records, sorted:
+    /// everything before its first run; between runs, from a run's clean stop (or, after a
+    /// crash, its last heartbeat) to the next start; and after the last run when it is not
+    /// running now (stopped cleanly, or no heartbeat for `stale_ms`): to `i64::MAX`. No run
+    /// at all: all time.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn collector_down(&self) -> Result<Vec<(i64, i64)>, Error> {
+    pub fn collector_down(&self, now: i64, stale_ms: i64) -> Result<Vec<(i64, i64)>, Error> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT started_ms, alive_ms FROM collector_run ORDER BY started_ms")?;
-        let runs: Vec<(i64, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        Ok(runs.windows(2).filter(|w| w[1].0 > w[0].1).map(|w| (w[0].1, w[1].0)).collect())
+        let mut stmt =
+            conn.prepare_cached("SELECT started_ms, alive_ms, stopped_ms FROM collector_run ORDER BY started_ms")?;
+        let runs: Vec<(i64, i64, Option<i64>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        Ok(crate::sla::collector_down(&runs, now, stale_ms))
     }
 
     /// Maintenance windows stored through the API overlapping `[from, to)`.
@@ -406,7 +413,7 @@ impl Reader {
     }
 
     /// Check results stored as history (transitions) of an agent before `to`, by check, target
-    /// and time: `(check, target, at, failed, severity, reason)`.
+    /// and time: `(check, target, at, verdict, severity, reason)`.
     ///
     /// # Errors
     /// SQLite errors.
@@ -418,7 +425,12 @@ impl Reader {
         )?;
         let rows = stmt.query_map(params![agent_id, to], |r| {
             let status: i32 = r.get(3)?;
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, status == 2, r.get(4)?, r.get(5)?))
+            let verdict = match status {
+                1 => Some(false),
+                2 => Some(true),
+                _ => None,
+            };
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, verdict, r.get(4)?, r.get(5)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

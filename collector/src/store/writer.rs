@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use super::{Error, IngestBatch, Outcome, Reply};
+use crate::sla::{Span, State};
 
 /// Requests waiting for the writer; beyond this the store answers `Busy`.
 pub(super) const QUEUE: usize = 1024;
@@ -184,7 +185,11 @@ impl Writer {
                 store_check(&tx, &batch.agent_id, check)?;
             }
             let span = self.evidence_span_ms;
-            add_evidence(&tx, &batch.agent_id, "agent", "", true, batch.created_ms, span)?;
+            add_running(&tx, &batch.agent_id, batch.created_ms, batch.created_ms.saturating_add(span))?;
+            // A gap record proves the agent ran while it built the batches it had to drop.
+            for gap in &batch.gaps {
+                add_running(&tx, &batch.agent_id, gap.from_ms, gap.to_ms.saturating_add(span))?;
+            }
             for series in &batch.series {
                 let signal = match series.name.as_str() {
                     "probe_success" => "portal",
@@ -193,7 +198,7 @@ impl Writer {
                 };
                 let target = label_value(&series.labels, "target").unwrap_or_default();
                 for (ts, value) in &series.points {
-                    add_evidence(&tx, &batch.agent_id, signal, &target, *value >= 0.5, *ts, span)?;
+                    add_point(&tx, &batch.agent_id, signal, &target, *value >= 0.5, *ts, span)?;
                 }
             }
             tx.prepare_cached(
@@ -303,11 +308,22 @@ fn label_value(labels: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Records that `signal` of an agent was `up` (or down) from `at` for `span` ms, keeping the
-/// intervals of each (agent, signal, target) disjoint: same-state intervals that touch merge;
-/// an other-state interval running past `at` ends at `at`; one starting after `at` (newer
-/// evidence that arrived first, e.g. during a spool backfill) bounds this one.
-fn add_evidence(
+/// Records that the agent was running over `[from, to)`: the `agent` signal is only ever up, so
+/// its evidence is the union of such intervals (order-independent by construction).
+fn add_running(tx: &rusqlite::Transaction<'_>, agent_id: &str, from: i64, to: i64) -> rusqlite::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let piece = Span { from, to, state: State::Up };
+    replace_region(tx, agent_id, "agent", "", from, to, &[piece], true)
+}
+
+/// Records a sample of a two-state signal (`portal`, `mysql`) and rewrites the evidence it
+/// changes, so that the stored intervals always equal [`crate::sla::point_evidence`] of every
+/// sample received, whatever their arrival order. A new sample only changes the contribution
+/// of its predecessor (now cut at the new sample) and its own (cut at its successor): the
+/// region from the predecessor to the successor is recomputed from those two points.
+fn add_point(
     tx: &rusqlite::Transaction<'_>,
     agent_id: &str,
     signal: &str,
@@ -316,45 +332,111 @@ fn add_evidence(
     at: i64,
     span: i64,
 ) -> rusqlite::Result<()> {
-    let mut end = at.saturating_add(span);
-    let rows: Vec<(i64, bool, i64, i64)> = {
+    let existing: Option<bool> = tx
+        .prepare_cached(
+            "SELECT up FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms = ?4",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| r.get(0))
+        .optional()?;
+    // Two samples at one instant count as one, down when either says down.
+    let up = match existing {
+        Some(old) if old == (old && up) => return Ok(()),
+        Some(old) => old && up,
+        None => up,
+    };
+    tx.prepare_cached(
+        "INSERT INTO evidence_point(agent_id, signal, target, at_ms, up) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(agent_id, signal, target, at_ms) DO UPDATE SET up = excluded.up",
+    )?
+    .execute(params![agent_id, signal, target, at, up])?;
+    let pred: Option<(i64, bool)> = tx
+        .prepare_cached(
+            "SELECT at_ms, up FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms < ?4
+             ORDER BY at_ms DESC LIMIT 1",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let succ: Option<i64> = tx
+        .prepare_cached(
+            "SELECT at_ms FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms > ?4
+             ORDER BY at_ms LIMIT 1",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| r.get(0))
+        .optional()?;
+    let state = |up: bool| if up { State::Up } else { State::Down };
+    let lo = pred.map_or(at, |p| p.0);
+    let hi = succ.unwrap_or_else(|| at.saturating_add(span));
+    let mut pieces = Vec::with_capacity(2);
+    if let Some((p, p_up)) = pred {
+        pieces.push(Span { from: p, to: p.saturating_add(span).min(at), state: state(p_up) });
+    }
+    pieces.push(Span { from: at, to: at.saturating_add(span).min(hi), state: state(up) });
+    replace_region(tx, agent_id, signal, target, lo, hi, &pieces, false)
+}
+
+/// Replaces the evidence of one signal inside `[lo, hi)` with `pieces` (sorted, disjoint,
+/// inside `[lo, hi)`), keeping what lies outside and merging touching intervals of one state.
+/// With `union`, existing evidence inside the region is kept too (the pieces are added to it).
+#[allow(clippy::too_many_arguments)]
+fn replace_region(
+    tx: &rusqlite::Transaction<'_>,
+    agent_id: &str,
+    signal: &str,
+    target: &str,
+    lo: i64,
+    hi: i64,
+    pieces: &[Span],
+    union: bool,
+) -> rusqlite::Result<()> {
+    // Rows touching the region, newest first: intervals are disjoint and sorted, so once one
+    // ends before `lo` every earlier one does too.
+    let rows: Vec<(i64, Span)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, up, from_ms, to_ms FROM evidence
              WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND from_ms <= ?4 ORDER BY from_ms DESC",
         )?;
-        let mut rows = stmt.query(params![agent_id, signal, target, end])?;
+        let mut rows = stmt.query(params![agent_id, signal, target, hi])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let (id, state, from, to): (i64, bool, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            if to < at {
-                break; // disjoint and sorted: everything earlier ends earlier still
+            let (id, up, from, to): (i64, bool, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            if to < lo {
+                break;
             }
-            out.push((id, state, from, to));
+            out.push((id, Span { from, to, state: if up { State::Up } else { State::Down } }));
         }
         out
     };
-    for (_, state, from, _) in &rows {
-        if *state != up && *from >= at {
-            end = end.min(*from);
+    let mut kept: Vec<Span> = Vec::with_capacity(rows.len() * 2 + pieces.len());
+    for (_, row) in &rows {
+        if union {
+            kept.push(*row);
+            continue;
+        }
+        if row.from < lo {
+            kept.push(Span { from: row.from, to: row.to.min(lo), state: row.state });
+        }
+        if row.to > hi {
+            kept.push(Span { from: row.from.max(hi), to: row.to, state: row.state });
         }
     }
-    let (mut from, mut to) = (at, end);
-    for (id, state, row_from, row_to) in rows {
-        if state == up {
-            if row_from <= end {
-                from = from.min(row_from);
-                to = to.max(row_to);
-                tx.prepare_cached("DELETE FROM evidence WHERE id = ?1")?.execute([id])?;
-            }
-        } else if row_from < at && row_to > at {
-            tx.prepare_cached("UPDATE evidence SET to_ms = ?2 WHERE id = ?1")?.execute(params![id, at])?;
-        }
+    kept.extend(pieces.iter().copied().filter(|p| p.to > p.from));
+    kept.sort_unstable_by_key(|s| (s.from, s.to));
+    let mut merged: Vec<Span> = Vec::with_capacity(kept.len());
+    for span in kept {
+        crate::sla::push_merged(&mut merged, span);
     }
-    if to > from {
+    let unchanged = rows.len() == merged.len() && rows.iter().rev().zip(&merged).all(|((_, a), b)| a == b);
+    if unchanged {
+        return Ok(());
+    }
+    for (id, _) in &rows {
+        tx.prepare_cached("DELETE FROM evidence WHERE id = ?1")?.execute([id])?;
+    }
+    for span in merged {
         tx.prepare_cached(
             "INSERT INTO evidence(agent_id, signal, target, up, from_ms, to_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![agent_id, signal, target, up, from, to])?;
+        .execute(params![agent_id, signal, target, span.state == State::Up, span.from, span.to])?;
     }
     Ok(())
 }

@@ -1,0 +1,406 @@
+//! SLA figures through the real store (issue 14): evidence from batches delivered in any order,
+//! incidents that belong to time and not to query windows, collector downtime never charged.
+
+use std::sync::Arc;
+
+use b24watch_collector::config::SlaConfig;
+use b24watch_collector::sla::{Span, State};
+use b24watch_collector::store::query::Reader;
+use b24watch_collector::store::{self, CheckIn, GapIn, IngestBatch, SeriesIn, Store, WriterHandle};
+use b24watch_collector::uptime::Uptime;
+use proptest::prelude::*;
+
+const SEC: i64 = 1_000;
+const MIN: i64 = 60 * SEC;
+const HOUR: i64 = 60 * MIN;
+/// Evidence span of the test stores (the agent timeout).
+const SPAN: i64 = 10 * SEC;
+const HOST: &str = "web-01";
+const URL: &str = "https://portal.example/";
+
+/// 2026-11-01T00:00:00Z: a month boundary in UTC.
+fn november() -> i64 {
+    jiff::civil::date(2026, 11, 1).to_zoned(jiff::tz::TimeZone::UTC).expect("date").timestamp().as_millisecond()
+}
+
+/// A store in a temporary directory with its writer running, and the runtime that feeds it.
+struct TestStore {
+    dir: tempfile::TempDir,
+    store: Option<Store>,
+    writer: Option<WriterHandle>,
+    reader: Arc<Reader>,
+    rt: tokio::runtime::Runtime,
+    seq: u64,
+}
+
+impl TestStore {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, reader, writer) = Store::open(dir.path(), 10_000, None, SPAN).expect("store");
+        let conn = store::open_connection(dir.path()).expect("admin connection");
+        store::enroll(&conn, HOST, false, 0).expect("enroll");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        TestStore { dir, store: Some(store), writer: Some(writer), reader: Arc::new(reader), rt, seq: 0 }
+    }
+
+    fn ingest(&mut self, batch: Batch) {
+        self.seq += 1;
+        let seq = self.seq;
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&seq.to_le_bytes());
+        let series = |name: &str, labels: String, points: Vec<(i64, f64)>, index: u32| SeriesIn {
+            name: name.into(),
+            labels,
+            kind: 1,
+            points,
+            index,
+            telemetry: false,
+        };
+        let mut all = Vec::new();
+        if !batch.probe.is_empty() {
+            let points = batch.probe.iter().map(|(at, up)| (*at, if *up { 1.0 } else { 0.0 })).collect();
+            all.push(series("probe_success", format!("target=\"{URL}\""), points, 0));
+        }
+        let ingest = IngestBatch {
+            agent_id: HOST.into(),
+            epoch: 1,
+            seq,
+            payload_hash: hash,
+            received_ms: batch.created,
+            created_ms: batch.created,
+            agent_version: "test".into(),
+            series: all,
+            gaps: batch.gaps,
+            log_groups: Vec::new(),
+            checks: batch.checks,
+        };
+        let store = self.store.as_ref().expect("store open");
+        let outcome = self.rt.block_on(store.ingest(ingest)).expect("ingest");
+        assert!(matches!(outcome, store::Outcome::Stored { .. }), "{outcome:?}");
+    }
+
+    fn uptime(&self, cfg: SlaConfig, record_run: bool, now: i64) -> Uptime {
+        Uptime::open(self.dir.path(), cfg, Arc::clone(&self.reader), record_run, now).expect("uptime")
+    }
+
+    /// Every evidence interval of one signal.
+    fn evidence(&self, signal: &str) -> Vec<Span> {
+        self.reader
+            .evidence(HOST, i64::MIN, i64::MAX)
+            .expect("evidence")
+            .into_iter()
+            .filter(|(s, _, _)| s == signal)
+            .map(|(_, _, span)| span)
+            .collect()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        drop(self.store.take());
+        if let Some(writer) = self.writer.take() {
+            writer.join();
+        }
+    }
+}
+
+/// What one test batch carries.
+#[derive(Debug, Clone, Default)]
+struct Batch {
+    created: i64,
+    probe: Vec<(i64, bool)>,
+    checks: Vec<CheckIn>,
+    gaps: Vec<GapIn>,
+}
+
+fn check(at: i64, status: i32) -> CheckIn {
+    CheckIn {
+        check: "portal_probe".into(),
+        target: URL.into(),
+        status,
+        severity: 4,
+        reason: if status == 1 { String::new() } else { "http_status".into() },
+        message: String::new(),
+        at_ms: at,
+    }
+}
+
+const OK: i32 = 1;
+const FAILED: i32 = 2;
+const ERROR: i32 = 3;
+
+fn sla_config() -> SlaConfig {
+    SlaConfig {
+        target: 0.995,
+        targets: Default::default(),
+        rules: b24watch_collector::sla::Rules::default(),
+        calendar: None,
+        timezone: jiff::tz::TimeZone::UTC,
+        maintenance: Vec::new(),
+    }
+}
+
+fn span(from: i64, to: i64, state: State) -> Span {
+    Span { from, to, state }
+}
+
+/// Item 1: down@100 s, down@105 s, down@110 s, then a late up@106 s: down 16 s, up 4 s.
+#[test]
+fn a_late_sample_inside_a_down_run_keeps_the_evidence_of_the_later_samples() {
+    let mut store = TestStore::new();
+    let t = november();
+    for at in [100, 105, 110] {
+        store.ingest(Batch { created: t + at * SEC, probe: vec![(t + at * SEC, false)], ..Batch::default() });
+    }
+    store.ingest(Batch { created: t + 106 * SEC, probe: vec![(t + 106 * SEC, true)], ..Batch::default() });
+    assert_eq!(
+        store.evidence("portal"),
+        vec![
+            span(t + 100 * SEC, t + 106 * SEC, State::Down),
+            span(t + 106 * SEC, t + 110 * SEC, State::Up),
+            span(t + 110 * SEC, t + 120 * SEC, State::Down),
+        ]
+    );
+}
+
+/// Item 5: failed@0, error@60, failed@120, ok@180 is one incident of 180 s.
+#[test]
+fn an_error_result_does_not_end_an_incident() {
+    let mut store = TestStore::new();
+    let t = november();
+    for (at, status) in [(0, FAILED), (60, ERROR), (120, FAILED), (180, OK)] {
+        let at = t + at * SEC;
+        store.ingest(Batch { created: at, checks: vec![check(at, status)], ..Batch::default() });
+    }
+    let uptime = store.uptime(sla_config(), false, t + HOUR);
+    let incidents: Vec<_> = uptime
+        .incidents(HOST, t - HOUR, t + HOUR, t + HOUR)
+        .expect("incidents")
+        .into_iter()
+        .filter(|i| i.check == "portal_probe")
+        .collect();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].start_ms, incidents[0].end_ms), (t, Some(t + 180 * SEC)));
+    assert_eq!(incidents[0].duration_ms, 180 * SEC);
+}
+
+/// Item 3: a check incident queried with `to` before its recovery keeps its true end and
+/// duration; the part inside the window is stated separately.
+#[test]
+fn a_check_incident_keeps_its_true_end_whatever_the_window() {
+    let mut store = TestStore::new();
+    let t = november();
+    for (at, status) in [(-60, OK), (0, FAILED), (120, OK)] {
+        let at = t + at * SEC;
+        store.ingest(Batch { created: at, checks: vec![check(at, status)], ..Batch::default() });
+    }
+    let now = t + 10 * MIN;
+    let uptime = store.uptime(sla_config(), false, now);
+    let cut = uptime.incidents(HOST, t - HOUR, t + MIN, now).expect("incidents");
+    let probe: Vec<_> = cut.iter().filter(|i| i.check == "portal_probe").collect();
+    assert_eq!(probe.len(), 1, "{cut:?}");
+    assert_eq!((probe[0].start_ms, probe[0].end_ms, probe[0].duration_ms), (t, Some(t + 120 * SEC), 120 * SEC));
+}
+
+/// Item 3: a one-hour incident across a month boundary is listed in both months with its true
+/// start, end and duration; each month's totals count only its own half.
+#[test]
+fn an_incident_across_months_is_whole_in_both_reports_and_counted_once() {
+    let mut store = TestStore::new();
+    let t = november();
+    for (at, status) in [(-2 * HOUR, OK), (-30 * MIN, FAILED), (30 * MIN, OK)] {
+        let at = t + at;
+        store.ingest(Batch { created: at, checks: vec![check(at, status)], ..Batch::default() });
+    }
+    let now = t + 28 * 24 * HOUR;
+    let uptime = store.uptime(sla_config(), false, now);
+    let mut counted = 0;
+    for month in ["2026-10", "2026-11"] {
+        let report = b24watch_collector::report::build(&uptime, month, Some(HOST), now).expect("report");
+        let host = &report.hosts[0];
+        let probe: Vec<_> = host.incidents.iter().filter(|i| i.check == "portal_probe").collect();
+        assert_eq!(probe.len(), 1, "{month}: {:?}", host.incidents);
+        assert_eq!(
+            (probe[0].start_ms, probe[0].end_ms, probe[0].duration_ms),
+            (t - 30 * MIN, Some(t + 30 * MIN), HOUR)
+        );
+        assert_eq!(probe[0].in_window_ms, 30 * MIN, "{month}");
+        counted += host.incidents_by_severity["critical"].duration_ms;
+        let csv = b24watch_collector::report::csv(&report);
+        let row = csv.lines().find(|l| l.starts_with("incident,")).expect("incident row");
+        assert!(row.contains(&format!(",{HOUR},")) && row.contains(&format!(",{},", 30 * MIN)), "{row}");
+    }
+    assert_eq!(counted, HOUR, "the months' totals add up to the incident once");
+}
+
+/// Item 3: a silent agent's incident is not clipped to the window: its start is when the
+/// silence began, even when the window starts later.
+#[test]
+fn a_silent_agent_incident_keeps_its_true_start_whatever_the_window() {
+    let mut store = TestStore::new();
+    let t = november();
+    let collector_started = t - 2 * HOUR;
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t - HOUR + at * SEC, ..Batch::default() });
+    }
+    // Silent for an hour, then back.
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t + at * SEC, ..Batch::default() });
+    }
+    let now = t + 10 * MIN;
+    let running = store.uptime(sla_config(), true, collector_started);
+    running.heartbeat(now).expect("heartbeat");
+    let silence_start = t - HOUR + 60 * SEC + SPAN;
+    let whole = running.incidents(HOST, t - 2 * HOUR, now, now).expect("incidents");
+    let agent: Vec<_> = whole.iter().filter(|i| i.check == "agent").collect();
+    assert_eq!(agent.len(), 1, "{whole:?}");
+    assert_eq!((agent[0].start_ms, agent[0].end_ms), (silence_start, Some(t)));
+    let window = running.incidents(HOST, t - 30 * MIN, t - 20 * MIN, now).expect("incidents");
+    let agent: Vec<_> = window.iter().filter(|i| i.check == "agent").collect();
+    assert_eq!(agent.len(), 1, "{window:?}");
+    assert_eq!((agent[0].start_ms, agent[0].end_ms), (silence_start, Some(t)), "clipped to the window");
+}
+
+/// Item 2: a report made while the collector is stopped charges nothing for the time since the
+/// collector's last heartbeat and opens no silent-agent incident.
+#[test]
+fn a_report_while_the_collector_is_stopped_charges_nothing_after_its_last_heartbeat() {
+    let mut store = TestStore::new();
+    let t = november();
+    let run = store.uptime(sla_config(), true, t);
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t + at * SEC, ..Batch::default() });
+    }
+    run.heartbeat(t + 62 * SEC).expect("heartbeat");
+    drop(run);
+    // An hour later the collector is still stopped; an operator runs `report`.
+    let now = t + HOUR;
+    let report = store.uptime(sla_config(), false, now);
+    let agent = report
+        .host_uptime(HOST, t - HOUR, now, now, false)
+        .expect("uptime")
+        .into_iter()
+        .find(|s| s.signal == "agent")
+        .expect("agent signal");
+    assert_eq!(agent.summary.down_ms, 0, "{agent:?}");
+    let incidents = report.incidents(HOST, t - HOUR, now, now).expect("incidents");
+    assert!(incidents.iter().all(|i| i.check != "agent"), "{incidents:?}");
+}
+
+/// Serves the HTTP API of `store` on a free port; the runtime keeps it alive.
+fn serve(store: &TestStore, now: i64) -> (std::net::SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let uptime = Arc::new(store.uptime(sla_config(), true, now - 4 * HOUR));
+    uptime.heartbeat(now).expect("heartbeat");
+    let state = b24watch_collector::http::AppState {
+        live: Arc::default(),
+        metrics: Arc::default(),
+        reader: Arc::clone(&store.reader),
+        store: store.store.clone().expect("store open"),
+        agent_timeout: std::time::Duration::from_millis(SPAN as u64),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        uptime,
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move { axum::serve(listener, b24watch_collector::http::router(state)).await });
+    (addr, rt)
+}
+
+/// One HTTP/1.1 request: (status, body).
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("response");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// Item 4: an acknowledgement names an incident the API listed; a start time that is no
+/// incident's start is refused with 404 and acknowledges nothing.
+#[test]
+fn an_acknowledgement_must_name_a_listed_incident() {
+    let mut store = TestStore::new();
+    let now = b24watch_collector::now_ms();
+    let t = now - 3 * HOUR;
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t + at * SEC, ..Batch::default() });
+    }
+    let (addr, _server) = serve(&store, now);
+    let silence_start = t + 60 * SEC + SPAN;
+    let bogus = format!(
+        "{{\"host\":\"{HOST}\",\"check\":\"agent\",\"target\":\"\",\"start_ms\":{},\"by\":\"duty\"}}",
+        silence_start + 10 * MIN
+    );
+    let (status, body) = http(addr, "POST", "/api/v1/incidents/ack", &bogus);
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(addr, "GET", &format!("/api/v1/incidents?host={HOST}&from={t}"), "");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let incident = listed["incidents"].as_array().expect("incidents")[0].clone();
+    assert_eq!(incident["start_ms"], silence_start, "{listed}");
+    assert!(incident["ack_ms"].is_null(), "nothing acknowledged by the refused request: {listed}");
+    let (status, body) =
+        http(addr, "POST", "/api/v1/incidents/ack", &format!("{{\"id\":{},\"by\":\"duty\"}}", incident["id"]));
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = http(addr, "GET", &format!("/api/v1/incidents?host={HOST}&from={t}"), "");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(listed["incidents"][0]["ack_by"], "duty", "{listed}");
+    let (status, body) = http(addr, "POST", "/api/v1/incidents/ack", "{\"id\":\"no-such-incident\",\"by\":\"duty\"}");
+    assert_eq!(status, 404, "{body}");
+}
+
+/// Samples on a coarse grid (so that several fall on the same instant) with random states.
+fn arb_samples() -> impl Strategy<Value = Vec<(i64, bool)>> {
+    proptest::collection::vec((0i64..120, any::<bool>()), 1..25)
+        .prop_map(|v| v.into_iter().map(|(at, up)| (at * 3 * SEC, up)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Item 1: the evidence is a function of the set of samples, whatever the delivery order and
+    /// batching.
+    #[test]
+    fn evidence_does_not_depend_on_delivery_order_or_batching(
+        samples in arb_samples(),
+        order in any::<u64>(),
+        cuts in proptest::collection::vec(any::<bool>(), 25),
+    ) {
+        let t = november();
+        let deliver = |samples: &[(i64, bool)], cuts: &[bool]| {
+            let mut store = TestStore::new();
+            let mut batch: Vec<(i64, bool)> = Vec::new();
+            for (idx, (at, up)) in samples.iter().enumerate() {
+                batch.push((t + at, *up));
+                if cuts.get(idx).copied().unwrap_or(true) || idx + 1 == samples.len() {
+                    let created = batch.iter().map(|p| p.0).max().unwrap_or(t);
+                    store.ingest(Batch { created, probe: std::mem::take(&mut batch), ..Batch::default() });
+                }
+            }
+            store.evidence("portal")
+        };
+        let mut sorted = samples.clone();
+        sorted.sort_unstable();
+        let in_order = deliver(&sorted, &[]);
+        let mut shuffled = samples.clone();
+        let mut state = order | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let any_order = deliver(&shuffled, &cuts);
+        prop_assert_eq!(&in_order, &any_order);
+        let points: Vec<(i64, bool)> = samples.iter().map(|(at, up)| (t + at, *up)).collect();
+        prop_assert_eq!(in_order, b24watch_collector::sla::point_evidence(&points, SPAN));
+    }
+}
