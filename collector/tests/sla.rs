@@ -404,3 +404,168 @@ proptest! {
         prop_assert_eq!(in_order, b24watch_collector::sla::point_evidence(&points, SPAN));
     }
 }
+
+/// A random timeline: agent ticks (10 s apart, with silences), probe samples and check results
+/// (each at its own instant), collector runs (stopped cleanly or crashed), a maintenance window
+/// and maybe service hours. Times relative to the November boundary.
+#[derive(Debug, Clone)]
+struct Timeline {
+    ticks: Vec<i64>,
+    probes: Vec<(i64, bool)>,
+    checks: Vec<(i64, i32)>,
+    /// `(start, last heartbeat, clean stop)`; the last run is alive at `now`.
+    runs: Vec<(i64, i64, Option<i64>)>,
+    maintenance: Option<(i64, i64)>,
+    service_hours: bool,
+}
+
+const NOW: i64 = 2 * HOUR;
+
+fn arb_timeline() -> impl Strategy<Value = Timeline> {
+    let ticks = proptest::collection::vec((any::<bool>(), 0i64..4), 20..60).prop_map(|steps| {
+        // Steps of 10 s, or a silence of up to ~20 min.
+        let mut t = -90 * MIN;
+        let mut out = Vec::new();
+        for (silent, len) in steps {
+            t += if silent { (len * 6 + 1) * MIN } else { 10 * SEC };
+            if t < NOW {
+                out.push(t);
+            }
+        }
+        out
+    });
+    let probes = proptest::collection::vec((0i64..1000, any::<bool>()), 0..40)
+        .prop_map(|v| v.into_iter().map(|(at, up)| (-90 * MIN + at * 10 * SEC, up)).collect::<Vec<_>>());
+    let checks = proptest::collection::btree_map(0i64..1000, prop_oneof![Just(OK), Just(FAILED), Just(ERROR)], 0..20)
+        .prop_map(|m| m.into_iter().map(|(at, status)| (-90 * MIN + at * 10 * SEC + 5 * SEC, status)).collect());
+    let runs = (0i64..150, 1i64..40, any::<bool>()).prop_map(|(stop, down, clean)| {
+        let stop = -100 * MIN + stop * MIN;
+        let alive = stop - if clean { 0 } else { 7 * SEC };
+        let restart = (stop + down * MIN).min(NOW - MIN);
+        vec![(-110 * MIN, alive, clean.then_some(stop)), (restart.max(stop + SEC), NOW, None)]
+    });
+    let maintenance = proptest::option::of((0i64..180, 1i64..40))
+        .prop_map(|m| m.map(|(a, len)| (-90 * MIN + a * MIN, -90 * MIN + (a + len) * MIN)));
+    (ticks, probes, checks, runs, maintenance, any::<bool>()).prop_map(
+        |(ticks, probes, checks, runs, maintenance, service_hours)| Timeline {
+            ticks,
+            probes,
+            checks,
+            runs,
+            maintenance,
+            service_hours,
+        },
+    )
+}
+
+/// One month's report: availability, totals, and (severity, count, duration) of incidents.
+type MonthFigures = (Option<f64>, b24watch_collector::sla::Summary, Vec<(String, usize, i64)>);
+
+/// Everything a client is shown, from one store.
+#[derive(Debug, PartialEq)]
+struct Figures {
+    signals: Vec<(String, String, b24watch_collector::sla::Summary)>,
+    incidents: Vec<(String, String, i64, Option<i64>, i64, i64)>,
+    months: Vec<MonthFigures>,
+}
+
+/// Delivers the timeline in one order and batching, then computes every figure.
+fn figures(timeline: &Timeline, seed: u64, cfg: &SlaConfig) -> (Figures, Vec<i64>) {
+    let t = november();
+    let mut store = TestStore::new();
+    for (start, alive, stopped) in &timeline.runs {
+        let run = store.uptime(cfg.clone(), true, t + start);
+        run.heartbeat(t + alive).expect("heartbeat");
+        if let Some(stopped) = stopped {
+            run.stopped(t + stopped).expect("stopped");
+        }
+    }
+    if let Some((a, b)) = timeline.maintenance {
+        store.uptime(cfg.clone(), false, t).add_maintenance(HOST, t + a, t + b, "planned", t).expect("maintenance");
+    }
+    // Each sample and result rides on a tick chosen by the seed; ticks arrive in an order chosen
+    // by the seed too (seed 0: in time order, each on the nearest tick).
+    let mut rng = seed | 1;
+    let mut next = |below: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % below.max(1) as u64) as usize
+    };
+    let mut batches: Vec<Batch> =
+        timeline.ticks.iter().map(|tick| Batch { created: t + tick, ..Batch::default() }).collect();
+    if batches.is_empty() {
+        batches.push(Batch { created: t, ..Batch::default() });
+    }
+    let n = batches.len();
+    for (idx, (at, up)) in timeline.probes.iter().enumerate() {
+        let slot = if seed == 0 { idx % n } else { next(n) };
+        batches[slot].probe.push((t + at, *up));
+    }
+    for (idx, (at, status)) in timeline.checks.iter().enumerate() {
+        let slot = if seed == 0 { idx % n } else { next(n) };
+        batches[slot].checks.push(check(t + at, *status));
+    }
+    if seed != 0 {
+        for i in (1..n).rev() {
+            let j = next(i + 1);
+            batches.swap(i, j);
+        }
+    }
+    for batch in batches {
+        store.ingest(batch);
+    }
+    let now = t + NOW;
+    let uptime = store.uptime(cfg.clone(), false, now);
+    let (oct, _) = uptime.month_bounds("2026-10").expect("october");
+    let signals = uptime
+        .host_uptime(HOST, oct, now, now, false)
+        .expect("uptime")
+        .into_iter()
+        .map(|s| (s.signal, s.target, s.summary))
+        .collect();
+    let incidents: Vec<(String, String, i64, Option<i64>, i64, i64)> = uptime
+        .incidents(HOST, oct, now, now)
+        .expect("incidents")
+        .into_iter()
+        .map(|i| (i.id, i.check, i.start_ms, i.end_ms, i.duration_ms, i.in_window_ms))
+        .collect();
+    let mut months = Vec::new();
+    let mut in_months = Vec::new();
+    for month in ["2026-10", "2026-11"] {
+        let report = b24watch_collector::report::build(&uptime, month, Some(HOST), now).expect("report");
+        let host = &report.hosts[0];
+        let by_severity =
+            host.incidents_by_severity.iter().map(|(s, v)| ((*s).to_owned(), v.count, v.duration_ms)).collect();
+        months.push((host.availability, host.totals, by_severity));
+        in_months.push(host.incidents.iter().map(|i| i.in_window_ms).sum::<i64>());
+    }
+    (Figures { signals, incidents, months }, in_months)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Acceptance 2: availability, incident lists and report totals are the same whatever the
+    /// delivery order and batching, and splitting the period into months adds up to the whole.
+    #[test]
+    fn figures_do_not_depend_on_delivery_order_and_months_add_up(timeline in arb_timeline(), seed in 1u64..u64::MAX) {
+        let mut cfg = sla_config();
+        cfg.rules.silence_grace = 5 * MIN;
+        if timeline.service_hours {
+            cfg.calendar = Some(b24watch_collector::sla::Calendar::parse("Mon-Sun 00:20-23:40", "UTC").expect("hours"));
+        }
+        let (in_order, in_order_months) = figures(&timeline, 0, &cfg);
+        let (shuffled, _) = figures(&timeline, seed, &cfg);
+        prop_assert_eq!(&in_order, &shuffled);
+        // Months add up: the judged signal's totals over October and November equal the whole.
+        let judged = if in_order.signals.iter().any(|s| s.0 == "portal") { "portal" } else { "agent" };
+        let whole = in_order.signals.iter().find(|s| s.0 == judged).map(|s| s.2).unwrap_or_default();
+        let mut parts = in_order.months[0].1;
+        parts.add(&in_order.months[1].1);
+        prop_assert_eq!(whole, parts);
+        // Every incident counted once: its parts inside the months add up to its part in the whole.
+        let whole_in: i64 = in_order.incidents.iter().map(|i| i.5).sum();
+        prop_assert_eq!(whole_in, in_order_months.iter().sum::<i64>());
+    }
+}

@@ -125,8 +125,9 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: the file an error group's example was read from (a log may cover several files).
     "ALTER TABLE log_group ADD COLUMN file TEXT NOT NULL DEFAULT '';",
-    // 5: the samples behind the two-state evidence (portal, mysql), so that intervals are
-    // recomputed from the set of samples whatever their arrival order; a clean shutdown's time.
+    // 5: the samples behind the two-state evidence (portal, mysql) and every check result, so
+    // that evidence intervals and check transitions are recomputed from the set of samples
+    // whatever their arrival order; a clean shutdown's time.
     "CREATE TABLE evidence_point(
         agent_id TEXT NOT NULL,
         signal TEXT NOT NULL,
@@ -135,7 +136,18 @@ const MIGRATIONS: &[&str] = &[
         up INTEGER NOT NULL,
         PRIMARY KEY(agent_id, signal, target, at_ms)
     ) WITHOUT ROWID;
-    ALTER TABLE collector_run ADD COLUMN stopped_ms INTEGER;",
+    ALTER TABLE collector_run ADD COLUMN stopped_ms INTEGER;
+    CREATE TABLE check_point(
+        agent_id TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY(agent_id, check_name, target, at_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// Schema version this build writes.

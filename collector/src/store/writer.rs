@@ -232,9 +232,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Keeps the latest result per (agent, check, target) in `check_state` and appends to
-/// `check_result` when the outcome changes. A result older than the stored one (spool backfill)
-/// goes to the history only, leaving the latest state alone.
+/// Keeps the latest result per (agent, check, target) in `check_state` (a result older than the
+/// stored one, e.g. from a spool backfill, leaves it alone) and records the result in the
+/// history ([`record_result`]).
 fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<()> {
     use rusqlite::OptionalExtension as _;
     let current: Option<(i32, String, i64, i64)> = tx
@@ -244,29 +244,14 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
         )?
         .query_row(params![agent_id, check.check, check.target], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let (changed, since, newest) = match &current {
-        None => (true, check.at_ms, true),
+    let (since, newest) = match &current {
+        None => (check.at_ms, true),
         Some((status, reason, since, at)) => {
             let changed = *status != check.status || *reason != check.reason;
-            (changed, if changed { check.at_ms } else { *since }, check.at_ms >= *at)
+            (if changed { check.at_ms } else { *since }, check.at_ms >= *at)
         }
     };
-    if changed || !newest {
-        tx.prepare_cached(
-            "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            agent_id,
-            check.check,
-            check.target,
-            check.status,
-            check.severity,
-            check.reason,
-            check.message,
-            check.at_ms
-        ])?;
-    }
+    record_result(tx, agent_id, check)?;
     if newest {
         tx.prepare_cached(
             "INSERT INTO check_state(agent_id, check_name, target, status, severity, reason, message, since_ms, at_ms)
@@ -285,6 +270,102 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
             check.message,
             since,
             check.at_ms
+        ])?;
+    }
+    Ok(())
+}
+
+/// What makes two results of one check the same for the history.
+type Outcome3 = (i32, i32, String);
+
+/// Records a check result in `check_point` (every result, by its time) and keeps `check_result`
+/// equal to the *transitions* of that set: the results whose status, severity or reason differ
+/// from the result just before them in time. A pure function of the set of results, so the
+/// incidents built from it do not depend on arrival order: a new result can only change whether
+/// it and its successor are transitions. Two results at one instant count as one: the failed,
+/// then the more severe, one.
+fn record_result(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<()> {
+    let rank = |status: i32, severity: i32, reason: &str| (status == 2, status == 3, severity, reason.to_owned());
+    let key = params![agent_id, check.check, check.target, check.at_ms];
+    let existing: Option<(i32, i32, String)> = tx
+        .prepare_cached(
+            "SELECT status, severity, reason FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms = ?4",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((status, severity, reason)) = &existing
+        && rank(*status, *severity, reason) >= rank(check.status, check.severity, &check.reason)
+    {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO check_point(agent_id, check_name, target, at_ms, status, severity, reason, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(agent_id, check_name, target, at_ms) DO UPDATE SET status = excluded.status,
+           severity = excluded.severity, reason = excluded.reason, message = excluded.message",
+    )?
+    .execute(params![
+        agent_id,
+        check.check,
+        check.target,
+        check.at_ms,
+        check.status,
+        check.severity,
+        check.reason,
+        check.message
+    ])?;
+    let pred: Option<Outcome3> = tx
+        .prepare_cached(
+            "SELECT status, severity, reason FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 ORDER BY at_ms DESC LIMIT 1",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let succ: Option<(i64, Outcome3, String)> = tx
+        .prepare_cached(
+            "SELECT at_ms, status, severity, reason, message FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms > ?4 ORDER BY at_ms LIMIT 1",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?)))
+        .optional()?;
+    let this: Outcome3 = (check.status, check.severity, check.reason.clone());
+    let is_transition = pred.as_ref() != Some(&this);
+    set_transition(tx, agent_id, check, check.at_ms, &this, &check.message, is_transition)?;
+    if let Some((at, outcome, message)) = succ {
+        set_transition(tx, agent_id, check, at, &outcome, &message, outcome != this)?;
+    }
+    Ok(())
+}
+
+/// Makes the result at `at` a row of `check_result`, or not.
+fn set_transition(
+    tx: &rusqlite::Transaction<'_>,
+    agent_id: &str,
+    check: &super::CheckIn,
+    at: i64,
+    outcome: &Outcome3,
+    message: &str,
+    is_transition: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM check_result WHERE agent_id = ?1 AND at_ms = ?4 AND check_name = ?2 AND target = ?3",
+    )?
+    .execute(params![agent_id, check.check, check.target, at])?;
+    if is_transition {
+        tx.prepare_cached(
+            "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            agent_id,
+            check.check,
+            check.target,
+            outcome.0,
+            outcome.1,
+            outcome.2,
+            message,
+            at
         ])?;
     }
     Ok(())
