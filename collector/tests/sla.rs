@@ -569,3 +569,160 @@ proptest! {
         prop_assert_eq!(whole_in, in_order_months.iter().sum::<i64>());
     }
 }
+
+/// The agent signal of `HOST` over `[from, now)`.
+fn agent_summary(uptime: &Uptime, from: i64, now: i64) -> b24watch_collector::sla::Summary {
+    uptime
+        .host_uptime(HOST, from, now, now, false)
+        .expect("uptime")
+        .into_iter()
+        .find(|s| s.signal == "agent")
+        .expect("agent signal")
+        .summary
+}
+
+/// Semantics: a gap record ("dropped batches from A to B") proves the agent ran from A to B.
+#[test]
+fn a_gap_record_proves_the_agent_ran() {
+    let mut store = TestStore::new();
+    let t = november();
+    let run = store.uptime(sla_config(), true, t - HOUR);
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t + at * SEC, ..Batch::default() });
+    }
+    let gap = GapIn {
+        reason: "spool_full".into(),
+        from_ms: t + 70 * SEC,
+        to_ms: t + 39 * MIN + 50 * SEC,
+        dropped_batches: 230,
+        dropped_points: 2300,
+    };
+    store.ingest(Batch { created: t + 40 * MIN, gaps: vec![gap], ..Batch::default() });
+    let now = t + 40 * MIN + 5 * SEC;
+    run.heartbeat(now).expect("heartbeat");
+    let s = agent_summary(&run, t, now);
+    assert_eq!((s.down_ms, s.unknown_ms), (0, 0), "{s:?}");
+    assert!(run.incidents(HOST, t, now, now).expect("incidents").is_empty());
+}
+
+/// Semantics: time before the collector's first run is unknown; a silence that began then is
+/// judged, and charged, from the first run on.
+#[test]
+fn time_before_the_collectors_first_run_is_unknown() {
+    let mut store = TestStore::new();
+    let t = november();
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t - 2 * HOUR + at * SEC, ..Batch::default() });
+    }
+    let run = store.uptime(sla_config(), true, t - 30 * MIN);
+    run.heartbeat(t).expect("heartbeat");
+    let s = agent_summary(&run, t - 3 * HOUR, t);
+    assert_eq!(s.down_ms, 30 * MIN, "{s:?}");
+    let incidents = run.incidents(HOST, t - 3 * HOUR, t, t).expect("incidents");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].start_ms, incidents[0].end_ms), (t - 30 * MIN, None));
+}
+
+/// Semantics: a clean stop is recorded: collector downtime starts there, not at the last
+/// heartbeat; after a crash it starts at the last heartbeat.
+#[test]
+fn a_clean_stop_is_where_collector_downtime_starts() {
+    let store = TestStore::new();
+    let t = november();
+    let first = store.uptime(sla_config(), true, t - HOUR);
+    first.heartbeat(t - 20 * MIN).expect("heartbeat");
+    first.stopped(t - 20 * MIN + 7 * SEC).expect("stopped");
+    let second = store.uptime(sla_config(), true, t - 10 * MIN);
+    second.heartbeat(t - 5 * MIN).expect("heartbeat");
+    // The second run crashed: no beat for 5 minutes.
+    let down = store.reader.collector_down(t, b24watch_collector::uptime::RUN_STALE_MS).expect("runs");
+    assert_eq!(down, vec![(i64::MIN, t - HOUR), (t - 20 * MIN + 7 * SEC, t - 10 * MIN), (t - 5 * MIN, i64::MAX)]);
+}
+
+/// Semantics: collector downtime does not push an agent's silence past the grace: only time
+/// the collector was running counts towards it.
+#[test]
+fn collector_downtime_does_not_lengthen_a_silence() {
+    let mut store = TestStore::new();
+    let t = november();
+    let first = store.uptime(sla_config(), true, t - HOUR);
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t - 11 * MIN + at * SEC, ..Batch::default() });
+    }
+    first.stopped(t - 9 * MIN).expect("stopped");
+    let second = store.uptime(sla_config(), true, t + 5 * MIN);
+    // The agent does not spool: it is heard again a minute after the restart, 16 minutes after
+    // its last batch, 2 of them while the collector ran.
+    for at in (0..=60).step_by(10) {
+        store.ingest(Batch { created: t + 6 * MIN + at * SEC, ..Batch::default() });
+    }
+    let now = t + 8 * MIN;
+    second.heartbeat(now).expect("heartbeat");
+    let s = agent_summary(&second, t - HOUR, now);
+    assert_eq!(s.down_ms, 0, "{s:?}");
+    assert!(second.incidents(HOST, t - HOUR, now, now).expect("incidents").is_empty());
+}
+
+/// Semantics: a dead agent is the agent's outage: the portal it could not probe is unknown, not
+/// down, and the agent's downtime is explained by its listed incident.
+#[test]
+fn a_dead_agent_is_the_agents_outage_not_the_portals() {
+    let mut store = TestStore::new();
+    let t = november();
+    let run = store.uptime(sla_config(), true, t - HOUR);
+    for at in (0..=60).step_by(10) {
+        let at = t + at * SEC;
+        store.ingest(Batch { created: at, probe: vec![(at, true)], ..Batch::default() });
+    }
+    let now = t + HOUR;
+    run.heartbeat(now).expect("heartbeat");
+    let signals = run.host_uptime(HOST, t, now, now, false).expect("uptime");
+    let portal = signals.iter().find(|s| s.signal == "portal").expect("portal");
+    assert_eq!(portal.summary.down_ms, 0, "{portal:?}");
+    let agent = signals.iter().find(|s| s.signal == "agent").expect("agent");
+    assert!(agent.summary.down_ms > 50 * MIN, "{agent:?}");
+    let incidents = run.incidents(HOST, t, now, now).expect("incidents");
+    let explained: i64 = incidents.iter().filter(|i| i.check == "agent").map(|i| i.in_window_ms).sum();
+    assert_eq!(explained, agent.summary.down_ms, "{incidents:?}");
+}
+
+/// Semantics: a host revoked later stays in the reports of the months it was monitored in.
+#[test]
+fn a_revoked_host_stays_in_past_reports() {
+    let mut store = TestStore::new();
+    let t = november();
+    let run = store.uptime(sla_config(), true, t - 40 * 24 * HOUR);
+    store.ingest(Batch { created: t - 24 * HOUR, ..Batch::default() });
+    let conn = store::open_connection(store.dir.path()).expect("connection");
+    store::revoke(&conn, HOST, t + 14 * 24 * HOUR).expect("revoke");
+    let now = t + 40 * 24 * HOUR;
+    run.heartbeat(now).expect("heartbeat");
+    let october = b24watch_collector::report::build(&run, "2026-10", None, now).expect("october");
+    assert_eq!(october.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), [HOST]);
+    assert_eq!(october.hosts[0].enrolled_ms, 0);
+    let november = b24watch_collector::report::build(&run, "2026-11", Some(HOST), now).expect("november");
+    assert_eq!(november.hosts[0].revoked_ms, Some(t + 14 * 24 * HOUR));
+    let december = b24watch_collector::report::build(&run, "2026-12", None, now).expect("december");
+    assert!(december.hosts.is_empty(), "revoked before December");
+}
+
+/// Semantics: displayed figures never contradict the decision, durations keep their seconds,
+/// and HTML times are in the configured time zone.
+#[test]
+fn display_rounds_down_keeps_seconds_and_uses_the_time_zone() {
+    use b24watch_collector::report::{human, percent};
+    assert_eq!(percent(Some(0.994_999_6)), "99.499 %");
+    assert_eq!(percent(Some(0.995)), "99.500 %");
+    assert_eq!(percent(Some(1.0)), "100.000 %");
+    assert_eq!(human(HOUR + 2 * MIN + 3 * SEC), "1h 2m 3s");
+    assert_eq!(human(2 * 24 * HOUR + 5 * SEC), "2d 0h 0m 5s");
+    let mut store = TestStore::new();
+    let t = november();
+    store.ingest(Batch { created: t, ..Batch::default() });
+    let mut cfg = sla_config();
+    cfg.timezone = jiff::tz::TimeZone::get("Europe/Moscow").expect("tz");
+    let uptime = store.uptime(cfg, false, t + HOUR);
+    let report = b24watch_collector::report::build(&uptime, "2026-11", None, t + HOUR).expect("report");
+    let html = b24watch_collector::report::html(&report);
+    assert!(html.contains("2026-11-01 00:00:00 +03:00"), "the month starts at Moscow midnight: {html}");
+}
