@@ -62,10 +62,15 @@ max_future_secs = 600
 target = 0.995
 # Per-host targets, e.g. targets = { "bx-01" = 0.999 }.
 targets = {}
-# Time without data (agent silent, nothing backfilled) up to this many seconds is "unknown" and
-# excluded; longer silence counts as `silence_counts_as`. The agent's spool backfills outages up to
-# its bound, and backfilled time is computed from the real samples. Time the collector itself was
-# not running is always unknown, never down.
+# Per-host probe URL the contract judges (the report's availability), e.g.
+# contract_targets = { "bx-01" = "https://portal.example.ru/" }; unset: the host's first probe URL
+# in alphabetical order, or the agent signal when the host has no probe.
+contract_targets = {}
+# An agent silent (nothing received, nothing backfilled) up to this many seconds of collector
+# running time is "unknown" and excluded; a longer silence counts as `silence_counts_as` and is an
+# `agent` incident. Time the collector itself was not running is always unknown, never down, and
+# does not count towards the grace. What a silent agent could not observe (its probes, MySQL) is
+# unknown: the agent's outage, not the portal's.
 silence_grace_secs = 900
 # "down" (a host gone silent for good is an outage) or "unknown" (excluded from availability).
 silence_counts_as = "down"
@@ -101,6 +106,8 @@ pub struct RawSla {
     pub target: f64,
     /// Per-host targets.
     pub targets: std::collections::BTreeMap<String, f64>,
+    /// Per-host probe URL the contract judges.
+    pub contract_targets: std::collections::BTreeMap<String, String>,
     /// Silence grace.
     pub silence_grace_secs: u64,
     /// "down" or "unknown".
@@ -118,6 +125,7 @@ impl Default for RawSla {
         RawSla {
             target: 0.995,
             targets: std::collections::BTreeMap::new(),
+            contract_targets: std::collections::BTreeMap::new(),
             silence_grace_secs: 900,
             silence_counts_as: "down".into(),
             service_hours: String::new(),
@@ -150,6 +158,8 @@ pub struct SlaConfig {
     pub target: f64,
     /// Per-host targets.
     pub targets: std::collections::BTreeMap<String, f64>,
+    /// Per-host probe URL the contract judges (else the first alphabetically).
+    pub contract_targets: std::collections::BTreeMap<String, String>,
     /// Silence rule.
     pub rules: crate::sla::Rules,
     /// Service hours; `None`: all the time.
@@ -182,6 +192,11 @@ fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> S
     for (host, target) in &raw.targets {
         if !ratio_ok(*target) {
             bad(format!("sla.targets.{host}"), format!("{target}: expected a ratio from 0 to 1"));
+        }
+    }
+    for (host, url) in &raw.contract_targets {
+        if url.trim().is_empty() {
+            bad(format!("sla.contract_targets.{host}"), "expected the probe URL the contract judges".into());
         }
     }
     let silence_counts_as = match raw.silence_counts_as.as_str() {
@@ -221,6 +236,7 @@ fn validate_sla(raw: &RawSla, origin: &Path, errors: &mut Vec<ConfigError>) -> S
     SlaConfig {
         target: raw.target,
         targets: raw.targets.clone(),
+        contract_targets: raw.contract_targets.clone(),
         rules: crate::sla::Rules {
             silence_grace: i64::try_from(raw.silence_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             silence_counts_as,

@@ -117,9 +117,12 @@ pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Resul
 
 fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result<HostReport, Error> {
     let signals = uptime.host_uptime(host, from, to, now, false)?;
-    let main = signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
-    let (sla_signal, availability, totals) =
-        main.map_or(("agent".to_owned(), None, Summary::default()), |s| (s.signal.clone(), s.availability, s.summary));
+    let contract = uptime.cfg.contract_targets.get(host).map(String::as_str);
+    let (sla_signal, availability, totals) = match judged(&signals, contract) {
+        Some(s) => (s.signal.clone(), s.availability, s.summary),
+        None if contract.is_some() => ("portal".to_owned(), None, Summary::default()),
+        None => ("agent".to_owned(), None, Summary::default()),
+    };
     let target = uptime.cfg.target_of(host);
     let incidents = uptime.incidents(host, from, to, now)?;
     let mut by_severity: std::collections::BTreeMap<&'static str, SeverityTotals> = std::collections::BTreeMap::new();
@@ -151,6 +154,15 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
         critical_log_lines: uptime.reader().critical_log_lines(host, from, to)?,
         checks: uptime.reader().checks(host)?,
     })
+}
+
+/// The signal a host's SLA is judged on: the portal probe of the contract's URL when one is
+/// configured (none: no data), else the first probe URL alphabetically, else the agent.
+pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option<&'a SignalUptime> {
+    match contract {
+        Some(url) => signals.iter().find(|s| s.signal == "portal" && s.target == url),
+        None => signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent")),
+    }
 }
 
 /// CSV: one row per host and signal, then one row per incident (a `kind` column tells them apart).
@@ -396,9 +408,8 @@ pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -
         let mut availability = [None; 4];
         for (idx, from) in [now - DAY, now - 7 * DAY, now - 30 * DAY, uptime.month_start(now)].into_iter().enumerate() {
             let signals = uptime.host_uptime(&host, from, now, now, false)?;
-            let main =
-                signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
-            availability[idx] = main.and_then(|s| s.availability);
+            let contract = uptime.cfg.contract_targets.get(&host).map(String::as_str);
+            availability[idx] = judged(&signals, contract).and_then(|s| s.availability);
         }
         let open =
             uptime.incidents(&host, now - 30 * DAY, now, now)?.into_iter().filter(|i| i.end_ms.is_none()).collect();

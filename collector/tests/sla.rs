@@ -133,6 +133,7 @@ fn sla_config() -> SlaConfig {
     SlaConfig {
         target: 0.995,
         targets: Default::default(),
+        contract_targets: Default::default(),
         rules: b24watch_collector::sla::Rules::default(),
         calendar: None,
         timezone: jiff::tz::TimeZone::UTC,
@@ -725,4 +726,31 @@ fn display_rounds_down_keeps_seconds_and_uses_the_time_zone() {
     let report = b24watch_collector::report::build(&uptime, "2026-11", None, t + HOUR).expect("report");
     let html = b24watch_collector::report::html(&report);
     assert!(html.contains("2026-11-01 00:00:00 +03:00"), "the month starts at Moscow midnight: {html}");
+}
+
+/// Semantics: the contract's probe URL is configurable; without it the first URL alphabetically
+/// is judged.
+#[test]
+fn the_contracts_probe_target_is_the_judged_one() {
+    let mut store = TestStore::new();
+    let t = november();
+    let run = store.uptime(sla_config(), true, t - HOUR);
+    for at in (0..=60).step_by(10) {
+        let at = t + at * SEC;
+        store.ingest(Batch { created: at, probe: vec![(at, true)], ..Batch::default() });
+    }
+    let now = t + 70 * SEC;
+    run.heartbeat(now).expect("heartbeat");
+    let mut cfg = sla_config();
+    cfg.contract_targets.insert(HOST.into(), "https://elsewhere.example/".into());
+    let configured = store.uptime(cfg, false, now);
+    let report = b24watch_collector::report::build(&configured, "2026-11", Some(HOST), now).expect("report");
+    assert_eq!((report.hosts[0].sla_signal.as_str(), report.hosts[0].availability), ("portal", None));
+    let default = b24watch_collector::report::build(&run, "2026-11", Some(HOST), now).expect("report");
+    assert_eq!((default.hosts[0].sla_signal.as_str(), default.hosts[0].availability), ("portal", Some(1.0)));
+    let mut cfg = sla_config();
+    cfg.contract_targets.insert(HOST.into(), URL.into());
+    let named = store.uptime(cfg, false, now);
+    let report = b24watch_collector::report::build(&named, "2026-11", Some(HOST), now).expect("report");
+    assert_eq!(report.hosts[0].availability, Some(1.0));
 }
