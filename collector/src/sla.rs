@@ -630,6 +630,27 @@ mod tests {
         }
 
         #[test]
+        fn every_minute_of_silence_downtime_lies_in_one_listed_silence(
+            ev in arb_evidence(), down in arb_intervals(), maint in arb_intervals(), end in 1i64..3000, cut in 0i64..3000,
+        ) {
+            // The agent signal: only ever up.
+            let ev: Vec<Span> = ev.into_iter().map(|s| Span { state: State::Up, ..s }).collect();
+            let now = end * MIN;
+            let cut = (cut * MIN).min(now);
+            let i = inputs(&ev, &down, &maint, now);
+            for (from, to) in [(0, now), (0, cut), (cut, now)] {
+                let listed = down_silences(&i, from, to);
+                for span in timeline(&i, from, to).iter().filter(|s| s.state == State::Down) {
+                    let covered = listed.iter().any(|(a, b)| *a <= span.from && b.unwrap_or(now) >= span.to);
+                    prop_assert!(covered, "{:?} not inside {:?}", span, listed);
+                }
+                for w in listed.windows(2) {
+                    prop_assert!(w[0].1.is_some_and(|e| e <= w[1].0), "overlapping silences {:?}", listed);
+                }
+            }
+        }
+
+        #[test]
         fn only_service_hours_count(ev in arb_evidence(), hours in arb_intervals(), end in 1i64..3000) {
             let now = end * MIN;
             let t = timeline(&inputs(&ev, &[], &[], now), 0, now);
