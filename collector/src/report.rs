@@ -93,7 +93,7 @@ pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Resul
     let hosts: Vec<&crate::store::query::AgentRow> = match host {
         Some(h) => match all.iter().find(|a| a.id == h) {
             Some(a) => vec![a],
-            None => return Err(format!("unknown host {h:?}")),
+            None => return Err(format!("unknown host {h:?} (or not monitored in {month})")),
         },
         None => all.iter().collect(),
     };
