@@ -117,6 +117,8 @@ fn main() {
             }
         }
     }
+    // One collector run over the whole month, alive now (time outside any run is unknown).
+    conn.execute("INSERT INTO collector_run(started_ms, alive_ms) VALUES (?1, ?2)", [from - DAY, now]).expect("run");
     conn.execute_batch("COMMIT").expect("commit");
     let reader = std::sync::Arc::new(b24watch_collector::store::query::Reader::new(
         b24watch_collector::store::open_connection(dir.path()).expect("reader"),
@@ -130,7 +132,7 @@ fn main() {
     let uptime = b24watch_collector::uptime::Uptime::new(cfg, reader);
     let hosts = uptime.hosts().expect("hosts");
     let stored = best(&|| {
-        let shared = uptime.shared(from, to).expect("shared");
+        let shared = uptime.shared(from, to, now).expect("shared");
         hosts
             .iter()
             .map(|h| uptime.host_uptime_with(&shared, h, from, to, now, false).expect("uptime").len())

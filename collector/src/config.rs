@@ -40,6 +40,8 @@ pub struct RawSla {
     pub target: f64,
     /// Per-host targets.
     pub targets: std::collections::BTreeMap<String, f64>,
+    /// Per-host probe URL the contract judges.
+    pub contract_targets: std::collections::BTreeMap<String, String>,
     /// Silence grace.
     pub silence_grace_secs: u64,
     /// "down" or "unknown".
@@ -57,6 +59,7 @@ impl Default for RawSla {
         RawSla {
             target: 0.995,
             targets: std::collections::BTreeMap::new(),
+            contract_targets: std::collections::BTreeMap::new(),
             silence_grace_secs: 900,
             silence_counts_as: "down".into(),
             service_hours: String::new(),
@@ -89,6 +92,8 @@ pub struct SlaConfig {
     pub target: f64,
     /// Per-host targets.
     pub targets: std::collections::BTreeMap<String, f64>,
+    /// Per-host probe URL the contract judges (else the first alphabetically).
+    pub contract_targets: std::collections::BTreeMap<String, String>,
     /// Silence rule.
     pub rules: crate::sla::Rules,
     /// Service hours; `None`: all the time.
@@ -119,6 +124,11 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
     for (host, target) in &raw.targets {
         if !ratio_ok(*target) {
             problems.bad(format!("sla.targets.{host}"), format!("{target}: expected a ratio from 0 to 1"));
+        }
+    }
+    for (host, url) in &raw.contract_targets {
+        if url.trim().is_empty() {
+            problems.bad(format!("sla.contract_targets.{host}"), "expected the probe URL the contract judges");
         }
     }
     let silence_counts_as = match raw.silence_counts_as.as_str() {
@@ -158,6 +168,7 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
     SlaConfig {
         target: raw.target,
         targets: raw.targets.clone(),
+        contract_targets: raw.contract_targets.clone(),
         rules: crate::sla::Rules {
             silence_grace: i64::try_from(raw.silence_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             silence_counts_as,

@@ -228,14 +228,16 @@ async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) 
     .await
 }
 
-/// Body of `POST /api/v1/incidents/ack`.
+/// Body of `POST /api/v1/incidents/ack`: `{"id", "by"}` with an id from the incidents API, or
+/// (older clients) `{"host", "check", "target", "start_ms", "by"}` naming an incident's true start.
 #[derive(Debug, Deserialize)]
 struct AckBody {
-    host: String,
-    check: String,
+    id: Option<String>,
+    host: Option<String>,
+    check: Option<String>,
     #[serde(default)]
     target: String,
-    start_ms: i64,
+    start_ms: Option<i64>,
     #[serde(default)]
     by: String,
 }
@@ -244,38 +246,43 @@ async fn acknowledge(
     State(state): State<AppState>,
     body: Result<axum::Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let axum::Json(body) = match body {
-        Ok(b) => b,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected JSON {{host, check, target, start_ms, by}}: {err}"),
-            );
-        }
+    use crate::uptime::IncidentRef;
+    let named = match body {
+        Ok(axum::Json(AckBody { id: Some(id), by, .. })) => (IncidentRef::Id(id), by),
+        Ok(axum::Json(AckBody {
+            host: Some(host), check: Some(check), target, start_ms: Some(start_ms), by, ..
+        })) => (IncidentRef::Key { host, check, target, start_ms }, by),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "expected JSON {\"id\", \"by\"}".into()),
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("expected JSON {{\"id\", \"by\"}}: {err}")),
     };
-    let checked = bounded("by", &body.by, MAX_BY_BYTES)
-        .and_then(|()| bounded("host", &body.host, MAX_NAME_BYTES))
-        .and_then(|()| bounded("check", &body.check, MAX_NAME_BYTES))
-        .and_then(|()| bounded("target", &body.target, MAX_NAME_BYTES))
-        .and_then(|()| time_param("start_ms", body.start_ms))
-        .and_then(|_| hosts_of(&state, Some(&body.host)));
+    let (named, by) = named;
+    let checked = match &named {
+        IncidentRef::Id(id) => bounded("id", id, MAX_NAME_BYTES),
+        IncidentRef::Key { host, check, target, start_ms } => bounded("host", host, MAX_NAME_BYTES)
+            .and_then(|()| bounded("check", check, MAX_NAME_BYTES))
+            .and_then(|()| bounded("target", target, MAX_NAME_BYTES))
+            .and_then(|()| time_param("start_ms", *start_ms).map(drop))
+            .and_then(|()| hosts_of(&state, Some(host)).map(drop)),
+    }
+    .and_then(|()| bounded("by", &by, MAX_BY_BYTES));
     if let Err((code, message)) = checked {
         return error(code, message);
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
     let now = now_ms();
-    blocking_json(move || {
-        let known = uptime
-            .incidents(&body.host, body.start_ms, body.start_ms + 1, now)?
-            .into_iter()
-            .any(|i| i.check == body.check && i.target == body.target && i.start_ms == body.start_ms);
-        if !known {
-            return Ok(serde_json::json!({ "acknowledged": false, "error": "no such incident (host, check, target, start_ms)" }));
-        }
-        admin.acknowledge(&body.host, &body.check, &body.target, body.start_ms, &body.by, now)?;
-        Ok(serde_json::json!({ "acknowledged": true, "ack_ms": now }))
+    let found = blocking(move || {
+        let Some(incident) = uptime.find_incident(&named, now)? else { return Ok(None) };
+        admin.acknowledge(&incident.host, &incident.check, &incident.target, incident.start_ms, &by, now)?;
+        Ok(Some(incident.id))
     })
-    .await
+    .await;
+    match found {
+        Ok(Some(id)) => {
+            axum::Json(serde_json::json!({ "acknowledged": true, "id": id, "ack_ms": now })).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such incident: use an id from GET /api/v1/incidents".into()),
+        Err(response) => response,
+    }
 }
 
 /// Body of `POST /api/v1/maintenance`: times as unix ms or RFC 3339.
@@ -434,7 +441,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
-    state.metrics.render(&mut out, size(db), size(&wal), state.store.check_transitions_dropped(), is_ready(&state));
+    state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
     state.uptime.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

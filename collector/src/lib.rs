@@ -258,6 +258,13 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     if tokio::time::timeout(Duration::from_secs(5), joined).await.is_err() {
         warn!("store writer still busy after shutdown; exiting without waiting");
     }
+    // The SLA counts the time from here to the next start as collector downtime (unknown).
+    let stopped = tokio::task::spawn_blocking(move || admin.stop_run(run, now_ms()));
+    match tokio::time::timeout(Duration::from_secs(5), stopped).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => warn!(error = %err, "recording the clean stop"),
+        _ => warn!("recording the clean stop timed out"),
+    }
     info!("collector stopped");
     Ok(())
 }

@@ -211,8 +211,8 @@ impl Metrics {
     }
 
     /// Appends the exposition to `out`. `db_bytes` and `wal_bytes` are the current file sizes;
-    /// `transitions_dropped` counts check transitions the store refused (per-agent rate cap).
-    pub fn render(&self, out: &mut String, db_bytes: u64, wal_bytes: u64, transitions_dropped: u64, ready: bool) {
+    /// `results_dropped` counts check transitions the store refused (per-agent rate cap).
+    pub fn render(&self, out: &mut String, db_bytes: u64, wal_bytes: u64, results_dropped: u64, ready: bool) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         header(out, "b24watch_collector_http_connections_active", "gauge", "Open HTTP connections.");
         let _ = writeln!(
@@ -230,11 +230,11 @@ impl Metrics {
             writeln!(out, "b24watch_collector_http_connections_refused_total {}", load(&self.http_connections_refused));
         header(
             out,
-            "b24watch_collector_check_transitions_dropped_total",
+            "b24watch_collector_check_results_dropped_total",
             "counter",
-            "Check transitions not stored because their agent passed the per-minute cap (the latest state is kept).",
+            "Check results left out of the history because their agent passed the per-minute cap (the latest state is kept).",
         );
-        let _ = writeln!(out, "b24watch_collector_check_transitions_dropped_total {transitions_dropped}");
+        let _ = writeln!(out, "b24watch_collector_check_results_dropped_total {results_dropped}");
         header(out, "b24watch_collector_batches_total", "counter", "Batches received from agents, by result.");
         for ((_, label), value) in BATCH_RESULTS.iter().zip(&self.batches) {
             let _ = writeln!(out, "b24watch_collector_batches_total{{result=\"{label}\"}} {}", load(value));

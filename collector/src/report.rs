@@ -15,7 +15,8 @@ use crate::uptime::{IncidentRow, SignalUptime, Uptime};
 pub struct SeverityTotals {
     /// How many.
     pub count: usize,
-    /// Their total duration, ms.
+    /// The part of their durations inside the report's period, ms (an incident crossing the
+    /// period's start or end counts only its part inside).
     pub duration_ms: Ms,
     /// How many were acknowledged.
     pub acknowledged: usize,
@@ -28,6 +29,10 @@ pub struct SeverityTotals {
 pub struct HostReport {
     /// Host (agent id).
     pub host: String,
+    /// When the host was enrolled, unix ms: it is judged on time from then only.
+    pub enrolled_ms: Ms,
+    /// When the host was revoked, unix ms, if it was.
+    pub revoked_ms: Option<Ms>,
     /// The signal the SLA is judged on: the portal probe when the host has one, else the agent.
     pub sla_signal: String,
     /// Availability of that signal; null when nothing was counted.
@@ -76,15 +81,28 @@ pub struct Report {
 pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Result<Report, String> {
     let (from, month_end) = uptime.month_bounds(month)?;
     let to = month_end.min(now.max(from));
-    let all = uptime.hosts().map_err(|e| e.to_string())?;
-    let hosts: Vec<String> = match host {
-        Some(h) if all.iter().any(|a| a == h) => vec![h.to_owned()],
-        Some(h) => return Err(format!("unknown host {h:?}")),
-        None => all,
+    // Hosts enrolled before the period's end and not revoked before its start: revoking a host
+    // later does not change a past month's report.
+    let all: Vec<crate::store::query::AgentRow> = uptime
+        .reader()
+        .agents()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|a| a.created_ms < to.max(from + 1) && a.revoked_ms.is_none_or(|r| r > from))
+        .collect();
+    let hosts: Vec<&crate::store::query::AgentRow> = match host {
+        Some(h) => match all.iter().find(|a| a.id == h) {
+            Some(a) => vec![a],
+            None => return Err(format!("unknown host {h:?} (or not monitored in {month})")),
+        },
+        None => all.iter().collect(),
     };
     let mut out = Vec::new();
-    for host in hosts {
-        out.push(host_report(uptime, &host, from, to, now).map_err(|e| e.to_string())?);
+    for agent in hosts {
+        let mut report = host_report(uptime, &agent.id, from, to, now).map_err(|e| e.to_string())?;
+        report.enrolled_ms = agent.created_ms;
+        report.revoked_ms = agent.revoked_ms;
+        out.push(report);
     }
     Ok(Report {
         month: month.to_owned(),
@@ -99,9 +117,12 @@ pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Resul
 
 fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result<HostReport, Error> {
     let signals = uptime.host_uptime(host, from, to, now, false)?;
-    let main = signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
-    let (sla_signal, availability, totals) =
-        main.map_or(("agent".to_owned(), None, Summary::default()), |s| (s.signal.clone(), s.availability, s.summary));
+    let contract = uptime.cfg.contract_targets.get(host).map(String::as_str);
+    let (sla_signal, availability, totals) = match judged(&signals, contract) {
+        Some(s) => (s.signal.clone(), s.availability, s.summary),
+        None if contract.is_some() => ("portal".to_owned(), None, Summary::default()),
+        None => ("agent".to_owned(), None, Summary::default()),
+    };
     let target = uptime.cfg.target_of(host);
     let incidents = uptime.incidents(host, from, to, now)?;
     let mut by_severity: std::collections::BTreeMap<&'static str, SeverityTotals> = std::collections::BTreeMap::new();
@@ -112,7 +133,7 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
             severity,
             SeverityTotals {
                 count: of.len(),
-                duration_ms: of.iter().map(|i| i.end_ms.unwrap_or(to).min(to) - i.start_ms.max(from)).sum(),
+                duration_ms: of.iter().map(|i| i.in_window_ms).sum(),
                 acknowledged: reactions.len(),
                 mean_reaction_ms: (!reactions.is_empty()).then(|| reactions.iter().sum::<Ms>() / reactions.len() as Ms),
             },
@@ -120,6 +141,8 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
     }
     Ok(HostReport {
         host: host.to_owned(),
+        enrolled_ms: 0,
+        revoked_ms: None,
         sla_signal,
         availability,
         target,
@@ -133,18 +156,27 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
     })
 }
 
+/// The signal a host's SLA is judged on: the portal probe of the contract's URL when one is
+/// configured (none: no data), else the first probe URL alphabetically, else the agent.
+pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option<&'a SignalUptime> {
+    match contract {
+        Some(url) => signals.iter().find(|s| s.signal == "portal" && s.target == url),
+        None => signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent")),
+    }
+}
+
 /// CSV: one row per host and signal, then one row per incident (a `kind` column tells them apart).
 pub fn csv(report: &Report) -> String {
     let mut out = String::from(
         "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
-         check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms\n",
+         check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id\n",
     );
     let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
     for h in &report.hosts {
         for s in &h.signals {
             let _ = writeln!(
                 out,
-                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,",
+                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
                 field(&report.month),
                 field(&h.host),
                 field(&s.signal),
@@ -161,7 +193,7 @@ pub fn csv(report: &Report) -> String {
         for i in &h.incidents {
             let _ = writeln!(
                 out,
-                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{}",
+                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{}",
                 field(&report.month),
                 field(&h.host),
                 field(&i.target),
@@ -173,6 +205,8 @@ pub fn csv(report: &Report) -> String {
                 i.duration_ms,
                 opt(i.ack_ms),
                 opt(i.reaction_ms),
+                i.in_window_ms,
+                i.id,
             );
         }
     }
@@ -198,25 +232,40 @@ pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Duration as `1d 2h 3m` / `4m 5s`.
+/// Duration as `1d 2h 3m 4s` / `4m 5s`: whole seconds always (milliseconds are dropped).
 pub fn human(ms: Ms) -> String {
     let s = ms / 1000;
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{sec}s"),
         (0, 0, _) => format!("{m}m {sec}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h {m}m"),
+        (0, _, _) => format!("{h}h {m}m {sec}s"),
+        _ => format!("{d}d {h}h {m}m {sec}s"),
     }
 }
 
-fn percent(ratio: Option<f64>) -> String {
-    ratio.map_or_else(|| "no data".to_owned(), |r| format!("{:.3} %", r * 100.0))
+/// A ratio as a percentage with three decimals, rounded *down*: a printed figure never reaches
+/// a target (given to 0.001 %) that the exact figure misses, so "99.499 %" stands next to
+/// "met: no" for 0.9949996 and a target of 99.5 %.
+pub fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or_else(
+        || "no data".to_owned(),
+        |r| {
+            let thousandths = (r * 100_000.0 + 1e-9).floor() as i64;
+            format!("{}.{:03} %", thousandths / 1000, thousandths % 1000)
+        },
+    )
 }
 
 fn time(ms: Ms) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+/// A time in the report's time zone, with its offset (`2026-11-01 03:00:00 +03:00`).
+pub fn time_in(ms: Ms, tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| ms.to_string(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string())
 }
 
 /// The stylesheet of every page (inline, so saved reports keep it; the CSP allows it by hash).
@@ -226,6 +275,8 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f
 
 /// The report as an HTML page.
 pub fn html(report: &Report) -> String {
+    let tz = jiff::tz::TimeZone::get(&report.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let time = |ms: Ms| time_in(ms, &tz);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -276,8 +327,12 @@ pub fn html(report: &Report) -> String {
     for h in &report.hosts {
         let _ = write!(
             out,
-            "<h2 id=\"host-{0}\">{0}</h2><h3>Signals</h3><table><tr><th>Signal</th><th>Target</th><th>Availability</th><th>Up</th><th>Down</th><th>Unknown</th><th>Maintenance</th></tr>",
-            html_escape(&h.host)
+            "<h2 id=\"host-{0}\">{0}</h2><p class=\"monitored\">Monitored since {1}{2}; judged on the {3} signal.</p>\
+             <h3>Signals</h3><table><tr><th>Signal</th><th>Target</th><th>Availability</th><th>Up</th><th>Down</th><th>Unknown</th><th>Maintenance</th></tr>",
+            html_escape(&h.host),
+            time(h.enrolled_ms),
+            h.revoked_ms.map_or_else(String::new, |r| format!(", revoked {}", time(r))),
+            html_escape(&h.sla_signal),
         );
         for s in &h.signals {
             let _ = write!(
@@ -296,17 +351,18 @@ pub fn html(report: &Report) -> String {
         if h.incidents.is_empty() {
             out.push_str("<p>None.</p>");
         } else {
-            out.push_str("<table class=\"incidents\"><tr><th>Severity</th><th>Check</th><th>Target</th><th>Reason</th><th>Start</th><th>End</th><th>Duration</th><th>Reaction</th></tr>");
+            out.push_str("<table class=\"incidents\"><tr><th>Severity</th><th>Check</th><th>Target</th><th>Reason</th><th>Start</th><th>End</th><th>Duration</th><th>In this period</th><th>Reaction</th></tr>");
             for i in &h.incidents {
                 let _ = write!(
                     out,
-                    "<tr class=\"incident {sev}\"><td>{sev}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr class=\"incident {sev}\"><td>{sev}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     html_escape(&i.check),
                     html_escape(&i.target),
                     html_escape(&i.reason),
                     time(i.start_ms),
                     i.end_ms.map_or_else(|| "open".to_owned(), time),
                     human(i.duration_ms),
+                    human(i.in_window_ms),
                     i.reaction_ms.map_or_else(|| "not acknowledged".to_owned(), human),
                     sev = i.severity,
                 );
@@ -362,9 +418,8 @@ pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -
         let mut availability = [None; 4];
         for (idx, from) in [now - DAY, now - 7 * DAY, now - 30 * DAY, uptime.month_start(now)].into_iter().enumerate() {
             let signals = uptime.host_uptime(&host, from, now, now, false)?;
-            let main =
-                signals.iter().find(|s| s.signal == "portal").or_else(|| signals.iter().find(|s| s.signal == "agent"));
-            availability[idx] = main.and_then(|s| s.availability);
+            let contract = uptime.cfg.contract_targets.get(&host).map(String::as_str);
+            availability[idx] = judged(&signals, contract).and_then(|s| s.availability);
         }
         let open = uptime.open_incidents(&host, now)?;
         rows.push(StatusRow { up: agents_up(&host), host, availability, open });

@@ -119,6 +119,60 @@ pub fn normalize(mut intervals: Vec<(Ms, Ms)>) -> Vec<(Ms, Ms)> {
     out
 }
 
+/// The evidence a set of samples of one signal gives: each sample `(at, up)` proves its state
+/// from `at` until the next sample (of either state) or for `span`, whichever ends first. Two
+/// samples at the same instant count as one, down when either says down. The result is sorted,
+/// disjoint, and touching intervals of one state are merged: a pure function of the *set*, so
+/// the order in which samples arrive cannot change it.
+pub fn point_evidence(points: &[(Ms, bool)], span: Ms) -> Vec<Span> {
+    let mut sorted: Vec<(Ms, bool)> = points.to_vec();
+    // Down first at equal times, then dedup keeps it.
+    sorted.sort_unstable_by_key(|&(at, up)| (at, up));
+    sorted.dedup_by_key(|p| p.0);
+    let mut out: Vec<Span> = Vec::with_capacity(sorted.len());
+    for (idx, &(at, up)) in sorted.iter().enumerate() {
+        let mut end = at.saturating_add(span);
+        if let Some(next) = sorted.get(idx + 1) {
+            end = end.min(next.0);
+        }
+        push_merged(&mut out, Span { from: at, to: end, state: if up { State::Up } else { State::Down } });
+    }
+    out
+}
+
+/// Appends `span` to sorted, disjoint `spans`, merging it into the last one when they touch in
+/// the same state.
+pub fn push_merged(spans: &mut Vec<Span>, span: Span) {
+    if span.to <= span.from {
+        return;
+    }
+    match spans.last_mut() {
+        Some(last) if last.state == span.state && last.to >= span.from => last.to = last.to.max(span.to),
+        _ => spans.push(span),
+    }
+}
+
+/// When the collector was not running, judged at `now`, from its runs `(started, last
+/// heartbeat, clean stop)` sorted by start: all time before the first run (nothing could be
+/// received, so nothing is known); between runs, from a run's clean stop (or, after a crash, its
+/// last heartbeat) to the next start; after the last run, from its stop, or from its last
+/// heartbeat when that is older than `stale_ms` (the collector is not running now), to
+/// `Ms::MAX`. Without any run, all time.
+pub fn collector_down(runs: &[(Ms, Ms, Option<Ms>)], now: Ms, stale_ms: Ms) -> Vec<(Ms, Ms)> {
+    let Some(first) = runs.first() else { return vec![(Ms::MIN, Ms::MAX)] };
+    let end_of = |run: &(Ms, Ms, Option<Ms>)| run.2.unwrap_or(run.1);
+    let mut out = vec![(Ms::MIN, first.0)];
+    out.extend(runs.windows(2).map(|w| (end_of(&w[0]), w[1].0)));
+    if let Some(last) = runs.last() {
+        match last.2 {
+            Some(stopped) => out.push((stopped, Ms::MAX)),
+            None if now.saturating_sub(last.1) > stale_ms => out.push((last.1, Ms::MAX)),
+            None => {}
+        }
+    }
+    normalize(out)
+}
+
 /// Everything the timeline of one signal needs. Interval lists must be sorted and disjoint
 /// ([`normalize`] them); `evidence` sorted by start and disjoint.
 #[derive(Debug, Clone, Copy)]
@@ -183,9 +237,7 @@ pub fn timeline(inputs: &Inputs<'_>, from: Ms, to: Ms) -> Vec<Span> {
 /// Emits the part `[a, b)` of the silence `[start, end)` (`start` may be `Ms::MIN`: no evidence
 /// before it ever).
 fn silence(inputs: &Inputs<'_>, start: Ms, end: Ms, a: Ms, b: Ms, push: &mut impl FnMut(Ms, Ms, State)) {
-    // Before the first evidence ever, the signal was not monitored yet: unknown.
-    let long = start != Ms::MIN && end.saturating_sub(start) > inputs.rules.silence_grace;
-    let base = if long { inputs.rules.silence_counts_as } else { State::Unknown };
+    let base = if is_long(inputs, start, end) { inputs.rules.silence_counts_as } else { State::Unknown };
     // Collector downtime inside the silence is unknown whatever the rule says.
     let mut cursor = a;
     for &(da, db) in inputs.collector_down {
@@ -197,6 +249,56 @@ fn silence(inputs: &Inputs<'_>, start: Ms, end: Ms, a: Ms, b: Ms, push: &mut imp
         cursor = db.min(b);
     }
     with_maintenance(inputs.maintenance, cursor, b, base, push);
+}
+
+/// Whether the silence `[start, end)` is longer than the grace. Only time the collector was
+/// running counts: nobody could have heard the agent while the collector was down, so its
+/// downtime does not push a silence past the grace. Before the first evidence ever
+/// (`start == Ms::MIN`) the signal was not monitored yet: never long.
+fn is_long(inputs: &Inputs<'_>, start: Ms, end: Ms) -> bool {
+    if start == Ms::MIN {
+        return false;
+    }
+    let deaf: Ms = inputs
+        .collector_down
+        .iter()
+        .map(|&(da, db)| db.min(end).saturating_sub(da.max(start)).max(0))
+        .fold(0, Ms::saturating_add);
+    end.saturating_sub(start).saturating_sub(deaf) > inputs.rules.silence_grace
+}
+
+/// The silences of a signal counted as down that overlap `[from, to)`, each whole: from the
+/// first instant of the silence the collector was running (the silence's start, or the end of
+/// the collector downtime it began in) to the next evidence, `None` when it still lasts at
+/// `inputs.now`. These are the silent-agent incidents: one per silence, never cut by a query
+/// window, a maintenance window or collector downtime inside it (those are only not charged).
+/// `evidence` must reach past `to` (up to `now`) for the true ends to be known.
+pub fn down_silences(inputs: &Inputs<'_>, from: Ms, to: Ms) -> Vec<(Ms, Option<Ms>)> {
+    let mut out = Vec::new();
+    if inputs.rules.silence_counts_as != State::Down {
+        return out;
+    }
+    let mut prev_end = Ms::MIN;
+    let ends = inputs.evidence.iter().map(|s| (s.from, s.to)).chain([(inputs.now, inputs.now)]);
+    for (next_from, next_to) in ends {
+        let (start, end) = (prev_end, next_from.min(inputs.now));
+        if end > start && start != Ms::MIN && is_long(inputs, start, end) {
+            let mut first = start;
+            for &(da, db) in inputs.collector_down {
+                if da <= first && db > first {
+                    first = db;
+                }
+            }
+            if first < end && first < to && end > from {
+                out.push((first, (next_from < inputs.now).then_some(end)));
+            }
+        }
+        prev_end = prev_end.max(next_to);
+        if next_from >= inputs.now || prev_end >= inputs.now {
+            break;
+        }
+    }
+    out
 }
 
 /// Emits `[a, b)` in `state`, with maintenance windows overriding it.
@@ -362,11 +464,21 @@ pub struct Incident {
     pub end_ms: Option<Ms>,
 }
 
-/// Builds incidents from the results of one check, sorted by time: `(at, failed, severity, reason)`.
-pub fn incidents_of(host: &str, check: &str, target: &str, results: &[(Ms, bool, i32, String)]) -> Vec<Incident> {
+/// Builds incidents from the results of one check, sorted by time: `(at, verdict, severity,
+/// reason)` where the verdict is `Some(true)` for failed, `Some(false)` for ok and `None` for a
+/// result without a verdict (status `error`: the check could not run). An incident lasts from
+/// the first failed result to the next ok one; results without a verdict neither open nor end
+/// one.
+pub fn incidents_of(
+    host: &str,
+    check: &str,
+    target: &str,
+    results: &[(Ms, Option<bool>, i32, String)],
+) -> Vec<Incident> {
     let mut out: Vec<Incident> = Vec::new();
     let mut open: Option<Incident> = None;
-    for (at, failed, severity, reason) in results {
+    for (at, verdict, severity, reason) in results {
+        let Some(failed) = verdict else { continue };
         match (&mut open, failed) {
             (None, true) => {
                 open = Some(Incident {
@@ -414,9 +526,10 @@ mod tests {
         let i = inputs(&ev, &collector_down, &[], 200 * MIN);
         let t = timeline(&i, 0, 200 * MIN);
         let s = summarize(&t, None);
-        // 5 min gap: unknown; 40 min gap: down; 30 min gap of which 25 collector down: 5 down + 25 unknown.
-        assert_eq!(s.unknown_ms, 5 * MIN + 25 * MIN);
-        assert_eq!(s.down_ms, 40 * MIN + 5 * MIN);
+        // 5 min gap: unknown; 40 min gap: down; 30 min gap of which 25 collector down: only 5 min
+        // of it was heard, within the grace, so all 30 are unknown.
+        assert_eq!(s.unknown_ms, 5 * MIN + 30 * MIN);
+        assert_eq!(s.down_ms, 40 * MIN);
         assert_eq!(s.up_ms, 10 * MIN + 45 * MIN + 20 * MIN + 50 * MIN);
     }
 
@@ -448,7 +561,8 @@ mod tests {
 
     #[test]
     fn incidents_run_from_first_failure_to_recovery() {
-        let r = |at, failed, sev| (at, failed, sev, if failed { "http_status".to_owned() } else { String::new() });
+        let r =
+            |at, failed, sev| (at, Some(failed), sev, if failed { "http_status".to_owned() } else { String::new() });
         let results = [r(0, false, 4), r(10, true, 4), r(20, true, 4), r(35, false, 4), r(50, true, 4)];
         let incidents = incidents_of("h", "portal_probe", "u", &results);
         assert_eq!(incidents.len(), 2);
@@ -523,6 +637,27 @@ mod tests {
             prop_assert_eq!(summarize(&t, None).maintenance_ms, inside);
             let in_maint = summarize(&t, Some(&maint));
             prop_assert_eq!(in_maint.up_ms + in_maint.down_ms + in_maint.unknown_ms, 0);
+        }
+
+        #[test]
+        fn every_minute_of_silence_downtime_lies_in_one_listed_silence(
+            ev in arb_evidence(), down in arb_intervals(), maint in arb_intervals(), end in 1i64..3000, cut in 0i64..3000,
+        ) {
+            // The agent signal: only ever up.
+            let ev: Vec<Span> = ev.into_iter().map(|s| Span { state: State::Up, ..s }).collect();
+            let now = end * MIN;
+            let cut = (cut * MIN).min(now);
+            let i = inputs(&ev, &down, &maint, now);
+            for (from, to) in [(0, now), (0, cut), (cut, now)] {
+                let listed = down_silences(&i, from, to);
+                for span in timeline(&i, from, to).iter().filter(|s| s.state == State::Down) {
+                    let covered = listed.iter().any(|(a, b)| *a <= span.from && b.unwrap_or(now) >= span.to);
+                    prop_assert!(covered, "{:?} not inside {:?}", span, listed);
+                }
+                for w in listed.windows(2) {
+                    prop_assert!(w[0].1.is_some_and(|e| e <= w[1].0), "overlapping silences {:?}", listed);
+                }
+            }
         }
 
         #[test]

@@ -17,6 +17,39 @@ use crate::store::query::{MaintenanceRow, Reader, severity_name};
 
 const DAY: Ms = 86_400_000;
 
+/// A collector run whose last heartbeat is older than this is not running (heartbeats come
+/// every 10 s): the time since that heartbeat is collector downtime, unknown for the SLA.
+pub const RUN_STALE_MS: Ms = 60_000;
+
+/// The id of an incident: a hash of what identifies it (host, check, target, start).
+pub fn incident_id(host: &str, check: &str, target: &str, start_ms: Ms) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for part in [host, check, target, &start_ms.to_string()] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What an acknowledgement names: an incident id, or (older clients) the incident's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentRef {
+    /// An id from the incidents API.
+    Id(String),
+    /// Host, check, target and the incident's true start.
+    Key {
+        /// Host.
+        host: String,
+        /// Check.
+        check: String,
+        /// Target.
+        target: String,
+        /// Start, unix ms.
+        start_ms: Ms,
+    },
+}
+
 /// Uptime of one signal of one host over a window.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalUptime {
@@ -34,9 +67,13 @@ pub struct SignalUptime {
     pub timeline: Vec<Span>,
 }
 
-/// An incident with its acknowledgement.
+/// An incident with its acknowledgement. Its start, end and duration are the incident's own,
+/// whatever window it was asked for in; `in_window_ms` is the part inside that window (what
+/// a report's totals sum).
 #[derive(Debug, Clone, Serialize)]
 pub struct IncidentRow {
+    /// Stable id (host, check, target and start): what `POST /api/v1/incidents/ack` takes.
+    pub id: String,
     /// Host.
     pub host: String,
     /// Check (`portal_probe`, `mysql_up`, `bitrix_cron`, ...; `agent` for a silent agent).
@@ -51,8 +88,10 @@ pub struct IncidentRow {
     pub start_ms: Ms,
     /// End, unix ms; null while open.
     pub end_ms: Option<Ms>,
-    /// Duration so far, ms.
+    /// Duration (to the end, or so far while open), ms.
     pub duration_ms: Ms,
+    /// The part of the duration inside the window asked for, ms.
+    pub in_window_ms: Ms,
     /// When it was acknowledged, unix ms.
     pub ack_ms: Option<Ms>,
     /// Who acknowledged it.
@@ -112,8 +151,11 @@ impl Uptime {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn shared(&self, from: Ms, to: Ms) -> Result<Shared, Error> {
-        Ok(Shared { collector_down: self.reader.collector_down()?, maintenance: self.maintenance_windows(from, to)? })
+    pub fn shared(&self, from: Ms, to: Ms, now: Ms) -> Result<Shared, Error> {
+        Ok(Shared {
+            collector_down: self.reader.collector_down(now, RUN_STALE_MS)?,
+            maintenance: self.maintenance_windows(from, to)?,
+        })
     }
 
     /// Uptime of every signal of `host` over `[from, to)`.
@@ -128,7 +170,7 @@ impl Uptime {
         now: Ms,
         with_timeline: bool,
     ) -> Result<Vec<SignalUptime>, Error> {
-        let shared = self.shared(from, to)?;
+        let shared = self.shared(from, to, now)?;
         self.host_uptime_with(&shared, host, from, to, now, with_timeline)
     }
 
@@ -145,6 +187,20 @@ impl Uptime {
         now: Ms,
         with_timeline: bool,
     ) -> Result<Vec<SignalUptime>, Error> {
+        let by_signal = self.host_evidence(host, from, to, now)?;
+        Ok(self.compute(shared, host, by_signal, from, to, now, with_timeline))
+    }
+
+    /// The evidence of every signal of `host` from `from` to `now` (past `to`: a silence at the
+    /// window's end is judged by its whole length), each led by an empty span at the end of the
+    /// newest evidence before `from` (a silence at the window's start likewise).
+    fn host_evidence(
+        &self,
+        host: &str,
+        from: Ms,
+        to: Ms,
+        now: Ms,
+    ) -> Result<BTreeMap<(String, String), Vec<Span>>, Error> {
         let rows = self.reader.evidence(host, from, now.max(to))?;
         let before = self.reader.evidence_before(host, from)?;
         let mut by_signal: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
@@ -154,7 +210,18 @@ impl Uptime {
         for (signal, target, span) in rows {
             by_signal.entry((signal, target)).or_default().push(span);
         }
-        Ok(self.compute(shared, host, by_signal, from, to, now, with_timeline))
+        Ok(by_signal)
+    }
+
+    /// The silence rule of a signal. Only the agent's own silence can count as down: what the
+    /// agent could not observe (its probes, MySQL) while it was silent is the agent's outage,
+    /// not the portal's, so their silences are unknown.
+    fn rules_of(&self, signal: &str) -> sla::Rules {
+        if signal == "agent" {
+            self.cfg.rules
+        } else {
+            sla::Rules { silence_counts_as: State::Unknown, ..self.cfg.rules }
+        }
     }
 
     /// Uptime of every signal of every host in `hosts` over `[from, to)`, with two scans of the
@@ -169,7 +236,7 @@ impl Uptime {
         to: Ms,
         now: Ms,
     ) -> Result<BTreeMap<String, Vec<SignalUptime>>, Error> {
-        let shared = self.shared(from, to)?;
+        let shared = self.shared(from, to, now)?;
         let mut evidence: BTreeMap<String, BTreeMap<(String, String), Vec<Span>>> =
             hosts.iter().map(|h| (h.clone(), BTreeMap::new())).collect();
         for (host, signal, target, spans) in self.reader.evidence_all(from, now.max(to))? {
@@ -197,6 +264,18 @@ impl Uptime {
             .collect())
     }
 
+    /// The maintenance windows that apply to `host`, normalized.
+    fn maintenance_of(&self, shared: &Shared, host: &str) -> Vec<(Ms, Ms)> {
+        sla::normalize(
+            shared
+                .maintenance
+                .iter()
+                .filter(|m| m.host.is_empty() || m.host == host)
+                .map(|m| (m.from_ms, m.to_ms))
+                .collect(),
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn compute(
         &self,
@@ -209,14 +288,7 @@ impl Uptime {
         with_timeline: bool,
     ) -> Vec<SignalUptime> {
         by_signal.entry(("agent".into(), String::new())).or_default();
-        let maintenance = sla::normalize(
-            shared
-                .maintenance
-                .iter()
-                .filter(|m| m.host.is_empty() || m.host == host)
-                .map(|m| (m.from_ms, m.to_ms))
-                .collect(),
-        );
+        let maintenance = self.maintenance_of(shared, host);
         let hours = self.cfg.calendar.as_ref().map(|cal| cal.intervals(from, to));
         let mut out = Vec::new();
         for ((signal, target), evidence) in by_signal {
@@ -224,7 +296,7 @@ impl Uptime {
                 evidence: &evidence,
                 collector_down: &shared.collector_down,
                 maintenance: &maintenance,
-                rules: self.cfg.rules,
+                rules: self.rules_of(&signal),
                 now,
             };
             let spans = sla::timeline(&inputs, from, to);
@@ -240,7 +312,8 @@ impl Uptime {
         out
     }
 
-    /// Incidents of `host` overlapping `[from, to)`, oldest first.
+    /// Incidents of `host` overlapping `[from, to)`, oldest first, each with its true start,
+    /// end (`None`: still open at `now`) and duration, and the part inside the window.
     ///
     /// # Errors
     /// SQLite errors.
@@ -268,6 +341,8 @@ impl Uptime {
         now: Ms,
         history_from: Ms,
     ) -> Result<Vec<IncidentRow>, Error> {
+        // The window, the run in progress at its start and the result that ended a run still
+        // failing at its end: an incident that ends after `to` ends where it ends.
         let history = self.reader.check_history(host, history_from, to)?;
         let acks = self.reader.acks(host)?;
         let mut found: Vec<sla::Incident> = Vec::new();
@@ -275,35 +350,43 @@ impl Uptime {
         while start < history.len() {
             let key = (&history[start].0, &history[start].1);
             let end = start + history[start..].iter().take_while(|r| (&r.0, &r.1) == key).count();
-            let results: Vec<(Ms, bool, i32, String)> =
-                history[start..end].iter().map(|r| (r.2, r.3, r.4, r.5.clone())).collect();
+            let results: Vec<(Ms, Option<bool>, i32, String)> =
+                history[start..end].iter().filter(|r| r.2 <= now).map(|r| (r.2, r.3, r.4, r.5.clone())).collect();
             found.extend(sla::incidents_of(host, key.0, key.1, &results));
             start = end;
         }
-        // A silent agent counted as down is an incident of its own.
-        for signal in self.host_uptime(host, from, to, now, true)? {
-            if signal.signal != "agent" {
-                continue;
-            }
-            for span in signal.timeline.iter().filter(|s| s.state == State::Down) {
-                found.push(sla::Incident {
-                    host: host.to_owned(),
-                    check: "agent".into(),
-                    target: String::new(),
-                    severity: 3,
-                    reason: "silent".into(),
-                    start_ms: span.from,
-                    end_ms: (span.to < now).then_some(span.to),
-                });
-            }
+        // A silent agent counted as down is an incident of its own: one per silence, whole.
+        let shared = self.shared(from, to, now)?;
+        let maintenance = self.maintenance_of(&shared, host);
+        let evidence = self.host_evidence(host, from, to, now)?.remove(&("agent".to_owned(), String::new()));
+        let inputs = sla::Inputs {
+            evidence: evidence.as_deref().unwrap_or_default(),
+            collector_down: &shared.collector_down,
+            maintenance: &maintenance,
+            rules: self.rules_of("agent"),
+            now,
+        };
+        for (start_ms, end_ms) in sla::down_silences(&inputs, from, to) {
+            found.push(sla::Incident {
+                host: host.to_owned(),
+                check: "agent".into(),
+                target: String::new(),
+                severity: 3,
+                reason: "silent".into(),
+                start_ms,
+                end_ms,
+            });
         }
         let mut out: Vec<IncidentRow> = found
             .into_iter()
             .filter(|i| i.start_ms < to && i.end_ms.is_none_or(|e| e > from))
             .map(|i| {
                 let ack = acks.get(&(i.check.clone(), i.target.clone(), i.start_ms));
+                let end = i.end_ms.unwrap_or(now);
                 IncidentRow {
-                    duration_ms: i.end_ms.unwrap_or(now).saturating_sub(i.start_ms),
+                    id: incident_id(&i.host, &i.check, &i.target, i.start_ms),
+                    duration_ms: end.saturating_sub(i.start_ms),
+                    in_window_ms: end.min(to).saturating_sub(i.start_ms.max(from)).max(0),
                     ack_ms: ack.map(|a| a.0),
                     ack_by: ack.map(|a| a.1.clone()),
                     reaction_ms: ack.map(|a| a.0.saturating_sub(i.start_ms)),
@@ -319,6 +402,34 @@ impl Uptime {
             .collect();
         out.sort_by_key(|i| (i.start_ms, i.check.clone(), i.target.clone()));
         Ok(out)
+    }
+
+    /// The incident an acknowledgement names, if there is one: an id must be one the incidents
+    /// API lists; a key must name an incident's true start exactly.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn find_incident(&self, named: &IncidentRef, now: Ms) -> Result<Option<IncidentRow>, Error> {
+        match named {
+            IncidentRef::Key { host, check, target, start_ms } => {
+                if !self.hosts()?.contains(host) {
+                    return Ok(None);
+                }
+                Ok(self
+                    .incidents(host, *start_ms, start_ms.saturating_add(1), now)?
+                    .into_iter()
+                    .find(|i| i.check == *check && i.target == *target && i.start_ms == *start_ms))
+            }
+            IncidentRef::Id(id) => {
+                for host in self.hosts()? {
+                    let found = self.incidents(&host, Ms::MIN / 2, now.saturating_add(1), now)?;
+                    if let Some(incident) = found.into_iter().find(|i| i.id == *id) {
+                        return Ok(Some(incident));
+                    }
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Start of the calendar month containing `now`, in the SLA time zone.

@@ -100,21 +100,22 @@ fn status_page_metrics_and_report_read_only_their_window_of_check_history() {
 }
 
 #[test]
-fn one_agent_stores_at_most_60_check_transitions_per_minute_and_counts_the_rest() {
+fn one_agent_keeps_at_most_600_check_results_per_minute_and_counts_the_rest() {
     let f = fixture();
     let now = b24watch_collector::now_ms();
     let minute = now.div_euclid(MIN) * MIN - 10 * MIN;
     runtime().block_on(async {
-        // 501 transitions in one minute (the last a failure), then a recovery in the next minute.
-        f.store.ingest(batch(1, now, flaps(501, minute, 100))).await.expect("stored");
+        // 1,201 results in one minute, each a transition (the last a failure), then a recovery in
+        // the next minute.
+        f.store.ingest(batch(1, now, flaps(1201, minute, 40))).await.expect("stored");
         let mut recovered = flaps(2, minute + MIN, 1);
         recovered.remove(0);
         f.store.ingest(batch(2, now, recovered)).await.expect("stored");
     });
     let incidents = f.uptime.incidents("web-01", minute - MIN, now, now).expect("incidents");
-    assert_eq!(incidents.len(), 30, "60 transitions stored in that minute: 30 incidents");
+    assert_eq!(incidents.len(), 300, "600 results kept in that minute: 300 incidents");
     assert!(incidents.iter().all(|i| i.end_ms.is_some()), "the next minute's recovery was stored");
-    assert_eq!(f.store.check_transitions_dropped(), 441);
+    assert_eq!(f.store.check_results_dropped(), 601);
     let checks = f.reader.checks("web-01").expect("checks");
     assert_eq!((checks[0].status, checks[0].at_ms), ("ok", minute + MIN + 1), "the latest state is kept");
 }

@@ -103,6 +103,17 @@ impl Admin {
         Ok(())
     }
 
+    /// Records that the run stopped cleanly at `now`: its downtime starts there, not at its last
+    /// heartbeat.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stop_run(&self, run: RunId, now: i64) -> Result<(), Error> {
+        self.conn()
+            .execute("UPDATE collector_run SET alive_ms = ?2, stopped_ms = ?2 WHERE id = ?1", params![run.0, now])?;
+        Ok(())
+    }
+
     /// Declares a maintenance window; returns its id.
     ///
     /// # Errors

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-pub use writer::{GROUP_MAX, MAX_TRANSITIONS_PER_MINUTE};
+pub use writer::{GROUP_MAX, MAX_CHECK_RESULTS_PER_MINUTE};
 
 /// Database file name inside the data directory.
 pub const DB_FILE: &str = "b24watch.db";
@@ -188,7 +188,7 @@ pub struct Store {
     tx: mpsc::Sender<(IngestBatch, Reply)>,
     healthy: Arc<AtomicBool>,
     path: PathBuf,
-    transitions_dropped: Arc<AtomicU64>,
+    results_dropped: Arc<AtomicU64>,
 }
 
 /// Joins the writer thread when dropped by [`Store::open`]'s caller.
@@ -239,20 +239,20 @@ impl Store {
         }
         let reader = query::Reader::new(open_connection(data_dir)?);
         let healthy = Arc::new(AtomicBool::new(true));
-        let transitions_dropped = Arc::new(AtomicU64::new(0));
+        let results_dropped = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let writer = writer::Writer::new(
             conn,
             Arc::clone(&healthy),
             max_series_per_agent,
             evidence_span_ms,
-            Arc::clone(&transitions_dropped),
+            Arc::clone(&results_dropped),
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
-        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), transitions_dropped };
+        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped };
         Ok((store, reader, WriterHandle(Some(handle))))
     }
 
@@ -280,9 +280,9 @@ impl Store {
         self.healthy.load(Ordering::Acquire)
     }
 
-    /// Check transitions not stored because their agent passed [`MAX_TRANSITIONS_PER_MINUTE`].
-    pub fn check_transitions_dropped(&self) -> u64 {
-        self.transitions_dropped.load(Ordering::Relaxed)
+    /// Check results left out of the history because their agent passed [`MAX_CHECK_RESULTS_PER_MINUTE`].
+    pub fn check_results_dropped(&self) -> u64 {
+        self.results_dropped.load(Ordering::Relaxed)
     }
 
     /// Database file path (for size metrics).

@@ -92,8 +92,9 @@ pub struct CheckRow {
     pub at_ms: i64,
 }
 
-/// A stored check result: `(check, target, at_ms, failed, severity, reason)`.
-pub type CheckHistoryRow = (String, String, i64, bool, i32, String);
+/// A stored check result: `(check, target, at_ms, verdict, severity, reason)`; the verdict is
+/// `Some(true)` for failed, `Some(false)` for ok, `None` for a result without one (`error`).
+pub type CheckHistoryRow = (String, String, i64, Option<bool>, i32, String);
 
 /// Evidence of one signal: `(agent, signal, target, spans)`.
 pub type EvidenceGroup = (String, String, String, Vec<crate::sla::Span>);
@@ -389,15 +390,21 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Intervals when the collector was not running, from its run records, sorted.
+    /// Intervals when the collector was not running at `now`, from its run records, sorted:
+    /// everything before its first run; between runs, from a run's clean stop (or, after a
+    /// crash, its last heartbeat) to the next start; and after the last run when it is not
+    /// running now (stopped cleanly, or no heartbeat for `stale_ms`): to `i64::MAX`. No run
+    /// at all: all time.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn collector_down(&self) -> Result<Vec<(i64, i64)>, Error> {
+    pub fn collector_down(&self, now: i64, stale_ms: i64) -> Result<Vec<(i64, i64)>, Error> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT started_ms, alive_ms FROM collector_run ORDER BY started_ms")?;
-        let runs: Vec<(i64, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        Ok(runs.windows(2).filter(|w| w[1].0 > w[0].1).map(|w| (w[0].1, w[1].0)).collect())
+        let mut stmt =
+            conn.prepare_cached("SELECT started_ms, alive_ms, stopped_ms FROM collector_run ORDER BY started_ms")?;
+        let runs: Vec<(i64, i64, Option<i64>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        Ok(crate::sla::collector_down(&runs, now, stale_ms))
     }
 
     /// Maintenance windows stored through the API overlapping `[from, to)`.
@@ -423,9 +430,12 @@ impl Reader {
     }
 
     /// Check results stored as history (transitions) of an agent in `[from, to)`, by check,
-    /// target and time: `(check, target, at, failed, severity, reason)`. A failing run in progress
-    /// at `from` comes first as one row: its first failure, with the run's highest severity.
-    /// Reads only the window (and the run before it), never the whole history.
+    /// target and time: `(check, target, at, verdict, severity, reason)` with verdict `Some(true)`
+    /// failed, `Some(false)` ok, `None` error (an error neither starts nor ends an incident).
+    /// A failing run in progress at `from` comes first as one row (its first failure, with the
+    /// run's highest severity), and a run still failing at `to` is followed by the ok result that
+    /// ended it, if any, so incidents keep their true start and end. Reads only the window and
+    /// those two edges, never the whole history.
     ///
     /// # Errors
     /// SQLite errors.
@@ -437,23 +447,30 @@ impl Reader {
             )?
             .query_map([agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
+        let verdict_of = |status: i32| match status {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        };
         let mut out: Vec<CheckHistoryRow> = Vec::new();
         for (check, target) in checks {
             let key = params![agent_id, check, target, from];
-            let last: Option<(i32, i64, i64)> = conn
+            // The last verdict before the window (error results carry none).
+            let last: Option<i32> = conn
                 .prepare_cached(
-                    "SELECT status, at_ms, id FROM check_result
-                     WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4
+                    "SELECT status FROM check_result
+                     WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND status IN (1, 2)
                      ORDER BY at_ms DESC, id DESC LIMIT 1",
                 )?
-                .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row(key, |r| r.get(0))
                 .optional()?;
-            if last.is_some_and(|(status, _, _)| status == 2) {
-                // The run started after the last result that was not a failure.
+            let mut failing = false;
+            if last == Some(2) {
+                // The run started at the first failure after the last ok result.
                 let ok: (i64, i64) = conn
                     .prepare_cached(
                         "SELECT at_ms, id FROM check_result
-                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND status != 2
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND status = 1
                          ORDER BY at_ms DESC, id DESC LIMIT 1",
                     )?
                     .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
@@ -464,16 +481,19 @@ impl Reader {
                     .prepare_cached(
                         "SELECT at_ms, reason FROM check_result
                          WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND (at_ms, id) > (?5, ?6)
+                           AND status = 2
                          ORDER BY at_ms, id LIMIT 1",
                     )?
                     .query_row(run, |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let severity: i32 = conn
                     .prepare_cached(
                         "SELECT MAX(severity) FROM check_result
-                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND (at_ms, id) > (?5, ?6)",
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 AND (at_ms, id) > (?5, ?6)
+                           AND status = 2",
                     )?
                     .query_row(run, |r| r.get(0))?;
-                out.push((check.clone(), target.clone(), at, true, severity, reason));
+                out.push((check.clone(), target.clone(), at, Some(true), severity, reason));
+                failing = true;
             }
             let mut stmt = conn.prepare_cached(
                 "SELECT at_ms, status, severity, reason FROM check_result
@@ -481,11 +501,28 @@ impl Reader {
                  ORDER BY at_ms, id",
             )?;
             let rows = stmt.query_map(params![agent_id, check, target, from, to], |r| {
-                let status: i32 = r.get(1)?;
-                Ok((check.clone(), target.clone(), r.get(0)?, status == 2, r.get(2)?, r.get(3)?))
+                Ok((check.clone(), target.clone(), r.get(0)?, verdict_of(r.get(1)?), r.get(2)?, r.get(3)?))
             })?;
             for row in rows {
-                out.push(row?);
+                let row: CheckHistoryRow = row?;
+                if let Some(failed) = row.3 {
+                    failing = failed;
+                }
+                out.push(row);
+            }
+            if failing && to < i64::MAX {
+                // Still failing at `to`: the ok result that ended the run, for its true end.
+                let end: Option<(i64, i32, String)> = conn
+                    .prepare_cached(
+                        "SELECT at_ms, severity, reason FROM check_result
+                         WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms >= ?4 AND status = 1
+                         ORDER BY at_ms, id LIMIT 1",
+                    )?
+                    .query_row(params![agent_id, check, target, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                if let Some((at, severity, reason)) = end {
+                    out.push((check.clone(), target.clone(), at, Some(false), severity, reason));
+                }
             }
         }
         self.history_rows.fetch_add(out.len() as u64, Ordering::Relaxed);

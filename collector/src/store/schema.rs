@@ -149,6 +149,30 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail TEXT NOT NULL
     );",
+    // 7: the samples behind the two-state evidence (portal, mysql) and every check result, so
+    // that evidence intervals and check transitions are recomputed from the set of samples
+    // whatever their arrival order; a clean shutdown's time.
+    "CREATE TABLE evidence_point(
+        agent_id TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        target TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        PRIMARY KEY(agent_id, signal, target, at_ms)
+    ) WITHOUT ROWID;
+    ALTER TABLE collector_run ADD COLUMN stopped_ms INTEGER;
+    CREATE TABLE check_point(
+        agent_id TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        target TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY(agent_id, check_name, target, at_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX check_point_by_time ON check_point(agent_id, at_ms);",
 ];
 
 /// Schema version this build writes.

@@ -9,15 +9,16 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use super::{Error, IngestBatch, Outcome, Reply};
+use crate::sla::{Span, State};
 
 /// Requests waiting for the writer; beyond this the store answers `Busy`.
 pub(super) const QUEUE: usize = 1024;
 /// Batches committed together at most.
 pub const GROUP_MAX: usize = 256;
-/// Check transitions stored per agent per minute of check time at most; past it a transition
-/// updates the latest state only and is counted as dropped. Bounds what a window of history
-/// holds, whatever an agent sends (and however late it arrives).
-pub const MAX_TRANSITIONS_PER_MINUTE: i64 = 60;
+/// Check results kept in the history per agent per minute of check time at most (10 a second:
+/// far above what an agent's checks send); past it a result only updates the check's latest
+/// state and is counted, so one agent cannot fill the database with results.
+pub const MAX_CHECK_RESULTS_PER_MINUTE: i64 = 600;
 
 type SeriesKey = (String, String, String);
 
@@ -29,8 +30,8 @@ pub(super) struct Writer {
     series_per_agent: HashMap<String, usize>,
     /// How long one batch or sample proves a state (the heartbeat timeout).
     evidence_span_ms: i64,
-    /// Check transitions refused by [`MAX_TRANSITIONS_PER_MINUTE`].
-    transitions_dropped: Arc<AtomicU64>,
+    /// Check results left out of the history by [`MAX_CHECK_RESULTS_PER_MINUTE`].
+    results_dropped: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -39,7 +40,7 @@ impl Writer {
         healthy: Arc<AtomicBool>,
         max_series_per_agent: usize,
         evidence_span_ms: i64,
-        transitions_dropped: Arc<AtomicU64>,
+        results_dropped: Arc<AtomicU64>,
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
@@ -59,7 +60,7 @@ impl Writer {
             series_ids,
             series_per_agent,
             evidence_span_ms,
-            transitions_dropped,
+            results_dropped,
         })
     }
 
@@ -202,7 +203,11 @@ impl Writer {
                 }
             }
             let span = self.evidence_span_ms;
-            add_evidence(&tx, &batch.agent_id, "agent", "", true, batch.created_ms, span)?;
+            add_running(&tx, &batch.agent_id, batch.created_ms, batch.created_ms.saturating_add(span))?;
+            // A gap record proves the agent ran while it built the batches it had to drop.
+            for gap in &batch.gaps {
+                add_running(&tx, &batch.agent_id, gap.from_ms, gap.to_ms.saturating_add(span))?;
+            }
             for series in &batch.series {
                 let signal = match series.name.as_str() {
                     "probe_success" => "portal",
@@ -211,7 +216,7 @@ impl Writer {
                 };
                 let target = label_value(&series.labels, "target").unwrap_or_default();
                 for (ts, value) in &series.points {
-                    add_evidence(&tx, &batch.agent_id, signal, &target, *value >= 0.5, *ts, span)?;
+                    add_point(&tx, &batch.agent_id, signal, &target, *value >= 0.5, *ts, span)?;
                 }
             }
             tx.prepare_cached(
@@ -232,7 +237,7 @@ impl Writer {
             outcomes.push(Outcome::Stored { points, series_limited });
         }
         tx.commit()?;
-        self.transitions_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.results_dropped.fetch_add(dropped, Ordering::Relaxed);
         // Only now are the new series ids real; a rolled-back group leaves the caches untouched.
         for (key, id) in new_series {
             *self.series_per_agent.entry(key.0.clone()).or_default() += 1;
@@ -246,10 +251,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Keeps the latest result per (agent, check, target) in `check_state` and appends to
-/// `check_result` when the outcome changes. A result older than the stored one (spool backfill)
-/// goes to the history only, leaving the latest state alone. False when the transition was not
-/// stored because the agent reached [`MAX_TRANSITIONS_PER_MINUTE`] in that minute.
+/// Keeps the latest result per (agent, check, target) in `check_state` (a result older than the
+/// stored one, e.g. from a spool backfill, leaves it alone) and records the result in the
+/// history ([`record_result`]). False when the result was left out of the history because its
+/// agent reached [`MAX_CHECK_RESULTS_PER_MINUTE`] in that minute of check time.
 fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<bool> {
     use rusqlite::OptionalExtension as _;
     let current: Option<(i32, String, i64, i64)> = tx
@@ -259,36 +264,20 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
         )?
         .query_row(params![agent_id, check.check, check.target], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let (changed, since, newest) = match &current {
-        None => (true, check.at_ms, true),
+    let (since, newest) = match &current {
+        None => (check.at_ms, true),
         Some((status, reason, since, at)) => {
             let changed = *status != check.status || *reason != check.reason;
-            (changed, if changed { check.at_ms } else { *since }, check.at_ms >= *at)
+            (if changed { check.at_ms } else { *since }, check.at_ms >= *at)
         }
     };
-    let mut stored = true;
-    if changed || !newest {
-        let minute = check.at_ms.div_euclid(60_000).saturating_mul(60_000);
-        let in_minute: i64 = tx
-            .prepare_cached("SELECT COUNT(*) FROM check_result WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3")?
-            .query_row(params![agent_id, minute, minute.saturating_add(60_000)], |r| r.get(0))?;
-        stored = in_minute < MAX_TRANSITIONS_PER_MINUTE;
-    }
-    if (changed || !newest) && stored {
-        tx.prepare_cached(
-            "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            agent_id,
-            check.check,
-            check.target,
-            check.status,
-            check.severity,
-            check.reason,
-            check.message,
-            check.at_ms
-        ])?;
+    let minute = check.at_ms.div_euclid(60_000).saturating_mul(60_000);
+    let in_minute: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM check_point WHERE agent_id = ?1 AND at_ms >= ?2 AND at_ms < ?3")?
+        .query_row(params![agent_id, minute, minute.saturating_add(60_000)], |r| r.get(0))?;
+    let stored = in_minute < MAX_CHECK_RESULTS_PER_MINUTE;
+    if stored {
+        record_result(tx, agent_id, check)?;
     }
     if newest {
         tx.prepare_cached(
@@ -313,6 +302,102 @@ fn store_check(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::Ch
     Ok(stored)
 }
 
+/// What makes two results of one check the same for the history.
+type Outcome3 = (i32, i32, String);
+
+/// Records a check result in `check_point` (every result, by its time) and keeps `check_result`
+/// equal to the *transitions* of that set: the results whose status, severity or reason differ
+/// from the result just before them in time. A pure function of the set of results, so the
+/// incidents built from it do not depend on arrival order: a new result can only change whether
+/// it and its successor are transitions. Two results at one instant count as one: the failed,
+/// then the more severe, one.
+fn record_result(tx: &rusqlite::Transaction<'_>, agent_id: &str, check: &super::CheckIn) -> rusqlite::Result<()> {
+    let rank = |status: i32, severity: i32, reason: &str| (status == 2, status == 3, severity, reason.to_owned());
+    let key = params![agent_id, check.check, check.target, check.at_ms];
+    let existing: Option<(i32, i32, String)> = tx
+        .prepare_cached(
+            "SELECT status, severity, reason FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms = ?4",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((status, severity, reason)) = &existing
+        && rank(*status, *severity, reason) >= rank(check.status, check.severity, &check.reason)
+    {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO check_point(agent_id, check_name, target, at_ms, status, severity, reason, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(agent_id, check_name, target, at_ms) DO UPDATE SET status = excluded.status,
+           severity = excluded.severity, reason = excluded.reason, message = excluded.message",
+    )?
+    .execute(params![
+        agent_id,
+        check.check,
+        check.target,
+        check.at_ms,
+        check.status,
+        check.severity,
+        check.reason,
+        check.message
+    ])?;
+    let pred: Option<Outcome3> = tx
+        .prepare_cached(
+            "SELECT status, severity, reason FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms < ?4 ORDER BY at_ms DESC LIMIT 1",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let succ: Option<(i64, Outcome3, String)> = tx
+        .prepare_cached(
+            "SELECT at_ms, status, severity, reason, message FROM check_point
+             WHERE agent_id = ?1 AND check_name = ?2 AND target = ?3 AND at_ms > ?4 ORDER BY at_ms LIMIT 1",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?)))
+        .optional()?;
+    let this: Outcome3 = (check.status, check.severity, check.reason.clone());
+    let is_transition = pred.as_ref() != Some(&this);
+    set_transition(tx, agent_id, check, check.at_ms, &this, &check.message, is_transition)?;
+    if let Some((at, outcome, message)) = succ {
+        set_transition(tx, agent_id, check, at, &outcome, &message, outcome != this)?;
+    }
+    Ok(())
+}
+
+/// Makes the result at `at` a row of `check_result`, or not.
+fn set_transition(
+    tx: &rusqlite::Transaction<'_>,
+    agent_id: &str,
+    check: &super::CheckIn,
+    at: i64,
+    outcome: &Outcome3,
+    message: &str,
+    is_transition: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM check_result WHERE agent_id = ?1 AND at_ms = ?4 AND check_name = ?2 AND target = ?3",
+    )?
+    .execute(params![agent_id, check.check, check.target, at])?;
+    if is_transition {
+        tx.prepare_cached(
+            "INSERT INTO check_result(agent_id, check_name, target, status, severity, reason, message, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            agent_id,
+            check.check,
+            check.target,
+            outcome.0,
+            outcome.1,
+            outcome.2,
+            message,
+            at
+        ])?;
+    }
+    Ok(())
+}
+
 /// The value of label `name` in canonical label text (`a="x",b="y"`), unescaped.
 fn label_value(labels: &str, name: &str) -> Option<String> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
@@ -331,11 +416,22 @@ fn label_value(labels: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Records that `signal` of an agent was `up` (or down) from `at` for `span` ms, keeping the
-/// intervals of each (agent, signal, target) disjoint: same-state intervals that touch merge;
-/// an other-state interval running past `at` ends at `at`; one starting after `at` (newer
-/// evidence that arrived first, e.g. during a spool backfill) bounds this one.
-fn add_evidence(
+/// Records that the agent was running over `[from, to)`: the `agent` signal is only ever up, so
+/// its evidence is the union of such intervals (order-independent by construction).
+fn add_running(tx: &rusqlite::Transaction<'_>, agent_id: &str, from: i64, to: i64) -> rusqlite::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let piece = Span { from, to, state: State::Up };
+    replace_region(tx, agent_id, "agent", "", from, to, &[piece], true)
+}
+
+/// Records a sample of a two-state signal (`portal`, `mysql`) and rewrites the evidence it
+/// changes, so that the stored intervals always equal [`crate::sla::point_evidence`] of every
+/// sample received, whatever their arrival order. A new sample only changes the contribution
+/// of its predecessor (now cut at the new sample) and its own (cut at its successor): the
+/// region from the predecessor to the successor is recomputed from those two points.
+fn add_point(
     tx: &rusqlite::Transaction<'_>,
     agent_id: &str,
     signal: &str,
@@ -344,45 +440,111 @@ fn add_evidence(
     at: i64,
     span: i64,
 ) -> rusqlite::Result<()> {
-    let mut end = at.saturating_add(span);
-    let rows: Vec<(i64, bool, i64, i64)> = {
+    let existing: Option<bool> = tx
+        .prepare_cached(
+            "SELECT up FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms = ?4",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| r.get(0))
+        .optional()?;
+    // Two samples at one instant count as one, down when either says down.
+    let up = match existing {
+        Some(old) if old == (old && up) => return Ok(()),
+        Some(old) => old && up,
+        None => up,
+    };
+    tx.prepare_cached(
+        "INSERT INTO evidence_point(agent_id, signal, target, at_ms, up) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(agent_id, signal, target, at_ms) DO UPDATE SET up = excluded.up",
+    )?
+    .execute(params![agent_id, signal, target, at, up])?;
+    let pred: Option<(i64, bool)> = tx
+        .prepare_cached(
+            "SELECT at_ms, up FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms < ?4
+             ORDER BY at_ms DESC LIMIT 1",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let succ: Option<i64> = tx
+        .prepare_cached(
+            "SELECT at_ms FROM evidence_point WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND at_ms > ?4
+             ORDER BY at_ms LIMIT 1",
+        )?
+        .query_row(params![agent_id, signal, target, at], |r| r.get(0))
+        .optional()?;
+    let state = |up: bool| if up { State::Up } else { State::Down };
+    let lo = pred.map_or(at, |p| p.0);
+    let hi = succ.unwrap_or_else(|| at.saturating_add(span));
+    let mut pieces = Vec::with_capacity(2);
+    if let Some((p, p_up)) = pred {
+        pieces.push(Span { from: p, to: p.saturating_add(span).min(at), state: state(p_up) });
+    }
+    pieces.push(Span { from: at, to: at.saturating_add(span).min(hi), state: state(up) });
+    replace_region(tx, agent_id, signal, target, lo, hi, &pieces, false)
+}
+
+/// Replaces the evidence of one signal inside `[lo, hi)` with `pieces` (sorted, disjoint,
+/// inside `[lo, hi)`), keeping what lies outside and merging touching intervals of one state.
+/// With `union`, existing evidence inside the region is kept too (the pieces are added to it).
+#[allow(clippy::too_many_arguments)]
+fn replace_region(
+    tx: &rusqlite::Transaction<'_>,
+    agent_id: &str,
+    signal: &str,
+    target: &str,
+    lo: i64,
+    hi: i64,
+    pieces: &[Span],
+    union: bool,
+) -> rusqlite::Result<()> {
+    // Rows touching the region, newest first: intervals are disjoint and sorted, so once one
+    // ends before `lo` every earlier one does too.
+    let rows: Vec<(i64, Span)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, up, from_ms, to_ms FROM evidence
              WHERE agent_id = ?1 AND signal = ?2 AND target = ?3 AND from_ms <= ?4 ORDER BY from_ms DESC",
         )?;
-        let mut rows = stmt.query(params![agent_id, signal, target, end])?;
+        let mut rows = stmt.query(params![agent_id, signal, target, hi])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let (id, state, from, to): (i64, bool, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            if to < at {
-                break; // disjoint and sorted: everything earlier ends earlier still
+            let (id, up, from, to): (i64, bool, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            if to < lo {
+                break;
             }
-            out.push((id, state, from, to));
+            out.push((id, Span { from, to, state: if up { State::Up } else { State::Down } }));
         }
         out
     };
-    for (_, state, from, _) in &rows {
-        if *state != up && *from >= at {
-            end = end.min(*from);
+    let mut kept: Vec<Span> = Vec::with_capacity(rows.len() * 2 + pieces.len());
+    for (_, row) in &rows {
+        if union {
+            kept.push(*row);
+            continue;
+        }
+        if row.from < lo {
+            kept.push(Span { from: row.from, to: row.to.min(lo), state: row.state });
+        }
+        if row.to > hi {
+            kept.push(Span { from: row.from.max(hi), to: row.to, state: row.state });
         }
     }
-    let (mut from, mut to) = (at, end);
-    for (id, state, row_from, row_to) in rows {
-        if state == up {
-            if row_from <= end {
-                from = from.min(row_from);
-                to = to.max(row_to);
-                tx.prepare_cached("DELETE FROM evidence WHERE id = ?1")?.execute([id])?;
-            }
-        } else if row_from < at && row_to > at {
-            tx.prepare_cached("UPDATE evidence SET to_ms = ?2 WHERE id = ?1")?.execute(params![id, at])?;
-        }
+    kept.extend(pieces.iter().copied().filter(|p| p.to > p.from));
+    kept.sort_unstable_by_key(|s| (s.from, s.to));
+    let mut merged: Vec<Span> = Vec::with_capacity(kept.len());
+    for span in kept {
+        crate::sla::push_merged(&mut merged, span);
     }
-    if to > from {
+    let unchanged = rows.len() == merged.len() && rows.iter().rev().zip(&merged).all(|((_, a), b)| a == b);
+    if unchanged {
+        return Ok(());
+    }
+    for (id, _) in &rows {
+        tx.prepare_cached("DELETE FROM evidence WHERE id = ?1")?.execute([id])?;
+    }
+    for span in merged {
         tx.prepare_cached(
             "INSERT INTO evidence(agent_id, signal, target, up, from_ms, to_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![agent_id, signal, target, up, from, to])?;
+        .execute(params![agent_id, signal, target, span.state == State::Up, span.from, span.to])?;
     }
     Ok(())
 }
