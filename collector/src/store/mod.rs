@@ -14,6 +14,7 @@
 //! The interface is deliberately narrow (ingest, a few queries, agent admin) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
 
+pub mod block;
 pub mod query;
 mod schema;
 mod writer;
