@@ -34,6 +34,19 @@ shutdown_grace_secs = 5
 # are refused with UNAVAILABLE (agents keep them in their spools) until space is made.
 max_db_bytes = 0
 
+[retention]
+# Days of history kept per tier. Raw samples answer queries at any step; minute and hour rollups
+# (min, max, sum, count, last; counters also as increases) answer coarser steps and outlive them.
+raw_days = 15
+minute_days = 90
+hour_days = 730
+# Days a batch's dedup key is kept: longer than an agent can hold a batch in its spool (a batch
+# resent later is stored again, but its samples only once: the same timestamp is stored once).
+batch_key_days = 35
+# Days of gaps, log error groups, check history, uptime evidence and audit records (reports of
+# past months read them).
+events_days = 400
+
 [tls]
 # PEM certificate chain and private key for the gRPC listener. Both empty: plain HTTP/2, for
 # loopback or trusted networks only (agent tokens would cross the network in clear text).
@@ -89,6 +102,8 @@ pub struct RawConfig {
     pub tls: RawTls,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[retention]`
+    pub retention: RawRetention,
     /// `[sla]`
     pub sla: RawSla,
 }
@@ -274,6 +289,28 @@ impl Default for RawCollector {
     }
 }
 
+/// `[retention]` section (days).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    /// Raw samples.
+    pub raw_days: u64,
+    /// Minute rollups.
+    pub minute_days: u64,
+    /// Hour rollups.
+    pub hour_days: u64,
+    /// Batch dedup keys.
+    pub batch_key_days: u64,
+    /// Gaps, log groups, check history, evidence, audit.
+    pub events_days: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention { raw_days: 15, minute_days: 90, hour_days: 730, batch_key_days: 35, events_days: 400 }
+    }
+}
+
 /// `[limits]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -323,6 +360,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Input limits.
     pub limits: Limits,
+    /// History kept per tier and table.
+    pub retention: crate::store::Retention,
 }
 
 /// PEM files for the gRPC listener's TLS.
@@ -405,6 +444,15 @@ impl Config {
         let max_labels = range("limits.max_labels_per_series", l.max_labels_per_series, 0, 64);
         let max_label_value = range("limits.max_label_value_bytes", l.max_label_value_bytes, 1, 65_536);
         let max_future = range("limits.max_future_secs", l.max_future_secs, 1, 86_400);
+        let rt = &raw.retention;
+        let day = |days: u64| i64::try_from(days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
+        let retention = crate::store::Retention {
+            raw_ms: day(range("retention.raw_days", rt.raw_days, 1, 3650)),
+            minute_ms: day(range("retention.minute_days", rt.minute_days, 1, 3650)),
+            hour_ms: day(range("retention.hour_days", rt.hour_days, 1, 36_500)),
+            batch_key_ms: day(range("retention.batch_key_days", rt.batch_key_days, 1, 3650)),
+            events_ms: day(range("retention.events_days", rt.events_days, 31, 36_500)),
+        };
         if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
             bad("collector.max_db_bytes", format!("{}: expected 0 (no bound) or at least 1048576", c.max_db_bytes));
         }
@@ -452,6 +500,7 @@ impl Config {
                     max_label_value_bytes: max_label_value as usize,
                     max_future_ms: (max_future * 1000) as i64,
                 },
+                retention,
             }),
             _ => Err(ConfigErrors(errors)),
         }

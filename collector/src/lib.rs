@@ -71,7 +71,13 @@ fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::Serv
 pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let evidence_span = i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
     let (store, reader, writer) =
-        store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes, evidence_span)
+        store::Store::open(
+            &cfg.data_dir,
+            cfg.limits.max_series_per_agent,
+            cfg.max_db_bytes,
+            evidence_span,
+            cfg.retention,
+        )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let reader = Arc::new(reader);
     let uptime = Arc::new(

@@ -11,12 +11,19 @@
 //! refuses every later write (agents keep their spools) until the collector restarts, because an
 //! fsync error cannot be retried into success.
 //!
+//! ## Samples
+//! Samples are packed per series per hour ([`series`], [`block`]), rolled up per minute and hour
+//! ([`rollup`]) and expired per tier ([`retention`]).
+//!
 //! The interface is deliberately narrow (ingest, a few queries, agent admin) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
 
 pub mod block;
 pub mod query;
+pub mod retention;
+pub mod rollup;
 mod schema;
+pub mod series;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth;
 
+pub use retention::Retention;
 pub use writer::GROUP_MAX;
 
 /// Database file name inside the data directory.
@@ -227,6 +235,7 @@ impl Store {
         max_series_per_agent: usize,
         max_db_bytes: Option<u64>,
         evidence_span_ms: i64,
+        retention: Retention,
     ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
         if let Some(bytes) = max_db_bytes {
@@ -234,10 +243,20 @@ impl Store {
             let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
-        let reader = query::Reader::new(open_connection(data_dir)?);
+        let (head, last_pending) = series::load_head(&conn)?;
+        let head: series::SharedHead = Arc::new(std::sync::RwLock::new(head));
+        let reader = query::Reader::with_head(open_connection(data_dir)?, Arc::clone(&head));
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let writer = writer::Writer::new(conn, Arc::clone(&healthy), max_series_per_agent, evidence_span_ms)?;
+        let writer = writer::Writer::new(
+            conn,
+            Arc::clone(&healthy),
+            max_series_per_agent,
+            evidence_span_ms,
+            head,
+            last_pending,
+            retention,
+        )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))

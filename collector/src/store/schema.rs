@@ -125,6 +125,27 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 4: the file an error group's example was read from (a log may cover several files).
     "ALTER TABLE log_group ADD COLUMN file TEXT NOT NULL DEFAULT '';",
+    // 5: samples packed per series per hour (store/series.rs), the pending log of the in-memory
+    // head, minute and hour rollups (store/rollup.rs); old `sample` rows are moved into blocks in
+    // steps by the writer (store/retention.rs) and the table is dropped once empty. Indexes for
+    // retention by time.
+    "CREATE TABLE sample_pending(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE sample_block(
+        start_ms INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(start_ms, series_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup(
+        tier INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(tier, start_ms, series_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX batch_key_by_received ON batch_key(received_ms);",
 ];
 
 /// Schema version this build writes.
