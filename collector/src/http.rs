@@ -372,6 +372,8 @@ struct SeriesQuery {
     from: Option<i64>,
     to: Option<i64>,
     max_points: Option<usize>,
+    /// Milliseconds per step: min/max/avg per step from raw samples or rollups.
+    step: Option<i64>,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -387,6 +389,28 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
     let max_points = q.max_points.unwrap_or(10_000);
     if max_points == 0 || max_points > MAX_POINTS_LIMIT {
         return error(StatusCode::BAD_REQUEST, format!("max_points {max_points}: expected 1..={MAX_POINTS_LIMIT}"));
+    }
+    if let Some(step) = q.step {
+        if step <= 0 || (to - from) / step >= crate::store::history::MAX_STEPS {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "step {step}: expected a positive number of milliseconds making at most {} steps from {from} to {to}",
+                    crate::store::history::MAX_STEPS
+                ),
+            );
+        }
+        let reader = Arc::clone(&state.reader);
+        let (name, host_name) = (q.name.clone(), host.clone());
+        let result = tokio::task::spawn_blocking(move || reader.series_steps(&host_name, &name, from, to, step)).await;
+        return match result {
+            Ok(Ok(series)) => axum::Json(serde_json::json!({
+                "host": host, "name": q.name, "from": from, "to": to, "step": step, "series": series,
+            }))
+            .into_response(),
+            Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
+            Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+        };
     }
     let reader = Arc::clone(&state.reader);
     let name = q.name.clone();

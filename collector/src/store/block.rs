@@ -130,7 +130,8 @@ pub(crate) fn get_varint(data: &[u8], pos: &mut usize) -> Result<u64, BlockError
 }
 
 /// Timestamp codes: (prefix, prefix bits, payload bits), tried in order.
-const TS_CODES: [(u64, u32, u32); 5] = [(0b10, 2, 7), (0b110, 3, 9), (0b1110, 4, 12), (0b11110, 5, 20), (0b11111, 5, 64)];
+const TS_CODES: [(u64, u32, u32); 5] =
+    [(0b10, 2, 7), (0b110, 3, 9), (0b1110, 4, 12), (0b11110, 5, 20), (0b11111, 5, 64)];
 
 /// Encodes points with strictly increasing timestamps.
 ///

@@ -19,10 +19,11 @@
 //! layout or a PostgreSQL backend can replace this one.
 
 pub mod block;
+pub mod history;
 pub mod query;
 pub mod retention;
 pub mod rollup;
-mod schema;
+pub(crate) mod schema;
 pub mod series;
 mod writer;
 

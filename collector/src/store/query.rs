@@ -159,12 +159,20 @@ impl Reader {
         Reader { conn: Mutex::new(conn), head: None }
     }
 
+    /// The writer's head, or one read from the pending rows now.
+    pub(super) fn head(&self, conn: &Connection) -> Result<super::series::SharedHead, Error> {
+        Ok(match &self.head {
+            Some(head) => std::sync::Arc::clone(head),
+            None => std::sync::Arc::new(std::sync::RwLock::new(super::series::load_head(conn)?.0)),
+        })
+    }
+
     /// A reader sharing the writer's head.
     pub fn with_head(conn: Connection, head: super::series::SharedHead) -> Self {
         Reader { conn: Mutex::new(conn), head: Some(head) }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -216,10 +224,7 @@ impl Reader {
         let conn = self.conn();
         let mut out: Vec<SeriesPoints> = Vec::new();
         let mut n_points = 0;
-        let head = match &self.head {
-            Some(head) => std::sync::Arc::clone(head),
-            None => std::sync::Arc::new(std::sync::RwLock::new(super::series::load_head(&conn)?.0)),
-        };
+        let head = self.head(&conn)?;
         for (series_id, labels) in series_of(&conn, agent_id, name)? {
             let mut points = super::series::series_points(&conn, &head, series_id, from_ms, to_ms)?;
             if points.is_empty() {

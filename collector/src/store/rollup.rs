@@ -198,7 +198,9 @@ pub fn read(conn: &rusqlite::Connection, tier: i64, series_id: i64, from: i64, t
     let mut out = Vec::new();
     let mut start = from.div_euclid(row_ms) * row_ms;
     while start <= to {
-        out.extend(read_row(conn, tier, start, series_id)?.into_iter().filter(|b| b.start + width > from && b.start <= to));
+        out.extend(
+            read_row(conn, tier, start, series_id)?.into_iter().filter(|b| b.start + width > from && b.start <= to),
+        );
         start += row_ms;
     }
     Ok(out)

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: agents, dedup keys, series and raw samples, gaps, log groups, check results, audit.
     "CREATE TABLE agent(
         id TEXT PRIMARY KEY,

@@ -156,9 +156,8 @@ pub(crate) fn start_seal(head: &SharedHead, last_pending: i64, force: bool) -> O
     if !head.sealing.is_empty() || head.open_points == 0 {
         return None;
     }
-    let due = force
-        || head.open_points >= SEAL_POINTS
-        || head.open_since.is_some_and(|since| since.elapsed() >= SEAL_AGE);
+    let due =
+        force || head.open_points >= SEAL_POINTS || head.open_since.is_some_and(|since| since.elapsed() >= SEAL_AGE);
     if !due {
         return None;
     }
@@ -227,7 +226,13 @@ pub(crate) fn seal_step(
 
 /// Merges points of one hour into the series' block (stored points win) and refreshes that
 /// hour's rollups.
-pub(crate) fn merge_block(tx: &Transaction<'_>, series_id: i64, start: i64, points: &[(i64, f64)], kind: i32) -> Result<(), Error> {
+pub(crate) fn merge_block(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    start: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
     let stored: Option<Vec<u8>> = tx
         .prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
         .query_row(params![start, series_id], |r| r.get(0))
@@ -261,9 +266,8 @@ pub fn block_points(
     to: i64,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2 AND end_ms >= ?3",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2 AND end_ms >= ?3")?;
     let mut start = block_start(from);
     let mut scratch = Vec::new();
     while start <= to {
@@ -323,7 +327,8 @@ mod tests {
     }
 
     fn seal_all(conn: &mut rusqlite::Connection, head: &SharedHead, kinds: &Kinds) {
-        let last: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sample_pending", [], |r| r.get(0)).expect("max");
+        let last: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sample_pending", [], |r| r.get(0)).expect("max");
         let mut seal = start_seal(head, last, true).expect("due");
         while !seal_step(conn, head, &mut seal, kinds).expect("step") {}
     }

@@ -56,8 +56,7 @@ impl Writer {
         let mut kinds = Kinds::new();
         {
             let mut stmt = conn.prepare("SELECT id, agent_id, name, labels, kind FROM series")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             for row in rows {
                 let (id, agent, name, labels, kind): (i64, String, String, String, i32) = row?;
                 *series_per_agent.entry(agent.clone()).or_default() += 1;
