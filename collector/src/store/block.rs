@@ -4,10 +4,15 @@
 //! `version (1 byte) | n (varint) | bit stream`. The bit stream holds the first timestamp and
 //! value in 64 bits each, then per point a delta-of-delta timestamp code and an XOR value code:
 //!
-//! * timestamp: `0` (same interval), `10`+7 bits, `110`+9, `1110`+12, `11110`+20, `11111`+64, the
+//! * timestamp: `0` (same interval), `10`+4 bits, `110`+8, `1110`+14, `11110`+24, `11111`+64, the
 //!   value being the zigzag of the change of interval;
 //! * value: `0` (same bits as the previous value), `10` + the meaningful bits inside the previous
 //!   window, `11` + 5 bits leading zeros + 6 bits length + the meaningful bits.
+//!
+//! A second format stores values that are decimals with at most nine digits after the point
+//! (`12.34`, integers, most of what agents send) as scaled integers: the change from the previous
+//! value divided by the block's common divisor, zigzag, in `0` / `10`+6 / `110`+12 / `1110`+24 /
+//! `11110`+40 / `11111`+64 bits. [`encode`] writes whichever format is shorter.
 //!
 //! Values round-trip bit for bit (±0, subnormals, ±MAX). Blocks hold sorted, unique timestamps:
 //! [`normalize`] and [`merge`] make them so, the first point stored for a timestamp winning.
@@ -16,6 +21,13 @@
 
 /// Format byte of a Gorilla block.
 const VERSION_GORILLA: u8 = 1;
+/// Format byte of a scaled-decimal block.
+const VERSION_DECIMAL: u8 = 2;
+/// Powers of ten a decimal block may scale by (exact doubles).
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+/// Codes of a scaled value change: (prefix, prefix bits, payload bits).
+const VALUE_CODES: [(u64, u32, u32); 5] =
+    [(0b10, 2, 6), (0b110, 3, 12), (0b1110, 4, 24), (0b11110, 5, 40), (0b11111, 5, 64)];
 
 /// Why a block could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,9 +143,104 @@ pub(crate) fn get_varint(data: &[u8], pos: &mut usize) -> Result<u64, BlockError
 
 /// Timestamp codes: (prefix, prefix bits, payload bits), tried in order.
 const TS_CODES: [(u64, u32, u32); 5] =
-    [(0b10, 2, 7), (0b110, 3, 9), (0b1110, 4, 12), (0b11110, 5, 20), (0b11111, 5, 64)];
+    [(0b10, 2, 4), (0b110, 3, 8), (0b1110, 4, 14), (0b11110, 5, 24), (0b11111, 5, 64)];
 
-/// Encodes points with strictly increasing timestamps.
+fn write_code(w: &mut BitWriter, codes: &[(u64, u32, u32); 5], value: u64) {
+    if value == 0 {
+        w.write(0, 1);
+        return;
+    }
+    let &(prefix, prefix_bits, payload) = codes
+        .iter()
+        .find(|(_, _, payload)| *payload == 64 || value < (1u64 << payload))
+        .expect("the last code takes any value");
+    w.write(prefix, prefix_bits);
+    w.write(value, payload);
+}
+
+fn read_code(r: &mut BitReader<'_>, codes: &[(u64, u32, u32); 5]) -> Result<u64, BlockError> {
+    let mut ones = 0;
+    while ones < 5 && r.bit()? {
+        ones += 1;
+    }
+    if ones == 0 { Ok(0) } else { r.read(codes[ones - 1].2) }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The values as integers scaled by `10^k`, when every value round-trips exactly that way.
+fn scaled(points: &[(i64, f64)]) -> Option<(u8, Vec<i64>)> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
+    'scale: for (k, pow) in POW10.iter().enumerate() {
+        let mut out = Vec::with_capacity(points.len());
+        for &(_, v) in points {
+            let m = (v * pow).round();
+            // Checked through the integer, as decoding computes it (-0 becomes 0 and fails here).
+            if !(m.abs() < LIMIT) || ((m as i64) as f64 / pow).to_bits() != v.to_bits() {
+                continue 'scale;
+            }
+            out.push(m as i64);
+        }
+        return Some((k as u8, out));
+    }
+    None
+}
+
+fn encode_decimal(points: &[(i64, f64)], k: u8, ints: &[i64]) -> Vec<u8> {
+    let mut head = vec![VERSION_DECIMAL];
+    put_varint(&mut head, points.len() as u64);
+    head.push(k);
+    let divisor = ints.windows(2).fold(0u64, |g, w| gcd(g, w[1].wrapping_sub(w[0]).unsigned_abs())).max(1);
+    put_varint(&mut head, divisor);
+    let mut w = BitWriter { out: head, acc: 0, bits: 0 };
+    w.write(points[0].0 as u64, 64);
+    w.write(ints[0] as u64, 64);
+    let (mut prev_ts, mut prev_delta) = (points[0].0, 0i64);
+    for (i, &(ts, _)) in points.iter().enumerate().skip(1) {
+        let delta = ts.wrapping_sub(prev_ts);
+        write_code(&mut w, &TS_CODES, zigzag(delta.wrapping_sub(prev_delta)));
+        prev_ts = ts;
+        prev_delta = delta;
+        let change = ints[i].wrapping_sub(ints[i - 1]) / divisor as i64;
+        write_code(&mut w, &VALUE_CODES, zigzag(change));
+    }
+    w.finish()
+}
+
+fn decode_decimal(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+    let mut pos = 1;
+    let n = usize::try_from(get_varint(data, &mut pos)?).map_err(|_| BlockError::Corrupt("count"))?;
+    let k = *data.get(pos).ok_or(BlockError::Corrupt("truncated header"))?;
+    pos += 1;
+    let pow = *POW10.get(usize::from(k)).ok_or(BlockError::Corrupt("scale"))?;
+    let divisor = get_varint(data, &mut pos)?;
+    if divisor == 0 || divisor > i64::MAX as u64 {
+        return Err(BlockError::Corrupt("divisor"));
+    }
+    if n > (data.len() - pos) * 4 + 1 {
+        return Err(BlockError::Corrupt("count larger than the data"));
+    }
+    out.reserve(n);
+    let mut r = BitReader { data: &data[pos..], pos: 0 };
+    let mut ts = r.read(64)? as i64;
+    let mut m = r.read(64)? as i64;
+    out.push((ts, m as f64 / pow));
+    let mut delta = 0i64;
+    for _ in 1..n {
+        delta = delta.wrapping_add(unzigzag(read_code(&mut r, &TS_CODES)?));
+        ts = ts.wrapping_add(delta);
+        m = m.wrapping_add(unzigzag(read_code(&mut r, &VALUE_CODES)?).wrapping_mul(divisor as i64));
+        out.push((ts, m as f64 / pow));
+    }
+    Ok(())
+}
+
+/// Encodes points with strictly increasing timestamps, in the shorter of the two formats.
 ///
 /// # Errors
 /// [`BlockError::Unsorted`] when timestamps are not strictly increasing.
@@ -141,11 +248,24 @@ pub fn encode(points: &[(i64, f64)]) -> Result<Vec<u8>, BlockError> {
     if points.windows(2).any(|w| w[1].0 <= w[0].0) {
         return Err(BlockError::Unsorted);
     }
+    let gorilla = encode_gorilla(points);
+    if points.len() > 1
+        && let Some((k, ints)) = scaled(points)
+    {
+        let decimal = encode_decimal(points, k, &ints);
+        if decimal.len() < gorilla.len() {
+            return Ok(decimal);
+        }
+    }
+    Ok(gorilla)
+}
+
+fn encode_gorilla(points: &[(i64, f64)]) -> Vec<u8> {
     let mut head = vec![VERSION_GORILLA];
     put_varint(&mut head, points.len() as u64);
     let mut w = BitWriter { out: head, acc: 0, bits: 0 };
     let Some(&(first_ts, first_value)) = points.first() else {
-        return Ok(w.finish());
+        return w.finish();
     };
     w.write(first_ts as u64, 64);
     w.write(first_value.to_bits(), 64);
@@ -154,17 +274,7 @@ pub fn encode(points: &[(i64, f64)]) -> Result<Vec<u8>, BlockError> {
     let (mut lead, mut trail) = (u32::MAX, 0u32);
     for &(ts, value) in &points[1..] {
         let delta = ts.wrapping_sub(prev_ts);
-        let dod = zigzag(delta.wrapping_sub(prev_delta));
-        if dod == 0 {
-            w.write(0, 1);
-        } else {
-            let &(prefix, prefix_bits, payload) = TS_CODES
-                .iter()
-                .find(|(_, _, payload)| *payload == 64 || dod < (1u64 << payload))
-                .expect("the last code takes any value");
-            w.write(prefix, prefix_bits);
-            w.write(dod, payload);
-        }
+        write_code(&mut w, &TS_CODES, zigzag(delta.wrapping_sub(prev_delta)));
         prev_ts = ts;
         prev_delta = delta;
         let bits = value.to_bits();
@@ -188,7 +298,7 @@ pub fn encode(points: &[(i64, f64)]) -> Result<Vec<u8>, BlockError> {
             trail = t;
         }
     }
-    Ok(w.finish())
+    w.finish()
 }
 
 /// Number of points in a block without decoding it.
@@ -196,7 +306,7 @@ pub fn encode(points: &[(i64, f64)]) -> Result<Vec<u8>, BlockError> {
 /// # Errors
 /// A block this build does not understand.
 pub fn count(data: &[u8]) -> Result<usize, BlockError> {
-    if data.first() != Some(&VERSION_GORILLA) {
+    if !matches!(data.first(), Some(&(VERSION_GORILLA | VERSION_DECIMAL))) {
         return Err(BlockError::Corrupt("unknown block version"));
     }
     let mut pos = 1;
@@ -208,6 +318,9 @@ pub fn count(data: &[u8]) -> Result<usize, BlockError> {
 /// # Errors
 /// A truncated or unknown block.
 pub fn decode_into(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+    if data.first() == Some(&VERSION_DECIMAL) {
+        return decode_decimal(data, out);
+    }
     if data.first() != Some(&VERSION_GORILLA) {
         return Err(BlockError::Corrupt("unknown block version"));
     }
@@ -228,14 +341,7 @@ pub fn decode_into(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockEr
     let mut delta = 0i64;
     let (mut lead, mut trail) = (0u32, 0u32);
     for _ in 1..n {
-        let mut ones = 0;
-        while ones < 5 && r.bit()? {
-            ones += 1;
-        }
-        if ones > 0 {
-            let payload = TS_CODES[ones - 1].2;
-            delta = delta.wrapping_add(unzigzag(r.read(payload)?));
-        }
+        delta = delta.wrapping_add(unzigzag(read_code(&mut r, &TS_CODES)?));
         ts = ts.wrapping_add(delta);
         if r.bit()? {
             if r.bit()? {
@@ -385,6 +491,43 @@ mod tests {
         let data = encode(&points).expect("sorted");
         assert!(data.len() < 100_000 * 2 / 8 + 64, "{} bytes", data.len());
         assert!(same(&decode(&data).expect("decode"), &points));
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_values_round_trip_in_the_decimal_format(
+            cents in prop::collection::vec(-1_000_000i64..1_000_000, 2..500),
+            scale in 0usize..4,
+            factor in prop_oneof![Just(1i64), Just(512), Just(4096)],
+        ) {
+            let points: Vec<(i64, f64)> = cents
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as i64 * 10_000, (c * factor) as f64 / POW10[scale]))
+                .collect();
+            let data = encode(&points).expect("sorted");
+            prop_assert!(same(&decode(&data).expect("decode"), &points));
+        }
+    }
+
+    #[test]
+    fn decimal_format_is_chosen_for_two_decimal_random_walks_and_is_smaller() {
+        let mut v = 1234i64;
+        let points: Vec<(i64, f64)> = (0..360)
+            .map(|i| {
+                v += (i * 7919 % 41) - 20;
+                (i * 10_000, v as f64 / 100.0)
+            })
+            .collect();
+        let data = encode(&points).expect("sorted");
+        assert_eq!(data[0], VERSION_DECIMAL);
+        assert!(data.len() < encode_gorilla(&points).len() / 2, "{} bytes", data.len());
+        assert!(same(&decode(&data).expect("decode"), &points));
+        // -0 and values like 0.1 + 0.2 are not decimals: Gorilla keeps their bits.
+        for odd in [-0.0, 0.1 + 0.2, f64::MAX, 5e-324] {
+            let points = [(0, 1.0), (1, odd), (2, 2.0)];
+            assert!(same(&decode(&encode(&points).expect("sorted")).expect("decode"), &points), "{odd}");
+        }
     }
 
     #[test]

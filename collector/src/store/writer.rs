@@ -81,6 +81,25 @@ impl Writer {
         })
     }
 
+    /// On a clean stop: moves the whole head into blocks, so a stopped store is compact (the
+    /// pending rows would be replayed at the next start otherwise, which is also correct).
+    fn seal_all(&mut self) {
+        loop {
+            if self.seal.is_none() {
+                self.seal = series::start_seal(&self.head, self.last_pending, true);
+            }
+            let Some(seal) = &mut self.seal else { return };
+            match series::seal_step(&mut self.conn, &self.head, seal, &self.kinds) {
+                Ok(true) => self.seal = None,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "sealing samples at shutdown failed; they stay pending and are replayed at the next start");
+                    return;
+                }
+            }
+        }
+    }
+
     /// One step of background work (sealing the head, converting old rows, retention) when there
     /// is any; true when it did something.
     fn background_step(&mut self) -> bool {
@@ -152,9 +171,15 @@ impl Writer {
                     }
                 }
             }
-            // Under steady load the queue is never empty: background work also gets a step per group.
+            // Under steady load the queue is never empty: background work also gets a step per
+            // group, and while the head is over its bound sealing goes first (backpressure: the
+            // queue fills and agents wait, rather than memory growing).
             self.background_step();
+            while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).len() >= 2 * series::SEAL_POINTS
+                && self.background_step()
+            {}
         }
+        self.seal_all();
         if let Err((_, err)) = self.conn.close() {
             error!(error = %err, "closing the database");
         }
