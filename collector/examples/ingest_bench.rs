@@ -16,6 +16,8 @@
 //!
 //!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=30
 //!   AGENTS=1000 BATCHES=3 make bench-ingest
+//!   AGENTS=1 POINTS=360 BATCHES=720 make bench-ingest   # one host, a time-compressed month
+//!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics)
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -441,5 +443,10 @@ fn main() {
     println!("disk_write_bytes_per_sample={:.2}", written as f64 / stored.max(1) as f64);
     println!("collector_rss_mib={:.1}", rss_kib as f64 / 1024.0);
     println!("render_us_per_series={:.3}", render_us_per_series());
-    victoria(&all, samples);
+    if std::env::var_os("KEEP").is_some() {
+        println!("kept={}", dir.keep().display());
+    }
+    if std::env::var_os("NO_VM").is_none() {
+        victoria(&all, samples);
+    }
 }

@@ -90,9 +90,14 @@ pub fn steps(
     let counter = kind == 2;
     let tier = tier_for(step);
     let mut out: BTreeMap<i64, Bucket> = BTreeMap::new();
+    // Counters: the increase of the first point counts from the last point of the hour before,
+    // as the rollups do.
     let raw_buckets = |from: i64, to: i64, width: i64| -> Result<Vec<Bucket>, Error> {
-        let points = series::series_points(conn, head, series_id, from, to)?;
-        Ok(rollup::buckets(&points, width, counter, None))
+        let reach = if counter { series::block_start(from) - BLOCK_MS } else { from };
+        let points = series::series_points(conn, head, series_id, reach, to)?;
+        let split = points.partition_point(|p| p.0 < from);
+        let prev = split.checked_sub(1).map(|i| points[i].1);
+        Ok(rollup::buckets(&points[split..], width, counter, prev))
     };
     if tier == "raw" {
         fold(&mut out, &raw_buckets(from, to, step)?, step);
@@ -105,7 +110,8 @@ pub fn steps(
             .iter()
             .map(|p| series::block_start(p.0))
             .collect();
-        let width = if tier == "hour" { BLOCK_MS } else { 60_000 };
+        // Minute buckets folded into the step, as the rollups are built: the same sums bit for bit.
+        let width = 60_000;
         let mut fresh = Vec::new();
         for hour in &unsealed {
             fresh.extend(raw_buckets((*hour).max(from), (hour + BLOCK_MS - 1).min(to), width)?);

@@ -1,6 +1,6 @@
 //! Minute and hour rollups (min, max, sum, count, last; counters also as increases) kept in step with the blocks.
 //!
-//! Table `rollup(tier, start_ms, series_id, data)`: tier [`MINUTE`] has one row per series per
+//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`MINUTE`] has one row per series per
 //! hour holding its minute buckets; tier [`HOUR`] one row per series per day holding its hour
 //! buckets. Each time a block is written (sealing, backfill, migration) the rollups of its hour
 //! are recomputed from the whole block, so a late point changes exactly the buckets it falls in.
@@ -147,8 +147,11 @@ fn write_row(tx: &Transaction<'_>, tier: i64, start: i64, series_id: i64, bucket
             .execute(params![tier, start, series_id])?;
         return Ok(());
     }
-    tx.prepare_cached("INSERT OR REPLACE INTO rollup(tier, start_ms, series_id, data) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![tier, start, series_id, encode(buckets)?])?;
+    tx.prepare_cached(
+        "INSERT INTO rollup(tier, start_ms, series_id, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(tier, start_ms, series_id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![tier, start, series_id, encode(buckets)?])?;
     Ok(())
 }
 

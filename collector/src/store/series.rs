@@ -5,9 +5,9 @@
 //!   batches' dedup keys, holding every point of the group (per series, block-encoded). It is the
 //!   write-ahead log of the head: after `kill -9` the rows are read back into the head.
 //! * The head ([`Head`]): the points of the pending rows in memory, shared with readers.
-//! * `sample_block(start_ms, series_id, end_ms, n, data)`: one block per series per hour
-//!   ([`BLOCK_MS`], aligned), keyed by hour first so that the blocks written by one seal are
-//!   neighbours on disk.
+//! * `sample_block(id, start_ms, series_id, end_ms, n, data)`: one block per series per hour
+//!   ([`BLOCK_MS`], aligned), found by `(start_ms, series_id)`; the blocks of one hour are
+//!   created together, so they are neighbours on disk.
 //!
 //! ## Sealing
 //! When the head is large or old, its points move to blocks in small steps between group commits:
