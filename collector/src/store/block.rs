@@ -181,7 +181,7 @@ fn scaled(points: &[(i64, f64)]) -> Option<(u8, Vec<i64>)> {
         for &(_, v) in points {
             let m = (v * pow).round();
             // Checked through the integer, as decoding computes it (-0 becomes 0 and fails here).
-            if !(m.abs() < LIMIT) || ((m as i64) as f64 / pow).to_bits() != v.to_bits() {
+            if m.is_nan() || m.abs() >= LIMIT || ((m as i64) as f64 / pow).to_bits() != v.to_bits() {
                 continue 'scale;
             }
             out.push(m as i64);
