@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test test-noroot deps build release package bench-agent bench-logs bench-sla fmt lint clean
+.PHONY: run test test-noroot deps build release package bench-agent bench-logs bench-sla bench-ingest fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -50,6 +50,12 @@ bench-logs:
 ## bench-sla: the 30-day SLA of 1,000 hosts, pure and read from SQLite (budget 50 ms)
 bench-sla:
 	cargo run --release -q -p b24watch-collector --example sla_bench
+
+## bench-ingest: N agents (AGENTS=200) over gRPC into a release collector: samples/s, ack latency,
+## bytes per sample on disk and written, RSS, /metrics render; VictoriaMetrics on the same samples
+bench-ingest:
+	cargo build --release -q -p b24watch-collector --bin b24watch-collector --example ingest_bench
+	target/release/examples/ingest_bench
 
 fmt:
 	cargo fmt --all

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub http: RawHttp,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[retention]`
+    pub retention: RawRetention,
     /// `[sla]`
     pub sla: RawSla,
 }
@@ -256,6 +258,28 @@ impl Default for RawCollector {
     }
 }
 
+/// `[retention]` section (days).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    /// Raw samples.
+    pub raw_days: u64,
+    /// Minute rollups.
+    pub minute_days: u64,
+    /// Hour rollups.
+    pub hour_days: u64,
+    /// Batch dedup keys.
+    pub batch_key_days: u64,
+    /// Gaps, log groups, check history, evidence, audit.
+    pub events_days: u64,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention { raw_days: 15, minute_days: 90, hour_days: 730, batch_key_days: 35, events_days: 400 }
+    }
+}
+
 /// `[limits]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -312,6 +336,8 @@ pub struct Config {
     pub limits: Limits,
     /// Limits of the HTTP listener.
     pub http_limits: HttpLimits,
+    /// History kept per tier and table.
+    pub retention: crate::store::Retention,
 }
 
 /// Limits of the HTTP listener (see [`crate::listener`]).
@@ -439,6 +465,15 @@ impl Config {
         let http_header_timeout =
             problems.range("collector.http_header_timeout_secs", c.http_header_timeout_secs, 1, 300);
         let http_idle_timeout = problems.range("collector.http_idle_timeout_secs", c.http_idle_timeout_secs, 1, 3600);
+        let rt = &raw.retention;
+        let day = |days: u64| i64::try_from(days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
+        let retention = crate::store::Retention {
+            raw_ms: day(problems.range("retention.raw_days", rt.raw_days, 1, 3650)),
+            minute_ms: day(problems.range("retention.minute_days", rt.minute_days, 1, 3650)),
+            hour_ms: day(problems.range("retention.hour_days", rt.hour_days, 1, 36_500)),
+            batch_key_ms: day(problems.range("retention.batch_key_days", rt.batch_key_days, 1, 3650)),
+            events_ms: day(problems.range("retention.events_days", rt.events_days, 31, 36_500)),
+        };
         if c.max_db_bytes != 0 && c.max_db_bytes < 1 << 20 {
             problems.bad(
                 "collector.max_db_bytes",
@@ -486,6 +521,7 @@ impl Config {
                 header_timeout: Duration::from_secs(http_header_timeout),
                 idle_timeout: Duration::from_secs(http_idle_timeout),
             },
+            retention,
         })
     }
 }

@@ -754,7 +754,8 @@ mod tests {
         let token = admin.enroll("web", false, 1).expect("enroll");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let _guard = runtime.enter();
-        let (store, reader, _writer) = Store::open(dir.path(), 100, None, 60_000).expect("store");
+        let (store, reader, _writer) =
+            Store::open(dir.path(), 100, None, 60_000, store::Retention::default()).expect("store");
         let reader = Arc::new(reader);
         let credential_db = store::open_connection(dir.path()).expect("db");
         let credentials = Arc::new(auth::Credentials::default());

@@ -458,6 +458,8 @@ struct SeriesQuery {
     from: Option<i64>,
     to: Option<i64>,
     max_points: Option<usize>,
+    /// Milliseconds per step: min/max/avg per step from raw samples or rollups.
+    step: Option<i64>,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -477,6 +479,24 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
     let max_points = q.max_points.unwrap_or(10_000);
     if max_points == 0 || max_points > MAX_POINTS_LIMIT {
         return error(StatusCode::BAD_REQUEST, format!("max_points {max_points}: expected 1..={MAX_POINTS_LIMIT}"));
+    }
+    if let Some(step) = q.step {
+        if step <= 0 || to.saturating_sub(from) / step >= crate::store::history::MAX_STEPS {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "step {step}: expected a positive number of milliseconds making at most {} steps from {from} to {to}",
+                    crate::store::history::MAX_STEPS
+                ),
+            );
+        }
+        return for_known_host(Arc::clone(&state.reader), host, move |reader, host| {
+            let series = reader.series_steps(&host, &q.name, from, to, step)?;
+            Ok(serde_json::json!({
+                "host": host, "name": q.name, "from": from, "to": to, "step": step, "series": series,
+            }))
+        })
+        .await;
     }
     for_known_host(Arc::clone(&state.reader), host, move |reader, host| {
         let (series, truncated) = reader.series_points(&host, &q.name, from, to, max_points)?;

@@ -84,9 +84,14 @@ fn tls_config(files: &config::TlsFiles) -> anyhow::Result<tonic::transport::Serv
 /// Startup failures (store cannot be opened) and server failures.
 pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let evidence_span = i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    let (store, reader, writer) =
-        store::Store::open(&cfg.data_dir, cfg.limits.max_series_per_agent, cfg.max_db_bytes, evidence_span)
-            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let (store, reader, writer) = store::Store::open(
+        &cfg.data_dir,
+        cfg.limits.max_series_per_agent,
+        cfg.max_db_bytes,
+        evidence_span,
+        cfg.retention,
+    )
+    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let reader = Arc::new(reader);
     let admin = Arc::new(
         store::admin::Admin::open(&cfg.data_dir)

@@ -23,7 +23,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, reader, writer) = Store::open(dir.path(), 10_000, None, 60_000).expect("store");
+    let (store, reader, writer) =
+        Store::open(dir.path(), 10_000, None, 60_000, b24watch_collector::store::Retention::default()).expect("store");
     Admin::open(dir.path()).expect("admin").enroll("web-01", false, 1).expect("enroll");
     let reader = Arc::new(reader);
     let sla = Config::parse("", Path::new("test.toml")).expect("defaults").sla;

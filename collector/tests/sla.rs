@@ -36,7 +36,8 @@ struct TestStore {
 impl TestStore {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (store, reader, writer) = Store::open(dir.path(), 10_000, None, SPAN).expect("store");
+        let (store, reader, writer) =
+            Store::open(dir.path(), 10_000, None, SPAN, store::Retention::default()).expect("store");
         store::admin::Admin::open(dir.path()).expect("admin").enroll(HOST, false, 0).expect("enroll");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         TestStore { dir, store: Some(store), writer: Some(writer), reader: Arc::new(reader), rt, seq: 0 }

@@ -230,6 +230,15 @@ fn big_batch(agent: &str, seq: u64, n_points: usize) -> Batch {
     let ts: Vec<i64> = (0..n_points as i64).map(|i| base + i).collect();
     let mut batch = load_batch(agent, 9, seq, &ts);
     batch.series[0].name = format!("fill_{seq}");
+    // Values without pattern (random mantissas), so the packed samples still fill the bound.
+    batch.series[0].values = ts
+        .iter()
+        .map(|t| {
+            let mut x = (*t as u64).wrapping_add(seq).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x ^= x >> 31;
+            f64::from_bits(0x3ff0_0000_0000_0000 | (x.wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 12))
+        })
+        .collect();
     batch
 }
 

@@ -10,6 +10,7 @@ mod config;
 mod delivery;
 mod deploy;
 mod health;
+mod history;
 mod http_limits;
 mod ingest_guard;
 mod logs;

@@ -14,13 +14,22 @@
 //! refuses every later write (agents keep their spools) until the collector restarts, because an
 //! fsync error cannot be retried into success.
 //!
+//! ## Samples
+//! Samples are packed per series per hour ([`series`], [`block`]), rolled up per minute and hour
+//! ([`rollup`]) and expired per tier ([`retention`]).
+//!
 //! The interface is deliberately narrow (ingest, a few queries, administration) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
 
 pub mod admin;
+pub mod block;
 pub mod credential;
+pub mod history;
 pub mod query;
-mod schema;
+pub mod retention;
+pub mod rollup;
+pub(crate) mod schema;
+pub mod series;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+pub use retention::Retention;
 pub use writer::{GROUP_MAX, MAX_CHECK_RESULTS_PER_MINUTE};
 
 /// Database file name inside the data directory.
@@ -230,6 +240,7 @@ impl Store {
         max_series_per_agent: usize,
         max_db_bytes: Option<u64>,
         evidence_span_ms: i64,
+        retention: Retention,
     ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
         if let Some(bytes) = max_db_bytes {
@@ -237,7 +248,9 @@ impl Store {
             let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
-        let reader = query::Reader::new(open_connection(data_dir)?);
+        let (head, last_pending) = series::load_head(&conn)?;
+        let head: series::SharedHead = Arc::new(std::sync::RwLock::new(head));
+        let reader = query::Reader::with_head(open_connection(data_dir)?, Arc::clone(&head));
         let healthy = Arc::new(AtomicBool::new(true));
         let results_dropped = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(writer::QUEUE);
@@ -247,6 +260,9 @@ impl Store {
             max_series_per_agent,
             evidence_span_ms,
             Arc::clone(&results_dropped),
+            head,
+            last_pending,
+            retention,
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())

@@ -13,6 +13,9 @@ use super::Error;
 pub struct Reader {
     conn: Mutex<Connection>,
     history_rows: AtomicU64,
+    /// Samples not yet in blocks, shared with the writer; `None` outside a running collector
+    /// (the pending rows are then read from the database).
+    head: Option<super::series::SharedHead>,
 }
 
 /// An enrolled agent.
@@ -144,10 +147,19 @@ pub struct GapRow {
     pub dropped_points: i64,
 }
 
+/// Series `name` of an agent: `(id, labels)` sorted by labels.
+fn series_of(conn: &Connection, agent_id: &str, name: &str) -> Result<Vec<(i64, String)>, Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, labels FROM series WHERE agent_id = ?1 AND name = ?2 ORDER BY labels")?;
+    let rows = stmt.query_map(params![agent_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Reader {
-    /// A reader over its own connection.
+    /// A reader over its own connection, outside a running collector (samples not yet in
+    /// blocks are read from their pending rows).
     pub fn new(conn: Connection) -> Self {
-        Reader { conn: Mutex::new(conn), history_rows: AtomicU64::new(0) }
+        Reader { conn: Mutex::new(conn), history_rows: AtomicU64::new(0), head: None }
     }
 
     /// A reader over a new connection to the database in `data_dir` (created and migrated if
@@ -159,7 +171,20 @@ impl Reader {
         Ok(Reader::new(super::open_connection(data_dir)?))
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The writer's head, or one read from the pending rows now.
+    pub(super) fn head(&self, conn: &Connection) -> Result<super::series::SharedHead, Error> {
+        Ok(match &self.head {
+            Some(head) => std::sync::Arc::clone(head),
+            None => std::sync::Arc::new(std::sync::RwLock::new(super::series::load_head(conn)?.0)),
+        })
+    }
+
+    /// A reader sharing the writer's head.
+    pub fn with_head(conn: Connection, head: super::series::SharedHead) -> Self {
+        Reader { conn: Mutex::new(conn), history_rows: AtomicU64::new(0), head: Some(head) }
+    }
+
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -215,25 +240,24 @@ impl Reader {
         max_points: usize,
     ) -> Result<(Vec<SeriesPoints>, bool), Error> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.labels, p.ts_ms, p.value FROM series s JOIN sample p ON p.series_id = s.id
-             WHERE s.agent_id = ?1 AND s.name = ?2 AND p.ts_ms BETWEEN ?3 AND ?4
-             ORDER BY s.labels, p.ts_ms LIMIT ?5",
-        )?;
-        let mut rows = stmt.query(params![agent_id, name, from_ms, to_ms, (max_points + 1) as i64])?;
         let mut out: Vec<SeriesPoints> = Vec::new();
         let mut n_points = 0;
-        while let Some(row) = rows.next()? {
-            if n_points == max_points {
+        let head = self.head(&conn)?;
+        for (series_id, labels) in series_of(&conn, agent_id, name)? {
+            let mut points = super::series::series_points(&conn, &head, series_id, from_ms, to_ms)?;
+            if points.is_empty() {
+                continue;
+            }
+            let room = max_points - n_points;
+            let cut = points.len() > room;
+            points.truncate(room);
+            n_points += points.len();
+            if !points.is_empty() {
+                out.push(SeriesPoints { labels, points });
+            }
+            if cut {
                 return Ok((out, true));
             }
-            let labels: String = row.get(0)?;
-            let point = (row.get(1)?, row.get(2)?);
-            match out.last_mut() {
-                Some(last) if last.labels == labels => last.points.push(point),
-                _ => out.push(SeriesPoints { labels, points: vec![point] }),
-            }
-            n_points += 1;
         }
         Ok((out, false))
     }

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: agents, dedup keys, series and raw samples, gaps, log groups, check results, audit.
     "CREATE TABLE agent(
         id TEXT PRIMARY KEY,
@@ -173,6 +173,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(agent_id, check_name, target, at_ms)
     ) WITHOUT ROWID;
     CREATE INDEX check_point_by_time ON check_point(agent_id, at_ms);",
+    // 8: samples packed per series per hour (store/series.rs), the pending log of the in-memory
+    // head, minute and hour rollups (store/rollup.rs); old `sample` rows are moved into blocks in
+    // steps by the writer (store/retention.rs) and the table is dropped once empty. Indexes for
+    // retention by time. Rowid tables: a block of an hour (up to ~4 KB) stays on its page, where
+    // a WITHOUT ROWID row over ~1 KB would spill to a mostly empty overflow page.
+    "CREATE TABLE sample_pending(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE sample_block(
+        id INTEGER PRIMARY KEY,
+        start_ms INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX sample_block_by_start ON sample_block(start_ms, series_id);
+    CREATE TABLE rollup(
+        id INTEGER PRIMARY KEY,
+        tier INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX rollup_by_start ON rollup(tier, start_ms, series_id);
+    CREATE INDEX batch_key_by_received ON batch_key(received_ms);",
 ];
 
 /// Schema version this build writes.

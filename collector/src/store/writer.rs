@@ -8,6 +8,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 use tracing::error;
 
+use super::retention::{Retention, Upkeep};
+use super::series::{self, Kinds, Seal, SharedHead};
 use super::{Error, IngestBatch, Outcome, Reply};
 use crate::sla::{Span, State};
 
@@ -32,6 +34,18 @@ pub(super) struct Writer {
     evidence_span_ms: i64,
     /// Check results left out of the history by [`MAX_CHECK_RESULTS_PER_MINUTE`].
     results_dropped: Arc<AtomicU64>,
+    /// Samples not yet in blocks (shared with readers).
+    head: SharedHead,
+    /// Kind of every series, for rollups.
+    kinds: Kinds,
+    /// Id of the last pending row written.
+    last_pending: i64,
+    /// The seal in progress.
+    seal: Option<Seal>,
+    /// Conversion of old rows and retention.
+    upkeep: Upkeep,
+    /// Background work pauses after an error until then.
+    backoff_until: Option<std::time::Instant>,
 }
 
 impl Writer {
@@ -41,18 +55,24 @@ impl Writer {
         max_series_per_agent: usize,
         evidence_span_ms: i64,
         results_dropped: Arc<AtomicU64>,
+        head: SharedHead,
+        last_pending: i64,
+        retention: Retention,
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
+        let mut kinds = Kinds::new();
         {
-            let mut stmt = conn.prepare("SELECT id, agent_id, name, labels FROM series")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let mut stmt = conn.prepare("SELECT id, agent_id, name, labels, kind FROM series")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             for row in rows {
-                let (id, agent, name, labels): (i64, String, String, String) = row?;
+                let (id, agent, name, labels, kind): (i64, String, String, String, i32) = row?;
                 *series_per_agent.entry(agent.clone()).or_default() += 1;
                 series_ids.insert((agent, name, labels), id);
+                kinds.insert(id, kind);
             }
         }
+        let upkeep = Upkeep::new(&conn, retention)?;
         Ok(Writer {
             conn,
             healthy,
@@ -61,13 +81,80 @@ impl Writer {
             series_per_agent,
             evidence_span_ms,
             results_dropped,
+            head,
+            kinds,
+            last_pending,
+            seal: None,
+            upkeep,
+            backoff_until: None,
         })
+    }
+
+    /// On a clean stop: moves the whole head into blocks, so a stopped store is compact (the
+    /// pending rows would be replayed at the next start otherwise, which is also correct).
+    fn seal_all(&mut self) {
+        loop {
+            if self.seal.is_none() {
+                self.seal = series::start_seal(&self.head, self.last_pending, true);
+            }
+            let Some(seal) = &mut self.seal else { return };
+            match series::seal_step(&mut self.conn, &self.head, seal, &self.kinds) {
+                Ok(true) => self.seal = None,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "sealing samples at shutdown failed; they stay pending and are replayed at the next start");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One step of background work (sealing the head, converting old rows, retention) when there
+    /// is any; true when it did something.
+    fn background_step(&mut self) -> bool {
+        if self.backoff_until.is_some_and(|until| std::time::Instant::now() < until) {
+            return false;
+        }
+        let result = (|| {
+            if self.seal.is_none() {
+                self.seal = series::start_seal(&self.head, self.last_pending, false);
+            }
+            if let Some(seal) = &mut self.seal {
+                if series::seal_step(&mut self.conn, &self.head, seal, &self.kinds)? {
+                    self.seal = None;
+                }
+                return Ok(true);
+            }
+            self.upkeep.step(&mut self.conn, &self.kinds, now_ms())
+        })();
+        match result {
+            Ok(worked) => worked,
+            Err(err) => {
+                // Nothing is lost: the step rolled back and runs again later.
+                tracing::warn!(error = %err, "store upkeep step failed; retrying in 10 s");
+                self.backoff_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
+                false
+            }
+        }
     }
 
     /// Serves requests until every sender is gone, then closes the connection.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<(IngestBatch, Reply)>) {
         let mut group = Vec::with_capacity(GROUP_MAX);
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = match rx.try_recv() {
+                Ok(first) => first,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if self.background_step() {
+                        continue;
+                    }
+                    match rx.blocking_recv() {
+                        Some(first) => first,
+                        None => break,
+                    }
+                }
+            };
             group.push(first);
             while group.len() < GROUP_MAX {
                 match rx.try_recv() {
@@ -93,7 +180,15 @@ impl Writer {
                     }
                 }
             }
+            // Under steady load the queue is never empty: background work also gets a step per
+            // group, and while the head is over its bound sealing goes first (backpressure: the
+            // queue fills and agents wait, rather than memory growing).
+            self.background_step();
+            while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).len() >= 2 * series::SEAL_POINTS
+                && self.background_step()
+            {}
         }
+        self.seal_all();
         if let Err((_, err)) = self.conn.close() {
             error!(error = %err, "closing the database");
         }
@@ -105,6 +200,9 @@ impl Writer {
         let mut new_per_agent: HashMap<&str, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut dropped = 0u64;
+        // The group's points per series, in arrival order; written as one pending row.
+        let mut staged: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
+        let mut staged_at: HashMap<i64, usize> = HashMap::new();
         for batch in batches {
             let stored: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")?
@@ -153,16 +251,17 @@ impl Writer {
                         tx.prepare_cached("INSERT INTO series(agent_id, name, labels, kind) VALUES (?1, ?2, ?3, ?4)")?
                             .execute(params![batch.agent_id, series.name, series.labels, series.kind])?;
                         let id = tx.last_insert_rowid();
+                        self.kinds.insert(id, series.kind);
                         *new_per_agent.entry(batch.agent_id.as_str()).or_default() += 1;
                         new_series.push((key, id));
                         id
                     }
                 };
-                let mut insert =
-                    tx.prepare_cached("INSERT INTO sample(series_id, ts_ms, value) VALUES (?1, ?2, ?3)")?;
-                for (ts, value) in &series.points {
-                    insert.execute(params![series_id, ts, value])?;
-                }
+                let at = *staged_at.entry(series_id).or_insert_with(|| {
+                    staged.push((series_id, Vec::new()));
+                    staged.len() - 1
+                });
+                staged[at].1.extend_from_slice(&series.points);
                 points += series.points.len() as u64;
             }
             for gap in &batch.gaps {
@@ -236,8 +335,13 @@ impl Writer {
             .execute(params![batch.agent_id, batch.received_ms, batch.agent_version])?;
             outcomes.push(Outcome::Stored { points, series_limited });
         }
+        let pending = series::write_pending(&tx, &mut staged)?;
         tx.commit()?;
         self.results_dropped.fetch_add(dropped, Ordering::Relaxed);
+        if let Some(id) = pending {
+            self.last_pending = id;
+            self.head.write().unwrap_or_else(std::sync::PoisonError::into_inner).add(&staged);
+        }
         // Only now are the new series ids real; a rolled-back group leaves the caches untouched.
         for (key, id) in new_series {
             *self.series_per_agent.entry(key.0.clone()).or_default() += 1;
@@ -245,6 +349,12 @@ impl Writer {
         }
         Ok(outcomes)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,415 @@
+//! Series history at a step: min, max and average per step from raw samples or the rollup tier that fits the step.
+//!
+//! The finest tier whose buckets divide the step answers (raw below a minute, minute rollups
+//! for whole minutes, hour rollups for whole hours). Hours that still have samples in the head
+//! (not yet sealed, so not yet rolled up) are computed from the raw samples. Steps a tier cannot
+//! answer because its data has expired are filled from the next coarser tier, so a range reaching
+//! past raw retention is answered from rollups.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::Error;
+use super::rollup::{self, Bucket, HOUR, MINUTE};
+use super::series::{self, BLOCK_MS, SharedHead};
+
+/// Steps answered at most.
+pub const MAX_STEPS: i64 = 11_000;
+
+/// One step of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Step {
+    /// Step start, unix ms (a multiple of the step).
+    pub t: i64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Average value.
+    pub avg: f64,
+    /// Samples behind the step.
+    pub count: u32,
+    /// Counters: increase over the step (resets handled); 0 for gauges.
+    pub increase: f64,
+}
+
+/// Steps of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesSteps {
+    /// Canonical label text.
+    pub labels: String,
+    /// Tier that answered the step: `raw`, `minute` or `hour`.
+    pub tier: &'static str,
+    /// Steps that have data, in time order.
+    pub steps: Vec<Step>,
+}
+
+/// Tier that fits a step.
+pub fn tier_for(step_ms: i64) -> &'static str {
+    if step_ms % BLOCK_MS == 0 {
+        "hour"
+    } else if step_ms % 60_000 == 0 {
+        "minute"
+    } else {
+        "raw"
+    }
+}
+
+fn fold(into: &mut BTreeMap<i64, Bucket>, buckets: &[Bucket], step: i64) {
+    let mut fresh: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for b in buckets {
+        let t = b.start.div_euclid(step) * step;
+        if into.contains_key(&t) {
+            continue;
+        }
+        match fresh.get_mut(&t) {
+            Some(acc) => acc.absorb(b),
+            None => {
+                fresh.insert(t, Bucket { start: t, ..*b });
+            }
+        }
+    }
+    into.extend(fresh);
+}
+
+/// Steps of one series in `[from, to]`.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks.
+pub fn steps(
+    conn: &Connection,
+    head: &SharedHead,
+    series_id: i64,
+    kind: i32,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<(&'static str, Vec<Step>), Error> {
+    let counter = kind == 2;
+    let tier = tier_for(step);
+    let mut out: BTreeMap<i64, Bucket> = BTreeMap::new();
+    // Counters: the increase of the first point counts from the last point of the hour before,
+    // as the rollups do.
+    let raw_buckets = |from: i64, to: i64, width: i64| -> Result<Vec<Bucket>, Error> {
+        let reach = if counter { series::block_start(from) - BLOCK_MS } else { from };
+        let points = series::series_points(conn, head, series_id, reach, to)?;
+        let split = points.partition_point(|p| p.0 < from);
+        let prev = split.checked_sub(1).map(|i| points[i].1);
+        Ok(rollup::buckets(&points[split..], width, counter, prev))
+    };
+    if tier == "raw" {
+        fold(&mut out, &raw_buckets(from, to, step)?, step);
+    } else {
+        // Hours with unsealed samples: from the raw samples, the rest from the tier's rows.
+        let unsealed: std::collections::BTreeSet<i64> = head
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .points(series_id, from, to)
+            .iter()
+            .map(|p| series::block_start(p.0))
+            .collect();
+        // Minute buckets folded into the step, as the rollups are built: the same sums bit for bit.
+        let width = 60_000;
+        let mut fresh = Vec::new();
+        for hour in &unsealed {
+            fresh.extend(raw_buckets((*hour).max(from), (hour + BLOCK_MS - 1).min(to), width)?);
+        }
+        fold(&mut out, &fresh, step);
+        let stored = rollup::read(conn, if tier == "hour" { HOUR } else { MINUTE }, series_id, from, to)?;
+        let stored: Vec<Bucket> =
+            stored.into_iter().filter(|b| !unsealed.contains(&series::block_start(b.start))).collect();
+        fold(&mut out, &stored, step);
+    }
+    // Expired finer tiers: coarser rollups answer the time before the finer tier's first data.
+    let older = |out: &BTreeMap<i64, Bucket>, buckets: Vec<Bucket>| -> Vec<Bucket> {
+        let first = out.keys().next().copied().unwrap_or(i64::MAX);
+        buckets.into_iter().filter(|b| b.start < first).collect()
+    };
+    if tier == "raw" {
+        let minutes = older(&out, rollup::read(conn, MINUTE, series_id, from, to)?);
+        fold(&mut out, &minutes, step);
+    }
+    if tier != "hour" {
+        let hours = older(&out, rollup::read(conn, HOUR, series_id, from, to)?);
+        fold(&mut out, &hours, step);
+    }
+    let steps = out
+        .values()
+        .filter(|b| b.start + step > from && b.start <= to)
+        .map(|b| Step {
+            t: b.start,
+            min: b.min,
+            max: b.max,
+            avg: b.sum / f64::from(b.count.max(1)),
+            count: b.count,
+            increase: b.inc,
+        })
+        .collect();
+    Ok((tier, steps))
+}
+
+impl super::query::Reader {
+    /// Steps of every series `name` of `agent_id` in `[from, to]`, sorted by labels.
+    ///
+    /// # Errors
+    /// A step that is not positive or makes more than [`MAX_STEPS`] steps; SQLite errors.
+    pub fn series_steps(
+        &self,
+        agent_id: &str,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<SeriesSteps>, Error> {
+        if step <= 0 || (to - from) / step >= MAX_STEPS {
+            return Err(Error::Failed(format!(
+                "step {step} ms over {} ms: expected a positive step making at most {MAX_STEPS} steps",
+                to - from
+            )));
+        }
+        let conn = self.conn();
+        let head = self.head(&conn)?;
+        let series: Vec<(i64, String, i32)> = {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, labels, kind FROM series WHERE agent_id = ?1 AND name = ?2 ORDER BY labels",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![agent_id, name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for (series_id, labels, kind) in series {
+            let (tier, steps) = steps(&conn, &head, series_id, kind, from, to, step)?;
+            if !steps.is_empty() {
+                out.push(SeriesSteps { labels, tier, steps });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::retention::{Retention, Upkeep};
+    use crate::store::series::{Kinds, load_head, seal_step, start_seal, write_pending};
+    use proptest::prelude::*;
+    use std::sync::{Arc, RwLock};
+
+    const T0: i64 = 1_795_000_000_000 - 1_795_000_000_000 % 86_400_000;
+
+    struct Db {
+        _dir: tempfile::TempDir,
+        conn: Connection,
+        head: SharedHead,
+        kinds: Kinds,
+    }
+
+    impl Db {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let conn = crate::store::open_connection(dir.path()).expect("open");
+            Db { _dir: dir, conn, head: SharedHead::default(), kinds: Kinds::new() }
+        }
+
+        fn add(&mut self, series_id: i64, kind: i32, points: Vec<(i64, f64)>) {
+            self.kinds.insert(series_id, kind);
+            let mut staged = vec![(series_id, points)];
+            let tx = self.conn.transaction().expect("tx");
+            write_pending(&tx, &mut staged).expect("pending");
+            tx.commit().expect("commit");
+            self.head.write().expect("head").add(&staged);
+        }
+
+        fn seal(&mut self) {
+            let mut seal = start_seal(&self.head, i64::MAX, true).expect("due");
+            while !seal_step(&mut self.conn, &self.head, &mut seal, &self.kinds).expect("step") {}
+        }
+
+        fn steps(&self, series_id: i64, from: i64, to: i64, step: i64) -> (&'static str, Vec<Step>) {
+            let kind = self.kinds.get(&series_id).copied().unwrap_or(1);
+            steps(&self.conn, &self.head, series_id, kind, from, to, step).expect("steps")
+        }
+    }
+
+    /// Brute force: min, max, avg, count and counter increase per step over sorted points.
+    fn brute(points: &[(i64, f64)], step: i64, counter: bool) -> Vec<(i64, f64, f64, f64, u32, f64)> {
+        let mut out: Vec<(i64, f64, f64, f64, u32, f64)> = Vec::new();
+        let mut prev: Option<f64> = None;
+        for &(ts, v) in points {
+            let inc = match prev {
+                Some(p) if counter => {
+                    if v >= p {
+                        v - p
+                    } else {
+                        v
+                    }
+                }
+                _ => 0.0,
+            };
+            prev = Some(v);
+            let t = ts.div_euclid(step) * step;
+            match out.last_mut() {
+                Some(s) if s.0 == t => {
+                    s.1 = s.1.min(v);
+                    s.2 = s.2.max(v);
+                    s.3 += v;
+                    s.4 += 1;
+                    s.5 += inc;
+                }
+                _ => out.push((t, v, v, v, 1, inc)),
+            }
+        }
+        out.iter_mut().for_each(|s| s.3 /= f64::from(s.4));
+        out
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    fn agrees(got: &[Step], want: &[(i64, f64, f64, f64, u32, f64)]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            prop_assert_eq!((g.t, g.min, g.max, g.count), (w.0, w.1, w.2, w.4));
+            prop_assert!(close(g.avg, w.3) && close(g.increase, w.5), "{:?} vs {:?}", g, w);
+        }
+        Ok(())
+    }
+
+    fn series(seed: &[(u16, i16)], counter: bool) -> Vec<(i64, f64)> {
+        let mut value = 0.0;
+        let mut points: Vec<(i64, f64)> = seed
+            .iter()
+            .enumerate()
+            .map(|(i, (jitter, delta))| {
+                value = if counter {
+                    if *delta < -30_000 { 0.0 } else { value + f64::from(delta.unsigned_abs()) }
+                } else {
+                    f64::from(*delta) / 8.0
+                };
+                (T0 + i as i64 * 17_000 + i64::from(*jitter % 9_000), value)
+            })
+            .collect();
+        crate::store::block::normalize(&mut points);
+        points
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Rollups equal a brute-force computation over the raw points, at raw, minute and hour
+        /// steps, across block (hour) and row (day) boundaries, sealed in several pieces.
+        #[test]
+        fn every_tier_equals_brute_force_over_the_raw_points(
+            seed in prop::collection::vec((any::<u16>(), any::<i16>()), 1..6000),
+            counter: bool,
+            pieces in 1usize..4,
+        ) {
+            let points = series(&seed, counter);
+            let mut db = Db::new();
+            let kind = if counter { 2 } else { 1 };
+            let chunk = points.len().div_ceil(pieces);
+            for piece in points.chunks(chunk) {
+                db.add(5, kind, piece.to_vec());
+                db.seal();
+            }
+            let (from, to) = (T0, T0 + 3 * 86_400_000);
+            for (step, tier) in [(15_000, "raw"), (60_000, "minute"), (300_000, "minute"), (BLOCK_MS, "hour"), (86_400_000, "hour")] {
+                let (got_tier, got) = db.steps(5, from, to, step);
+                prop_assert_eq!(got_tier, tier);
+                agrees(&got, &brute(&points, step, counter))?;
+            }
+        }
+    }
+
+    #[test]
+    fn unsealed_hours_answer_from_the_head_and_a_late_backfill_changes_its_rollups() {
+        let mut db = Db::new();
+        let first: Vec<(i64, f64)> = (0..720).map(|i| (T0 + i * 10_000, 1.0)).collect();
+        db.add(9, 1, first.clone());
+        db.seal();
+        // Hours later a spool backfills points inside the first hour, plus a new hour.
+        let late = vec![(T0 + 5_000, 100.0), (T0 + 2 * BLOCK_MS + 1, 7.0)];
+        db.add(9, 1, late.clone());
+        let mut all = crate::store::block::merge(&first, &late);
+        crate::store::block::normalize(&mut all);
+        for step in [60_000, BLOCK_MS] {
+            let (_, before_seal) = db.steps(9, T0, T0 + 3 * BLOCK_MS, step);
+            db.seal();
+            let (_, after_seal) = db.steps(9, T0, T0 + 3 * BLOCK_MS, step);
+            assert_eq!(before_seal, after_seal, "step {step}: head and rollups disagree");
+            agrees(&after_seal, &brute(&all, step, false)).expect("brute force");
+            assert_eq!(after_seal[0].max, 100.0, "the backfilled point is in its bucket");
+            db.add(9, 1, late.clone()); // repeated: stored once, nothing changes
+        }
+    }
+
+    #[test]
+    fn retention_removes_exactly_what_is_older_than_its_tier_and_rollups_answer_after_raw_expired() {
+        let mut db = Db::new();
+        let now = T0 + 40 * 86_400_000;
+        // One point every 10 minutes for 40 days.
+        let points: Vec<(i64, f64)> = (0..40 * 144).map(|i| (T0 + i * 600_000, (i % 7) as f64)).collect();
+        db.add(3, 1, points.clone());
+        db.seal();
+        let retention = Retention { raw_ms: 10 * 86_400_000, minute_ms: 20 * 86_400_000, ..Retention::default() };
+        let mut upkeep = Upkeep::new(&db.conn, retention).expect("upkeep");
+        for _ in 0..100 {
+            upkeep.step(&mut db.conn, &db.kinds, now).expect("step");
+        }
+        let oldest = |sql: &str| -> i64 { db.conn.query_row(sql, [], |r| r.get(0)).expect("min") };
+        let raw_cut = now - retention.raw_ms;
+        let minute_cut = now - retention.minute_ms;
+        // Blocks whose hour ended before the cutoff are gone; the block holding the cutoff stays.
+        assert_eq!(oldest("SELECT MIN(start_ms) FROM sample_block"), series::block_start(raw_cut));
+        assert_eq!(oldest("SELECT MIN(start_ms) FROM rollup WHERE tier = 1"), series::block_start(minute_cut));
+        assert_eq!(oldest("SELECT MIN(start_ms) FROM rollup WHERE tier = 2"), T0, "hour rollups kept 2 years");
+        // A raw query over the whole range: raw where kept, minute rollups after that, hours before.
+        // Ten-minute steps: minute rollups for the last 20 days, one hour bucket a step before.
+        let (_, got) = db.steps(3, T0, now, 600_000);
+        assert_eq!(got.len(), 20 * 144 + 20 * 24);
+        assert!(got[..20 * 24].iter().all(|s| s.count == 6 && s.t % BLOCK_MS == 0), "hour rollups before");
+        assert!(got[20 * 24..].iter().all(|s| s.count == 1), "minute rollups after");
+        let (_, hourly) = db.steps(3, T0, now, BLOCK_MS);
+        agrees(&hourly, &brute(&points, BLOCK_MS, false)).expect("hour tier intact");
+    }
+
+    #[test]
+    fn old_sample_rows_are_converted_in_steps_and_stay_readable_throughout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            // A database as written before blocks: schema version 4 with one row per sample.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&crate::store::schema::MIGRATIONS[..4].join("\n")).expect("old schema");
+            conn.pragma_update(None, "user_version", 4).expect("version");
+            conn.execute("INSERT INTO series(id, agent_id, name, labels, kind) VALUES (1, 'a', 'm', '', 1)", [])
+                .expect("series");
+            let mut insert =
+                conn.prepare("INSERT INTO sample(series_id, ts_ms, value) VALUES (1, ?1, ?2)").expect("prep");
+            for i in 0..50_000i64 {
+                insert.execute(rusqlite::params![T0 + i * 1000, i as f64]).expect("row");
+            }
+            insert.execute(rusqlite::params![T0, -1.0]).expect("a repeated timestamp");
+        }
+        let mut conn = crate::store::open_connection(dir.path()).expect("migrate");
+        let head: SharedHead = Arc::new(RwLock::new(load_head(&conn).expect("head").0));
+        let mut upkeep = Upkeep::new(&conn, Retention::default()).expect("upkeep");
+        let want: Vec<(i64, f64)> = (0..50_000i64).map(|i| (T0 + i * 1000, i as f64)).collect();
+        let mut steps = 0;
+        loop {
+            let got = series::series_points(&conn, &head, 1, T0, T0 + 86_400_000).expect("read");
+            assert_eq!(got, want, "after {steps} steps");
+            let left: i64 = conn
+                .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sample'", [], |r| r.get(0))
+                .expect("table");
+            if left == 0 {
+                break;
+            }
+            upkeep.step(&mut conn, &Kinds::new(), T0 + 86_400_000).expect("step");
+            steps += 1;
+        }
+        assert!(steps >= 3, "converted in {steps} steps");
+    }
+}

@@ -1,0 +1,251 @@
+//! Background upkeep run by the writer between group commits in small steps: converting old `sample` rows to blocks, and retention per tier and table.
+//!
+//! Each step is one short transaction touching at most a few hundred to a few thousand rows, so
+//! ingest waits tens of milliseconds at most. Deleted pages go to SQLite's free list and are
+//! reused by later writes: the file stops growing once retention deletes as much as ingest adds.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::series::{BLOCK_MS, Kinds};
+use super::{Error, block};
+
+/// How long each kind of history is kept, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw samples (blocks).
+    pub raw_ms: i64,
+    /// Minute rollups.
+    pub minute_ms: i64,
+    /// Hour rollups.
+    pub hour_ms: i64,
+    /// Dedup keys of batches (must outlive the longest time an agent holds a batch).
+    pub batch_key_ms: i64,
+    /// Gaps, log groups, check history, evidence, audit records.
+    pub events_ms: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_ms: 15 * DAY_MS,
+            minute_ms: 90 * DAY_MS,
+            hour_ms: 730 * DAY_MS,
+            batch_key_ms: 35 * DAY_MS,
+            events_ms: 400 * DAY_MS,
+        }
+    }
+}
+
+/// Old sample rows converted per step.
+const MIGRATE_ROWS: i64 = 20_000;
+/// Rows deleted per retention step.
+const DELETE_ROWS: i64 = 500;
+/// Rows looked at per step in tables without a time index.
+const SCAN_ROWS: i64 = 2_000;
+/// Pause between retention rounds that found nothing to delete.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Tables with an integer id whose rows expire by a time column: (table, time column).
+const EVENT_TABLES: [(&str, &str); 6] = [
+    ("gap", "received_ms"),
+    ("log_group", "last_ms"),
+    ("check_result", "at_ms"),
+    ("audit", "at_ms"),
+    ("http_audit", "at_ms"),
+    ("evidence", "to_ms"),
+];
+
+/// State of the background upkeep.
+#[derive(Debug)]
+pub(crate) struct Upkeep {
+    retention: Retention,
+    /// The old `sample` table still holds rows.
+    migrating: bool,
+    next_round: Instant,
+    /// Position of the next retention task in the round.
+    task: usize,
+    /// Id cursors of the event tables.
+    cursors: HashMap<&'static str, i64>,
+    /// Whether the current round deleted anything.
+    round_found: bool,
+}
+
+impl Upkeep {
+    pub(crate) fn new(conn: &Connection, retention: Retention) -> Result<Self, Error> {
+        Ok(Upkeep {
+            retention,
+            migrating: old_samples_exist(conn)?,
+            next_round: Instant::now(),
+            task: 0,
+            cursors: HashMap::new(),
+            round_found: false,
+        })
+    }
+
+    /// Runs one step when there is work; true when it did something (call again soon).
+    pub(crate) fn step(&mut self, conn: &mut Connection, kinds: &Kinds, now_ms: i64) -> Result<bool, Error> {
+        if self.migrating {
+            self.migrating = migrate_step(conn, kinds)?;
+            return Ok(true);
+        }
+        if Instant::now() < self.next_round {
+            return Ok(false);
+        }
+        let r = self.retention;
+        let tasks = 4 + EVENT_TABLES.len();
+        let deleted = match self.task {
+            0 => delete_limited(
+                conn,
+                "DELETE FROM sample_block WHERE (start_ms, series_id) IN
+                 (SELECT start_ms, series_id FROM sample_block WHERE start_ms <= ?1 LIMIT ?2)",
+                now_ms - r.raw_ms - BLOCK_MS,
+            )?,
+            1 => delete_limited(
+                conn,
+                "DELETE FROM rollup WHERE tier = 1 AND (start_ms, series_id) IN
+                 (SELECT start_ms, series_id FROM rollup WHERE tier = 1 AND start_ms <= ?1 LIMIT ?2)",
+                now_ms - r.minute_ms - BLOCK_MS,
+            )?,
+            2 => delete_limited(
+                conn,
+                "DELETE FROM rollup WHERE tier = 2 AND (start_ms, series_id) IN
+                 (SELECT start_ms, series_id FROM rollup WHERE tier = 2 AND start_ms <= ?1 LIMIT ?2)",
+                now_ms - r.hour_ms - DAY_MS,
+            )?,
+            3 => delete_limited(
+                conn,
+                "DELETE FROM batch_key WHERE (agent_id, epoch, seq) IN
+                 (SELECT agent_id, epoch, seq FROM batch_key WHERE received_ms < ?1 LIMIT ?2)",
+                now_ms - r.batch_key_ms,
+            )?,
+            n => {
+                let (table, column) = EVENT_TABLES[n - 4];
+                let cursor = self.cursors.get(table).copied().unwrap_or(0);
+                let (deleted, next) = delete_scanned(conn, table, column, cursor, now_ms - r.events_ms)?;
+                self.cursors.insert(table, next);
+                // Not at the end of the table yet: stay on it.
+                if next != 0 {
+                    self.round_found |= deleted > 0;
+                    return Ok(true);
+                }
+                deleted
+            }
+        };
+        self.round_found |= deleted > 0;
+        if deleted < DELETE_ROWS as usize {
+            self.task += 1;
+            if self.task == tasks {
+                self.task = 0;
+                if !self.round_found {
+                    self.next_round = Instant::now() + IDLE;
+                }
+                self.round_found = false;
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn delete_limited(conn: &mut Connection, sql: &str, cutoff: i64) -> Result<usize, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let n = tx.prepare_cached(sql)?.execute(params![cutoff, DELETE_ROWS])?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Looks at the next [`SCAN_ROWS`] rows after `cursor` by id and deletes the expired ones.
+/// Returns the rows deleted and the next cursor (0 at the end of the table).
+fn delete_scanned(
+    conn: &mut Connection,
+    table: &str,
+    column: &str,
+    cursor: i64,
+    cutoff: i64,
+) -> Result<(usize, i64), Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (last, seen): (Option<i64>, i64) = tx
+        .prepare_cached(&format!(
+            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2)"
+        ))?
+        .query_row(params![cursor, SCAN_ROWS], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let Some(last) = last else {
+        tx.commit()?;
+        return Ok((0, 0));
+    };
+    let n = tx
+        .prepare_cached(&format!("DELETE FROM {table} WHERE id > ?1 AND id <= ?2 AND {column} < ?3"))?
+        .execute(params![cursor, last, cutoff])?;
+    tx.commit()?;
+    Ok((n, if seen < SCAN_ROWS { 0 } else { last }))
+}
+
+fn old_samples_exist(conn: &Connection) -> Result<bool, Error> {
+    Ok(conn
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sample'", [], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some())
+}
+
+/// Moves up to [`MIGRATE_ROWS`] rows of the old one-row-per-sample table into blocks (and their
+/// rollups) and deletes them in the same transaction; drops the table once empty. Returns whether
+/// rows remain.
+fn migrate_step(conn: &mut Connection, kinds: &Kinds) -> Result<bool, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(i64, i64, i64, f64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT rowid, series_id, ts_ms, value FROM sample ORDER BY series_id, ts_ms, rowid LIMIT ?1",
+        )?;
+        stmt.query_map([MIGRATE_ROWS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        tx.execute_batch("DROP TABLE sample")?;
+        tx.commit()?;
+        return Ok(false);
+    }
+    let mut by_series: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
+    for &(_, series_id, ts, value) in &rows {
+        match by_series.last_mut() {
+            Some((id, points)) if *id == series_id => points.push((ts, value)),
+            _ => by_series.push((series_id, vec![(ts, value)])),
+        }
+    }
+    for (series_id, points) in &mut by_series {
+        block::normalize(points);
+        let kind = kinds.get(series_id).copied().unwrap_or(0);
+        let mut rest = &points[..];
+        while let Some(&(ts, _)) = rest.first() {
+            let start = super::series::block_start(ts);
+            let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
+            super::series::merge_block(&tx, *series_id, start, &rest[..n], kind)?;
+            rest = &rest[n..];
+        }
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM sample WHERE rowid = ?1")?;
+    for (rowid, ..) in &rows {
+        delete.execute([rowid])?;
+    }
+    drop(delete);
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Old rows of a series not yet converted, in `[from, to]` (reads during the conversion).
+///
+/// # Errors
+/// SQLite errors.
+pub(crate) fn old_points(conn: &Connection, series_id: i64, from: i64, to: i64) -> Result<Vec<(i64, f64)>, Error> {
+    if !old_samples_exist(conn)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT ts_ms, value FROM sample WHERE series_id = ?1 AND ts_ms BETWEEN ?2 AND ?3 ORDER BY ts_ms, rowid",
+    )?;
+    let rows = stmt.query_map(params![series_id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

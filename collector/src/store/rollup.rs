@@ -1,0 +1,236 @@
+//! Minute and hour rollups (min, max, sum, count, last; counters also as increases) kept in step with the blocks.
+//!
+//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`MINUTE`] has one row per series per
+//! hour holding its minute buckets; tier [`HOUR`] one row per series per day holding its hour
+//! buckets. Each time a block is written (sealing, backfill, migration) the rollups of its hour
+//! are recomputed from the whole block, so a late point changes exactly the buckets it falls in.
+//! A counter's increase handles resets (a drop counts the new value as the increase) and starts
+//! from the last value of the previous hour.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use super::Error;
+use super::block::{self, get_varint, put_varint};
+use super::series::BLOCK_MS;
+
+/// Tier of minute buckets (rows per hour).
+pub const MINUTE: i64 = 1;
+/// Tier of hour buckets (rows per day).
+pub const HOUR: i64 = 2;
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+/// Wire number of a counter.
+const COUNTER: i32 = 2;
+
+/// Aggregates of one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Bucket start, unix ms.
+    pub start: i64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Number of points.
+    pub count: u32,
+    /// Value of the last point.
+    pub last: f64,
+    /// Counters: increase over the bucket (resets handled); 0 for gauges.
+    pub inc: f64,
+}
+
+impl Bucket {
+    fn first(start: i64, value: f64, inc: f64) -> Self {
+        Bucket { start, min: value, max: value, sum: value, count: 1, last: value, inc }
+    }
+
+    fn add(&mut self, value: f64, inc: f64) {
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.sum += value;
+        self.count += 1;
+        self.last = value;
+        self.inc += inc;
+    }
+
+    /// Folds a later bucket into this one.
+    pub fn absorb(&mut self, later: &Bucket) {
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        self.sum += later.sum;
+        self.count += later.count;
+        self.last = later.last;
+        self.inc += later.inc;
+    }
+}
+
+/// Buckets of `width` over sorted points; `prev` is the value before the first point (counters).
+pub fn buckets(points: &[(i64, f64)], width: i64, counter: bool, mut prev: Option<f64>) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = Vec::new();
+    for &(ts, value) in points {
+        let inc = match prev {
+            Some(p) if counter => {
+                if value >= p {
+                    value - p
+                } else {
+                    value
+                }
+            }
+            _ => 0.0,
+        };
+        prev = Some(value);
+        let start = ts.div_euclid(width) * width;
+        match out.last_mut() {
+            Some(bucket) if bucket.start == start => bucket.add(value, inc),
+            _ => out.push(Bucket::first(start, value, inc)),
+        }
+    }
+    out
+}
+
+fn encode(buckets: &[Bucket]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    put_varint(&mut out, buckets.len() as u64);
+    let columns: [fn(&Bucket) -> f64; 6] =
+        [|b| b.min, |b| b.max, |b| b.sum, |b| f64::from(b.count), |b| b.last, |b| b.inc];
+    for column in columns {
+        let points: Vec<(i64, f64)> = buckets.iter().map(|b| (b.start, column(b))).collect();
+        let data = block::encode(&points).map_err(|err| Error::Failed(err.to_string()))?;
+        put_varint(&mut out, data.len() as u64);
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+fn decode(data: &[u8]) -> Result<Vec<Bucket>, Error> {
+    let corrupt = |what: &str| Error::Failed(format!("corrupt rollup: {what}"));
+    let mut pos = 0;
+    let n = get_varint(data, &mut pos).map_err(|err| corrupt(&err.to_string()))? as usize;
+    let mut columns = Vec::with_capacity(6);
+    for _ in 0..6 {
+        let len = get_varint(data, &mut pos).map_err(|err| corrupt(&err.to_string()))? as usize;
+        let bytes = data.get(pos..pos.saturating_add(len)).ok_or_else(|| corrupt("truncated"))?;
+        pos += len;
+        let column = block::decode(bytes).map_err(|err| corrupt(&err.to_string()))?;
+        if column.len() != n {
+            return Err(corrupt("column length"));
+        }
+        columns.push(column);
+    }
+    Ok((0..n)
+        .map(|i| Bucket {
+            start: columns[0][i].0,
+            min: columns[0][i].1,
+            max: columns[1][i].1,
+            sum: columns[2][i].1,
+            count: columns[3][i].1 as u32,
+            last: columns[4][i].1,
+            inc: columns[5][i].1,
+        })
+        .collect())
+}
+
+fn read_row(tx: &rusqlite::Connection, tier: i64, start: i64, series_id: i64) -> Result<Vec<Bucket>, Error> {
+    let data: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT data FROM rollup WHERE tier = ?1 AND start_ms = ?2 AND series_id = ?3")?
+        .query_row(params![tier, start, series_id], |r| r.get(0))
+        .optional()?;
+    data.map_or(Ok(Vec::new()), |d| decode(&d))
+}
+
+fn write_row(tx: &Transaction<'_>, tier: i64, start: i64, series_id: i64, buckets: &[Bucket]) -> Result<(), Error> {
+    if buckets.is_empty() {
+        tx.prepare_cached("DELETE FROM rollup WHERE tier = ?1 AND start_ms = ?2 AND series_id = ?3")?
+            .execute(params![tier, start, series_id])?;
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO rollup(tier, start_ms, series_id, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(tier, start_ms, series_id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![tier, start, series_id, encode(buckets)?])?;
+    Ok(())
+}
+
+/// Recomputes the minute buckets of the hour at `hour` and its bucket in the day row from all
+/// `points` of that hour (sorted, unique).
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn refresh_hour(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
+    let counter = kind == COUNTER;
+    let prev = if counter {
+        let before = hour - BLOCK_MS;
+        let day = before.div_euclid(DAY_MS) * DAY_MS;
+        read_row(tx, HOUR, day, series_id)?.iter().find(|b| b.start == before).map(|b| b.last)
+    } else {
+        None
+    };
+    let minutes = buckets(points, MINUTE_MS, counter, prev);
+    write_row(tx, MINUTE, hour, series_id, &minutes)?;
+    let mut hour_bucket: Option<Bucket> = None;
+    for m in &minutes {
+        match &mut hour_bucket {
+            Some(h) => h.absorb(m),
+            None => hour_bucket = Some(Bucket { start: hour, ..*m }),
+        }
+    }
+    let day = hour.div_euclid(DAY_MS) * DAY_MS;
+    let mut day_row = read_row(tx, HOUR, day, series_id)?;
+    day_row.retain(|b| b.start != hour);
+    day_row.extend(hour_bucket);
+    day_row.sort_by_key(|b| b.start);
+    write_row(tx, HOUR, day, series_id, &day_row)
+}
+
+/// Buckets of a tier for a series overlapping `[from, to]`, sorted.
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub fn read(conn: &rusqlite::Connection, tier: i64, series_id: i64, from: i64, to: i64) -> Result<Vec<Bucket>, Error> {
+    let (row_ms, width) = if tier == MINUTE { (BLOCK_MS, MINUTE_MS) } else { (DAY_MS, BLOCK_MS) };
+    let mut out = Vec::new();
+    let mut start = from.div_euclid(row_ms) * row_ms;
+    while start <= to {
+        out.extend(
+            read_row(conn, tier, start, series_id)?.into_iter().filter(|b| b.start + width > from && b.start <= to),
+        );
+        start += row_ms;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rows_round_trip(raw in prop::collection::vec((0i64..10_000, -1e6f64..1e6), 0..300), counter: bool) {
+            let mut points: Vec<(i64, f64)> = raw.into_iter().map(|(t, v)| (t * 1000, v)).collect();
+            block::normalize(&mut points);
+            let b = buckets(&points, MINUTE_MS, counter, None);
+            prop_assert_eq!(decode(&encode(&b).expect("encode")).expect("decode"), b);
+        }
+    }
+
+    #[test]
+    fn counter_increase_counts_resets_as_restarts_from_zero() {
+        let points = [(0, 10.0), (10_000, 15.0), (20_000, 3.0), (70_000, 8.0)];
+        let b = buckets(&points, MINUTE_MS, true, Some(4.0));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].inc, 6.0 + 5.0 + 3.0);
+        assert_eq!(b[1].inc, 5.0);
+        assert_eq!((b[0].min, b[0].max, b[0].count, b[0].last), (3.0, 15.0, 3, 3.0));
+    }
+}

@@ -1,0 +1,390 @@
+//! Sample storage: a durable pending log written with each group commit, an in-memory head, and sealing into hourly blocks.
+//!
+//! ## Layout
+//! * `sample_pending(id, data)`: one row per group commit, written in the same transaction as the
+//!   batches' dedup keys, holding every point of the group (per series, block-encoded). It is the
+//!   write-ahead log of the head: after `kill -9` the rows are read back into the head.
+//! * The head ([`Head`]): the points of the pending rows in memory, shared with readers.
+//! * `sample_block(id, start_ms, series_id, end_ms, n, data)`: one block per series per hour
+//!   ([`BLOCK_MS`], aligned), found by `(start_ms, series_id)`; the blocks of one hour are
+//!   created together, so they are neighbours on disk.
+//!
+//! ## Sealing
+//! When the head is large or old, its points move to blocks in small steps between group commits:
+//! a step merges the points of a few series into their blocks (the stored point wins on an equal
+//! timestamp), refreshes the rollups of the hours it touched ([`super::rollup`]) and commits. The
+//! last step deletes the pending rows the seal covered. A crash between steps replays those rows
+//! into the head and seals them again: merging is idempotent, so nothing is lost or doubled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::block::{self, get_varint, put_varint};
+use super::{Error, rollup};
+
+/// Length of a block, aligned to multiples since the epoch.
+pub const BLOCK_MS: i64 = 3_600_000;
+/// The head is sealed when it holds this many points ...
+pub(crate) const SEAL_POINTS: usize = 2_000_000;
+/// ... or when its oldest point arrived this long ago.
+pub(crate) const SEAL_AGE: Duration = Duration::from_secs(300);
+/// Points merged into blocks per seal step (a step is one short transaction).
+const STEP_POINTS: usize = 50_000;
+/// Series per seal step at most.
+const STEP_SERIES: usize = 2_000;
+
+/// Start of the block holding `ts`.
+pub fn block_start(ts: i64) -> i64 {
+    ts.div_euclid(BLOCK_MS) * BLOCK_MS
+}
+
+/// Points not yet in blocks, by series, in arrival order.
+#[derive(Debug, Default)]
+pub struct Head {
+    open: HashMap<i64, Vec<(i64, f64)>>,
+    /// Points being moved to blocks by the running seal.
+    sealing: HashMap<i64, Vec<(i64, f64)>>,
+    open_points: usize,
+    open_since: Option<Instant>,
+}
+
+/// The head shared by the writer and readers.
+pub type SharedHead = Arc<RwLock<Head>>;
+
+impl Head {
+    /// Adds committed points.
+    pub(crate) fn add(&mut self, staged: &[(i64, Vec<(i64, f64)>)]) {
+        for (series_id, points) in staged {
+            self.open_points += points.len();
+            self.open.entry(*series_id).or_default().extend_from_slice(points);
+        }
+        if self.open_points > 0 && self.open_since.is_none() {
+            self.open_since = Some(Instant::now());
+        }
+    }
+
+    /// Points of a series in `[from, to]`, in arrival order (sealing before open).
+    pub fn points(&self, series_id: i64, from: i64, to: i64) -> Vec<(i64, f64)> {
+        [&self.sealing, &self.open]
+            .into_iter()
+            .filter_map(|map| map.get(&series_id))
+            .flatten()
+            .filter(|p| (from..=to).contains(&p.0))
+            .copied()
+            .collect()
+    }
+
+    /// Points held (open and sealing).
+    pub fn len(&self) -> usize {
+        self.open_points + self.sealing.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Whether the head holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes the points of one group commit as one pending row.
+///
+/// # Errors
+/// SQLite errors.
+/// Returns the row's id (`None` when there were no points).
+pub(crate) fn write_pending(tx: &Transaction<'_>, staged: &mut [(i64, Vec<(i64, f64)>)]) -> Result<Option<i64>, Error> {
+    if staged.is_empty() {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    for (series_id, points) in staged.iter_mut() {
+        block::normalize(points);
+        let encoded = block::encode(points).map_err(|err| Error::Failed(err.to_string()))?;
+        put_varint(&mut data, *series_id as u64);
+        put_varint(&mut data, encoded.len() as u64);
+        data.extend_from_slice(&encoded);
+    }
+    tx.prepare_cached("INSERT INTO sample_pending(data) VALUES (?1)")?.execute([&data])?;
+    Ok(Some(tx.last_insert_rowid()))
+}
+
+fn decode_pending(data: &[u8], out: &mut Vec<(i64, Vec<(i64, f64)>)>) -> Result<(), Error> {
+    let corrupt = |err: block::BlockError| Error::Failed(format!("pending samples: {err}"));
+    let mut pos = 0;
+    while pos < data.len() {
+        let series_id = get_varint(data, &mut pos).map_err(corrupt)? as i64;
+        let len = get_varint(data, &mut pos).map_err(corrupt)? as usize;
+        let bytes = data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("pending samples: truncated".into()))?;
+        pos += len;
+        out.push((series_id, block::decode(bytes).map_err(corrupt)?));
+    }
+    Ok(())
+}
+
+/// Reads every pending row into a fresh head (at startup). Returns the head and the last row id.
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn load_head(conn: &rusqlite::Connection) -> Result<(Head, i64), Error> {
+    let mut head = Head::default();
+    let mut last = 0;
+    let mut stmt = conn.prepare("SELECT id, data FROM sample_pending ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut staged = Vec::new();
+    while let Some(row) = rows.next()? {
+        last = row.get(0)?;
+        staged.clear();
+        decode_pending(row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?, &mut staged)?;
+        head.add(&staged);
+    }
+    Ok((head, last))
+}
+
+/// A seal in progress.
+#[derive(Debug)]
+pub(crate) struct Seal {
+    /// Series still to move, largest id last.
+    todo: Vec<i64>,
+    /// Pending rows up to this id are covered.
+    cut: i64,
+}
+
+/// Starts a seal when the head is due: moves the open points aside for sealing.
+pub(crate) fn start_seal(head: &SharedHead, last_pending: i64, force: bool) -> Option<Seal> {
+    let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !head.sealing.is_empty() || head.open_points == 0 {
+        return None;
+    }
+    let due =
+        force || head.open_points >= SEAL_POINTS || head.open_since.is_some_and(|since| since.elapsed() >= SEAL_AGE);
+    if !due {
+        return None;
+    }
+    head.sealing = std::mem::take(&mut head.open);
+    head.open_points = 0;
+    head.open_since = None;
+    let mut todo: Vec<i64> = head.sealing.keys().copied().collect();
+    todo.sort_unstable_by(|a, b| b.cmp(a));
+    Some(Seal { todo, cut: last_pending })
+}
+
+/// Kinds of the series, for rollups (counters roll up as increases).
+pub(crate) type Kinds = HashMap<i64, super::Kind>;
+
+/// Runs one step of a seal; true when the seal is complete.
+///
+/// # Errors
+/// SQLite errors (the step rolls back and can be retried; nothing is lost).
+pub(crate) fn seal_step(
+    conn: &mut rusqlite::Connection,
+    head: &SharedHead,
+    seal: &mut Seal,
+    kinds: &Kinds,
+) -> Result<bool, Error> {
+    let mut batch: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
+    {
+        let head = head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut points = 0;
+        while let Some(&series_id) = seal.todo.last() {
+            if batch.len() >= STEP_SERIES || (points >= STEP_POINTS && !batch.is_empty()) {
+                break;
+            }
+            seal.todo.pop();
+            let p = head.sealing.get(&series_id).cloned().unwrap_or_default();
+            points += p.len();
+            batch.push((series_id, p));
+        }
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (series_id, points) in &mut batch {
+        let kind = kinds.get(series_id).copied().unwrap_or(0);
+        let mut points = std::mem::take(points);
+        block::normalize(&mut points);
+        let mut rest = &points[..];
+        while let Some(&(ts, _)) = rest.first() {
+            let start = block_start(ts);
+            let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
+            merge_block(&tx, *series_id, start, &rest[..n], kind)?;
+            rest = &rest[n..];
+        }
+    }
+    let done = seal.todo.is_empty();
+    if done {
+        tx.prepare_cached("DELETE FROM sample_pending WHERE id <= ?1")?.execute([seal.cut])?;
+    }
+    tx.commit()?;
+    let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (series_id, _) in &batch {
+        head.sealing.remove(series_id);
+    }
+    if done {
+        head.sealing.clear();
+    }
+    Ok(done)
+}
+
+/// Merges points of one hour into the series' block (stored points win) and refreshes that
+/// hour's rollups.
+pub(crate) fn merge_block(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    start: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
+    let stored: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
+        .query_row(params![start, series_id], |r| r.get(0))
+        .optional()?;
+    let merged = match stored {
+        Some(data) => {
+            let old = block::decode(&data).map_err(|err| Error::Failed(err.to_string()))?;
+            block::merge(&old, points)
+        }
+        None => points.to_vec(),
+    };
+    let data = block::encode(&merged).map_err(|err| Error::Failed(err.to_string()))?;
+    let end = merged.last().map_or(start, |p| p.0);
+    tx.prepare_cached(
+        "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(start_ms, series_id) DO UPDATE SET end_ms = excluded.end_ms, n = excluded.n, data = excluded.data",
+    )?
+    .execute(params![start, series_id, end, merged.len() as i64, data])?;
+    rollup::refresh_hour(tx, series_id, start, &merged, kind)?;
+    Ok(())
+}
+
+/// Points of a series in `[from, to]` from blocks, sorted and unique.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks.
+pub fn block_points(
+    conn: &rusqlite::Connection,
+    series_id: i64,
+    from: i64,
+    to: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2 AND end_ms >= ?3")?;
+    let mut start = block_start(from);
+    let mut scratch = Vec::new();
+    while start <= to {
+        let data: Option<Vec<u8>> = stmt.query_row(params![start, series_id, from], |r| r.get(0)).optional()?;
+        if let Some(data) = data {
+            scratch.clear();
+            block::decode_into(&data, &mut scratch).map_err(|err| Error::Failed(err.to_string()))?;
+            out.extend(scratch.iter().filter(|p| (from..=to).contains(&p.0)));
+        }
+        start += BLOCK_MS;
+    }
+    Ok(())
+}
+
+/// Every point of a series in `[from, to]`: blocks, then the head (read first, see the module
+/// docs), stored points winning on equal timestamps.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks.
+pub fn series_points(
+    conn: &rusqlite::Connection,
+    head: &SharedHead,
+    series_id: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, f64)>, Error> {
+    // The head first: a seal that commits after this read leaves its points in the blocks read next.
+    let recent = head.read().unwrap_or_else(std::sync::PoisonError::into_inner).points(series_id, from, to);
+    // One snapshot for the old rows and the blocks: a conversion step moves rows between them.
+    let tx = conn.unchecked_transaction()?;
+    let mut old = super::retention::old_points(&tx, series_id, from, to)?;
+    let mut stored = Vec::new();
+    block_points(&tx, series_id, from, to, &mut stored)?;
+    tx.finish()?;
+    if !old.is_empty() {
+        block::normalize(&mut old);
+        stored = block::merge(&old, &stored);
+    }
+    Ok(if recent.is_empty() { stored } else { block::merge(&stored, &recent) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, rusqlite::Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = super::super::open_connection(dir.path()).expect("open");
+        (dir, conn)
+    }
+
+    fn commit(conn: &mut rusqlite::Connection, head: &SharedHead, mut staged: Vec<(i64, Vec<(i64, f64)>)>) {
+        let tx = conn.transaction().expect("tx");
+        write_pending(&tx, &mut staged).expect("pending");
+        tx.commit().expect("commit");
+        head.write().expect("head").add(&staged);
+    }
+
+    fn seal_all(conn: &mut rusqlite::Connection, head: &SharedHead, kinds: &Kinds) {
+        let last: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sample_pending", [], |r| r.get(0)).expect("max");
+        let mut seal = start_seal(head, last, true).expect("due");
+        while !seal_step(conn, head, &mut seal, kinds).expect("step") {}
+    }
+
+    #[test]
+    fn late_and_repeated_points_land_in_their_blocks_once_and_reads_see_head_and_blocks() {
+        let (_dir, mut conn) = store();
+        let head = SharedHead::default();
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        let kinds = Kinds::new();
+        // 3 hours at 10 s, sent in order, sealed.
+        let first: Vec<(i64, f64)> = (0..1080).map(|i| (t0 + i * 10_000, i as f64)).collect();
+        commit(&mut conn, &head, vec![(7, first.clone())]);
+        seal_all(&mut conn, &head, &kinds);
+        let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("count");
+        assert_eq!(blocks, 3);
+        // A backfill hours late, out of order, overlapping stored points with other values.
+        let late = vec![(t0 + 5, -1.0), (t0 + 3 * BLOCK_MS + 1, 9.0), (t0 + 10_000, 99.0), (t0 + 5, -2.0)];
+        commit(&mut conn, &head, vec![(7, late)]);
+        let all = series_points(&conn, &head, 7, t0, t0 + 4 * BLOCK_MS).expect("read");
+        let mut want = first.clone();
+        want.extend([(t0 + 5, -1.0), (t0 + 3 * BLOCK_MS + 1, 9.0)]);
+        block::normalize(&mut want);
+        assert_eq!(all, want, "head and blocks merged");
+        seal_all(&mut conn, &head, &kinds);
+        assert!(head.read().expect("head").is_empty());
+        assert_eq!(series_points(&conn, &head, 7, t0, t0 + 4 * BLOCK_MS).expect("read"), want);
+        let pending: i64 = conn.query_row("SELECT COUNT(*) FROM sample_pending", [], |r| r.get(0)).expect("count");
+        assert_eq!(pending, 0);
+    }
+
+    #[test]
+    fn crash_between_seal_steps_replays_pending_rows_without_loss_or_doubles() {
+        let (dir, mut conn) = store();
+        let head = SharedHead::default();
+        let t0 = 1_795_000_000_000;
+        let kinds = Kinds::new();
+        let mut want = HashMap::new();
+        for series in 1..=(STEP_SERIES as i64 + 10) {
+            let points: Vec<(i64, f64)> = (0..30).map(|i| (t0 + i * 10_000, (series * i) as f64)).collect();
+            want.insert(series, points.clone());
+            commit(&mut conn, &head, vec![(series, points)]);
+        }
+        let mut seal = start_seal(&head, i64::MAX, true).expect("due");
+        assert!(!seal_step(&mut conn, &head, &mut seal, &kinds).expect("first step"), "more than one step");
+        // kill -9 here: the head is gone; the next start reads the pending rows back.
+        drop(conn);
+        let mut conn = super::super::open_connection(dir.path()).expect("reopen");
+        let (fresh, _) = load_head(&conn).expect("load");
+        let head: SharedHead = Arc::new(RwLock::new(fresh));
+        assert_eq!(head.read().expect("head").len(), want.len() * 30);
+        seal_all(&mut conn, &head, &kinds);
+        for (series, points) in &want {
+            assert_eq!(&series_points(&conn, &head, *series, t0, t0 + BLOCK_MS * 2).expect("read"), points);
+        }
+        let stored: i64 = conn.query_row("SELECT SUM(n) FROM sample_block", [], |r| r.get(0)).expect("sum");
+        assert_eq!(stored as usize, want.len() * 30);
+    }
+}
