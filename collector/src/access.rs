@@ -154,9 +154,17 @@ impl Access {
     ///
     /// # Errors
     /// When the database cannot be opened or read.
-    pub fn open(data_dir: &std::path::Path, http: &HttpConfig, bind: SocketAddr) -> Result<Arc<Access>, Error> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        http: &HttpConfig,
+        bind: SocketAddr,
+        max_db_bytes: Option<u64>,
+    ) -> Result<Arc<Access>, Error> {
+        let conn = store::open_connection(data_dir)?;
+        // Audit rows stop at the database bound like every other write.
+        store::bound_size(&conn, max_db_bytes)?;
         let access = Access {
-            store: AccessStore::new(store::open_connection(data_dir)?),
+            store: AccessStore::new(conn),
             users: RwLock::default(),
             anonymous_read: http.anonymous_read,
             bind,

@@ -181,22 +181,34 @@ where
     }
 }
 
-fn hosts_of(state: &AppState, host: Option<&String>) -> Result<Vec<String>, Refusal> {
-    let all = state.uptime.hosts().map_err(|err| (StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")))?;
+/// Every host, or the one named (404 when it is not enrolled). The lookup reads the store, so it
+/// runs on the blocking pool like every other query.
+async fn hosts_of(state: &AppState, host: Option<String>) -> Result<Vec<String>, Refusal> {
+    let uptime = Arc::clone(&state.uptime);
+    let all = match tokio::task::spawn_blocking(move || uptime.hosts()).await {
+        Ok(Ok(all)) => all,
+        Ok(Err(err)) => return Err((StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}"))),
+        Err(err) => return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}"))),
+    };
     match host {
         None => Ok(all),
-        Some(h) if all.contains(h) => Ok(vec![h.clone()]),
+        Some(h) if all.contains(&h) => Ok(vec![h]),
         Some(h) => Err((StatusCode::NOT_FOUND, format!("unknown host {h:?}"))),
     }
 }
 
+/// The window and hosts of an uptime or incidents query.
+async fn resolve(state: &AppState, q: &WindowQuery, now: i64) -> Result<(i64, i64, Vec<String>), Refusal> {
+    let (from, to) = window(q, now)?;
+    Ok((from, to, hosts_of(state, q.host.clone()).await?))
+}
+
 async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to, hosts) =
-        match window(&q, now).and_then(|(from, to)| Ok((from, to, hosts_of(&state, q.host.as_ref())?))) {
-            Ok(resolved) => resolved,
-            Err((code, message)) => return error(code, message),
-        };
+    let (from, to, hosts) = match resolve(&state, &q, now).await {
+        Ok(resolved) => resolved,
+        Err((code, message)) => return error(code, message),
+    };
     let uptime = Arc::clone(&state.uptime);
     let with_timeline = q.timeline.unwrap_or(false);
     blocking_json(move || {
@@ -212,11 +224,10 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> 
 
 async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to, hosts) =
-        match window(&q, now).and_then(|(from, to)| Ok((from, to, hosts_of(&state, q.host.as_ref())?))) {
-            Ok(resolved) => resolved,
-            Err((code, message)) => return error(code, message),
-        };
+    let (from, to, hosts) = match resolve(&state, &q, now).await {
+        Ok(resolved) => resolved,
+        Err((code, message)) => return error(code, message),
+    };
     let uptime = Arc::clone(&state.uptime);
     blocking_json(move || {
         let mut all = Vec::new();
@@ -261,11 +272,15 @@ async fn acknowledge(
         IncidentRef::Key { host, check, target, start_ms } => bounded("host", host, MAX_NAME_BYTES)
             .and_then(|()| bounded("check", check, MAX_NAME_BYTES))
             .and_then(|()| bounded("target", target, MAX_NAME_BYTES))
-            .and_then(|()| time_param("start_ms", *start_ms).map(drop))
-            .and_then(|()| hosts_of(&state, Some(host)).map(drop)),
+            .and_then(|()| time_param("start_ms", *start_ms).map(drop)),
     }
     .and_then(|()| bounded("by", &by, MAX_BY_BYTES));
     if let Err((code, message)) = checked {
+        return error(code, message);
+    }
+    if let IncidentRef::Key { host, .. } = &named
+        && let Err((code, message)) = hosts_of(&state, Some(host.clone())).await
+    {
         return error(code, message);
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
@@ -312,7 +327,7 @@ async fn maintenance_list(State(state): State<AppState>, Query(q): Query<WindowQ
 }
 
 /// A validated maintenance window from a request body: (host, from, to, reason).
-fn maintenance_window(
+async fn maintenance_window(
     state: &AppState,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(String, i64, i64, String), Refusal> {
@@ -328,7 +343,7 @@ fn maintenance_window(
     bounded("reason", &body.reason, MAX_REASON_BYTES)?;
     bounded("host", &body.host, MAX_NAME_BYTES)?;
     if !body.host.is_empty() {
-        hosts_of(state, Some(&body.host))?;
+        hosts_of(state, Some(body.host.clone())).await?;
     }
     Ok((body.host, from, to, body.reason))
 }
@@ -338,7 +353,7 @@ async fn maintenance_update(
     Path(id): Path<i64>,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (host, from, to, reason) = match maintenance_window(&state, body) {
+    let (host, from, to, reason) = match maintenance_window(&state, body).await {
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };
@@ -354,7 +369,7 @@ async fn maintenance_add(
     State(state): State<AppState>,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (host, from, to, reason) = match maintenance_window(&state, body) {
+    let (host, from, to, reason) = match maintenance_window(&state, body).await {
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };

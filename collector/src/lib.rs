@@ -98,6 +98,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
     );
     let run = admin.start_run(now_ms()).context("recording this collector run")?;
+    admin.limit(cfg.max_db_bytes).context("bounding the administration connection")?;
     let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
@@ -138,7 +139,8 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
             tonic::transport::server::TcpIncoming::from(grpc),
             shutdown.clone().cancelled_owned(),
         );
-    let access = access::Access::open(&cfg.data_dir, &cfg.http, http_addr).context("reading HTTP users")?;
+    let access =
+        access::Access::open(&cfg.data_dir, &cfg.http, http_addr, cfg.max_db_bytes).context("reading HTTP users")?;
     access.log_startup(cfg.http.tls.is_some());
     let http_tls = cfg
         .http

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use b24watch_e2e::{Collector, HttpResponse, ProcessGuard, collector_cmd, eventually, free_addr, http_call, now_ms};
+use b24watch_e2e::{
+    Collector, HttpResponse, ProcessGuard, collector_cmd, eventually, free_addr, http_call, now_ms, write_pki,
+};
 
 /// Creates user `name` with `role`; returns its token.
 fn add_user(data: &Path, name: &str, role: &str) -> String {
@@ -153,23 +155,6 @@ fn roles_decide_writes_and_every_write_is_audited() {
     assert!(list.contains("ann") && list.contains("root") && !list.contains("duty"), "{list}");
 }
 
-fn write_pki(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("sign");
-    std::fs::write(dir.join("server.pem"), cert.pem()).expect("write cert");
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write key");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
-}
-
 /// TLS on the HTTP listener with anonymous reads off: plain HTTP gets nothing, probes stay
 /// open, `/metrics` needs a credential and answers to Bearer and Basic, and a real Prometheus
 /// scrapes it over TLS with `authorization` and with `basic_auth` (and fails without).
@@ -226,13 +211,7 @@ fn metrics_over_tls_need_a_credential_and_prometheus_scrapes_with_bearer_and_bas
     .expect("prometheus config");
     let check = Command::new("promtool").arg("check").arg("config").arg(&prom_config).output().expect("promtool");
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-    let port = b24watch_e2e::free_port();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let _prometheus = ProcessGuard::spawn("prometheus", cmd, &dir.path().join("prometheus.log"));
-    let prom = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_prometheus, prom) = b24watch_e2e::start_prometheus(&prom_config, dir.path());
     let up = eventually("prometheus scraped every job", Duration::from_secs(60), || {
         let (_, body) = b24watch_e2e::http_get(prom, "/api/v1/query?query=up").ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;

@@ -112,13 +112,7 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule() {
         ),
     )
     .expect("prometheus config");
-    let port = b24watch_e2e::free_port();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let _prometheus = ProcessGuard::spawn("prometheus", cmd, &dir.path().join("prometheus.log"));
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (_prometheus, addr) = b24watch_e2e::start_prometheus(&prom_config, dir.path());
     b24watch_e2e::eventually("prometheus scraped the agent's series", Duration::from_secs(60), || {
         let (_, body) = b24watch_e2e::http_get(addr, "/api/v1/query?query=b24watch_log_errors_total").ok()?;
         body.contains("nginx_error").then_some(())

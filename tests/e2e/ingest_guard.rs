@@ -138,13 +138,7 @@ fn prometheus(dir: &Path, collector: &Collector) -> (ProcessGuard, std::net::Soc
         ),
     )
     .expect("prometheus config");
-    let port = free_port();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-    let process = ProcessGuard::spawn("prometheus", cmd, &dir.join("prometheus.log"));
-    (process, format!("127.0.0.1:{port}").parse().expect("addr"))
+    b24watch_e2e::start_prometheus(&config, dir)
 }
 
 /// T43: reserved series and label names are rejected point by point, and hostile rows already

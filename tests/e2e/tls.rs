@@ -3,26 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use b24watch_e2e::{Agent, Collector, enroll, eventually};
-
-/// Writes a CA, a server certificate for 127.0.0.1/localhost and a client certificate.
-fn write_pki(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = Issuer::new(ca_params, ca_key);
-    for (name, sans) in
-        [("server", vec!["localhost".to_owned(), "127.0.0.1".to_owned()]), ("client", vec!["agent".to_owned()])]
-    {
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(sans).expect("params").signed_by(&key, &issuer).expect("sign");
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
-    }
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
-}
+use b24watch_e2e::{Agent, Collector, enroll, eventually, write_pki};
 
 #[test]
 fn mtls_collector_accepts_agents_with_a_certificate_and_refuses_others() {

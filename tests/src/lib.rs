@@ -64,6 +64,38 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free loopback port")
 }
 
+/// Writes a CA (`ca.pem`), a server certificate for 127.0.0.1/localhost (`server.pem`,
+/// `server.key`) and a client certificate (`client.pem`, `client.key`) into `dir`.
+pub fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    for (name, sans) in
+        [("server", vec!["localhost".to_owned(), "127.0.0.1".to_owned()]), ("client", vec!["agent".to_owned()])]
+    {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(sans).expect("params").signed_by(&key, &issuer).expect("sign");
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
+    }
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
+}
+
+/// Starts a real Prometheus (Debian's `prometheus`) with `config`, its data and log in `dir`,
+/// listening on a free loopback port; returns its guard and API address.
+pub fn start_prometheus(config: &Path, dir: &Path) -> (ProcessGuard, SocketAddr) {
+    let port = free_port();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let process = ProcessGuard::spawn("prometheus", cmd, &dir.join("prometheus.log"));
+    (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// A child process that is killed when dropped.
 #[derive(Debug)]
 pub struct ProcessGuard {

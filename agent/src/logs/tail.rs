@@ -1003,6 +1003,10 @@ mod tests {
         write_tagged(&path, 30..33);
         drop(t);
         rotate_numbered(&path);
+        // Held open while removed, so the new app.log cannot reuse its inode: a reused inode with
+        // another head is indistinguishable from a truncate-and-rewrite (read from 0 all the
+        // same, but not counted as rotated away), and the filesystem reuses freed inodes at will.
+        let _removed = std::fs::File::open(format!("{}.1", path.display())).expect("open rotated");
         std::fs::remove_file(format!("{}.1", path.display())).expect("remove");
         write_tagged(&path, 33..35);
         let mut t = Tailer::new(vec![spec()], stored.values().cloned().collect(), true, 1024, u64::MAX);

@@ -30,6 +30,16 @@ impl Admin {
         Ok(Admin { conn: Mutex::new(super::open_connection(data_dir)?) })
     }
 
+    /// Holds later writes (maintenance windows and acknowledgements from the HTTP API,
+    /// heartbeats) to `max_db_bytes`, like ingest's. A running collector calls it once its run is
+    /// recorded, so a full database still starts.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn limit(&self, max_db_bytes: Option<u64>) -> Result<(), Error> {
+        super::bound_size(&self.conn(), max_db_bytes)
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -164,5 +174,26 @@ impl Admin {
             params![host, check, target, start, now, by],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13 item 6: writes from the HTTP API stop at `max_db_bytes`, like ingest.
+    #[test]
+    fn administration_writes_stop_at_the_database_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bound = 1 << 20;
+        let admin = Admin::open(dir.path()).expect("open");
+        admin.limit(Some(bound)).expect("limit");
+        let reason = "r".repeat(1000);
+        let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, i).err());
+        assert!(matches!(refused, Some(Error::Full)), "5 MB of windows written past a 1 MiB bound: {refused:?}");
+        let conn = admin.conn();
+        let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page size");
+        assert!(pages * page_size <= bound, "{} bytes", pages * page_size);
     }
 }

@@ -243,11 +243,7 @@ impl Store {
         retention: Retention,
     ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
-        if let Some(bytes) = max_db_bytes {
-            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
-            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-        }
+        bound_size(&conn, max_db_bytes)?;
         let (head, last_pending) = series::load_head(&conn)?;
         let head: series::SharedHead = Arc::new(std::sync::RwLock::new(head));
         let reader = query::Reader::with_head(open_connection(data_dir)?, Arc::clone(&head));
@@ -305,6 +301,21 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Holds the database to `max_db_bytes` for writes through `conn` (`PRAGMA max_page_count` is
+/// per connection, so every connection that writes gets it): past the bound a write fails with
+/// [`Error::Full`] and nothing of it is stored.
+///
+/// # Errors
+/// SQLite errors.
+pub fn bound_size(conn: &Connection, max_db_bytes: Option<u64>) -> Result<(), Error> {
+    if let Some(bytes) = max_db_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Every agent's stored token hash and whether it is revoked (for the collector's credential cache).
