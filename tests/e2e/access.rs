@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use b24watch_e2e::{
-    Collector, HttpResponse, ProcessGuard, collector_cmd, eventually, free_addr, http_call, now_ms, write_pki,
-};
+use b24watch_e2e::{Collector, HttpResponse, collector_cmd, eventually, free_addr, http_call, now_ms, write_pki};
 
 /// Creates user `name` with `role`; returns its token.
 fn add_user(data: &Path, name: &str, role: &str) -> String {

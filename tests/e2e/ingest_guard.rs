@@ -2,12 +2,11 @@
 //! exposition no stored content can break, bounded times and free text, oversized batches.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use b24watch_e2e::{
-    Agent, Collector, ProcessGuard, block_on, collector_cmd, enroll, eventually, free_port, http_get, load_batch,
-    metric, now_ms, patience, promtool_check_metrics, send,
+    Agent, Collector, ProcessGuard, block_on, collector_cmd, enroll, eventually, http_get, load_batch, metric, now_ms,
+    patience, promtool_check_metrics, send,
 };
 use b24watch_proto::v1::ingest_client::IngestClient;
 use b24watch_proto::v1::{Ack, Batch, CheckResult, Gap, Label, LogGroup, Series};

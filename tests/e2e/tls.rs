@@ -1,6 +1,5 @@
 //! Issue #5: TLS and mutual TLS between agent and collector (RELIABILITY.md T31).
 
-use std::path::Path;
 use std::time::Duration;
 
 use b24watch_e2e::{Agent, Collector, enroll, eventually, write_pki};

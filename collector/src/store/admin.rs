@@ -192,8 +192,8 @@ mod tests {
         let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, i).err());
         assert!(matches!(refused, Some(Error::Full)), "5 MB of windows written past a 1 MiB bound: {refused:?}");
         let conn = admin.conn();
-        let pages: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
-        let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page size");
-        assert!(pages * page_size <= bound, "{} bytes", pages * page_size);
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page size");
+        assert!(pages * page_size <= bound as i64, "{} bytes", pages * page_size);
     }
 }
