@@ -32,14 +32,7 @@ fn db(collector: &Collector) -> rusqlite::Connection {
 }
 
 fn stored_load1(collector: &Collector, host: &str) -> i64 {
-    db(collector)
-        .query_row(
-            "SELECT COUNT(*) FROM sample JOIN series ON series.id = sample.series_id
-             WHERE series.agent_id = ?1 AND series.name = 'load1'",
-            [host],
-            |r| r.get(0),
-        )
-        .expect("count")
+    collector.points(host, "load1").len() as i64
 }
 
 /// T42: after `enroll --rotate` the stream opened with the old token is closed (UNAUTHENTICATED)
@@ -288,7 +281,9 @@ fn distant_past_and_future_times_are_rejected_and_never_stored() {
     let min =
         |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).expect(sql).unwrap_or(i64::MAX) };
     let floor = now - 7 * DAY_MS - 60_000;
-    assert!(min("SELECT MIN(ts_ms) FROM sample") >= floor);
+    let stored = collector.points("past", "probe_success");
+    assert!(stored.iter().all(|(_, ts, _)| *ts >= floor), "{stored:?}");
+    assert!(min("SELECT MIN(at_ms) FROM evidence_point WHERE agent_id = 'past'") >= floor);
     assert!(min("SELECT MIN(at_ms) FROM check_result") >= floor);
     assert!(min("SELECT MIN(MIN(at_ms, since_ms)) FROM check_state") >= floor);
     assert!(min("SELECT MIN(MIN(first_ms, last_ms)) FROM log_group") >= floor);
