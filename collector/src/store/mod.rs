@@ -256,8 +256,7 @@ impl Store {
             max_series_per_agent,
             evidence_span_ms,
             Arc::clone(&results_dropped),
-            head,
-            last_pending,
+            (head, last_pending),
             retention,
         )?;
         let handle = std::thread::Builder::new()

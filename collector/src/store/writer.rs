@@ -49,14 +49,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows.
     pub(super) fn new(
         conn: Connection,
         healthy: Arc<AtomicBool>,
         max_series_per_agent: usize,
         evidence_span_ms: i64,
         results_dropped: Arc<AtomicU64>,
-        head: SharedHead,
-        last_pending: i64,
+        (head, last_pending): (SharedHead, i64),
         retention: Retention,
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
