@@ -60,6 +60,15 @@ const EVENT_TABLES: [(&str, &str); 6] = [
     ("evidence", "to_ms"),
 ];
 
+/// Deletes of the tables keyed by time without an integer id (the samples behind the evidence and
+/// every check result, kept as long as the events they explain), through their `at_ms` index.
+const POINT_TABLES: [&str; 2] = [
+    "DELETE FROM evidence_point WHERE (agent_id, signal, target, at_ms) IN
+     (SELECT agent_id, signal, target, at_ms FROM evidence_point WHERE at_ms < ?1 LIMIT ?2)",
+    "DELETE FROM check_point WHERE (agent_id, check_name, target, at_ms) IN
+     (SELECT agent_id, check_name, target, at_ms FROM check_point WHERE at_ms < ?1 LIMIT ?2)",
+];
+
 /// State of the background upkeep.
 #[derive(Debug)]
 pub(crate) struct Upkeep {
@@ -97,7 +106,7 @@ impl Upkeep {
             return Ok(false);
         }
         let r = self.retention;
-        let tasks = 4 + EVENT_TABLES.len();
+        let tasks = 4 + POINT_TABLES.len() + EVENT_TABLES.len();
         let deleted = match self.task {
             0 => delete_limited(
                 conn,
@@ -123,8 +132,9 @@ impl Upkeep {
                  (SELECT agent_id, epoch, seq FROM batch_key WHERE received_ms < ?1 LIMIT ?2)",
                 now_ms - r.batch_key_ms,
             )?,
+            n if n < 4 + POINT_TABLES.len() => delete_limited(conn, POINT_TABLES[n - 4], now_ms - r.events_ms)?,
             n => {
-                let (table, column) = EVENT_TABLES[n - 4];
+                let (table, column) = EVENT_TABLES[n - 4 - POINT_TABLES.len()];
                 let cursor = self.cursors.get(table).copied().unwrap_or(0);
                 let (deleted, next) = delete_scanned(conn, table, column, cursor, now_ms - r.events_ms)?;
                 self.cursors.insert(table, next);
@@ -248,4 +258,45 @@ pub(crate) fn old_points(conn: &Connection, series_id: i64, from: i64, to: i64) 
     )?;
     let rows = stmt.query_map(params![series_id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The samples behind the evidence and the check results are kept as long as the events
+    /// they explain (`events_ms`), then removed in steps: exactly what is older, nothing newer.
+    #[test]
+    fn evidence_and_check_points_older_than_the_event_retention_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(dir.path()).expect("open");
+        let now = 1_000 * DAY_MS;
+        let retention = Retention { events_ms: 400 * DAY_MS, ..Retention::default() };
+        let cut = now - retention.events_ms;
+        // 1,500 points on each side of the cutoff: more than one delete step each.
+        for i in -1500..1500_i64 {
+            let at = cut + i * 60_000;
+            conn.execute(
+                "INSERT INTO evidence_point(agent_id, signal, target, at_ms, up) VALUES ('a', 'portal', 'u', ?1, 1)",
+                [at],
+            )
+            .expect("evidence point");
+            conn.execute(
+                "INSERT INTO check_point(agent_id, check_name, target, at_ms, status, severity, reason, message)
+                 VALUES ('a', 'c', 't', ?1, 1, 1, '', '')",
+                [at],
+            )
+            .expect("check point");
+        }
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        for _ in 0..100 {
+            upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        }
+        for table in ["evidence_point", "check_point"] {
+            let (n, oldest): (i64, i64) = conn
+                .query_row(&format!("SELECT COUNT(*), MIN(at_ms) FROM {table}"), [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("count");
+            assert_eq!((n, oldest), (1500, cut), "{table}: older rows removed, the rest kept");
+        }
+    }
 }

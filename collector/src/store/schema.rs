@@ -197,6 +197,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX rollup_by_start ON rollup(tier, start_ms, series_id);
     CREATE INDEX batch_key_by_received ON batch_key(received_ms);",
+    // 9: the time of the samples behind the evidence and of every check result, so that
+    // retention deletes them in small steps without scanning the tables.
+    "CREATE INDEX evidence_point_by_at ON evidence_point(at_ms);
+    CREATE INDEX check_point_by_at ON check_point(at_ms);",
 ];
 
 /// Schema version this build writes.
