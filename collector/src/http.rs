@@ -110,10 +110,19 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
 {
+    blocking_refusal(query).await.map_err(|(code, message)| error(code, message))
+}
+
+/// [`blocking`], refused as a status and message (for handlers that combine it with other checks).
+async fn blocking_refusal<T, F>(query: F) -> Result<T, Refusal>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
+{
     match tokio::task::spawn_blocking(query).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}"))),
-        Err(err) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}"))),
+        Ok(Err(err)) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}"))),
+        Err(err) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}"))),
     }
 }
 
@@ -185,11 +194,7 @@ where
 /// runs on the blocking pool like every other query.
 async fn hosts_of(state: &AppState, host: Option<String>) -> Result<Vec<String>, Refusal> {
     let uptime = Arc::clone(&state.uptime);
-    let all = match tokio::task::spawn_blocking(move || uptime.hosts()).await {
-        Ok(Ok(all)) => all,
-        Ok(Err(err)) => return Err((StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}"))),
-        Err(err) => return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}"))),
-    };
+    let all = blocking_refusal(move || uptime.hosts()).await?;
     match host {
         None => Ok(all),
         Some(h) if all.contains(&h) => Ok(vec![h]),

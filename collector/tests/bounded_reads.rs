@@ -1,4 +1,4 @@
-//! Views read only what they show: the status page, the metrics refresh and a report read a bounded slice of check history, and one agent's check transitions are capped per minute.
+//! Views read only what they show: the status page, the metrics refresh and a report read a bounded slice of check history, and the check results one agent keeps as history are capped per minute.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -60,14 +60,43 @@ const EVENT_TABLES: [(&str, &str); 6] = [
     ("evidence", "to_ms"),
 ];
 
-/// Deletes of the tables keyed by time without an integer id (the samples behind the evidence and
-/// every check result, kept as long as the events they explain), through their `at_ms` index.
-const POINT_TABLES: [&str; 2] = [
-    "DELETE FROM evidence_point WHERE (agent_id, signal, target, at_ms) IN
-     (SELECT agent_id, signal, target, at_ms FROM evidence_point WHERE at_ms < ?1 LIMIT ?2)",
-    "DELETE FROM check_point WHERE (agent_id, check_name, target, at_ms) IN
-     (SELECT agent_id, check_name, target, at_ms FROM check_point WHERE at_ms < ?1 LIMIT ?2)",
-];
+/// The deletes bounded by `LIMIT ?2`, each with its cutoff `?1`: raw blocks, minute and hour
+/// rollups, dedup keys, and the samples behind the evidence and every check result (kept as long
+/// as the events they explain, deleted through their `at_ms` index).
+fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 6] {
+    [
+        (
+            "DELETE FROM sample_block WHERE (start_ms, series_id) IN
+             (SELECT start_ms, series_id FROM sample_block WHERE start_ms <= ?1 LIMIT ?2)",
+            now_ms - r.raw_ms - BLOCK_MS,
+        ),
+        (
+            "DELETE FROM rollup WHERE tier = 1 AND (start_ms, series_id) IN
+             (SELECT start_ms, series_id FROM rollup WHERE tier = 1 AND start_ms <= ?1 LIMIT ?2)",
+            now_ms - r.minute_ms - BLOCK_MS,
+        ),
+        (
+            "DELETE FROM rollup WHERE tier = 2 AND (start_ms, series_id) IN
+             (SELECT start_ms, series_id FROM rollup WHERE tier = 2 AND start_ms <= ?1 LIMIT ?2)",
+            now_ms - r.hour_ms - DAY_MS,
+        ),
+        (
+            "DELETE FROM batch_key WHERE (agent_id, epoch, seq) IN
+             (SELECT agent_id, epoch, seq FROM batch_key WHERE received_ms < ?1 LIMIT ?2)",
+            now_ms - r.batch_key_ms,
+        ),
+        (
+            "DELETE FROM evidence_point WHERE (agent_id, signal, target, at_ms) IN
+             (SELECT agent_id, signal, target, at_ms FROM evidence_point WHERE at_ms < ?1 LIMIT ?2)",
+            now_ms - r.events_ms,
+        ),
+        (
+            "DELETE FROM check_point WHERE (agent_id, check_name, target, at_ms) IN
+             (SELECT agent_id, check_name, target, at_ms FROM check_point WHERE at_ms < ?1 LIMIT ?2)",
+            now_ms - r.events_ms,
+        ),
+    ]
+}
 
 /// State of the background upkeep.
 #[derive(Debug)]
@@ -106,35 +135,15 @@ impl Upkeep {
             return Ok(false);
         }
         let r = self.retention;
-        let tasks = 4 + POINT_TABLES.len() + EVENT_TABLES.len();
+        let limited = limited_deletes(&r, now_ms);
+        let tasks = limited.len() + EVENT_TABLES.len();
         let deleted = match self.task {
-            0 => delete_limited(
-                conn,
-                "DELETE FROM sample_block WHERE (start_ms, series_id) IN
-                 (SELECT start_ms, series_id FROM sample_block WHERE start_ms <= ?1 LIMIT ?2)",
-                now_ms - r.raw_ms - BLOCK_MS,
-            )?,
-            1 => delete_limited(
-                conn,
-                "DELETE FROM rollup WHERE tier = 1 AND (start_ms, series_id) IN
-                 (SELECT start_ms, series_id FROM rollup WHERE tier = 1 AND start_ms <= ?1 LIMIT ?2)",
-                now_ms - r.minute_ms - BLOCK_MS,
-            )?,
-            2 => delete_limited(
-                conn,
-                "DELETE FROM rollup WHERE tier = 2 AND (start_ms, series_id) IN
-                 (SELECT start_ms, series_id FROM rollup WHERE tier = 2 AND start_ms <= ?1 LIMIT ?2)",
-                now_ms - r.hour_ms - DAY_MS,
-            )?,
-            3 => delete_limited(
-                conn,
-                "DELETE FROM batch_key WHERE (agent_id, epoch, seq) IN
-                 (SELECT agent_id, epoch, seq FROM batch_key WHERE received_ms < ?1 LIMIT ?2)",
-                now_ms - r.batch_key_ms,
-            )?,
-            n if n < 4 + POINT_TABLES.len() => delete_limited(conn, POINT_TABLES[n - 4], now_ms - r.events_ms)?,
+            n if n < limited.len() => {
+                let (sql, cutoff) = limited[n];
+                delete_limited(conn, sql, cutoff)?
+            }
             n => {
-                let (table, column) = EVENT_TABLES[n - 4 - POINT_TABLES.len()];
+                let (table, column) = EVENT_TABLES[n - limited.len()];
                 let cursor = self.cursors.get(table).copied().unwrap_or(0);
                 let (deleted, next) = delete_scanned(conn, table, column, cursor, now_ms - r.events_ms)?;
                 self.cursors.insert(table, next);
