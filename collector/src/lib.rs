@@ -9,6 +9,7 @@
 //! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
+//! - [`resources`]: a host's resources over a report period from the hour tier of the history.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
@@ -24,6 +25,7 @@ pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod report;
+pub mod resources;
 pub mod sla;
 pub mod store;
 pub mod uptime;

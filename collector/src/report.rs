@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::resources::{self, Resources, Stat};
 use crate::sla::{Ms, Summary};
 use crate::store::Error;
 use crate::store::query::CheckRow;
@@ -53,6 +54,8 @@ pub struct HostReport {
     pub critical_log_lines: i64,
     /// Latest preventive-check results.
     pub checks: Vec<CheckRow>,
+    /// CPU, load, memory, disks and portal response time over the period (hourly values).
+    pub resources: Resources,
 }
 
 /// The report.
@@ -153,6 +156,7 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
         incidents,
         critical_log_lines: uptime.reader().critical_log_lines(host, from, to)?,
         checks: uptime.reader().checks(host)?,
+        resources: resources::of_host(uptime.reader(), host, from, to)?,
     })
 }
 
@@ -169,14 +173,15 @@ pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option
 pub fn csv(report: &Report) -> String {
     let mut out = String::from(
         "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
-         check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id\n",
+         check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id,\
+         resource,mountpoint,avg,median,p95,max,hours,start_value,end_value,growth,growth_per_day,days_until_full,forecast\n",
     );
     let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
     for h in &report.hosts {
         for s in &h.signals {
             let _ = writeln!(
                 out,
-                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
+                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,{RESOURCE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&s.signal),
@@ -193,7 +198,7 @@ pub fn csv(report: &Report) -> String {
         for i in &h.incidents {
             let _ = writeln!(
                 out,
-                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{}",
+                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{}{RESOURCE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&i.target),
@@ -209,8 +214,83 @@ pub fn csv(report: &Report) -> String {
                 i.id,
             );
         }
+        resource_rows(&mut out, &report.month, h);
     }
     out
+}
+
+/// The resource columns of a row that is not a resource.
+const RESOURCE_EMPTY: &str = ",,,,,,,,,,,,,";
+
+/// CSV rows of kind `resource`: one per figure (CPU, load, memory, each mount, each probed URL).
+fn resource_rows(out: &mut String, month: &str, h: &HostReport) {
+    // Cells by column: kind, month, host, target (3), then the resource columns from 22 on.
+    let mut row = |target: &str, resource: [String; 13]| {
+        let mut cells = vec![String::new(); 35];
+        cells[0] = "resource".to_owned();
+        cells[1] = field(month);
+        cells[2] = field(&h.host);
+        cells[4] = field(target);
+        for (cell, value) in cells[22..].iter_mut().zip(resource) {
+            *cell = value;
+        }
+        let _ = writeln!(out, "{}", cells.join(","));
+    };
+    let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    let stat = |name: &str, s: &Stat| -> [String; 13] {
+        let v = |x: f64| format!("{x}");
+        let e = String::new;
+        [
+            name.to_owned(),
+            e(),
+            v(s.avg),
+            v(s.median),
+            v(s.p95),
+            v(s.max),
+            s.hours.to_string(),
+            e(),
+            e(),
+            e(),
+            e(),
+            e(),
+            e(),
+        ]
+    };
+    let r = &h.resources;
+    let stats = [
+        ("cpu_usage_ratio", r.cpu_usage_ratio),
+        ("load1", r.load1),
+        ("memory_used_bytes", r.memory_used_bytes),
+        ("memory_used_ratio", r.memory_used_ratio),
+    ];
+    for (name, s) in stats {
+        if let Some(s) = s {
+            row("", stat(name, &s));
+        }
+    }
+    for p in &r.response {
+        row(&p.target, stat("probe_duration_seconds", &p.seconds));
+    }
+    for d in &r.disks {
+        row(
+            &d.device,
+            [
+                "disk_used_bytes".to_owned(),
+                field(&d.mountpoint),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                d.hours.to_string(),
+                d.used_start_bytes.to_string(),
+                d.used_end_bytes.to_string(),
+                d.growth_bytes.to_string(),
+                num(d.growth_bytes_per_day),
+                num(d.days_until_full),
+                d.forecast.text().replace(' ', "_"),
+            ],
+        );
+    }
 }
 
 /// A CSV cell. Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
@@ -389,9 +469,101 @@ pub fn html(report: &Report) -> String {
             }
             out.push_str("</table>");
         }
+        resources_html(&mut out, &h.resources, &time);
     }
     let _ = writeln!(out, "<p>Generated {} by b24watch.</p></body></html>", time(report.generated_ms));
     out
+}
+
+/// Bytes as `12.3 GiB`.
+pub fn bytes(value: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = value;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", units[unit]) }
+}
+
+/// The resources section of one host.
+fn resources_html(out: &mut String, r: &Resources, time: &dyn Fn(Ms) -> String) {
+    out.push_str(
+        "<h3>Resources</h3><p>From hourly averages: average, median and 95th percentile (nearest rank) \
+         of the hours with data.</p>",
+    );
+    let rows: Vec<(&str, Option<Stat>, fn(f64) -> String)> = vec![
+        ("CPU busy", r.cpu_usage_ratio, |v| format!("{:.1} %", v * 100.0)),
+        ("Load (1 min)", r.load1, |v| format!("{v:.2}")),
+        ("Memory used", r.memory_used_bytes, bytes),
+        ("Memory used (share)", r.memory_used_ratio, |v| format!("{:.1} %", v * 100.0)),
+    ];
+    if rows.iter().all(|r| r.1.is_none()) && r.disks.is_empty() && r.response.is_empty() {
+        out.push_str("<p class=\"resources\">No resource data in this period.</p>");
+        return;
+    }
+    out.push_str(
+        "<table class=\"resources\"><tr><th>Resource</th><th>Average</th><th>Median</th><th>95th percentile</th>\
+         <th>Highest hour</th><th>Hours</th></tr>",
+    );
+    let stat_row = |out: &mut String, name: &str, s: &Stat, fmt: &dyn Fn(f64) -> String| {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(name),
+            fmt(s.avg),
+            fmt(s.median),
+            fmt(s.p95),
+            fmt(s.max),
+            s.hours
+        );
+    };
+    for (name, s, fmt) in &rows {
+        match s {
+            Some(s) => stat_row(out, name, s, fmt),
+            None => {
+                let _ = write!(out, "<tr><td>{name}</td><td colspan=\"5\" class=\"unknown\">no data</td></tr>");
+            }
+        }
+    }
+    for p in &r.response {
+        stat_row(out, &format!("Response time {}", p.target), &p.seconds, &|v| format!("{:.0} ms", v * 1000.0));
+    }
+    if let Some(total) = r.memory_total_bytes {
+        let _ = write!(out, "<tr><td>Memory size</td><td colspan=\"5\">{}</td></tr>", bytes(total));
+    }
+    out.push_str("</table>");
+    if r.disks.is_empty() {
+        out.push_str("<p>No disk data in this period.</p>");
+        return;
+    }
+    out.push_str(
+        "<table class=\"disks\"><tr><th>Mount</th><th>Device</th><th>Size</th><th>Used at start</th><th>Used at end</th>\
+         <th>Growth</th><th>Per day</th><th>Days until full</th></tr>",
+    );
+    for d in &r.disks {
+        let _ = write!(
+            out,
+            "<tr class=\"disk\" data-mount=\"{mount}\"><td>{mount}</td><td>{device}</td><td>{size}</td>\
+             <td title=\"{start_at}\">{start}</td><td title=\"{end_at}\">{end}</td><td>{growth}</td><td>{per_day}</td>\
+             <td class=\"days-until-full\">{days}</td></tr>",
+            mount = html_escape(&d.mountpoint),
+            device = html_escape(&d.device),
+            size = bytes(d.size_bytes),
+            start_at = time(d.start_ms),
+            start = bytes(d.used_start_bytes),
+            end_at = time(d.end_ms),
+            end = bytes(d.used_end_bytes),
+            growth = bytes(d.growth_bytes),
+            per_day = d.growth_bytes_per_day.map_or_else(|| "—".to_owned(), bytes),
+            days = match (d.forecast, d.days_until_full) {
+                (crate::resources::Forecast::Growing, Some(days)) => format!("{days:.0}"),
+                (f, _) => f.text().to_owned(),
+            },
+        );
+    }
+    out.push_str("</table>");
 }
 
 /// One host's line on the status page.
