@@ -69,8 +69,8 @@ fn history_steps_agree_before_and_after_sealing_across_hours_and_tiers() {
 /// SIGTERM) never loses or doubles a sample: every batch that was not acked is resent (as an
 /// agent's spool does), a late backfill and resent batches are mixed in, and at the end the hour
 /// steps of the history API count every point sent exactly once with the sums of their values.
-/// Raw samples are kept one day and minute rollups two, so the older days are answered by the hour
-/// rollups that sealing wrote before retention removed the blocks.
+/// Raw samples are kept two days and minute rollups three, so the older days are answered by the
+/// hour rollups that sealing wrote before retention removed the blocks.
 #[test]
 fn kill_9_during_sealing_rollups_and_retention_loses_and_doubles_nothing() {
     use b24watch_proto::v1::{Batch, Label, Series};
@@ -78,7 +78,7 @@ fn kill_9_during_sealing_rollups_and_retention_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("collector");
     let token = std::fs::read_to_string(enroll(&data, "crash")).expect("token").trim().to_owned();
-    let config = "[limits]\nmax_past_secs = 31536000\n[retention]\nraw_days = 1\nminute_days = 2\n";
+    let config = "[limits]\nmax_past_secs = 31536000\n[retention]\nraw_days = 2\nminute_days = 3\n";
     let hour = 3_600_000;
     let base = (now_ms() - 4 * 24 * hour) / hour * hour;
     // One batch per hour: every series at 10 s; the value of core c at t is t/1000 + c.
@@ -98,8 +98,9 @@ fn kill_9_during_sealing_rollups_and_retention_loses_and_doubles_nothing() {
         ..Batch::default()
     };
     let hour_ts = |h: i64| -> Vec<i64> { (0..360).map(|i| base + h * hour + i * 10_000).collect() };
-    // 8 rounds of 12 hours; round 5 also backfills points between the first hour's samples, and
-    // every round resends the previous round's batches (duplicates by key).
+    // 8 rounds of 12 hours; the last round also backfills points between the samples of hour 62
+    // (sealed by round 5's stop, its block still within raw retention), and every round resends
+    // the previous round's batches (duplicates by key).
     let mut expected: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     let mut pending: Vec<Batch> = Vec::new();
     let mut seq = 0;
@@ -116,9 +117,9 @@ fn kill_9_during_sealing_rollups_and_retention_loses_and_doubles_nothing() {
             expected.extend(&ts);
             fresh.push(batch(seq, &ts));
         }
-        if round == 5 {
+        if round == 7 {
             seq += 1;
-            let late: Vec<i64> = (0..360).map(|i| base + 5_000 + i * 10_000).collect();
+            let late: Vec<i64> = (0..360).map(|i| base + 62 * hour + 5_000 + i * 10_000).collect();
             expected.extend(&late);
             fresh.push(batch(seq, &late));
         }
@@ -180,8 +181,8 @@ fn kill_9_during_sealing_rollups_and_retention_loses_and_doubles_nothing() {
     let (status, _) = collector.process.terminate(Duration::from_secs(120));
     assert!(status.success());
     assert_eq!(b24watch_e2e::integrity_check(&data.join("b24watch.db")), "ok");
-    // Sealed by the clean stop; after the start, retention removes raw samples older than a day
-    // and the hour rollups still count everything.
+    // Sealed by the clean stop; after the start, retention removes raw samples older than two
+    // days and the hour rollups still count everything.
     let collector = Collector::start_on(&data, grpc, http, config);
     let raw_gone = || {
         let old = collector.api(&format!("/api/v1/hosts/crash/series?name=load1&from={from}&to={}", from + 24 * hour));
