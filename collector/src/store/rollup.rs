@@ -1,9 +1,13 @@
 //! Minute and hour rollups (min, max, sum, count, last; counters also as increases) kept in step with the blocks.
 //!
-//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`MINUTE`] has one row per series per
-//! hour holding its minute buckets; tier [`HOUR`] one row per series per day holding its hour
-//! buckets. Each time a block is written (sealing, backfill, migration) the rollups of its hour
-//! are recomputed from the whole block, so a late point changes exactly the buckets it falls in.
+//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`HOUR`] has one row per series per
+//! day holding its hour buckets, refreshed each time a block is written (sealing, backfill,
+//! conversion) from the whole block, so a late point changes exactly the buckets it falls in.
+//! Tier [`MINUTE`] has one row per series per hour holding its minute buckets, written when the
+//! hour's raw block expires ([`materialize_minutes`]): while the raw block is kept, minute buckets
+//! are computed from it on read ([`super::history`]) with the same function, so storing them
+//! twice would only double the bytes per sample. Rows written by earlier versions at seal time
+//! stay valid and expire with their tier.
 //! A counter's increase handles resets (a drop counts the new value as the increase) and starts
 //! from the last value of the previous hour.
 
@@ -14,7 +18,7 @@ use super::Error;
 use super::block::{self, get_varint, put_varint};
 use super::series::BLOCK_MS;
 
-/// Tier of minute buckets (rows per hour).
+/// Tier of minute buckets (rows per hour, written when the hour's raw block expires).
 pub const MINUTE: i64 = 1;
 /// Tier of hour buckets (rows per day).
 pub const HOUR: i64 = 2;
@@ -155,8 +159,18 @@ fn write_row(tx: &Transaction<'_>, tier: i64, start: i64, series_id: i64, bucket
     Ok(())
 }
 
-/// Recomputes the minute buckets of the hour at `hour` and its bucket in the day row from all
-/// `points` of that hour (sorted, unique).
+thread_local! {
+    /// Time spent in [`refresh_hour`] on this thread since the last [`take_elapsed`].
+    static ELAPSED: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// Time spent refreshing rollups on this thread since the last call (the writer's step timing).
+pub(crate) fn take_elapsed() -> std::time::Duration {
+    ELAPSED.with(|e| e.replace(std::time::Duration::ZERO))
+}
+
+/// Recomputes the bucket of the hour at `hour` in its day row from all `points` of that hour
+/// (sorted, unique).
 ///
 /// # Errors
 /// SQLite errors, corrupt rows.
@@ -167,18 +181,36 @@ pub(crate) fn refresh_hour(
     points: &[(i64, f64)],
     kind: i32,
 ) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let result = refresh_hour_timed(tx, series_id, hour, points, kind);
+    ELAPSED.with(|e| e.set(e.get() + started.elapsed()));
+    result
+}
+
+/// The last value of the hour before `hour` from its hour bucket (where a counter's increase
+/// starts).
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn last_before(conn: &rusqlite::Connection, series_id: i64, hour: i64) -> Result<Option<f64>, Error> {
+    let before = hour - BLOCK_MS;
+    let day = before.div_euclid(DAY_MS) * DAY_MS;
+    Ok(read_row(conn, HOUR, day, series_id)?.iter().find(|b| b.start == before).map(|b| b.last))
+}
+
+fn refresh_hour_timed(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
     let counter = kind == COUNTER;
-    let prev = if counter {
-        let before = hour - BLOCK_MS;
-        let day = before.div_euclid(DAY_MS) * DAY_MS;
-        read_row(tx, HOUR, day, series_id)?.iter().find(|b| b.start == before).map(|b| b.last)
-    } else {
-        None
-    };
-    let minutes = buckets(points, MINUTE_MS, counter, prev);
-    write_row(tx, MINUTE, hour, series_id, &minutes)?;
+    let prev = if counter { last_before(tx, series_id, hour)? } else { None };
+    // The hour bucket is the minute buckets folded in order, so that it equals, bit for bit,
+    // what a read folding minute buckets computes.
     let mut hour_bucket: Option<Bucket> = None;
-    for m in &minutes {
+    for m in &buckets(points, MINUTE_MS, counter, prev) {
         match &mut hour_bucket {
             Some(h) => h.absorb(m),
             None => hour_bucket = Some(Bucket { start: hour, ..*m }),
@@ -186,10 +218,34 @@ pub(crate) fn refresh_hour(
     }
     let day = hour.div_euclid(DAY_MS) * DAY_MS;
     let mut day_row = read_row(tx, HOUR, day, series_id)?;
-    day_row.retain(|b| b.start != hour);
-    day_row.extend(hour_bucket);
-    day_row.sort_by_key(|b| b.start);
+    let at = day_row.partition_point(|b| b.start < hour);
+    match (day_row.get(at).is_some_and(|b| b.start == hour), hour_bucket) {
+        (true, Some(bucket)) if day_row[at] == bucket => return Ok(()),
+        (true, Some(bucket)) => day_row[at] = bucket,
+        (true, None) => {
+            day_row.remove(at);
+        }
+        (false, Some(bucket)) => day_row.insert(at, bucket),
+        (false, None) => return Ok(()),
+    }
     write_row(tx, HOUR, day, series_id, &day_row)
+}
+
+/// Writes the minute buckets of the hour at `hour` from all `points` of its raw block (sorted,
+/// unique), before the block is deleted by retention.
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn materialize_minutes(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
+    let counter = kind == COUNTER;
+    let prev = if counter { last_before(tx, series_id, hour)? } else { None };
+    write_row(tx, MINUTE, hour, series_id, &buckets(points, MINUTE_MS, counter, prev))
 }
 
 /// Buckets of a tier for a series overlapping `[from, to]`, sorted.
