@@ -132,11 +132,11 @@ pub fn steps(
         for hour in &unsealed {
             fresh.extend(raw_buckets((*hour).max(from), (hour + BLOCK_MS - 1).min(to), width)?);
         }
-        fold(&mut out, &fresh, step);
         let stored = rollup::read(conn, HOUR, series_id, from, to)?;
-        let stored: Vec<Bucket> =
-            stored.into_iter().filter(|b| !unsealed.contains(&series::block_start(b.start))).collect();
-        fold(&mut out, &stored, step);
+        // One fold over both, in time order: a step (a day) may hold hours of either kind.
+        fresh.extend(stored.into_iter().filter(|b| !unsealed.contains(&series::block_start(b.start))));
+        fresh.sort_by_key(|b| b.start);
+        fold(&mut out, &fresh, step);
     }
     // Expired finer tiers: coarser rollups answer the time before the finer tier's first data.
     let older = |out: &BTreeMap<i64, Bucket>, buckets: Vec<Bucket>| -> Vec<Bucket> {

@@ -42,7 +42,7 @@ impl Default for Retention {
 }
 
 /// Old sample rows converted per step.
-const MIGRATE_ROWS: i64 = 20_000;
+const MIGRATE_ROWS: i64 = 5_000;
 /// Rows deleted per retention step.
 const DELETE_ROWS: i64 = 500;
 /// Raw blocks expired per step (each may first be rolled up into its minute row).
