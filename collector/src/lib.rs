@@ -48,7 +48,7 @@ const CREDENTIAL_LOOKUPS: usize = 2;
 const SLA_REFRESH: Duration = Duration::from_secs(10);
 /// HTTP/2 receive window of an agent stream and connection: a few batches in flight (an agent
 /// batch of 300 series is ~40 KB), so pipelining keeps the writer fed without parking memory.
-const GRPC_WINDOW_BYTES: u32 = 256 * 1024;
+const GRPC_WINDOW_BYTES: u32 = 128 * 1024;
 
 /// The collector's wall clock in unix milliseconds. Only edges call it; pure code takes times as
 /// arguments.
