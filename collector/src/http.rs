@@ -462,6 +462,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
+    crate::metrics::render_store_steps(&mut out, &state.store.step_seconds());
     state.uptime.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

@@ -320,6 +320,29 @@ impl Metrics {
     }
 }
 
+/// Appends the longest run and the total time of each kind of the store writer's work
+/// (`(step, longest, total)` in seconds).
+pub fn render_store_steps(out: &mut String, steps: &[crate::store::StepTime]) {
+    header(
+        out,
+        "b24watch_collector_store_step_max_seconds",
+        "gauge",
+        "Longest run since start of one store writer step (seal, rollup, retention, conversion, commit); ingest waits behind it.",
+    );
+    for (step, max, _) in steps {
+        let _ = writeln!(out, "b24watch_collector_store_step_max_seconds{{step=\"{step}\"}} {max}");
+    }
+    header(
+        out,
+        "b24watch_collector_store_step_seconds_total",
+        "counter",
+        "Time the store writer spent on each kind of step.",
+    );
+    for (step, _, total) in steps {
+        let _ = writeln!(out, "b24watch_collector_store_step_seconds_total{{step=\"{step}\"}} {total}");
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
