@@ -151,7 +151,10 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         })
         .transpose()
         .context("configuring TLS for the HTTP listener")?;
+    let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
+    let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
     let app = http::router(http::AppState {
+        links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         reader: Arc::clone(&reader),
