@@ -129,12 +129,12 @@ struct HostLive {
 }
 
 impl HostLive {
-    /// Whether a series is exposed: received within the timeout of now while the agent reports,
-    /// within the timeout of its last batch once it is silent (the last snapshot is held).
-    fn current(&self, point: &LivePoint, now_ms: i64, timeout_ms: i64) -> bool {
-        let up = self.last_seen_ms.is_some_and(|seen| now_ms - seen <= timeout_ms);
-        let reference = if up { now_ms } else { self.last_seen_ms.unwrap_or(i64::MIN) };
-        reference.saturating_sub(point.received_ms) <= timeout_ms
+    /// Whether a series is exposed: it arrived within the timeout of the host's last batch. While
+    /// the agent reports, that drops a series it stopped sending; once it is silent, it keeps the
+    /// host as last seen (measured from now instead, a series sent less often than batches, such
+    /// as a probe result, would vanish for a moment between the two and resolve its alert).
+    fn current(&self, point: &LivePoint, timeout_ms: i64) -> bool {
+        self.last_seen_ms.is_some_and(|seen| seen.saturating_sub(point.received_ms) <= timeout_ms)
     }
 }
 
@@ -215,7 +215,7 @@ impl Live {
                 let host = hosts.get(name.as_str());
                 let last_seen = host.and_then(|h| h.last_seen_ms);
                 let up = last_seen.is_some_and(|seen| now_ms - seen <= timeout_ms);
-                let series = host.map_or(0, |h| h.series.values().filter(|p| h.current(p, now_ms, timeout_ms)).count());
+                let series = host.map_or(0, |h| h.series.values().filter(|p| h.current(p, timeout_ms)).count());
                 HostStatus { host: name.clone(), up, last_seen_unix_ms: last_seen, series }
             })
             .collect()
@@ -257,7 +257,7 @@ impl Live {
                 continue;
             };
             for ((name, labels), point) in &host.series {
-                if host.current(point, now_ms, timeout_ms) {
+                if host.current(point, timeout_ms) {
                     rows.push((name, status.host.as_str(), labels, point));
                 }
             }
@@ -353,6 +353,22 @@ mod tests {
         assert!(stale.contains("b24watch_load1{host=\"web-1\"} 0.7\n"), "{stale}");
         assert!(!stale.contains("b24watch_probe_success"), "{stale}");
         assert_eq!(live.statuses(3_650_000, 30_000)[0].series, 1);
+    }
+
+    /// A series sent less often than batches (a probe every 5 s, batches every second) stays
+    /// exposed through the moment the agent dies: no gap that would resolve its alert.
+    #[test]
+    fn a_less_frequent_series_has_no_gap_when_the_agent_dies() {
+        let live = Live::default();
+        live.observe("web-1", 1_000, &[series("probe_success", "target=\"a\"", 1_000, 0.0)]);
+        for t in (2_000..=5_000).step_by(1_000) {
+            live.observe("web-1", t, &[series("load1", "", t, 0.5)]);
+        }
+        for now in (5_000..=30_000).step_by(500) {
+            let mut out = String::new();
+            live.render(now, 10_000, "", &mut out);
+            assert!(out.contains("b24watch_probe_success{host=\"web-1\",target=\"a\"} 0\n"), "at {now}: {out}");
+        }
     }
 
     #[test]
