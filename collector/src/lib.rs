@@ -101,6 +101,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     admin.limit(cfg.max_db_bytes).context("bounding the administration connection")?;
     let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
+    live.set_agent_timeout(i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX));
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
     // Credentials are read on blocking threads with this connection of their own, never waiting
     // behind a report on the shared reader: at every stream start, and every 2 s into the cache

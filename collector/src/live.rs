@@ -126,6 +126,9 @@ struct LivePoint {
 struct HostLive {
     last_seen_ms: Option<i64>,
     series: HashMap<(String, String), LivePoint>,
+    /// The last return after a silence longer than the agent timeout: (first batch back, last
+    /// batch before the silence).
+    resumed: Option<(i64, i64)>,
 }
 
 impl HostLive {
@@ -133,8 +136,18 @@ impl HostLive {
     /// the agent reports, that drops a series it stopped sending; once it is silent, it keeps the
     /// host as last seen (measured from now instead, a series sent less often than batches, such
     /// as a probe result, would vanish for a moment between the two and resolve its alert).
+    ///
+    /// For one timeout after the agent comes back from a silence, the values held through it
+    /// stay too, until the new process sends them again: a portal still down does not resolve
+    /// and fire again because the first batches back lack its probe result.
     fn current(&self, point: &LivePoint, timeout_ms: i64) -> bool {
-        self.last_seen_ms.is_some_and(|seen| seen.saturating_sub(point.received_ms) <= timeout_ms)
+        let Some(seen) = self.last_seen_ms else { return false };
+        if seen.saturating_sub(point.received_ms) <= timeout_ms {
+            return true;
+        }
+        self.resumed.is_some_and(|(back, before)| {
+            seen.saturating_sub(back) <= timeout_ms && before.saturating_sub(point.received_ms) <= timeout_ms
+        })
     }
 }
 
@@ -146,6 +159,9 @@ pub struct Live {
     enrolled: RwLock<BTreeSet<String>>,
     /// Revoked agents (refreshed from the store); their streams are closed.
     revoked: RwLock<BTreeSet<String>>,
+    /// The agent timeout, ms (0 until [`Live::set_agent_timeout`]): tells a return after a
+    /// silence from an ordinary batch.
+    timeout_ms: std::sync::atomic::AtomicI64,
 }
 
 /// One host's liveness as shown by the API.
@@ -162,10 +178,22 @@ pub struct HostStatus {
 }
 
 impl Live {
+    /// Sets the agent timeout (`[collector] agent_timeout_secs`), as [`Live::render`] gets it.
+    pub fn set_agent_timeout(&self, timeout_ms: i64) {
+        self.timeout_ms.store(timeout_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Records that a batch from `host` arrived and the latest points of its series.
     pub fn observe(&self, host: &str, received_ms: i64, series: &[SeriesIn]) {
+        let timeout_ms = self.timeout_ms.load(std::sync::atomic::Ordering::Relaxed);
         let mut hosts = self.hosts.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = hosts.entry(host.to_owned()).or_default();
+        if let Some(before) = entry.last_seen_ms
+            && timeout_ms > 0
+            && received_ms - before > timeout_ms
+        {
+            entry.resumed = Some((received_ms, before));
+        }
         entry.last_seen_ms = Some(entry.last_seen_ms.map_or(received_ms, |seen| seen.max(received_ms)));
         for s in series {
             let Some(&(ts_ms, value)) = s.points.iter().max_by_key(|(ts, _)| *ts) else {
@@ -369,6 +397,28 @@ mod tests {
             live.render(now, 10_000, "", &mut out);
             assert!(out.contains("b24watch_probe_success{host=\"web-1\",target=\"a\"} 0\n"), "at {now}: {out}");
         }
+    }
+
+    /// An agent back from a silence: what was held stays until the new process sends it again
+    /// (or one timeout passes), so a portal still down does not resolve and fire again.
+    #[test]
+    fn held_values_bridge_the_return_of_the_agent() {
+        let live = Live::default();
+        live.set_agent_timeout(10_000);
+        live.observe("web-1", 1_000, &[series("probe_success", "target=\"a\"", 1_000, 0.0)]);
+        live.observe("web-1", 2_000, &[series("load1", "", 2_000, 0.5)]);
+        // Back after 40 s of silence; the first batches carry no probe result yet.
+        for t in (42_000..=52_000).step_by(1_000) {
+            live.observe("web-1", t, &[series("load1", "", t, 0.5)]);
+            let mut out = String::new();
+            live.render(t, 10_000, "", &mut out);
+            assert!(out.contains("b24watch_probe_success{host=\"web-1\",target=\"a\"} 0\n"), "at {t}: {out}");
+        }
+        // Not sent again within a timeout of the return: gone, as for any series an agent stops sending.
+        live.observe("web-1", 53_000, &[series("load1", "", 53_000, 0.5)]);
+        let mut out = String::new();
+        live.render(53_000, 10_000, "", &mut out);
+        assert!(!out.contains("b24watch_probe_success"), "{out}");
     }
 
     #[test]
