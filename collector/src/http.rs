@@ -40,9 +40,23 @@ const MAX_TIME_MS: i64 = 253_402_300_799_999;
 const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
 
+/// The absolute URLs alert pages link to (`b24watch_collector_links`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// The collector's URL as people open it (`collector.external_url` or derived).
+    pub external_url: String,
+    /// The runbooks (`collector.runbook_url` or `<external_url>/runbooks`).
+    pub runbook_url: String,
+}
+
+/// docs/runbooks.md, served at `/runbooks` so that alert pages link to something a phone opens.
+const RUNBOOKS: &str = include_str!("../../docs/runbooks.md");
+
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// Links for alert pages.
+    pub links: Arc<Links>,
     /// Latest values.
     pub live: Arc<Live>,
     /// Self-metrics.
@@ -79,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/reports/sla", get(sla_report))
+        .route("/runbooks", get(runbooks))
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
@@ -446,6 +461,51 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     }
 }
 
+/// The runbooks as a page: each `## Alert` heading gets the id alert links point at
+/// (`#b24watchagentdown`), the rest is shown as written.
+async fn runbooks() -> Response {
+    html_page(runbooks_html(RUNBOOKS))
+}
+
+/// Renders docs/runbooks.md: headings as headings with lower-case ids, other lines escaped.
+fn runbooks_html(markdown: &str) -> String {
+    let escape = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>b24watch runbooks</title><style>body{font-family:sans-serif;max-width:50em;margin:auto;padding:1em}\
+         pre{white-space:pre-wrap}</style></head><body>\n",
+    );
+    let mut text = String::new();
+    let flush = |text: &mut String, out: &mut String| {
+        if !text.trim().is_empty() {
+            out.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end())));
+        }
+        text.clear();
+    };
+    for line in markdown.lines() {
+        let level = line.bytes().take_while(|b| *b == b'#').count();
+        if (1..=3).contains(&level) && line.as_bytes().get(level) == Some(&b' ') {
+            flush(&mut text, &mut out);
+            let title = line[level + 1..].trim();
+            let id: String = title
+                .chars()
+                .filter_map(|c| match c {
+                    c if c.is_alphanumeric() => Some(c.to_ascii_lowercase()),
+                    ' ' | '-' | '_' => Some('-'),
+                    _ => None,
+                })
+                .collect();
+            out.push_str(&format!("<h{level} id=\"{}\">{}</h{level}>\n", escape(&id), escape(title)));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    flush(&mut text, &mut out);
+    out.push_str("</body></html>\n");
+    out
+}
+
 async fn ready(State(state): State<AppState>) -> Response {
     if is_ready(&state) {
         (StatusCode::OK, "ready\n").into_response()
@@ -457,13 +517,15 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(64 * 1024);
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    state.live.render(now_ms(), timeout_ms, &mut out);
+    state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), &mut out);
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
     crate::metrics::render_store_steps(&mut out, &state.store.step_seconds());
     state.uptime.render(&mut out);
+    crate::metrics::render_links(&mut out, &state.links.external_url, &state.links.runbook_url);
+    crate::metrics::render_process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

@@ -106,6 +106,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     admin.limit(cfg.max_db_bytes).context("bounding the administration connection")?;
     let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
+    live.set_agent_timeout(i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX));
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
     // Credentials are read on blocking threads with this connection of their own, never waiting
     // behind a report on the shared reader: at every stream start, and every 2 s into the cache
@@ -161,7 +162,10 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         })
         .transpose()
         .context("configuring TLS for the HTTP listener")?;
+    let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
+    let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
     let app = http::router(http::AppState {
+        links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         reader: Arc::clone(&reader),

@@ -325,6 +325,10 @@ fn serve(store: &TestStore, now: i64) -> (std::net::SocketAddr, tokio::runtime::
     let run = store.uptime(sla_config(), true, now - 4 * HOUR);
     run.heartbeat(now).expect("heartbeat");
     let state = b24watch_collector::http::AppState {
+        links: Arc::new(b24watch_collector::http::Links {
+            external_url: "http://127.0.0.1".into(),
+            runbook_url: "http://127.0.0.1/runbooks".into(),
+        }),
         live: Arc::default(),
         metrics: Arc::default(),
         reader: Arc::clone(&store.reader),

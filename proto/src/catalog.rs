@@ -153,6 +153,10 @@ pub const PROBE_HTTP_STATUS: &str = "probe_http_status";
 pub const PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS: &str = "probe_tls_expiry_timestamp_seconds";
 /// Services: 1 when a process of the service runs.
 pub const SERVICE_UP: &str = "service_up";
+/// Portal probe: which known reason the latest request failed for (1), every other reason 0.
+pub const PROBE_FAILURE_REASON: &str = "probe_failure_reason";
+/// Build of the agent (version, commit); the collector adds its own line to the family.
+pub const BUILD_INFO: &str = "build_info";
 
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
@@ -275,6 +279,16 @@ pub const SERIES: &[Descriptor] = &[
         "Portal probe: notAfter of the server certificate, unix seconds.",
     ),
     gauge(SERVICE_UP, &["service"], "Services: 1 when a process of the service runs."),
+    gauge(
+        PROBE_FAILURE_REASON,
+        &["target", "reason"],
+        "Portal probe: 1 for the reason the latest request failed (dns, down, timeout, tls_invalid, http_status, keyword_missing, error), 0 for the others.",
+    ),
+    gauge(
+        BUILD_INFO,
+        &["component", "version", "commit"],
+        "Constant 1 labelled with the version and git commit of the collector and of each agent.",
+    ),
 ];
 
 /// Looks up a series descriptor by name (without prefix).

@@ -10,6 +10,8 @@
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
 //! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
 //! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
+//! - [`start_prometheus`], [`start_alertmanager`]: Debian's real Prometheus and Alertmanager;
+//!   [`Webhook`]: the receiver Alertmanager pages, recording every notification.
 
 pub mod mariadb;
 pub mod portal;
@@ -94,6 +96,116 @@ pub fn start_prometheus(config: &Path, dir: &Path) -> (ProcessGuard, SocketAddr)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"));
     let process = ProcessGuard::spawn("prometheus", cmd, &dir.join("prometheus.log"));
     (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Starts a real Alertmanager (Debian's `prometheus-alertmanager`) with `config`, its data and
+/// log in `dir`, listening on a free loopback port, clustering off; returns its guard and address.
+pub fn start_alertmanager(config: &Path, dir: &Path) -> (ProcessGuard, SocketAddr) {
+    let port = free_port();
+    let binary =
+        if Path::new("/usr/bin/prometheus-alertmanager").exists() { "prometheus-alertmanager" } else { "alertmanager" };
+    let mut cmd = Command::new(binary);
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("alertmanager").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=");
+    let process = ProcessGuard::spawn("alertmanager", cmd, &dir.join("alertmanager.log"));
+    (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// One alert of a notification Alertmanager sent to a [`Webhook`].
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// When it arrived.
+    pub at: Instant,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The alert's labels.
+    pub labels: serde_json::Value,
+    /// The alert's annotations.
+    pub annotations: serde_json::Value,
+}
+
+/// A webhook receiver on loopback: records every alert of every notification. Its thread ends
+/// with the process (it only ever serves loopback).
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Where Alertmanager posts.
+    pub addr: SocketAddr,
+    pages: std::sync::Arc<std::sync::Mutex<Vec<Page>>>,
+}
+
+impl Webhook {
+    /// Listens on a free loopback port.
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let addr = listener.local_addr().expect("webhook address");
+        let pages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&pages);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                if let Some(body) = read_request_body(&stream) {
+                    let at = Instant::now();
+                    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        let mut pages = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for alert in json["alerts"].as_array().into_iter().flatten() {
+                            pages.push(Page {
+                                at,
+                                status: alert["status"].as_str().unwrap_or_default().to_owned(),
+                                labels: alert["labels"].clone(),
+                                annotations: alert["annotations"].clone(),
+                            });
+                        }
+                    }
+                }
+                let mut stream = stream;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Webhook { addr, pages }
+    }
+
+    /// Every alert received so far, in order.
+    pub fn pages(&self) -> Vec<Page> {
+        self.pages.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The alerts received so far named `alertname` for `host` with `status`.
+    pub fn find(&self, alertname: &str, host: &str, status: &str) -> Vec<Page> {
+        self.pages()
+            .into_iter()
+            .filter(|p| p.labels["alertname"] == alertname && p.labels["host"] == host && p.status == status)
+            .collect()
+    }
+}
+
+/// Reads one HTTP/1.1 request and returns its body (by `content-length`).
+fn read_request_body(stream: &TcpStream) -> Option<Vec<u8>> {
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length.min(16 << 20)];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
 }
 
 /// A child process that is killed when dropped.

@@ -32,6 +32,10 @@ pub struct DbError {
     pub message: String,
 }
 
+/// Every [`DbError::reason`]: the label values of `mysql_check_failures_total`, reported from 0.
+pub const FAILURE_REASONS: [&str; 7] =
+    ["down", "auth_failed", "timeout", "too_many_connections", "access_denied", "no_credentials", "error"];
+
 impl DbError {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
         DbError { reason, message: message.into() }
@@ -194,7 +198,9 @@ impl MysqlChecker {
     /// A checker for the local server.
     pub fn new(cfg: MysqlConfig, sites: &[Site]) -> Self {
         let site_login = sites.iter().find_map(|s| s.db.clone());
-        MysqlChecker { cfg, site_login, bitrix: !sites.is_empty(), failures: Default::default() }
+        // Every reason from 0, so that a first failure after a restart is an increase.
+        let failures = FAILURE_REASONS.iter().map(|r| (*r, 0)).collect();
+        MysqlChecker { cfg, site_login, bitrix: !sites.is_empty(), failures }
     }
 
     /// Whether there is anything to check: an address, a socket, a user or a site login.

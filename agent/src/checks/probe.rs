@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use b24watch_common::config::Problems;
 use b24watch_proto::catalog::{
-    PROBE_DURATION_SECONDS, PROBE_HTTP_STATUS, PROBE_SUCCESS, PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS,
+    PROBE_DURATION_SECONDS, PROBE_FAILURE_REASON, PROBE_HTTP_STATUS, PROBE_SUCCESS, PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS,
 };
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,10 @@ struct Outcome {
     keyword_found: bool,
     cert_not_after: Option<i64>,
 }
+
+/// Every [`Failure::reason`]: the `reason` label of `probe_failure_reason`.
+pub const FAILURE_REASONS: [&str; 7] =
+    ["dns", "down", "timeout", "tls_invalid", "http_status", "keyword_missing", "error"];
 
 /// A failed request.
 #[derive(Debug)]
@@ -183,6 +187,12 @@ impl Checker for Probe {
             _ => Ok(()),
         });
         out.observe(PROBE_SUCCESS, label(), f64::from(u8::from(result.is_ok())), at);
+        // Why it failed, as a series an alert can name (every reason from 0).
+        let failed = result.as_ref().err().map(|f| f.reason);
+        for reason in FAILURE_REASONS {
+            let labels = vec![("target", target.clone()), ("reason", reason.to_owned())];
+            out.observe(PROBE_FAILURE_REASON, labels, f64::from(u8::from(failed == Some(reason))), at);
+        }
         out.observe(PROBE_DURATION_SECONDS, label(), took, at);
         if let Some(status) = outcome.status {
             out.observe(PROBE_HTTP_STATUS, label(), f64::from(status), at);

@@ -91,11 +91,16 @@ impl Preset {
     }
 }
 
+/// Every record type of the Bitrix exception log (the `type` label of `bitrix_exceptions_total`,
+/// each reported from 0).
+pub const BITRIX_RECORD_TYPES: [&str; 6] =
+    ["UNCAUGHT_EXCEPTION", "CAUGHT_EXCEPTION", "IGNORED_ERROR", "LOW_PRIORITY_ERROR", "ASSERTION", "FATAL"];
+
 /// The record type of a Bitrix exception log header (`... - Host: x - FATAL - ...`).
 pub fn bitrix_record_type(header: &str) -> Option<&'static str> {
-    const TYPES: [&str; 6] =
-        ["UNCAUGHT_EXCEPTION", "CAUGHT_EXCEPTION", "IGNORED_ERROR", "LOW_PRIORITY_ERROR", "ASSERTION", "FATAL"];
-    TYPES.into_iter().find(|t| header.contains(&format!(" - {t} - ")) || header.ends_with(&format!(" - {t}")))
+    BITRIX_RECORD_TYPES
+        .into_iter()
+        .find(|t| header.contains(&format!(" - {t} - ")) || header.ends_with(&format!(" - {t}")))
 }
 
 /// Compiled rules of one log.
