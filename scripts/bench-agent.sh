@@ -72,7 +72,7 @@ if [ -n "$mysqld" ] && command -v mariadb-install-db >/dev/null 2>&1; then
     agent_config="$work/agent.toml"
     cat > "$agent_config" <<EOF
 [logs]
-read_from_end = false
+read_from = "beginning"
 [[logs.file]]
 name = "nginx_error"
 paths = ["$work/logs/nginx_error.log"]
