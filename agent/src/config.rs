@@ -173,6 +173,7 @@ impl Config {
             mysql: raw.mysql.validate(&mut problems),
             bitrix: raw.bitrix.validate(&mut problems),
             probes: raw.probe.validate(&mut problems),
+            probe_derive: raw.probe.derive(&mut problems),
             services: raw.services.validate(&mut problems),
         };
         problems.finish(Config {

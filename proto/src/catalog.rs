@@ -139,6 +139,10 @@ pub const BITRIX_MAIL_QUEUE_PENDING: &str = "bitrix_mail_queue_pending";
 pub const BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS: &str = "bitrix_mail_queue_oldest_age_seconds";
 /// Bitrix: mail events that failed to send in the last hour.
 pub const BITRIX_MAIL_FAILED_LAST_HOUR: &str = "bitrix_mail_failed_last_hour";
+/// Bitrix: failed mail events still in b_event (SUCCESS_EXEC F, E or 0), whatever their age.
+pub const BITRIX_MAIL_FAILED: &str = "bitrix_mail_failed";
+/// Bitrix: when the newest failed mail event was tried (DATE_EXEC), unix seconds.
+pub const BITRIX_MAIL_FAILED_LAST_TIMESTAMP_SECONDS: &str = "bitrix_mail_failed_last_timestamp_seconds";
 /// Bitrix: when the daily system check last wrote its result to b_event_log, unix seconds.
 pub const BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS: &str = "bitrix_site_checker_last_run_timestamp_seconds";
 /// Bitrix: 1 when the last system check (site_checker) passed.
@@ -264,6 +268,16 @@ pub const SERIES: &[Descriptor] = &[
         "Bitrix: age of the oldest unsent mail event (0 when none).",
     ),
     gauge(BITRIX_MAIL_FAILED_LAST_HOUR, &["site"], "Bitrix: mail events that failed to send in the last hour."),
+    gauge(
+        BITRIX_MAIL_FAILED,
+        &["site"],
+        "Bitrix: failed mail events still in b_event (SUCCESS_EXEC F, E or 0), whatever their age; never retried.",
+    ),
+    gauge(
+        BITRIX_MAIL_FAILED_LAST_TIMESTAMP_SECONDS,
+        &["site"],
+        "Bitrix: when the newest failed mail event was tried (DATE_EXEC), unix seconds.",
+    ),
     gauge(
         BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS,
         &["site"],

@@ -127,17 +127,22 @@ fn bitrix_problems_are_found_with_their_severity_and_a_healthy_site_passes() {
             collector.api(&format!("/api/v1/hosts/{host}/checks"))
         );
     };
-    expect("bitrix_cron", "default", "failed", "overdue", "high");
+    // Agents due and none run for 2 hours: cron has stopped; the overdue agents are their own finding.
+    expect("bitrix_cron", "default", "failed", "cron_stopped", "high");
+    expect("bitrix_agents_overdue", "default", "failed", "overdue", "medium");
     expect("bitrix_agents_stuck", "default", "failed", "stuck", "medium");
     expect("bitrix_agents_disabled", "default", "failed", "auto_disabled", "medium");
     expect("bitrix_mail_queue", "default", "failed", "backlog", "medium");
     expect("bitrix_site_checker", "default", "failed", "site_checker_failed", "low");
     for name in [
+        "bitrix_db",
         "bitrix_cron",
+        "bitrix_agents_overdue",
         "bitrix_agents_stuck",
         "bitrix_agents_disabled",
         "bitrix_agents_failing",
         "bitrix_mail_queue",
+        "bitrix_mail_failed",
         "bitrix_site_checker",
     ] {
         expect(

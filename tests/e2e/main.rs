@@ -9,6 +9,7 @@ mod auth;
 mod config;
 mod delivery;
 mod deploy;
+mod findings;
 mod health;
 mod history;
 mod http_limits;

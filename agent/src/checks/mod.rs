@@ -205,6 +205,8 @@ pub struct ChecksConfig {
     pub bitrix: bitrix::BitrixConfig,
     /// `[probe]`: one per target.
     pub probes: Vec<probe::ProbeConfig>,
+    /// `[probe]`: targets derived from the discovered sites when none is configured.
+    pub probe_derive: probe::DeriveConfig,
     /// `[services]`
     pub services: services::ServicesConfig,
 }
@@ -222,7 +224,9 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     if cfg.bitrix.enabled && !sites.is_empty() {
         checkers.push(Box::new(bitrix::BitrixChecker::new(cfg.bitrix.clone(), cfg.mysql.clone(), sites.to_vec())));
     }
-    for target in &cfg.probes {
+    // Configured targets replace the derived ones.
+    let derived = if cfg.probes.is_empty() { probe::derive_targets(&cfg.probe_derive, sites) } else { Vec::new() };
+    for target in cfg.probes.iter().chain(&derived) {
         checkers.push(Box::new(probe::Probe::new(target.clone())));
     }
     if cfg.services.enabled {
