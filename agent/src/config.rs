@@ -15,6 +15,7 @@ pub use b24watch_common::config::{ConfigError, ConfigErrors};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::ChecksConfig;
+use crate::checks::backup::RawBackup;
 use crate::checks::bitrix::RawBitrix;
 use crate::checks::mysql::RawMysql;
 use crate::checks::probe::RawProbe;
@@ -54,6 +55,8 @@ pub struct RawConfig {
     pub probe: RawProbe,
     /// `[services]`
     pub services: RawServices,
+    /// `[backup]`
+    pub backup: RawBackup,
 }
 
 /// `[agent]` section.
@@ -174,6 +177,7 @@ impl Config {
             bitrix: raw.bitrix.validate(&mut problems),
             probes: raw.probe.validate(&mut problems),
             services: raw.services.validate(&mut problems),
+            backup: raw.backup.validate(&mut problems),
         };
         problems.finish(Config {
             id: (!a.id.is_empty()).then(|| a.id.clone()),

@@ -153,6 +153,16 @@ pub const PROBE_HTTP_STATUS: &str = "probe_http_status";
 pub const PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS: &str = "probe_tls_expiry_timestamp_seconds";
 /// Services: 1 when a process of the service runs.
 pub const SERVICE_UP: &str = "service_up";
+/// Backups: modification time of the newest backup.
+pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
+/// Backups: size of the newest backup.
+pub const BACKUP_LAST_SIZE_BYTES: &str = "backup_last_size_bytes";
+/// Backups: size of the backup before the newest.
+pub const BACKUP_PREVIOUS_SIZE_BYTES: &str = "backup_previous_size_bytes";
+/// Backups: number of backups kept.
+pub const BACKUP_ARCHIVES: &str = "backup_archives";
+/// Backups: free space where the backups are written.
+pub const BACKUP_FILESYSTEM_AVAIL_BYTES: &str = "backup_filesystem_avail_bytes";
 
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
@@ -275,6 +285,27 @@ pub const SERIES: &[Descriptor] = &[
         "Portal probe: notAfter of the server certificate, unix seconds.",
     ),
     gauge(SERVICE_UP, &["service"], "Services: 1 when a process of the service runs."),
+    gauge(
+        BACKUP_LAST_TIMESTAMP_SECONDS,
+        &["site", "kind"],
+        "Backups: modification time of the newest backup of the site (kind bitrix or bitrixvm), unix seconds.",
+    ),
+    gauge(
+        BACKUP_LAST_SIZE_BYTES,
+        &["site", "kind"],
+        "Backups: size of the newest backup of the site, all parts of a multi-part archive together.",
+    ),
+    gauge(
+        BACKUP_PREVIOUS_SIZE_BYTES,
+        &["site", "kind"],
+        "Backups: size of the backup before the newest (absent while only one is kept).",
+    ),
+    gauge(BACKUP_ARCHIVES, &["site", "kind"], "Backups: number of backups of the site kept on disk."),
+    gauge(
+        BACKUP_FILESYSTEM_AVAIL_BYTES,
+        &["site", "kind"],
+        "Backups: bytes available on the filesystem the site's backups are written to.",
+    ),
 ];
 
 /// Looks up a series descriptor by name (without prefix).

@@ -11,6 +11,7 @@
 //! defaults, the validated form, `validate` into `b24watch_common::config::Problems`), its field in
 //! [`ChecksConfig`] and `config::RawConfig`, and one line in [`build_checkers`].
 
+pub mod backup;
 pub mod bitrix;
 pub mod discover;
 pub mod mysql;
@@ -207,6 +208,8 @@ pub struct ChecksConfig {
     pub probes: Vec<probe::ProbeConfig>,
     /// `[services]`
     pub services: services::ServicesConfig,
+    /// `[backup]`
+    pub backup: backup::BackupConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -227,6 +230,9 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     }
     if cfg.services.enabled {
         checkers.push(Box::new(services::ServiceChecker::new(cfg.services.clone())));
+    }
+    if cfg.backup.enabled && !sites.is_empty() {
+        checkers.push(Box::new(backup::BackupChecker::new(cfg.backup.clone(), sites.to_vec())));
     }
     checkers
 }
