@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::checks::ChecksConfig;
 use crate::checks::backup::RawBackup;
 use crate::checks::bitrix::RawBitrix;
+use crate::checks::database::RawDatabase;
 use crate::checks::mysql::RawMysql;
 use crate::checks::probe::RawProbe;
 use crate::checks::services::RawServices;
+use crate::checks::version::RawVersions;
 use crate::logs::{LogsConfig, RawLogs};
 use crate::sampler::{HostConfig, RawHost};
 use crate::shipper::{RawTls, TlsConfig};
@@ -57,6 +59,10 @@ pub struct RawConfig {
     pub services: RawServices,
     /// `[backup]`
     pub backup: RawBackup,
+    /// `[database]`
+    pub database: RawDatabase,
+    /// `[versions]`
+    pub versions: RawVersions,
 }
 
 /// `[agent]` section.
@@ -178,6 +184,8 @@ impl Config {
             probes: raw.probe.validate(&mut problems),
             services: raw.services.validate(&mut problems),
             backup: raw.backup.validate(&mut problems),
+            database: raw.database.validate(&mut problems),
+            versions: raw.versions.validate(&mut problems),
         };
         problems.finish(Config {
             id: (!a.id.is_empty()).then(|| a.id.clone()),

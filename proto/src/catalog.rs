@@ -153,6 +153,30 @@ pub const PROBE_HTTP_STATUS: &str = "probe_http_status";
 pub const PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS: &str = "probe_tls_expiry_timestamp_seconds";
 /// Services: 1 when a process of the service runs.
 pub const SERVICE_UP: &str = "service_up";
+/// Database: data and index bytes of a site's database.
+pub const DB_SIZE_BYTES: &str = "db_size_bytes";
+/// Database: number of tables.
+pub const DB_TABLES: &str = "db_tables";
+/// Database: allocated but unused bytes in all tables.
+pub const DB_RECLAIMABLE_BYTES: &str = "db_reclaimable_bytes";
+/// Database: size of the largest tables.
+pub const DB_TABLE_SIZE_BYTES: &str = "db_table_size_bytes";
+/// Database: reclaimable bytes of the tables with the most.
+pub const DB_TABLE_RECLAIMABLE_BYTES: &str = "db_table_reclaimable_bytes";
+/// Database: size of Bitrix's log tables.
+pub const DB_LOG_TABLE_SIZE_BYTES: &str = "db_log_table_size_bytes";
+/// Database: tables not on InnoDB.
+pub const DB_NON_INNODB_TABLES: &str = "db_non_innodb_tables";
+/// Versions: the MySQL/MariaDB server version.
+pub const MYSQL_VERSION_INFO: &str = "mysql_version_info";
+/// Versions: the PHP version.
+pub const PHP_VERSION_INFO: &str = "php_version_info";
+/// Versions: the Bitrix core version of a site.
+pub const BITRIX_CORE_INFO: &str = "bitrix_core_info";
+/// Versions: release date of the installed core.
+pub const BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS: &str = "bitrix_core_release_timestamp_seconds";
+/// Versions: when the installed core was written.
+pub const BITRIX_CORE_INSTALLED_TIMESTAMP_SECONDS: &str = "bitrix_core_installed_timestamp_seconds";
 /// Backups: modification time of the newest backup.
 pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
 /// Backups: size of the newest backup.
@@ -285,6 +309,38 @@ pub const SERIES: &[Descriptor] = &[
         "Portal probe: notAfter of the server certificate, unix seconds.",
     ),
     gauge(SERVICE_UP, &["service"], "Services: 1 when a process of the service runs."),
+    gauge(DB_SIZE_BYTES, &["site"], "Database: data and index bytes of the site's database."),
+    gauge(DB_TABLES, &["site"], "Database: number of tables in the site's database."),
+    gauge(
+        DB_RECLAIMABLE_BYTES,
+        &["site"],
+        "Database: bytes allocated to tables but unused (DATA_FREE), which OPTIMIZE TABLE gives back.",
+    ),
+    gauge(DB_TABLE_SIZE_BYTES, &["site", "table"], "Database: data and index bytes of the largest tables (top N)."),
+    gauge(
+        DB_TABLE_RECLAIMABLE_BYTES,
+        &["site", "table"],
+        "Database: reclaimable bytes of the tables with the most (top N).",
+    ),
+    gauge(
+        DB_LOG_TABLE_SIZE_BYTES,
+        &["site", "table"],
+        "Database: size of Bitrix's fast-growing log tables (b_event_log, b_stat*, b_perf_*; top N).",
+    ),
+    gauge(DB_NON_INNODB_TABLES, &["site"], "Database: tables not using InnoDB (MyISAM and others)."),
+    gauge(MYSQL_VERSION_INFO, &["version"], "Versions: always 1; the MySQL/MariaDB server version in its label."),
+    gauge(PHP_VERSION_INFO, &["version"], "Versions: always 1; the PHP CLI version in its label."),
+    gauge(BITRIX_CORE_INFO, &["site", "version"], "Versions: always 1; the site's Bitrix core (main module) version."),
+    gauge(
+        BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS,
+        &["site"],
+        "Versions: release date of the installed core (SM_VERSION_DATE), unix seconds.",
+    ),
+    gauge(
+        BITRIX_CORE_INSTALLED_TIMESTAMP_SECONDS,
+        &["site"],
+        "Versions: when the installed core's version file was written (its mtime), unix seconds.",
+    ),
     gauge(
         BACKUP_LAST_TIMESTAMP_SECONDS,
         &["site", "kind"],

@@ -14,6 +14,7 @@ mod history;
 mod http_limits;
 mod ingest_guard;
 mod logs;
+mod preventive;
 mod probe;
 mod shutdown;
 mod sla;

@@ -13,11 +13,13 @@
 
 pub mod backup;
 pub mod bitrix;
+pub mod database;
 pub mod discover;
 pub mod mysql;
 pub mod php;
 pub mod probe;
 pub mod services;
+pub mod version;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -210,6 +212,10 @@ pub struct ChecksConfig {
     pub services: services::ServicesConfig,
     /// `[backup]`
     pub backup: backup::BackupConfig,
+    /// `[database]`
+    pub database: database::DatabaseConfig,
+    /// `[versions]`
+    pub versions: version::VersionsConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -233,6 +239,16 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     }
     if cfg.backup.enabled && !sites.is_empty() {
         checkers.push(Box::new(backup::BackupChecker::new(cfg.backup.clone(), sites.to_vec())));
+    }
+    if cfg.database.enabled && cfg.mysql.enabled && !sites.is_empty() {
+        checkers.push(Box::new(database::DatabaseChecker::new(
+            cfg.database.clone(),
+            cfg.mysql.clone(),
+            sites.to_vec(),
+        )));
+    }
+    if cfg.versions.enabled && !sites.is_empty() {
+        checkers.push(Box::new(version::VersionChecker::new(cfg.versions.clone(), sites.to_vec())));
     }
     checkers
 }
