@@ -22,6 +22,7 @@ use crate::checks::mysql::RawMysql;
 use crate::checks::probe::RawProbe;
 use crate::checks::services::RawServices;
 use crate::checks::version::RawVersions;
+use crate::checks::workers::RawWorkers;
 use crate::logs::{LogsConfig, RawLogs};
 use crate::sampler::{HostConfig, RawHost};
 use crate::shipper::{RawTls, TlsConfig};
@@ -63,6 +64,8 @@ pub struct RawConfig {
     pub database: RawDatabase,
     /// `[versions]`
     pub versions: RawVersions,
+    /// `[workers]`
+    pub workers: RawWorkers,
 }
 
 /// `[agent]` section.
@@ -186,6 +189,7 @@ impl Config {
             backup: raw.backup.validate(&mut problems),
             database: raw.database.validate(&mut problems),
             versions: raw.versions.validate(&mut problems),
+            workers: raw.workers.validate(&mut problems),
         };
         problems.finish(Config {
             id: (!a.id.is_empty()).then(|| a.id.clone()),

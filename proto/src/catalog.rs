@@ -177,6 +177,24 @@ pub const BITRIX_CORE_INFO: &str = "bitrix_core_info";
 pub const BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS: &str = "bitrix_core_release_timestamp_seconds";
 /// Versions: when the installed core was written.
 pub const BITRIX_CORE_INSTALLED_TIMESTAMP_SECONDS: &str = "bitrix_core_installed_timestamp_seconds";
+/// Web workers: nginx connections by state.
+pub const NGINX_CONNECTIONS: &str = "nginx_connections";
+/// Web workers: nginx requests since start.
+pub const NGINX_REQUESTS_TOTAL: &str = "nginx_requests_total";
+/// Web workers: Apache workers by state.
+pub const APACHE_WORKERS: &str = "apache_workers";
+/// Web workers: Apache requests since start.
+pub const APACHE_ACCESSES_TOTAL: &str = "apache_accesses_total";
+/// Web workers: PHP-FPM processes by pool and state.
+pub const PHPFPM_PROCESSES: &str = "phpfpm_processes";
+/// Web workers: PHP-FPM requests waiting for a process.
+pub const PHPFPM_LISTEN_QUEUE: &str = "phpfpm_listen_queue";
+/// Web workers: times PHP-FPM hit pm.max_children.
+pub const PHPFPM_MAX_CHILDREN_REACHED_TOTAL: &str = "phpfpm_max_children_reached_total";
+/// Web workers: PHP-FPM slow requests.
+pub const PHPFPM_SLOW_REQUESTS_TOTAL: &str = "phpfpm_slow_requests_total";
+/// Web workers: busy share of the workers.
+pub const WEB_WORKERS_SATURATION_RATIO: &str = "web_workers_saturation_ratio";
 /// Backups: modification time of the newest backup.
 pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
 /// Backups: size of the newest backup.
@@ -328,8 +346,16 @@ pub const SERIES: &[Descriptor] = &[
         "Database: size of Bitrix's fast-growing log tables (b_event_log, b_stat*, b_perf_*; top N).",
     ),
     gauge(DB_NON_INNODB_TABLES, &["site"], "Database: tables not using InnoDB (MyISAM and others)."),
-    gauge(MYSQL_VERSION_INFO, &["version"], "Versions: always 1; the MySQL/MariaDB server version in its label."),
-    gauge(PHP_VERSION_INFO, &["version"], "Versions: always 1; the PHP CLI version in its label."),
+    gauge(
+        MYSQL_VERSION_INFO,
+        &["version", "supported"],
+        "Versions: always 1; the MySQL/MariaDB server version, and whether Bitrix supports it (yes, no, unknown).",
+    ),
+    gauge(
+        PHP_VERSION_INFO,
+        &["version", "supported"],
+        "Versions: always 1; the PHP CLI version, and whether Bitrix supports it (yes, no, unknown).",
+    ),
     gauge(BITRIX_CORE_INFO, &["site", "version"], "Versions: always 1; the site's Bitrix core (main module) version."),
     gauge(
         BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS,
@@ -341,6 +367,23 @@ pub const SERIES: &[Descriptor] = &[
         &["site"],
         "Versions: when the installed core's version file was written (its mtime), unix seconds.",
     ),
+    gauge(
+        NGINX_CONNECTIONS,
+        &["state"],
+        "Web workers: nginx client connections by state (active, reading, writing, waiting).",
+    ),
+    counter(NGINX_REQUESTS_TOTAL, &[], "Web workers: requests nginx has served since it started."),
+    gauge(APACHE_WORKERS, &["state"], "Web workers: Apache workers busy or idle (server-status)."),
+    counter(APACHE_ACCESSES_TOTAL, &[], "Web workers: requests Apache has served since it started."),
+    gauge(PHPFPM_PROCESSES, &["pool", "state"], "Web workers: PHP-FPM processes of a pool, active or idle."),
+    gauge(PHPFPM_LISTEN_QUEUE, &["pool"], "Web workers: requests waiting for a free PHP-FPM process."),
+    counter(
+        PHPFPM_MAX_CHILDREN_REACHED_TOTAL,
+        &["pool"],
+        "Web workers: times the pool hit pm.max_children since PHP-FPM started.",
+    ),
+    counter(PHPFPM_SLOW_REQUESTS_TOTAL, &["pool"], "Web workers: requests slower than request_slowlog_timeout."),
+    gauge(WEB_WORKERS_SATURATION_RATIO, &["server"], "Web workers: share of workers busy (apache, php-fpm/<pool>)."),
     gauge(
         BACKUP_LAST_TIMESTAMP_SECONDS,
         &["site", "kind"],

@@ -166,7 +166,10 @@ fn backups_database_upkeep_and_versions_are_judged_on_real_files_and_a_real_mari
         metric(&body, "b24watch_bitrix_core_info", &[("host", host), ("site", "default"), ("version", "20.200.300")]),
         Some(1.0)
     );
-    assert_eq!(metric(&body, "b24watch_php_version_info", &[("host", host), ("version", "7.4.33")]), Some(1.0));
+    assert_eq!(
+        metric(&body, "b24watch_php_version_info", &[("host", host), ("version", "7.4.33"), ("supported", "no")]),
+        Some(1.0)
+    );
     let size = metric(&body, "b24watch_db_size_bytes", &site("default")).expect("database size");
     assert!(size > log, "database {size} includes the log {log}");
     b24watch_e2e::promtool_check_metrics(&body).expect("promtool accepts the exposition");

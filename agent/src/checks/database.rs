@@ -135,6 +135,14 @@ pub fn is_log_table(patterns: &[String], name: &str) -> bool {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The `n` tables passing `filter` with the largest `key`, largest first (ties by name). Pure.
+fn top_n<'a>(tables: &'a [Table], n: usize, key: fn(&Table) -> u64, filter: &dyn Fn(&Table) -> bool) -> Vec<&'a Table> {
+    let mut picked: Vec<&Table> = tables.iter().filter(|t| filter(t)).collect();
+    picked.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.name.cmp(&b.name)));
+    picked.truncate(n);
+    picked
+}
+
 /// Turns a site's tables into observations and check results. Pure.
 pub fn judge(cfg: &DatabaseConfig, site: &str, tables: &[Table], at: UnixMs, out: &mut Findings) {
     let label = || vec![("site", site.to_owned())];
@@ -144,19 +152,14 @@ pub fn judge(cfg: &DatabaseConfig, site: &str, tables: &[Table], at: UnixMs, out
     out.observe(DB_SIZE_BYTES, label(), total as f64, at);
     out.observe(DB_TABLES, label(), tables.len() as f64, at);
     out.observe(DB_RECLAIMABLE_BYTES, label(), free as f64, at);
-    let top = |key: &dyn Fn(&Table) -> u64, filter: &dyn Fn(&Table) -> bool| -> Vec<&Table> {
-        let mut picked: Vec<&Table> = tables.iter().filter(|t| filter(t)).collect();
-        picked.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.name.cmp(&b.name)));
-        picked.truncate(cfg.top_tables);
-        picked
-    };
-    for t in top(&|t| t.size, &|_| true) {
+    let top = |key: fn(&Table) -> u64, filter: &dyn Fn(&Table) -> bool| top_n(tables, cfg.top_tables, key, filter);
+    for t in top(|t| t.size, &|_| true) {
         out.observe(DB_TABLE_SIZE_BYTES, table_label(t), t.size as f64, at);
     }
-    for t in top(&|t| t.free, &|t| t.free > 0) {
+    for t in top(|t| t.free, &|t| t.free > 0) {
         out.observe(DB_TABLE_RECLAIMABLE_BYTES, table_label(t), t.free as f64, at);
     }
-    let logs = top(&|t| t.size, &|t| is_log_table(&cfg.log_tables, &t.name));
+    let logs = top(|t| t.size, &|t| is_log_table(&cfg.log_tables, &t.name));
     for t in &logs {
         out.observe(DB_LOG_TABLE_SIZE_BYTES, table_label(t), t.size as f64, at);
     }
@@ -187,7 +190,7 @@ pub fn judge(cfg: &DatabaseConfig, site: &str, tables: &[Table], at: UnixMs, out
             at,
         )
     });
-    let bloated = top(&|t| t.free, &|t| t.free > cfg.reclaimable_max);
+    let bloated = top(|t| t.free, &|t| t.free > cfg.reclaimable_max);
     out.checks.push(if bloated.is_empty() {
         Check::ok(
             "db_reclaimable",
@@ -294,7 +297,7 @@ impl DatabaseChecker {
             } else {
                 None
             };
-            Ok((tables, server))
+            Ok::<_, DbError>((tables, server))
         }
         .await;
         mysql::close(conn, limit).await;
@@ -338,8 +341,10 @@ impl Checker for DatabaseChecker {
             }
         }
         if let Some(text) = server {
-            out.observe(MYSQL_VERSION_INFO, vec![("version", text.clone())], 1.0, at);
-            out.checks.push(version::judge_mysql(&text, at));
+            let check = version::judge_mysql(&text, at);
+            let supported = version::supported_label(&check);
+            out.observe(MYSQL_VERSION_INFO, vec![("version", text.clone()), ("supported", supported)], 1.0, at);
+            out.checks.push(check);
         }
     }
 }

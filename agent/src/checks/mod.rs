@@ -20,6 +20,7 @@ pub mod php;
 pub mod probe;
 pub mod services;
 pub mod version;
+pub mod workers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -216,6 +217,8 @@ pub struct ChecksConfig {
     pub database: database::DatabaseConfig,
     /// `[versions]`
     pub versions: version::VersionsConfig,
+    /// `[workers]`
+    pub workers: workers::WorkersConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -249,6 +252,9 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     }
     if cfg.versions.enabled && !sites.is_empty() {
         checkers.push(Box::new(version::VersionChecker::new(cfg.versions.clone(), sites.to_vec())));
+    }
+    if cfg.workers.enabled {
+        checkers.push(Box::new(workers::WorkerChecker::new(cfg.workers.clone())));
     }
     checkers
 }

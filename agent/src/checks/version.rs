@@ -100,6 +100,16 @@ pub fn judge_mysql(text: &str, at: UnixMs) -> Check {
     judge_product("mysql_version", "mysql", text, true, at)
 }
 
+/// The `supported` label of a version info series, from its check: `yes`, `no` or `unknown`.
+pub fn supported_label(check: &Check) -> String {
+    match check.status {
+        super::Status::Ok => "yes",
+        super::Status::Failed => "no",
+        super::Status::Error => "unknown",
+    }
+    .to_owned()
+}
+
 /// The `php_version` check for `PHP_VERSION`. Pure.
 pub fn judge_php(text: &str, at: UnixMs) -> Check {
     judge_product("php_version", "php", text, false, at)
@@ -348,8 +358,14 @@ impl Checker for VersionChecker {
             judge_core(&self.cfg, &site, core, installed, at.0 / 1000, at, out);
         }
         if let Some(text) = php {
-            out.observe(PHP_VERSION_INFO, vec![("version", text.clone())], 1.0, at);
-            out.checks.push(judge_php(&text, at));
+            let check = judge_php(&text, at);
+            out.observe(
+                PHP_VERSION_INFO,
+                vec![("version", text.clone()), ("supported", supported_label(&check))],
+                1.0,
+                at,
+            );
+            out.checks.push(check);
         }
     }
 }
