@@ -20,6 +20,7 @@ use crate::checks::bitrix::RawBitrix;
 use crate::checks::database::RawDatabase;
 use crate::checks::mysql::RawMysql;
 use crate::checks::probe::RawProbe;
+use crate::checks::push::RawPush;
 use crate::checks::services::RawServices;
 use crate::checks::version::RawVersions;
 use crate::checks::workers::RawWorkers;
@@ -66,6 +67,8 @@ pub struct RawConfig {
     pub versions: RawVersions,
     /// `[workers]`
     pub workers: RawWorkers,
+    /// `[push]`
+    pub push: RawPush,
 }
 
 /// `[agent]` section.
@@ -190,6 +193,7 @@ impl Config {
             database: raw.database.validate(&mut problems),
             versions: raw.versions.validate(&mut problems),
             workers: raw.workers.validate(&mut problems),
+            push: raw.push.validate(&mut problems),
         };
         problems.finish(Config {
             id: (!a.id.is_empty()).then(|| a.id.clone()),

@@ -195,6 +195,10 @@ pub const PHPFPM_MAX_CHILDREN_REACHED_TOTAL: &str = "phpfpm_max_children_reached
 pub const PHPFPM_SLOW_REQUESTS_TOTAL: &str = "phpfpm_slow_requests_total";
 /// Web workers: busy share of the workers.
 pub const WEB_WORKERS_SATURATION_RATIO: &str = "web_workers_saturation_ratio";
+/// Push server: 1 when its status page answers.
+pub const PUSH_SERVER_UP: &str = "push_server_up";
+/// Push server: time its status page took.
+pub const PUSH_SERVER_RESPONSE_SECONDS: &str = "push_server_response_seconds";
 /// Backups: modification time of the newest backup.
 pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
 /// Backups: size of the newest backup.
@@ -384,6 +388,8 @@ pub const SERIES: &[Descriptor] = &[
     ),
     counter(PHPFPM_SLOW_REQUESTS_TOTAL, &["pool"], "Web workers: requests slower than request_slowlog_timeout."),
     gauge(WEB_WORKERS_SATURATION_RATIO, &["server"], "Web workers: share of workers busy (apache, php-fpm/<pool>)."),
+    gauge(PUSH_SERVER_UP, &[], "Push server: 1 when /server-stat behind BitrixVM's nginx front (8895) answers 200."),
+    gauge(PUSH_SERVER_RESPONSE_SECONDS, &[], "Push server: time /server-stat took to answer."),
     gauge(
         BACKUP_LAST_TIMESTAMP_SECONDS,
         &["site", "kind"],

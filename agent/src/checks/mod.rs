@@ -18,6 +18,7 @@ pub mod discover;
 pub mod mysql;
 pub mod php;
 pub mod probe;
+pub mod push;
 pub mod services;
 pub mod version;
 pub mod workers;
@@ -219,6 +220,8 @@ pub struct ChecksConfig {
     pub versions: version::VersionsConfig,
     /// `[workers]`
     pub workers: workers::WorkersConfig,
+    /// `[push]`
+    pub push: push::PushConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -255,6 +258,9 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     }
     if cfg.workers.enabled {
         checkers.push(Box::new(workers::WorkerChecker::new(cfg.workers.clone())));
+    }
+    if cfg.push.enabled {
+        checkers.push(Box::new(push::PushChecker::new(cfg.push.clone())));
     }
     checkers
 }
