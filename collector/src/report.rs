@@ -56,6 +56,70 @@ pub struct HostReport {
     pub checks: Vec<CheckRow>,
     /// CPU, load, memory, disks and portal response time over the period (hourly values).
     pub resources: Resources,
+    /// The month's database and backup figures (issue #18).
+    pub figures: Vec<FigureRow>,
+}
+
+/// One series of the preventive section over the month: its first and last daily average and
+/// its extremes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FigureRow {
+    /// Series name without the `b24watch_` prefix.
+    pub series: &'static str,
+    /// What it is, for people.
+    pub title: &'static str,
+    /// Its labels (`site`, `kind`), canonical text.
+    pub labels: String,
+    /// Average of the first day with data.
+    pub first: f64,
+    /// Average of the last day with data.
+    pub last: f64,
+    /// Smallest value of the month.
+    pub min: f64,
+    /// Largest value of the month.
+    pub max: f64,
+}
+
+/// The series the preventive section summarises, in its order: database growth, then backups.
+pub const FIGURES: &[(&str, &str)] = &[
+    ("db_size_bytes", "Database size"),
+    ("backup_last_timestamp_seconds", "Newest backup"),
+    ("backup_last_size_bytes", "Newest backup size"),
+    ("backup_filesystem_avail_bytes", "Free space for backups"),
+];
+
+/// The month's figures of `host` in `[from, to]`, one row per series and label set.
+///
+/// # Errors
+/// Store errors.
+fn figures(uptime: &Uptime, host: &str, from: Ms, to: Ms) -> Result<Vec<FigureRow>, Error> {
+    let mut rows = Vec::new();
+    for (series, title) in FIGURES {
+        for s in uptime.reader().series_steps(host, series, from, to, 86_400_000)? {
+            let (Some(first), Some(last)) = (s.steps.first(), s.steps.last()) else { continue };
+            rows.push(FigureRow {
+                series,
+                title,
+                labels: s.labels.clone(),
+                first: first.avg,
+                last: last.avg,
+                min: s.steps.iter().map(|p| p.min).fold(f64::INFINITY, f64::min),
+                max: s.steps.iter().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// A figure for people: bytes in MiB, timestamps as times.
+fn figure_text(series: &str, value: f64) -> String {
+    if series.ends_with("_timestamp_seconds") {
+        time((value * 1000.0) as Ms)
+    } else if series.ends_with("_bytes") {
+        format!("{:.1} MiB", value / 1_048_576.0)
+    } else {
+        format!("{value}")
+    }
 }
 
 /// The report.
@@ -157,6 +221,7 @@ fn host_report(uptime: &Uptime, host: &str, from: Ms, to: Ms, now: Ms) -> Result
         critical_log_lines: uptime.reader().critical_log_lines(host, from, to)?,
         checks: uptime.reader().checks(host)?,
         resources: resources::of_host(uptime.reader(), host, from, to)?,
+        figures: figures(uptime, host, from, to)?,
     })
 }
 
@@ -470,6 +535,31 @@ pub fn html(report: &Report) -> String {
             out.push_str("</table>");
         }
         resources_html(&mut out, &h.resources, &time);
+        out.push_str("<h3>Database and backups this month</h3>");
+        if h.figures.is_empty() {
+            out.push_str("<p>No database or backup figures.</p>");
+        } else {
+            out.push_str("<table><tr><th>Figure</th><th>Of</th><th>Month start</th><th>Month end</th><th>Change</th><th>Lowest</th><th>Highest</th></tr>");
+            for f in &h.figures {
+                let change = if f.series.ends_with("_timestamp_seconds") {
+                    String::new()
+                } else {
+                    figure_text(f.series, f.last - f.first)
+                };
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    f.title,
+                    html_escape(&f.labels),
+                    figure_text(f.series, f.first),
+                    figure_text(f.series, f.last),
+                    change,
+                    figure_text(f.series, f.min),
+                    figure_text(f.series, f.max),
+                );
+            }
+            out.push_str("</table>");
+        }
     }
     let _ = writeln!(out, "<p>Generated {} by b24watch.</p></body></html>", time(report.generated_ms));
     out

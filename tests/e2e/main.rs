@@ -16,6 +16,7 @@ mod http_limits;
 mod ingest_guard;
 mod logs;
 mod paging;
+mod preventive;
 mod probe;
 mod shutdown;
 mod sla;

@@ -11,12 +11,17 @@
 //! defaults, the validated form, `validate` into `b24watch_common::config::Problems`), its field in
 //! [`ChecksConfig`] and `config::RawConfig`, and one line in [`build_checkers`].
 
+pub mod backup;
 pub mod bitrix;
+pub mod database;
 pub mod discover;
 pub mod mysql;
 pub mod php;
 pub mod probe;
+pub mod push;
 pub mod services;
+pub mod version;
+pub mod workers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -209,6 +214,16 @@ pub struct ChecksConfig {
     pub probe_derive: probe::DeriveConfig,
     /// `[services]`
     pub services: services::ServicesConfig,
+    /// `[backup]`
+    pub backup: backup::BackupConfig,
+    /// `[database]`
+    pub database: database::DatabaseConfig,
+    /// `[versions]`
+    pub versions: version::VersionsConfig,
+    /// `[workers]`
+    pub workers: workers::WorkersConfig,
+    /// `[push]`
+    pub push: push::PushConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -231,6 +246,25 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     }
     if cfg.services.enabled {
         checkers.push(Box::new(services::ServiceChecker::new(cfg.services.clone())));
+    }
+    if cfg.backup.enabled && !sites.is_empty() {
+        checkers.push(Box::new(backup::BackupChecker::new(cfg.backup.clone(), sites.to_vec())));
+    }
+    if cfg.database.enabled && cfg.mysql.enabled && !sites.is_empty() {
+        checkers.push(Box::new(database::DatabaseChecker::new(
+            cfg.database.clone(),
+            cfg.mysql.clone(),
+            sites.to_vec(),
+        )));
+    }
+    if cfg.versions.enabled && !sites.is_empty() {
+        checkers.push(Box::new(version::VersionChecker::new(cfg.versions.clone(), sites.to_vec())));
+    }
+    if cfg.workers.enabled {
+        checkers.push(Box::new(workers::WorkerChecker::new(cfg.workers.clone())));
+    }
+    if cfg.push.enabled {
+        checkers.push(Box::new(push::PushChecker::new(cfg.push.clone())));
     }
     checkers
 }
