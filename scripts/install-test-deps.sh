@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the b24watch test suite needs, only when it is missing (Debian/Ubuntu).
-#   promtool (package prometheus), logrotate, mariadbd (package mariadb-server), systemd-analyze
+#   promtool and prometheus (package prometheus; remote-write receiver), victoria-metrics
+#   (remote-write receiver), logrotate, mariadbd (package mariadb-server), systemd-analyze
 #   (package systemd), chromium (report and status page checked in a headless browser), rpm and
 #   binutils (the packages are inspected), a C compiler for the bundled SQLite. scripts/package.sh
 #   installs the packaging tools itself (cargo-zigbuild and zig from PyPI, cargo-deb and
@@ -11,6 +12,7 @@ set -euo pipefail
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)

@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// `[sla]`
     pub sla: RawSla,
+    /// `[[remote_write]]` targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<crate::remote_write::RawRemoteWrite>,
 }
 
 /// `[sla]` section.
@@ -338,6 +341,8 @@ pub struct Config {
     pub http_limits: HttpLimits,
     /// History kept per tier and table.
     pub retention: crate::store::Retention,
+    /// Remote-write targets.
+    pub remote_write: Vec<crate::remote_write::Target>,
 }
 
 /// Limits of the HTTP listener (see [`crate::listener`]).
@@ -498,7 +503,9 @@ impl Config {
             problems.bad("collector.data_dir", "empty: expected a directory path");
         }
         let sla = validate_sla(&raw.sla, &mut problems);
+        let remote_write = crate::remote_write::validate(&raw.remote_write, &mut problems);
         problems.finish(Config {
+            remote_write,
             sla,
             grpc_listen,
             http_listen,

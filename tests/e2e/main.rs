@@ -15,6 +15,7 @@ mod http_limits;
 mod ingest_guard;
 mod logs;
 mod probe;
+mod remote_write;
 mod shutdown;
 mod sla;
 mod tls;

@@ -10,10 +10,13 @@
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
 //! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
 //! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
+//! - [`receivers`]: remote-write receivers (Prometheus, VictoriaMetrics), their raw samples, an
+//!   HTTP stand-in refusing chosen requests, the dashboard queries.
 
 pub mod mariadb;
 pub mod portal;
 pub mod proxy;
+pub mod receivers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -201,6 +201,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // retention deletes them in small steps without scanning the tables.
     "CREATE INDEX evidence_point_by_at ON evidence_point(at_ms);
     CREATE INDEX check_point_by_at ON check_point(at_ms);",
+    // 10: remote write (store/outbox.rs): each target's cursor in the pending log, and the last
+    // pending row sealed into blocks (rows after it are the head's; rows up to it are kept only
+    // while a target still needs them).
+    "CREATE TABLE outbox_target(
+        name TEXT PRIMARY KEY,
+        sent_id INTEGER NOT NULL,
+        max_backlog_bytes INTEGER NOT NULL,
+        dropped_samples INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// Schema version this build writes.
