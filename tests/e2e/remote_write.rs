@@ -17,7 +17,7 @@ use b24watch_e2e::{Agent, Collector, enroll, eventually, free_port, metric, now_
 fn target(name: &str, addr: SocketAddr, extra: &str) -> String {
     format!(
         "[[remote_write]]\nname = \"{name}\"\nurl = \"http://{addr}/api/v1/write\"\nmin_backoff_ms = 100\n\
-         max_backoff_ms = 1000\npoll_interval_ms = 200\ntimeout_secs = 5\n{extra}\n"
+         max_backoff_ms = 1000\npoll_interval_ms = 200\n{extra}\n"
     )
 }
 
