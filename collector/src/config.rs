@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// `[sla]`
     pub sla: RawSla,
+    /// `[[remote_write]]` targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<crate::remote_write::RawRemoteWrite>,
 }
 
 /// `[sla]` section.
@@ -349,6 +352,8 @@ pub struct Config {
     pub external_url: Option<String>,
     /// `collector.runbook_url` as set (no trailing `/`), `None` for `<external_url>/runbooks`.
     pub runbook_url: Option<String>,
+    /// Remote-write targets.
+    pub remote_write: Vec<crate::remote_write::Target>,
 }
 
 /// The collector's external URL: the configured one, else derived from the HTTP address it
@@ -549,9 +554,11 @@ impl Config {
         let sla = validate_sla(&raw.sla, &mut problems);
         let external_url = url_setting("collector.external_url", &c.external_url, &mut problems);
         let runbook_url = url_setting("collector.runbook_url", &c.runbook_url, &mut problems);
+        let remote_write = crate::remote_write::validate(&raw.remote_write, &mut problems);
         problems.finish(Config {
             external_url,
             runbook_url,
+            remote_write,
             sla,
             grpc_listen,
             http_listen,

@@ -109,7 +109,7 @@ async fn index(State(state): State<AppState>) -> Response {
         state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
     let uptime = Arc::clone(&state.uptime);
     match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, now)),
+        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now)),
         Err(response) => response,
     }
 }

@@ -13,6 +13,7 @@
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
+//! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod http_tls;
 pub mod listener;
 pub mod live;
 pub mod metrics;
+pub mod remote_write;
 pub mod report;
 pub mod resources;
 pub mod sla;
@@ -117,6 +119,8 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let credential_db = Arc::new(std::sync::Mutex::new(credential_db));
     let metrics = Arc::new(metrics::Metrics::default());
     let tracker = TaskTracker::new();
+    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, &shutdown, &tracker)
+        .context("starting remote write")?;
 
     let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
     let http_addr = http.local_addr().context("reading the HTTP address")?;

@@ -102,6 +102,27 @@ fn exposed_labels(host: &str, labels: &str) -> Option<String> {
     Some(out)
 }
 
+/// The labels of an agent series as `/metrics` exposes them, unescaped, for remote write:
+/// `__name__` (`b24watch_<name>`), `host`, then the series' own labels. `None` when `/metrics`
+/// would leave the series out (invalid or reserved name, labels that do not parse, an invalid,
+/// reserved or repeated label name).
+pub fn exposed_pairs(host: &str, name: &str, labels: &str) -> Option<Vec<(String, String)>> {
+    if !valid_name(name) || reserved(name) {
+        return None;
+    }
+    let pairs = parse_labels(labels)?;
+    let mut out = Vec::with_capacity(pairs.len() + 2);
+    out.push(("__name__".to_owned(), format!("b24watch_{name}")));
+    out.push(("host".to_owned(), host.to_owned()));
+    for (label, value) in pairs {
+        if !valid_name(&label) || label.starts_with("__") || out.iter().any(|(n, _)| *n == label) {
+            return None;
+        }
+        out.push((label, value));
+    }
+    Some(out)
+}
+
 /// A sample value as the exposition format spells it.
 fn value_text(value: f64) -> String {
     if value.is_nan() {

@@ -123,9 +123,75 @@ pub struct Metrics {
     commit_sum_micros: AtomicU64,
     http_connections_active: AtomicI64,
     http_connections_refused: AtomicU64,
+    /// Remote-write targets, set once at startup.
+    remote_write: std::sync::OnceLock<Vec<std::sync::Arc<RemoteWriteStats>>>,
+}
+
+/// Why samples failed to reach a remote-write target for now (retried): label values of
+/// `b24watch_collector_remote_write_samples_failed_total`.
+pub const RW_FAILED: [&str; 4] = ["network", "timeout", "server_error", "too_many_requests"];
+/// Why samples will never reach a remote-write target: label values of
+/// `b24watch_collector_remote_write_samples_dropped_total` (`backlog_full` is kept in the store).
+pub const RW_DROPPED: [&str; 2] = ["rejected", "invalid_series"];
+
+/// One remote-write target's figures (`crate::remote_write` updates them).
+#[derive(Debug, Default)]
+pub struct RemoteWriteStats {
+    /// The target's name.
+    pub name: String,
+    /// Where it sends (no credentials).
+    pub url: String,
+    /// Samples the receiver accepted.
+    pub sent: AtomicU64,
+    /// Samples of failed attempts, indexed like [`RW_FAILED`].
+    pub failed: [AtomicU64; 4],
+    /// Samples dropped, indexed like [`RW_DROPPED`].
+    pub dropped: [AtomicU64; 2],
+    /// Samples dropped because the backlog passed `max_backlog_bytes` (persisted in the store).
+    pub dropped_backlog: AtomicU64,
+    /// Samples committed and not yet sent.
+    pub pending: AtomicU64,
+    /// When the oldest unsent row was first seen (unix ms; 0: nothing unsent).
+    pub oldest_unsent_ms: AtomicI64,
+    /// Last accepted request (unix ms; 0: none yet).
+    pub last_success_ms: AtomicI64,
+    /// The last failure, empty after a success.
+    pub last_error: std::sync::Mutex<String>,
+}
+
+impl RemoteWriteStats {
+    /// A failed attempt of `samples` samples, `reason` one of [`RW_FAILED`].
+    pub fn failed(&self, reason: &str, samples: u64, error: String) {
+        if let Some(i) = RW_FAILED.iter().position(|r| *r == reason) {
+            self.failed[i].fetch_add(samples, Ordering::Relaxed);
+        }
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Samples dropped, `reason` one of [`RW_DROPPED`].
+    pub fn dropped(&self, reason: &str, samples: u64) {
+        if let Some(i) = RW_DROPPED.iter().position(|r| *r == reason) {
+            self.dropped[i].fetch_add(samples, Ordering::Relaxed);
+        }
+    }
+
+    /// The target's last error, empty when its last request succeeded.
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Metrics {
+    /// Registers the remote-write targets (once, at startup).
+    pub fn set_remote_write(&self, targets: Vec<std::sync::Arc<RemoteWriteStats>>) {
+        let _ = self.remote_write.set(targets);
+    }
+
+    /// The remote-write targets' figures.
+    pub fn remote_write(&self) -> &[std::sync::Arc<RemoteWriteStats>] {
+        self.remote_write.get().map_or(&[], Vec::as_slice)
+    }
+
     /// Counts a batch by outcome.
     pub fn batch(&self, result: BatchResult) {
         let idx = BATCH_RESULTS.iter().position(|(r, _)| *r == result).expect("every result is listed");
@@ -317,6 +383,112 @@ impl Metrics {
             "1 when the collector accepts batches (store healthy, not stopping).",
         );
         let _ = writeln!(out, "b24watch_collector_ready {}", u8::from(ready));
+        self.render_remote_write(out);
+    }
+
+    fn render_remote_write(&self, out: &mut String) {
+        let targets = self.remote_write();
+        if targets.is_empty() {
+            return;
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let esc = |s: &str| crate::live::escape(s);
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_sent_total",
+            "counter",
+            "Samples a remote-write target accepted.",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_samples_sent_total{{target=\"{}\"}} {}",
+                esc(&t.name),
+                load(&t.sent)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_failed_total",
+            "counter",
+            "Samples of remote-write requests that failed and are retried, by reason.",
+        );
+        for t in targets {
+            for (reason, value) in RW_FAILED.iter().zip(&t.failed) {
+                let _ = writeln!(
+                    out,
+                    "b24watch_collector_remote_write_samples_failed_total{{target=\"{}\",reason=\"{reason}\"}} {}",
+                    esc(&t.name),
+                    load(value)
+                );
+            }
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_dropped_total",
+            "counter",
+            "Samples that will never reach a remote-write target, by reason (rejected: a 4xx answer; invalid_series: a name or labels that cannot be sent; backlog_full: the target fell further behind than max_backlog_bytes).",
+        );
+        for t in targets {
+            for (reason, value) in RW_DROPPED.iter().zip(&t.dropped) {
+                let _ = writeln!(
+                    out,
+                    "b24watch_collector_remote_write_samples_dropped_total{{target=\"{}\",reason=\"{reason}\"}} {}",
+                    esc(&t.name),
+                    load(value)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_samples_dropped_total{{target=\"{}\",reason=\"backlog_full\"}} {}",
+                esc(&t.name),
+                load(&t.dropped_backlog)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_pending_samples",
+            "gauge",
+            "Samples committed to the store and not yet sent to a remote-write target.",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_pending_samples{{target=\"{}\"}} {}",
+                esc(&t.name),
+                load(&t.pending)
+            );
+        }
+        let now = crate::now_ms();
+        header(
+            out,
+            "b24watch_collector_remote_write_oldest_unsent_age_seconds",
+            "gauge",
+            "How long the oldest unsent samples of a remote-write target have waited since their commit (0: nothing unsent).",
+        );
+        for t in targets {
+            let since = t.oldest_unsent_ms.load(Ordering::Relaxed);
+            let age = if since > 0 { (now - since).max(0) as f64 / 1000.0 } else { 0.0 };
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_oldest_unsent_age_seconds{{target=\"{}\"}} {age}",
+                esc(&t.name)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_last_success_timestamp_seconds",
+            "gauge",
+            "When a remote-write target last accepted a request (0: not since the collector started).",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_last_success_timestamp_seconds{{target=\"{}\"}} {}",
+                esc(&t.name),
+                t.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+        }
     }
 }
 

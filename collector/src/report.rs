@@ -690,7 +690,11 @@ pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -
 }
 
 /// Renders the status page.
-pub fn status_html(rows: &[StatusRow], now: Ms) -> String {
+pub fn status_html(
+    rows: &[StatusRow],
+    remote_write: &[std::sync::Arc<crate::metrics::RemoteWriteStats>],
+    now: Ms,
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -730,14 +734,53 @@ pub fn status_html(rows: &[StatusRow], now: Ms) -> String {
             state = if r.up { "up" } else { "not reporting" },
         );
     }
+    out.push_str("</table>");
+    remote_write_html(&mut out, remote_write, now);
     let _ = writeln!(
         out,
-        "</table><p>Updated {}. <a href=\"/reports/sla?format=html\">Monthly SLA report</a> · \
+        "<p>Updated {}. <a href=\"/reports/sla?format=html\">Monthly SLA report</a> · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/hosts\">/api/v1/hosts</a> · \
          <a href=\"/api/v1/incidents\">/api/v1/incidents</a> · <a href=\"/api/v1/maintenance\">/api/v1/maintenance</a></p></body></html>",
         time(now)
     );
     out
+}
+
+/// The remote-write targets' state: ok (last request accepted), retrying (with the error),
+/// waiting (nothing sent yet); backlog and last success.
+fn remote_write_html(out: &mut String, targets: &[std::sync::Arc<crate::metrics::RemoteWriteStats>], now: Ms) {
+    use std::sync::atomic::Ordering;
+    if targets.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Remote write</h2><table id=\"remote-write\"><tr><th>Target</th><th>State</th><th>Pending samples</th>\
+         <th>Oldest unsent</th><th>Last success</th><th>Sent</th></tr>",
+    );
+    for t in targets {
+        let error = t.last_error();
+        let last = t.last_success_ms.load(Ordering::Relaxed);
+        let (class, state) = if !error.is_empty() {
+            ("bad", format!("retrying: {}", html_escape(&error)))
+        } else if last > 0 {
+            ("ok", "ok".to_owned())
+        } else {
+            ("", "waiting".to_owned())
+        };
+        let oldest = t.oldest_unsent_ms.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "<tr class=\"target\" data-target=\"{name}\"><td title=\"{url}\">{name}</td><td class=\"{class}\">{state}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            t.pending.load(Ordering::Relaxed),
+            if oldest > 0 { human((now - oldest).max(0)) } else { "none".to_owned() },
+            if last > 0 { time(last) } else { "never".to_owned() },
+            t.sent.load(Ordering::Relaxed),
+            name = html_escape(&t.name),
+            url = html_escape(&t.url),
+        );
+    }
+    out.push_str("</table>");
 }
 
 #[cfg(test)]

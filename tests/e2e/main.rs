@@ -18,6 +18,7 @@ mod logs;
 mod paging;
 mod preventive;
 mod probe;
+mod remote_write;
 mod shutdown;
 mod sla;
 mod tls;

@@ -12,10 +12,13 @@
 //! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
 //! - [`start_prometheus`], [`start_alertmanager`]: Debian's real Prometheus and Alertmanager;
 //!   [`Webhook`]: the receiver Alertmanager pages, recording every notification.
+//! - [`receivers`]: remote-write receivers (Prometheus, VictoriaMetrics), their raw samples, an
+//!   HTTP stand-in refusing chosen requests, the dashboard queries.
 
 pub mod mariadb;
 pub mod portal;
 pub mod proxy;
+pub mod receivers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -16,7 +16,8 @@
 //!
 //! ## Samples
 //! Samples are packed per series per hour ([`series`], [`block`]), rolled up per minute and hour
-//! ([`rollup`]) and expired per tier ([`retention`]).
+//! ([`rollup`]) and expired per tier ([`retention`]). Remote-write targets read the pending log in
+//! commit order from cursors of their own ([`outbox`]).
 //!
 //! The interface is deliberately narrow (ingest, a few queries, administration) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod block;
 pub mod credential;
 pub mod history;
+pub mod outbox;
 pub mod query;
 pub mod retention;
 pub mod rollup;

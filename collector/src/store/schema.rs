@@ -210,6 +210,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY(series_id, start_ms)
     ) WITHOUT ROWID;
     CREATE INDEX block_due_by_start ON block_due(start_ms, series_id);",
+    // 11: remote write (store/outbox.rs): each target's cursor in the pending log, and the last
+    // pending row sealed into blocks (rows after it are the head's; rows up to it are kept only
+    // while a target still needs them).
+    "CREATE TABLE outbox_target(
+        name TEXT PRIMARY KEY,
+        sent_id INTEGER NOT NULL,
+        max_backlog_bytes INTEGER NOT NULL,
+        dropped_samples INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// Schema version this build writes.

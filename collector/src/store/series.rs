@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::block::{self, get_varint, put_varint};
-use super::{Error, rollup};
+use super::{Error, outbox, rollup};
+
+/// Points per series id, as one pending row holds them.
+pub type Staged = Vec<(i64, Vec<(i64, f64)>)>;
 
 /// Length of a block, aligned to multiples since the epoch.
 pub const BLOCK_MS: i64 = 3_600_000;
@@ -123,7 +126,11 @@ pub(crate) fn write_pending(tx: &Transaction<'_>, staged: &mut [(i64, Vec<(i64, 
     Ok(Some(tx.last_insert_rowid()))
 }
 
-fn decode_pending(data: &[u8], out: &mut Vec<(i64, Vec<(i64, f64)>)>) -> Result<(), Error> {
+/// Decodes one pending row (also read by [`outbox`] for remote write).
+///
+/// # Errors
+/// A corrupt row.
+pub(crate) fn decode_pending(data: &[u8], out: &mut Staged) -> Result<(), Error> {
     let corrupt = |err: block::BlockError| Error::Failed(format!("pending samples: {err}"));
     let mut pos = 0;
     while pos < data.len() {
@@ -136,15 +143,17 @@ fn decode_pending(data: &[u8], out: &mut Vec<(i64, Vec<(i64, f64)>)>) -> Result<
     Ok(())
 }
 
-/// Reads every pending row into a fresh head (at startup). Returns the head and the last row id.
+/// Reads every pending row not yet sealed ([`outbox::sealed_upto`]: rows kept for remote write
+/// are not replayed) into a fresh head (at startup). Returns the head and the last row id.
 ///
 /// # Errors
 /// SQLite errors, corrupt rows.
 pub(crate) fn load_head(conn: &rusqlite::Connection) -> Result<(Head, i64), Error> {
     let mut head = Head::default();
-    let mut last = 0;
-    let mut stmt = conn.prepare("SELECT id, data FROM sample_pending ORDER BY id")?;
-    let mut rows = stmt.query([])?;
+    let sealed = outbox::sealed_upto(conn)?;
+    let mut last = sealed;
+    let mut stmt = conn.prepare("SELECT id, data FROM sample_pending WHERE id > ?1 ORDER BY id")?;
+    let mut rows = stmt.query([sealed])?;
     let mut staged = Vec::new();
     while let Some(row) = rows.next()? {
         last = row.get(0)?;
@@ -224,7 +233,8 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
     }
     let done = seal.todo.is_empty();
     if done {
-        tx.prepare_cached("DELETE FROM sample_pending WHERE id <= ?1")?.execute([seal.cut])?;
+        // Sealed rows go once every remote-write target has them.
+        outbox::after_seal(&tx, seal.cut)?;
     }
     tx.commit()?;
     let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -470,8 +480,10 @@ mod tests {
         seal_all(&mut conn, &head);
         assert!(head.read().expect("head").is_empty());
         assert_eq!(series_points(&conn, &head, 7, t0, t0 + 4 * BLOCK_MS).expect("read"), want);
-        let pending: i64 = conn.query_row("SELECT COUNT(*) FROM sample_pending", [], |r| r.get(0)).expect("count");
-        assert_eq!(pending, 0);
+        let pending: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(pending, 0, "no points left pending");
     }
 
     /// Blocks grown by many seals are rolled up and moved to full pages once their hour is over:
