@@ -290,10 +290,9 @@ impl Store {
             Arc::clone(&healthy),
             max_series_per_agent,
             evidence_span_ms,
-            Arc::clone(&results_dropped),
+            (Arc::clone(&results_dropped), Arc::clone(&step_times)),
             (head, last_pending),
             retention,
-            Arc::clone(&step_times),
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())

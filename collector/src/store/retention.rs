@@ -177,12 +177,15 @@ impl Upkeep {
     }
 }
 
+/// A block to expire: id, start, series, whether its hour rollup is due, and its data when needed.
+type ExpiringBlock = (i64, i64, i64, bool, Option<Vec<u8>>);
+
 /// Deletes up to [`EXPIRE_BLOCKS`] raw blocks starting at or before `cutoff`, first writing the
 /// minute rollups of those that the minute tier still keeps (starting after `minute_cutoff`) and
 /// the hour rollup of those still due for it.
 fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutoff: i64) -> Result<usize, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let blocks: Vec<(i64, i64, i64, bool, Option<Vec<u8>>)> = {
+    let blocks: Vec<ExpiringBlock> = {
         let mut stmt = tx.prepare_cached(
             "SELECT b.id, b.start_ms, b.series_id, d.series_id IS NOT NULL,
                     CASE WHEN b.start_ms > ?3 OR d.series_id IS NOT NULL THEN b.data END

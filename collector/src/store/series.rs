@@ -247,6 +247,9 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
     Ok(done)
 }
 
+/// A due block: series, and the block's id, end, count and data (none when it is gone).
+type DueBlock = (i64, Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+
 /// When seals last wrote into each hour, and the hour being compacted (see the module docs).
 /// The blocks due are in `block_due`, so a crash loses nothing of this but the idle times.
 #[derive(Debug, Default)]
@@ -296,7 +299,7 @@ impl Compaction {
             }
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let rows: Vec<(i64, Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>)> = tx
+        let rows: Vec<DueBlock> = tx
             .prepare_cached(
                 "SELECT d.series_id, b.id, b.end_ms, b.n, b.data FROM block_due d
                  LEFT JOIN sample_block b ON b.start_ms = d.start_ms AND b.series_id = d.series_id

@@ -66,16 +66,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows.
+    /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows;
+    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle.
     pub(super) fn new(
         conn: Connection,
         healthy: Arc<AtomicBool>,
         max_series_per_agent: usize,
         evidence_span_ms: i64,
-        results_dropped: Arc<AtomicU64>,
+        (results_dropped, step_times): (Arc<AtomicU64>, Arc<super::StepTimes>),
         (head, last_pending): (SharedHead, i64),
         retention: Retention,
-        step_times: Arc<super::StepTimes>,
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
