@@ -11,6 +11,7 @@
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
+//! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod http_tls;
+pub mod i18n;
 pub mod listener;
 pub mod live;
 pub mod metrics;

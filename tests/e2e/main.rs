@@ -12,6 +12,7 @@ mod deploy;
 mod health;
 mod history;
 mod http_limits;
+mod i18n;
 mod ingest_guard;
 mod logs;
 mod probe;
