@@ -258,7 +258,7 @@ pub fn number(lang: Lang, value: f64, decimals: usize) -> String {
         out.push('-');
     }
     for (idx, c) in int.chars().enumerate() {
-        if idx > 0 && (int.len() - idx) % 3 == 0 {
+        if idx > 0 && (int.len() - idx).is_multiple_of(3) {
             out.push_str(group);
         }
         out.push(c);

@@ -362,7 +362,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
         p.t(Msg::ColoursNote),
         p.t(Msg::BudgetNote),
     );
-    let _ = write!(out, "<table id=\"summary\"><tr>");
+    out.push_str("<table id=\"summary\"><tr>");
     for th in [
         Msg::Host,
         Msg::Signal,

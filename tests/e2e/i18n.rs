@@ -85,7 +85,7 @@ fn dom(url: &str) -> String {
     browser_dom(url).replace("&nbsp;", "\u{a0}")
 }
 
-/// The text of the first element with class `class` after `from` in `html`.
+/// The text of the first element of `html` whose class attribute is exactly `class`.
 fn cell<'a>(html: &'a str, class: &str) -> &'a str {
     let start = html.find(&format!("class=\"{class}\">")).unwrap_or_else(|| panic!("no .{class} in {html}"));
     let rest = &html[start..];
@@ -129,7 +129,13 @@ fn report_and_status_page_read_in_the_contracts_zone_and_language() {
     let (status, body) = b24watch_e2e::http_post(collector.http, "/api/v1/incidents/ack", &ack).expect("ack");
     assert_eq!(status, 200, "{body}");
     let acked = collector.api(&format!("/api/v1/incidents?host=bx-01&from={before_enrolment}"));
-    let reaction = acked["incidents"][0]["reaction_ms"].as_i64().expect("reaction");
+    let reaction = acked["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .find(|i| i["id"] == incident["id"])
+        .and_then(|i| i["reaction_ms"].as_i64())
+        .expect("reaction");
 
     let (y, mo, ..) = berlin(now_ms());
     let month = format!("{y}-{mo:02}");
