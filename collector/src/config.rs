@@ -55,6 +55,8 @@ pub struct RawSla {
     pub service_hours: String,
     /// Time zone.
     pub timezone: String,
+    /// Language of the report and the status page: "en" or "ru".
+    pub language: String,
     /// Declared maintenance windows.
     pub maintenance: Vec<RawMaintenance>,
 }
@@ -69,6 +71,7 @@ impl Default for RawSla {
             silence_counts_as: "down".into(),
             service_hours: String::new(),
             timezone: "UTC".into(),
+            language: "en".into(),
             maintenance: Vec::new(),
         }
     }
@@ -103,8 +106,10 @@ pub struct SlaConfig {
     pub rules: crate::sla::Rules,
     /// Service hours; `None`: all the time.
     pub calendar: Option<crate::sla::Calendar>,
-    /// Time zone of months and service hours.
+    /// Time zone of months, service hours and every time printed for people.
     pub timezone: jiff::tz::TimeZone,
+    /// Language of the report and the status page when the URL does not ask for one.
+    pub language: crate::i18n::Lang,
     /// Declared windows: (host or "", from ms, to ms, reason).
     pub maintenance: Vec<(String, i64, i64, String)>,
 }
@@ -148,6 +153,10 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
         problems.bad("sla.timezone", format!("{:?}: {err}", raw.timezone));
         jiff::tz::TimeZone::UTC
     });
+    let language = crate::i18n::Lang::parse(&raw.language).unwrap_or_else(|err| {
+        problems.bad("sla.language", err);
+        crate::i18n::Lang::En
+    });
     let calendar = if raw.service_hours.is_empty() {
         None
     } else {
@@ -180,6 +189,7 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
         },
         calendar,
         timezone,
+        language,
         maintenance,
     }
 }
@@ -655,6 +665,15 @@ mod tests {
         assert!(cfg.tls.is_none(), "gRPC TLS untouched");
         let err = Config::parse("[http]\ntls_client_ca_file = \"/ca.pem\"\n", origin()).expect_err("ca alone");
         assert!(err.to_string().contains("http.tls_client_ca_file"), "{err}");
+    }
+
+    #[test]
+    fn the_language_is_en_or_ru() {
+        assert_eq!(Config::parse("", origin()).expect("defaults").sla.language, crate::i18n::Lang::En);
+        let cfg = Config::parse("[sla]\nlanguage = \"ru\"\n", origin()).expect("ru");
+        assert_eq!(cfg.sla.language, crate::i18n::Lang::Ru);
+        let err = Config::parse("[sla]\nlanguage = \"de\"\n", origin()).expect_err("de");
+        assert!(err.to_string().contains("sla.language") && err.to_string().contains("\"en\" or \"ru\""), "{err}");
     }
 
     #[test]

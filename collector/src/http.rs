@@ -11,6 +11,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::i18n::Lang;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -102,20 +103,40 @@ fn is_ready(state: &AppState) -> bool {
     state.store.is_healthy() && !state.shutdown.is_cancelled()
 }
 
-async fn index(State(state): State<AppState>) -> Response {
+/// Query of the pages for people (`/`, `/reports/sla` in HTML).
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+}
+
+/// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
+fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Response> {
+    match lang {
+        None => Ok(state.uptime.cfg.language),
+        Some(code) => Lang::parse(code).map_err(|err| error(StatusCode::BAD_REQUEST, format!("lang {err}"))),
+    }
+}
+
+async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let lang = match page_lang(&state, q.lang.as_deref()) {
+        Ok(lang) => lang,
+        Err(response) => return response,
+    };
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
     let now = now_ms();
     let up: std::collections::HashSet<String> =
         state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
     let uptime = Arc::clone(&state.uptime);
+    let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
     match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now)),
+        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now, &page), lang),
         Err(response) => response,
     }
 }
 
-fn html_page(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+fn html_page(body: String, lang: Lang) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_LANGUAGE, lang.code())], body)
+        .into_response()
 }
 
 /// Runs a store call on the blocking pool (never on the async workers): its value, or the
@@ -420,6 +441,7 @@ struct ReportQuery {
     month: Option<String>,
     format: Option<String>,
     host: Option<String>,
+    lang: Option<String>,
 }
 
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
@@ -433,6 +455,10 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     if !matches!(format.as_str(), "html" | "csv" | "json") {
         return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
     }
+    let lang = match page_lang(&state, q.lang.as_deref()) {
+        Ok(lang) => lang,
+        Err(response) => return response,
+    };
     let built = blocking(move || Ok(crate::report::build(&uptime, &month, q.host.as_deref(), now))).await;
     let report = match built {
         Ok(Ok(report)) => report,
@@ -457,7 +483,7 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
             )
                 .into_response()
         }
-        _ => html_page(crate::report::html(&report)),
+        _ => html_page(crate::report::html(&report, lang), lang),
     }
 }
 

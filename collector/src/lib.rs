@@ -12,6 +12,7 @@
 //! - [`resources`]: a host's resources over a report period from the hour tier of the history.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
+//! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod http_tls;
+pub mod i18n;
 pub mod listener;
 pub mod live;
 pub mod metrics;

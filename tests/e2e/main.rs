@@ -13,6 +13,7 @@ mod findings;
 mod health;
 mod history;
 mod http_limits;
+mod i18n;
 mod ingest_guard;
 mod logs;
 mod paging;

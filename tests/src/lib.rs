@@ -843,3 +843,32 @@ pub fn integrity_check(path: &Path) -> String {
         .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check")
 }
+
+/// Chromium's path: Debian's `chromium` package (`make test` installs it).
+///
+/// # Panics
+/// When it is not installed.
+pub fn chromium() -> std::path::PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("Chromium not installed: run `make test`, which installs Debian's chromium package")
+}
+
+/// The page as a real headless browser sees it (the DOM after parsing and layout).
+///
+/// # Panics
+/// When Chromium fails.
+pub fn browser_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=2000", "--dump-dom"])
+        .arg(url)
+        .output()
+        .expect("running chromium");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
