@@ -784,13 +784,16 @@ pub fn bytes(value: f64) -> String {
     if unit == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", units[unit]) }
 }
 
+/// A resource row of the page: its name, figures and how a value is printed.
+type StatRow<'a> = (&'a str, Option<Stat>, fn(f64) -> String);
+
 /// The resources section of one host.
 fn resources_html(out: &mut String, r: &Resources, time: &dyn Fn(Ms) -> String) {
     out.push_str(
         "<h3>Resources</h3><p>From hourly averages: average, median and 95th percentile (nearest rank) \
          of the hours with data.</p>",
     );
-    let rows: Vec<(&str, Option<Stat>, fn(f64) -> String)> = vec![
+    let rows: Vec<StatRow<'_>> = vec![
         ("CPU busy", r.cpu_usage_ratio, |v| format!("{:.1} %", v * 100.0)),
         ("Load (1 min)", r.load1, |v| format!("{v:.2}")),
         ("Memory used", r.memory_used_bytes, bytes),

@@ -146,8 +146,11 @@ pub struct Resources {
     pub response: Vec<Response>,
 }
 
-/// Hourly averages `(hour start, avg)` of every series `name` of `host` overlapping `[from, to)`.
-fn hourly(reader: &Reader, host: &str, name: &str, from: Ms, to: Ms) -> Result<Vec<(String, Vec<(Ms, f64)>)>, Error> {
+/// Label text and hourly `(hour start, avg)` values of each series.
+type Hourly = Vec<(String, Vec<(Ms, f64)>)>;
+
+/// Hourly averages of every series `name` of `host` overlapping `[from, to)`.
+fn hourly(reader: &Reader, host: &str, name: &str, from: Ms, to: Ms) -> Result<Hourly, Error> {
     if to <= from {
         return Ok(Vec::new());
     }
