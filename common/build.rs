@@ -18,10 +18,10 @@ fn main() {
     // Rebuild when HEAD moves: HEAD itself and the branch file it points to.
     if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
         println!("cargo:rerun-if-changed={head}");
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
-                println!("cargo:rerun-if-changed={file}");
-            }
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+            && let Some(file) = git(&["rev-parse", "--git-path", &branch])
+        {
+            println!("cargo:rerun-if-changed={file}");
         }
     }
     println!("cargo:rustc-env=B24WATCH_COMMIT={commit}");
