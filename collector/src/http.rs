@@ -490,7 +490,8 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
 /// The runbooks as a page: each `## Alert` heading gets the id alert links point at
 /// (`#b24watchagentdown`), the rest is shown as written.
 async fn runbooks() -> Response {
-    html_page(runbooks_html(RUNBOOKS))
+    // The runbooks are written in English.
+    html_page(runbooks_html(RUNBOOKS), Lang::En)
 }
 
 /// Renders docs/runbooks.md: headings as headings with lower-case ids, other lines escaped.

@@ -1009,7 +1009,7 @@ pub fn status_html(
         let _ = write!(out, "<td class=\"open\">{open}</td></tr>");
     }
     out.push_str("</table>");
-    remote_write_html(&mut out, remote_write, now);
+    remote_write_html(&mut out, remote_write, now, p);
     let _ = writeln!(
         out,
         "<p>{} <a href=\"/reports/sla?format=html&amp;lang={lang}\">{}</a> · \
@@ -1023,7 +1023,7 @@ pub fn status_html(
 
 /// The remote-write targets' state: ok (last request accepted), retrying (with the error),
 /// waiting (nothing sent yet); backlog and last success.
-fn remote_write_html(out: &mut String, targets: &[std::sync::Arc<crate::metrics::RemoteWriteStats>], now: Ms) {
+fn remote_write_html(out: &mut String, targets: &[std::sync::Arc<crate::metrics::RemoteWriteStats>], now: Ms, p: &Page) {
     use std::sync::atomic::Ordering;
     if targets.is_empty() {
         return;
@@ -1048,8 +1048,8 @@ fn remote_write_html(out: &mut String, targets: &[std::sync::Arc<crate::metrics:
             "<tr class=\"target\" data-target=\"{name}\"><td title=\"{url}\">{name}</td><td class=\"{class}\">{state}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t.pending.load(Ordering::Relaxed),
-            if oldest > 0 { human((now - oldest).max(0)) } else { "none".to_owned() },
-            if last > 0 { time(last) } else { "never".to_owned() },
+            if oldest > 0 { p.duration((now - oldest).max(0)) } else { "none".to_owned() },
+            if last > 0 { p.time(last) } else { p.t(Msg::Never).to_owned() },
             t.sent.load(Ordering::Relaxed),
             name = html_escape(&t.name),
             url = html_escape(&t.url),

@@ -33,6 +33,7 @@ fn sla_config() -> SlaConfig {
         rules: b24watch_collector::sla::Rules::default(),
         calendar: None,
         timezone: jiff::tz::TimeZone::UTC,
+        language: b24watch_collector::i18n::Lang::En,
         maintenance: Vec::new(),
     }
 }
@@ -230,7 +231,7 @@ fn a_known_linear_disk_growth_gives_the_reports_growth_and_days_until_full() {
     assert_eq!(col("days_until_full").parse::<f64>().ok(), Some(days));
     assert_eq!(col("growth").parse::<f64>().ok(), Some(root.growth_bytes));
     assert_eq!(col("forecast"), "growing");
-    let html = report::html(&built);
+    let html = report::html(&built, b24watch_collector::i18n::Lang::En);
     assert!(html.contains(&format!("<td class=\"days-until-full\">{days:.0}</td>")), "{html}");
     assert!(html.contains("not growing") && html.contains("No resource data in this period."));
 

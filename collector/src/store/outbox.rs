@@ -273,7 +273,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::series::{Kinds, SharedHead, load_head, seal_step, start_seal, write_pending};
+    use crate::store::series::{SharedHead, load_head, seal_step, start_seal, write_pending};
 
     fn commit(conn: &mut Connection, head: &SharedHead, mut staged: Staged) -> i64 {
         let tx = conn.transaction().expect("tx");
@@ -285,7 +285,7 @@ mod tests {
 
     fn seal_all(conn: &mut Connection, head: &SharedHead, last: i64) {
         let mut seal = start_seal(head, last, true).expect("due");
-        while !seal_step(conn, head, &mut seal, &Kinds::new()).expect("step") {}
+        while !seal_step(conn, head, &mut seal).expect("step") {}
     }
 
     fn points(i: i64) -> Staged {
