@@ -99,12 +99,12 @@ pub fn parse_schedules(crontab: &str) -> Vec<Schedule> {
             continue;
         }
         let mut words = line.split_whitespace();
-        if words.by_ref().any(|w| w.rsplit('/').next() == Some(BITRIXVM_SCRIPT)) {
-            if let (Some(db), Some(dir)) = (words.next(), words.next()) {
-                if dir.starts_with('/') && !db.starts_with('>') {
-                    found.push(Schedule { db: db.to_owned(), dir: PathBuf::from(dir) });
-                }
-            }
+        if words.by_ref().any(|w| w.rsplit('/').next() == Some(BITRIXVM_SCRIPT))
+            && let (Some(db), Some(dir)) = (words.next(), words.next())
+            && dir.starts_with('/')
+            && !db.starts_with('>')
+        {
+            found.push(Schedule { db: db.to_owned(), dir: PathBuf::from(dir) });
         }
     }
     found

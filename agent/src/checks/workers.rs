@@ -345,27 +345,27 @@ impl Checker for WorkerChecker {
 
     async fn run(&mut self, at: UnixMs, out: &mut Findings) {
         let limit = self.cfg.timeout;
-        if let Some(url) = &self.cfg.nginx {
-            if let Some(s) = get(url, limit).await.ok().as_deref().and_then(parse_nginx) {
-                for (state, value) in
-                    [("active", s.active), ("reading", s.reading), ("writing", s.writing), ("waiting", s.waiting)]
-                {
-                    out.observe(NGINX_CONNECTIONS, vec![("state", state.to_owned())], value as f64, at);
-                }
-                out.observe(NGINX_REQUESTS_TOTAL, Vec::new(), s.requests as f64, at);
+        if let Some(url) = &self.cfg.nginx
+            && let Some(s) = get(url, limit).await.ok().as_deref().and_then(parse_nginx)
+        {
+            for (state, value) in
+                [("active", s.active), ("reading", s.reading), ("writing", s.writing), ("waiting", s.waiting)]
+            {
+                out.observe(NGINX_CONNECTIONS, vec![("state", state.to_owned())], value as f64, at);
             }
+            out.observe(NGINX_REQUESTS_TOTAL, Vec::new(), s.requests as f64, at);
         }
-        if let Some(url) = self.cfg.apache.clone() {
-            if let Some(s) = get(&url, limit).await.ok().as_deref().and_then(parse_apache) {
-                out.observe(APACHE_WORKERS, vec![("state", "busy".to_owned())], s.busy as f64, at);
-                out.observe(APACHE_WORKERS, vec![("state", "idle".to_owned())], s.idle as f64, at);
-                if let Some(accesses) = s.accesses {
-                    out.observe(APACHE_ACCESSES_TOTAL, Vec::new(), accesses as f64, at);
-                }
-                let ratio = if s.slots == 0 { 0.0 } else { s.busy as f64 / s.slots as f64 };
-                let why = format!("{} of {} Apache workers busy", s.busy, s.slots);
-                self.judge("apache".into(), ratio, ratio >= self.cfg.saturation_ratio, why, at, out);
+        if let Some(url) = self.cfg.apache.clone()
+            && let Some(s) = get(&url, limit).await.ok().as_deref().and_then(parse_apache)
+        {
+            out.observe(APACHE_WORKERS, vec![("state", "busy".to_owned())], s.busy as f64, at);
+            out.observe(APACHE_WORKERS, vec![("state", "idle".to_owned())], s.idle as f64, at);
+            if let Some(accesses) = s.accesses {
+                out.observe(APACHE_ACCESSES_TOTAL, Vec::new(), accesses as f64, at);
             }
+            let ratio = if s.slots == 0 { 0.0 } else { s.busy as f64 / s.slots as f64 };
+            let why = format!("{} of {} Apache workers busy", s.busy, s.slots);
+            self.judge("apache".into(), ratio, ratio >= self.cfg.saturation_ratio, why, at, out);
         }
         for url in self.cfg.php_fpm.clone() {
             let Some(s) = get(&url, limit).await.ok().as_deref().and_then(parse_fpm) else { continue };
