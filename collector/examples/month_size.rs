@@ -79,11 +79,9 @@ fn main() {
     let began = Instant::now();
     let mut samples = 0u64;
     let mut full = 0u64;
-    let mut seq = 0u64;
     // Hour by hour, every host's batch of the hour in flight together (group commits).
-    for hour in (start..end).step_by(HOUR as usize) {
+    for (seq, hour) in (1u64..).zip((start..end).step_by(HOUR as usize)) {
         let ts: Vec<i64> = (hour..hour + HOUR).step_by(step as usize).collect();
-        seq += 1;
         let tasks: Vec<_> = (0..hosts)
             .map(|h| {
                 let batch = IngestBatch {

@@ -110,17 +110,17 @@ struct PageQuery {
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
-fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Response> {
+fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
     match lang {
         None => Ok(state.uptime.cfg.language),
-        Some(code) => Lang::parse(code).map_err(|err| error(StatusCode::BAD_REQUEST, format!("lang {err}"))),
+        Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
     }
 }
 
 async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
     let lang = match page_lang(&state, q.lang.as_deref()) {
         Ok(lang) => lang,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
     let now = now_ms();
@@ -457,7 +457,7 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     }
     let lang = match page_lang(&state, q.lang.as_deref()) {
         Ok(lang) => lang,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let built = blocking(move || Ok(crate::report::build(&uptime, &month, q.host.as_deref(), now))).await;
     let report = match built {

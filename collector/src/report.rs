@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::resources::{self, Resources, Stat};
 use crate::i18n::{Lang, Msg, Page};
+use crate::resources::{self, Resources, Stat};
 use crate::sla::{Ms, Summary};
 use crate::store::Error;
 use crate::store::query::CheckRow;
@@ -1023,7 +1023,12 @@ pub fn status_html(
 
 /// The remote-write targets' state: ok (last request accepted), retrying (with the error),
 /// waiting (nothing sent yet); backlog and last success.
-fn remote_write_html(out: &mut String, targets: &[std::sync::Arc<crate::metrics::RemoteWriteStats>], now: Ms, p: &Page) {
+fn remote_write_html(
+    out: &mut String,
+    targets: &[std::sync::Arc<crate::metrics::RemoteWriteStats>],
+    now: Ms,
+    p: &Page,
+) {
     use std::sync::atomic::Ordering;
     if targets.is_empty() {
         return;

@@ -69,7 +69,10 @@ fn open(dir: &std::path::Path, retention: Retention) -> (Store, Reader, store::W
     Store::open(dir, 10_000, None, 10_000, retention).expect("store")
 }
 
-fn ingest(rt: &tokio::runtime::Runtime, store: &Store, seq: u64, at: i64, series: Vec<(&str, &str, Vec<(i64, f64)>)>) {
+/// Points of one series: name, labels, (time, value).
+type SeriesPoints<'a> = Vec<(&'a str, &'a str, Vec<(i64, f64)>)>;
+
+fn ingest(rt: &tokio::runtime::Runtime, store: &Store, seq: u64, at: i64, series: SeriesPoints<'_>) {
     let mut hash = [0u8; 32];
     hash[..8].copy_from_slice(&seq.to_le_bytes());
     let batch = IngestBatch {
