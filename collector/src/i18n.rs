@@ -144,6 +144,46 @@ messages! {
     Updated => "Updated {0}.", "Обновлено {0}.";
     MonthlyReport => "Monthly SLA report", "Ежемесячный отчёт SLA";
     ColoursNote => "Percentages are green at or above the host's target, red below it.", "Проценты зелёные, если не ниже цели сервера, и красные, если ниже.";
+    Resources => "Resources", "Ресурсы";
+    ResourcesNote => "From hourly averages: average, median and 95th percentile (nearest rank) of the hours with data.", "По средним за час: среднее, медиана и 95-й процентиль (ближайший ранг) часов с данными.";
+    NoResources => "No resource data in this period.", "Нет данных о ресурсах за этот период.";
+    NoDisks => "No disk data in this period.", "Нет данных о дисках за этот период.";
+    Resource => "Resource", "Ресурс";
+    Average => "Average", "Среднее";
+    Median => "Median", "Медиана";
+    P95 => "95th percentile", "95-й процентиль";
+    HighestHour => "Highest hour", "Максимум за час";
+    Hours => "Hours", "Часов";
+    CpuBusy => "CPU busy", "Загрузка процессора";
+    Load1 => "Load (1 min)", "Нагрузка (1 мин)";
+    MemoryUsed => "Memory used", "Занято памяти";
+    MemoryUsedShare => "Memory used (share)", "Занято памяти (доля)";
+    MemorySize => "Memory size", "Объём памяти";
+    ResponseTime => "Response time {0}", "Время ответа {0}";
+    Mount => "Mount", "Точка монтирования";
+    Device => "Device", "Устройство";
+    Size => "Size", "Размер";
+    UsedAtStart => "Used at start", "Занято в начале";
+    UsedAtEnd => "Used at end", "Занято в конце";
+    Growth => "Growth", "Рост";
+    PerDay => "Per day", "В сутки";
+    DaysUntilFull => "Days until full", "Дней до заполнения";
+    NotGrowing => "not growing", "не растёт";
+    DiskFull => "full", "заполнен";
+    TooLittleData => "too little data", "мало данных";
+    Figures => "Database and backups this month", "База данных и резервные копии за месяц";
+    NoFigures => "No database or backup figures.", "Нет данных о базе данных и резервных копиях.";
+    Figure => "Figure", "Показатель";
+    Of => "Of", "Чего";
+    MonthStart => "Month start", "Начало месяца";
+    MonthEnd => "Month end", "Конец месяца";
+    Change => "Change", "Изменение";
+    Lowest => "Lowest", "Минимум";
+    Highest => "Highest", "Максимум";
+    DatabaseSize => "Database size", "Размер базы данных";
+    NewestBackup => "Newest backup", "Последняя резервная копия";
+    NewestBackupSize => "Newest backup size", "Размер последней резервной копии";
+    BackupSpace => "Free space for backups", "Свободно места для резервных копий";
 }
 
 /// Readable names of checks: `(identifier, English, Russian)`.
@@ -161,6 +201,20 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
     ("bitrix_mail_queue", "Bitrix mail queue", "Очередь почты Битрикс"),
     ("bitrix_site_checker", "Bitrix site checker", "Проверка сайта Битрикс"),
     ("bitrix_db_config", "Bitrix database settings", "Настройки базы данных Битрикс"),
+    ("bitrix_agents_overdue", "Overdue Bitrix agents", "Просроченные агенты Битрикс"),
+    ("bitrix_mail_failed", "Failed Bitrix mail", "Неотправленные письма Битрикс"),
+    ("bitrix_db", "Bitrix database", "База данных Битрикс"),
+    ("bitrix_core_age", "Bitrix platform updates", "Обновления платформы Битрикс"),
+    ("backup_age", "Newest backup", "Последняя резервная копия"),
+    ("backup_size", "Backup size", "Размер резервной копии"),
+    ("backup_space", "Space for backups", "Место для резервных копий"),
+    ("db_engine", "Table engines", "Типы таблиц"),
+    ("db_reclaimable", "Reclaimable table space", "Неиспользуемое место в таблицах"),
+    ("db_log_tables", "Log table size", "Размер журнальных таблиц"),
+    ("mysql_version", "MySQL version", "Версия MySQL"),
+    ("php_version", "PHP version", "Версия PHP"),
+    ("web_workers", "Web workers", "Веб-обработчики"),
+    ("push_server", "Push server", "Push-сервер"),
     ("service", "System service", "Системная служба"),
 ];
 
@@ -192,6 +246,22 @@ pub const REASONS: &[(&str, &str, &str)] = &[
     ("send_failures", "messages fail to send", "сообщения не отправляются"),
     ("site_checker_failed", "the site checker reports errors", "проверка сайта сообщает об ошибках"),
     ("not_running", "the service is not running", "служба не запущена"),
+    ("stale", "the newest backup is too old", "последняя резервная копия слишком старая"),
+    ("missing", "backups are scheduled but none was written", "резервное копирование настроено, но копий нет"),
+    ("not_configured", "no backup is configured", "резервное копирование не настроено"),
+    (
+        "shrunk",
+        "the newest backup is much smaller than the one before",
+        "последняя резервная копия намного меньше предыдущей",
+    ),
+    ("no_room", "not enough free space for one more backup", "не хватает места для ещё одной резервной копии"),
+    ("not_innodb", "tables use another engine than InnoDB", "таблицы используют не InnoDB"),
+    ("reclaimable", "tables hold much unused space", "в таблицах много неиспользуемого места"),
+    ("log_table_large", "a log table has grown large", "журнальная таблица разрослась"),
+    ("outdated", "the platform has not been updated for long", "платформа давно не обновлялась"),
+    ("unsupported", "a version Bitrix no longer supports", "версия, которую Битрикс больше не поддерживает"),
+    ("saturated", "all workers are busy", "все обработчики заняты"),
+    ("refused", "connections are refused", "подключения отклоняются"),
 ];
 
 /// Raw errors (OS, TLS, DNS, MySQL) as sentences: `(fragments, English, Russian)`; the first

@@ -128,14 +128,24 @@ fn figures(uptime: &Uptime, host: &str, from: Ms, to: Ms) -> Result<Vec<FigureRo
     Ok(rows)
 }
 
+/// The heading of a figure of [`FIGURES`] for people.
+fn figure_title(series: &str) -> Msg {
+    match series {
+        "db_size_bytes" => Msg::DatabaseSize,
+        "backup_last_timestamp_seconds" => Msg::NewestBackup,
+        "backup_last_size_bytes" => Msg::NewestBackupSize,
+        _ => Msg::BackupSpace,
+    }
+}
+
 /// A figure for people: bytes in MiB, timestamps as times.
 fn figure_text(p: &Page, series: &str, value: f64) -> String {
     if series.ends_with("_timestamp_seconds") {
         p.time((value * 1000.0) as Ms)
     } else if series.ends_with("_bytes") {
-        format!("{:.1} MiB", value / 1_048_576.0)
+        format!("{} MiB", p.number(value / 1_048_576.0, 1))
     } else {
-        format!("{value}")
+        p.number(value, 0)
     }
 }
 
@@ -716,17 +726,21 @@ fn host_html(out: &mut String, p: &Page, h: &HostReport) {
         }
         out.push_str("</table>");
     }
-    resources_html(out, &h.resources, &|ms| p.time(ms));
+    resources_html(out, p, &h.resources);
     figures_html(out, p, h);
 }
 
 /// The month's database and backup figures of one host (preventive section).
 fn figures_html(out: &mut String, p: &Page, h: &HostReport) {
-    out.push_str("<h3>Database and backups this month</h3>");
+    let _ = write!(out, "<h3>{}</h3>", p.t(Msg::Figures));
     if h.figures.is_empty() {
-        out.push_str("<p>No database or backup figures.</p>");
+        let _ = write!(out, "<p>{}</p>", p.t(Msg::NoFigures));
     } else {
-        out.push_str("<table><tr><th>Figure</th><th>Of</th><th>Month start</th><th>Month end</th><th>Change</th><th>Lowest</th><th>Highest</th></tr>");
+        out.push_str("<table><tr>");
+        for th in [Msg::Figure, Msg::Of, Msg::MonthStart, Msg::MonthEnd, Msg::Change, Msg::Lowest, Msg::Highest] {
+            let _ = write!(out, "<th>{}</th>", p.t(th));
+        }
+        out.push_str("</tr>");
         for f in &h.figures {
             let change = if f.series.ends_with("_timestamp_seconds") {
                 String::new()
@@ -736,7 +750,7 @@ fn figures_html(out: &mut String, p: &Page, h: &HostReport) {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                f.title,
+                p.t(figure_title(f.series)),
                 html_escape(&f.labels),
                 figure_text(p, f.series, f.first),
                 figure_text(p, f.series, f.last),
@@ -785,28 +799,27 @@ pub fn bytes(value: f64) -> String {
 }
 
 /// A resource row of the page: its name, figures and how a value is printed.
-type StatRow<'a> = (&'a str, Option<Stat>, fn(f64) -> String);
+type StatRow = (Msg, Option<Stat>, fn(&Page, f64) -> String);
 
 /// The resources section of one host.
-fn resources_html(out: &mut String, r: &Resources, time: &dyn Fn(Ms) -> String) {
-    out.push_str(
-        "<h3>Resources</h3><p>From hourly averages: average, median and 95th percentile (nearest rank) \
-         of the hours with data.</p>",
-    );
-    let rows: Vec<StatRow<'_>> = vec![
-        ("CPU busy", r.cpu_usage_ratio, |v| format!("{:.1} %", v * 100.0)),
-        ("Load (1 min)", r.load1, |v| format!("{v:.2}")),
-        ("Memory used", r.memory_used_bytes, bytes),
-        ("Memory used (share)", r.memory_used_ratio, |v| format!("{:.1} %", v * 100.0)),
+fn resources_html(out: &mut String, p: &Page, r: &Resources) {
+    let _ = write!(out, "<h3>{}</h3><p>{}</p>", p.t(Msg::Resources), p.t(Msg::ResourcesNote));
+    let share = |p: &Page, v: f64| format!("{} %", p.number(v * 100.0, 1));
+    let rows: Vec<StatRow> = vec![
+        (Msg::CpuBusy, r.cpu_usage_ratio, share),
+        (Msg::Load1, r.load1, |p, v| p.number(v, 2)),
+        (Msg::MemoryUsed, r.memory_used_bytes, |_, v| bytes(v)),
+        (Msg::MemoryUsedShare, r.memory_used_ratio, share),
     ];
     if rows.iter().all(|r| r.1.is_none()) && r.disks.is_empty() && r.response.is_empty() {
-        out.push_str("<p class=\"resources\">No resource data in this period.</p>");
+        let _ = write!(out, "<p class=\"resources\">{}</p>", p.t(Msg::NoResources));
         return;
     }
-    out.push_str(
-        "<table class=\"resources\"><tr><th>Resource</th><th>Average</th><th>Median</th><th>95th percentile</th>\
-         <th>Highest hour</th><th>Hours</th></tr>",
-    );
+    out.push_str("<table class=\"resources\"><tr>");
+    for th in [Msg::Resource, Msg::Average, Msg::Median, Msg::P95, Msg::HighestHour, Msg::Hours] {
+        let _ = write!(out, "<th>{}</th>", p.t(th));
+    }
+    out.push_str("</tr>");
     let stat_row = |out: &mut String, name: &str, s: &Stat, fmt: &dyn Fn(f64) -> String| {
         let _ = write!(
             out,
@@ -821,27 +834,45 @@ fn resources_html(out: &mut String, r: &Resources, time: &dyn Fn(Ms) -> String) 
     };
     for (name, s, fmt) in &rows {
         match s {
-            Some(s) => stat_row(out, name, s, fmt),
+            Some(s) => stat_row(out, p.t(*name), s, &|v| fmt(p, v)),
             None => {
-                let _ = write!(out, "<tr><td>{name}</td><td colspan=\"5\" class=\"unknown\">no data</td></tr>");
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td colspan=\"5\" class=\"unknown\">{}</td></tr>",
+                    p.t(*name),
+                    p.t(Msg::NoData)
+                );
             }
         }
     }
-    for p in &r.response {
-        stat_row(out, &format!("Response time {}", p.target), &p.seconds, &|v| format!("{:.0} ms", v * 1000.0));
+    let ms = if p.lang == Lang::Ru { "мс" } else { "ms" };
+    for probe in &r.response {
+        stat_row(out, &p.f(Msg::ResponseTime, &[&probe.target]), &probe.seconds, &|v| {
+            format!("{} {ms}", p.number(v * 1000.0, 0))
+        });
     }
     if let Some(total) = r.memory_total_bytes {
-        let _ = write!(out, "<tr><td>Memory size</td><td colspan=\"5\">{}</td></tr>", bytes(total));
+        let _ = write!(out, "<tr><td>{}</td><td colspan=\"5\">{}</td></tr>", p.t(Msg::MemorySize), bytes(total));
     }
     out.push_str("</table>");
     if r.disks.is_empty() {
-        out.push_str("<p>No disk data in this period.</p>");
+        let _ = write!(out, "<p>{}</p>", p.t(Msg::NoDisks));
         return;
     }
-    out.push_str(
-        "<table class=\"disks\"><tr><th>Mount</th><th>Device</th><th>Size</th><th>Used at start</th><th>Used at end</th>\
-         <th>Growth</th><th>Per day</th><th>Days until full</th></tr>",
-    );
+    out.push_str("<table class=\"disks\"><tr>");
+    for th in [
+        Msg::Mount,
+        Msg::Device,
+        Msg::Size,
+        Msg::UsedAtStart,
+        Msg::UsedAtEnd,
+        Msg::Growth,
+        Msg::PerDay,
+        Msg::DaysUntilFull,
+    ] {
+        let _ = write!(out, "<th>{}</th>", p.t(th));
+    }
+    out.push_str("</tr>");
     for d in &r.disks {
         let _ = write!(
             out,
@@ -851,15 +882,18 @@ fn resources_html(out: &mut String, r: &Resources, time: &dyn Fn(Ms) -> String) 
             mount = html_escape(&d.mountpoint),
             device = html_escape(&d.device),
             size = bytes(d.size_bytes),
-            start_at = time(d.start_ms),
+            start_at = p.time(d.start_ms),
             start = bytes(d.used_start_bytes),
-            end_at = time(d.end_ms),
+            end_at = p.time(d.end_ms),
             end = bytes(d.used_end_bytes),
             growth = bytes(d.growth_bytes),
             per_day = d.growth_bytes_per_day.map_or_else(|| "—".to_owned(), bytes),
             days = match (d.forecast, d.days_until_full) {
-                (crate::resources::Forecast::Growing, Some(days)) => format!("{days:.0}"),
-                (f, _) => f.text().to_owned(),
+                (crate::resources::Forecast::Growing, Some(days)) => p.number(days, 0),
+                (crate::resources::Forecast::Growing, None) => "—".to_owned(),
+                (crate::resources::Forecast::NotGrowing, _) => p.t(Msg::NotGrowing).to_owned(),
+                (crate::resources::Forecast::Full, _) => p.t(Msg::DiskFull).to_owned(),
+                (crate::resources::Forecast::TooLittleData, _) => p.t(Msg::TooLittleData).to_owned(),
             },
         );
     }
