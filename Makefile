@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= debug
 
-.PHONY: run test test-noroot deps build release package bench-agent bench-logs bench-sla bench-ingest fmt lint clean
+.PHONY: run test test-noroot deps build release package bench-agent bench-logs bench-sla bench-ingest bench-remote-write fmt lint clean
 
 ## run: build, then run a collector and a local agent on loopback (Ctrl-C stops both)
 run:
@@ -56,6 +56,10 @@ bench-sla:
 bench-ingest:
 	cargo build --release -q -p b24watch-collector --bin b24watch-collector --example ingest_bench
 	target/release/examples/ingest_bench
+
+## bench-remote-write: remote write into a local VictoriaMetrics next to the store's ingest rate
+bench-remote-write:
+	cargo run --release -q -p b24watch-collector --example remote_write_bench
 
 fmt:
 	cargo fmt --all

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Measures the agent's steady RSS and CPU per tick (agent-release build, default samplers, 10 s
 # interval, sending to a local collector) and, in the same run, node_exporter's CPU per scrape
-# and RSS as the anchor (DESIGN.md section 7).
+# and RSS as the anchor (DESIGN.md section 7). With MariaDB installed every check is on: MySQL,
+# Bitrix (one site), logs being written (nginx, Apache/PHP, Bitrix exception log), the portal
+# probe derived from an nginx vhost (a python3 http.server), services. Prints
+# `agent_rss_mib=` and `agent_cpu_ms_per_tick=`, the anchors, and where the RSS is (smaps).
 #   DURATION=180 scripts/bench-agent.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,8 +62,29 @@ if [ -n "$mysqld" ] && command -v mariadb-install-db >/dev/null 2>&1; then
     printf "<?php return ['connections' => ['value' => ['default' => ['host' => 'localhost', 'database' => 'sitemanager', 'login' => 'bitrix0', 'password' => 'x']]]];\n" \
         > "$work/site/www/bitrix/.settings.php"
     echo bench > "$work/mysql.password"
+    # The portal: a static server behind a BitrixVM-style vhost whose root is the site.
+    web_port=$(port)
+    python3 -m http.server --bind 127.0.0.1 --directory "$work/site/www" "$web_port" >/dev/null 2>&1 &
+    pids+=($!)
+    mkdir -p "$work/nginx" "$work/logs"
+    printf 'server {\n\tlisten %s;\n\tserver_name portal.example.com;\n\tset $docroot "%s";\n\troot "$docroot";\n}\n' \
+        "$web_port" "$work/site/www" > "$work/nginx/bx_ext_portal.conf"
     agent_config="$work/agent.toml"
     cat > "$agent_config" <<EOF
+[logs]
+read_from = "beginning"
+[[logs.file]]
+name = "nginx_error"
+paths = ["$work/logs/nginx_error.log"]
+preset = "nginx"
+[[logs.file]]
+name = "httpd_error"
+paths = ["$work/logs/httpd_error_log"]
+preset = "httpd"
+[[logs.file]]
+name = "bitrix_exceptions"
+paths = ["$work/logs/exceptions.log"]
+preset = "bitrix_exceptions"
 [mysql]
 sockets = ["$sock"]
 user = "b24watch"
@@ -69,8 +93,26 @@ interval_secs = $interval
 [bitrix]
 site_roots = ["$work/site/www"]
 interval_secs = $interval
+[probe]
+interval_secs = $interval
+nginx_site_dirs = ["$work/nginx"]
 EOF
-    echo "checks: MySQL and one Bitrix site on a MariaDB of the bench's own, every $interval s"
+    # Logs written while the agent runs: about 35 lines a second over three logs, some errors.
+    (
+        n=0
+        while true; do
+            n=$((n + 1))
+            for i in 1 2 3 4 5 6; do
+                echo "2026/11/29 10:00:00 [info] 1#1: *$n$i client closed keepalive connection" >> "$work/logs/nginx_error.log"
+                echo "[Sun Nov 29 10:00:00.000 2026] [mpm_prefork:notice] [pid $n] AH00163: running" >> "$work/logs/httpd_error_log"
+            done
+            echo "2026/11/29 10:00:00 [error] 1#1: *$n open() \"/home/bitrix/www/x$n.png\" failed (2: No such file or directory)" >> "$work/logs/nginx_error.log"
+            printf '2026-11-29 10:00:00 - Host: portal.example.com - UNCAUGHT_EXCEPTION - [Bitrix\\Main\\SystemException] \nrecord %s\n/home/bitrix/www/bitrix/modules/main/lib/x.php:1\n\t#0: trace\n' "$n" >> "$work/logs/exceptions.log"
+            sleep 0.4
+        done
+    ) &
+    pids+=($!)
+    echo "checks: MySQL, one Bitrix site on a MariaDB of the bench's own, three logs being written, the portal probe and services, every $interval s"
 else
     echo "checks: MariaDB not installed, host samplers only"
 fi
@@ -95,6 +137,21 @@ n_ticks=$((duration / interval))
 agent_ms_per_tick=$(awk -v d=$((cpu1 - cpu0)) -v n="$n_ticks" 'BEGIN { printf "%.3f", d / 1e6 / n }')
 agent_stat_ms=$(awk -v d="$(awk -v a="$stat1" -v b="$stat0" 'BEGIN { print a - b }')" -v n="$n_ticks" 'BEGIN { printf "%.1f", d / n }')
 echo "agent: rss_kib=$(rss_kib "$agent") hwm_kib=$(hwm_kib "$agent") cpu_ms_per_tick=$agent_ms_per_tick (stat: $agent_stat_ms, incl. exited threads, 10 ms ticks) ticks=$n_ticks"
+echo "agent_rss_mib=$(awk -v k="$(rss_kib "$agent")" 'BEGIN { printf "%.2f", k / 1024 }') (budget 8)"
+echo "agent_cpu_ms_per_tick=$agent_ms_per_tick"
+# Where the resident memory is: the agent's own code and data (file-backed from its binary),
+# shared libraries, anonymous memory (heap, thread stacks, allocator arenas).
+awk -v bin="b24watch-agent" '
+    /^[0-9a-f]+-[0-9a-f]+ / { path = (NF >= 6) ? $6 : "[anon]"; perms = $2; next }
+    /^Rss:/ {
+        kind = "other"
+        if (index(path, bin)) kind = (perms ~ /x/) ? "binary_text" : "binary_data"
+        else if (path ~ /\.so/) kind = "libs"
+        else if (path == "[anon]" || path == "[heap]") kind = "anon"
+        else if (path == "[stack]") kind = "stack"
+        rss[kind] += $2
+    }
+    END { for (k in rss) printf "agent_rss_%s_kib=%d\n", k, rss[k] }' "/proc/$agent/smaps" | sort
 
 node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
 scrapes=$((duration / interval))
@@ -110,6 +167,7 @@ else
     sleep 2
     ne_ms=$(exporter_ms_per_scrape "$ne_port" "$ne")
     echo "node_exporter: rss_kib=$(rss_kib "$ne") cpu_ms_per_scrape=$ne_ms scrapes=$scrapes"
+    echo "node_exporter_cpu_ms_per_scrape=$ne_ms"
     awk -v a="$agent_ms_per_tick" -v n="$ne_ms" 'BEGIN { if (n > 0) printf "ratio agent_tick/node_exporter_scrape=%.3f\n", a / n }'
 fi
 
@@ -123,6 +181,7 @@ if [ -n "$exporter" ] && [ -n "${sock:-}" ]; then
     sleep 2
     me_ms=$(exporter_ms_per_scrape "$me_port" "$me")
     echo "mysqld_exporter: rss_kib=$(rss_kib "$me") cpu_ms_per_scrape=$me_ms scrapes=$scrapes"
+    echo "mysqld_exporter_cpu_ms_per_scrape=$me_ms"
     awk -v a="$agent_ms_per_tick" -v n="$ne_ms" -v m="$me_ms" \
         'BEGIN { printf "ratio agent_tick/(node_exporter+mysqld_exporter scrape)=%.3f (budget 0.25)\n", a / (n + m) }'
 fi

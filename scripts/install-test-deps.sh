@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the b24watch test suite needs, only when it is missing (Debian/Ubuntu).
-#   promtool (package prometheus), logrotate, mariadbd (package mariadb-server), systemd-analyze
+#   promtool and prometheus (package prometheus; also the remote-write receiver), Alertmanager and
+#   amtool (package prometheus-alertmanager: the paging test pages a webhook through it),
+#   victoria-metrics (remote-write receiver), logrotate, mariadbd (package mariadb-server), systemd-analyze
 #   (package systemd), chromium (report and status page checked in a headless browser), rpm and
 #   binutils (the packages are inspected), a C compiler for the bundled SQLite. scripts/package.sh
 #   installs the packaging tools itself (cargo-zigbuild and zig from PyPI, cargo-deb and
@@ -11,6 +13,8 @@ set -euo pipefail
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
@@ -38,7 +42,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# policy-rc.d keeps package scripts from starting services (prometheus, mariadb) on install.
+# policy-rc.d keeps package scripts from starting services (prometheus, alertmanager, mariadb) on install.
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then

@@ -15,10 +15,15 @@ pub use b24watch_common::config::{ConfigError, ConfigErrors};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::ChecksConfig;
+use crate::checks::backup::RawBackup;
 use crate::checks::bitrix::RawBitrix;
+use crate::checks::database::RawDatabase;
 use crate::checks::mysql::RawMysql;
 use crate::checks::probe::RawProbe;
+use crate::checks::push::RawPush;
 use crate::checks::services::RawServices;
+use crate::checks::version::RawVersions;
+use crate::checks::workers::RawWorkers;
 use crate::logs::{LogsConfig, RawLogs};
 use crate::sampler::{HostConfig, RawHost};
 use crate::shipper::{RawTls, TlsConfig};
@@ -54,6 +59,16 @@ pub struct RawConfig {
     pub probe: RawProbe,
     /// `[services]`
     pub services: RawServices,
+    /// `[backup]`
+    pub backup: RawBackup,
+    /// `[database]`
+    pub database: RawDatabase,
+    /// `[versions]`
+    pub versions: RawVersions,
+    /// `[workers]`
+    pub workers: RawWorkers,
+    /// `[push]`
+    pub push: RawPush,
 }
 
 /// `[agent]` section.
@@ -173,7 +188,13 @@ impl Config {
             mysql: raw.mysql.validate(&mut problems),
             bitrix: raw.bitrix.validate(&mut problems),
             probes: raw.probe.validate(&mut problems),
+            probe_derive: raw.probe.derive(&mut problems),
             services: raw.services.validate(&mut problems),
+            backup: raw.backup.validate(&mut problems),
+            database: raw.database.validate(&mut problems),
+            versions: raw.versions.validate(&mut problems),
+            workers: raw.workers.validate(&mut problems),
+            push: raw.push.validate(&mut problems),
         };
         problems.finish(Config {
             id: (!a.id.is_empty()).then(|| a.id.clone()),

@@ -105,12 +105,20 @@ pub async fn run(cfg: Config, token: String, shutdown: CancellationToken) -> any
     };
     let telemetry = Arc::new(telemetry::Telemetry::default());
     telemetry.spool_depth(spool.pending_batches(), spool.pending_bytes());
+    telemetry.known_rejections(&shipper::reject_reason_names());
     let spool = Arc::new(Mutex::new(spool));
     let pushed = Arc::new(Notify::new());
     let inbox = Arc::new(checks::Inbox::default());
     let checkers = checks::build_checkers(&cfg.checks, &sites);
+    let samplers = sampler::build_samplers(&cfg.host);
+    for sampler in &samplers {
+        telemetry.known_sampler_errors(sampler.name(), &["unavailable", "parse", "timeout"]);
+    }
+    for checker in &checkers {
+        telemetry.known_sampler_errors(checker.name(), &["timeout", "inbox_full"]);
+    }
     let scheduler = scheduler::Scheduler {
-        samplers: sampler::build_samplers(&cfg.host),
+        samplers,
         agent_id,
         interval: cfg.interval,
         sampler_timeout: cfg.sampler_timeout,

@@ -17,6 +17,12 @@ use b24watch_common::config::Problems;
 use b24watch_proto::AUTHORIZATION;
 use b24watch_proto::v1::ingest_client::IngestClient;
 use b24watch_proto::v1::{Ack, Batch, RejectReason};
+
+/// The names of every reason the collector may reject points for (the label values of
+/// `agent_rejected_points_total`), so that each counter is reported from 0.
+pub fn reject_reason_names() -> Vec<&'static str> {
+    (1..).map_while(|n| RejectReason::try_from(n).ok()).map(|r| r.as_str_name()).collect()
+}
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};

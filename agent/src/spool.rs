@@ -66,6 +66,9 @@ pub const REASON_REJECTED: &str = "rejected_by_collector";
 /// be split any further (a single log group, check or point that large).
 pub const REASON_TOO_LARGE: &str = "too_large";
 
+/// Every gap reason, so that each drop counter exists from 0 (`agent_spool_dropped_batches_total`).
+pub const REASONS: [&str; 4] = [REASON_FULL, REASON_DISK_RESERVE, REASON_REJECTED, REASON_TOO_LARGE];
+
 /// What [`Spool::split`] did with a batch the collector found too large.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {

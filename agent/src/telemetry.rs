@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use b24watch_proto::catalog::{
     AGENT_CPU_SECONDS_TOTAL, AGENT_REJECTED_POINTS_TOTAL, AGENT_RESIDENT_MEMORY_BYTES, AGENT_SAMPLER_ERRORS_TOTAL,
-    AGENT_SPOOL_BYTES, AGENT_SPOOL_DROPPED_BATCHES_TOTAL, AGENT_SPOOL_PENDING_BATCHES,
+    AGENT_SPOOL_BYTES, AGENT_SPOOL_DROPPED_BATCHES_TOTAL, AGENT_SPOOL_PENDING_BATCHES, BUILD_INFO,
 };
 
 use crate::observation::{Observation, UnixMs};
 
 /// Counters shared by the scheduler and the shipper. Label sets are bounded (sampler names and
-/// fixed reason strings).
+/// fixed reason strings). Every label set known in advance is reported from 0, so that a counter
+/// restarted with the agent is seen at 0 before its first increment and `increase()` counts it.
+/// It also reports `build_info`.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     sampler_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -23,6 +25,22 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Declares the failure reasons a sampler or checker can count, so they are reported from 0.
+    pub fn known_sampler_errors(&self, sampler: &'static str, reasons: &[&'static str]) {
+        let mut errors = self.sampler_errors.lock().expect("telemetry lock is never poisoned");
+        for reason in reasons {
+            errors.entry((sampler, reason)).or_default();
+        }
+    }
+
+    /// Declares the reasons the collector can reject points for, so they are reported from 0.
+    pub fn known_rejections(&self, reasons: &[&str]) {
+        let mut rejected = self.rejected_points.lock().expect("telemetry lock is never poisoned");
+        for reason in reasons {
+            rejected.entry((*reason).to_owned()).or_default();
+        }
+    }
+
     /// Counts a failed sampler run.
     pub fn sampler_error(&self, sampler: &'static str, reason: &'static str) {
         *self.sampler_errors.lock().expect("telemetry lock is never poisoned").entry((sampler, reason)).or_default() +=
@@ -63,25 +81,29 @@ impl Telemetry {
             at,
         ));
         out.push(Observation::new(AGENT_SPOOL_BYTES, self.spool_bytes.load(Ordering::Relaxed) as f64, at));
-        // "full" is always reported, so the series exists (at 0) before the first drop.
+        // Every reason is always reported, so each series exists (at 0) before the first drop.
         let dropped = self.spool_dropped.lock().expect("telemetry lock is never poisoned");
-        let full = dropped.get(crate::spool::REASON_FULL).copied().unwrap_or(0);
-        out.push(Observation::labeled(
-            AGENT_SPOOL_DROPPED_BATCHES_TOTAL,
-            vec![("reason", "full".to_owned())],
-            full as f64,
-            at,
-        ));
-        for (reason, count) in dropped.iter().filter(|(r, _)| **r != crate::spool::REASON_FULL) {
+        for reason in crate::spool::REASONS {
+            let count = dropped.get(reason).copied().unwrap_or(0);
             let label = reason.trim_start_matches("spool_").to_owned();
             out.push(Observation::labeled(
                 AGENT_SPOOL_DROPPED_BATCHES_TOTAL,
                 vec![("reason", label)],
-                *count as f64,
+                count as f64,
                 at,
             ));
         }
         drop(dropped);
+        out.push(Observation::labeled(
+            BUILD_INFO,
+            vec![
+                ("component", "agent".to_owned()),
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("commit", b24watch_common::COMMIT.to_owned()),
+            ],
+            1.0,
+            at,
+        ));
         for ((sampler, reason), count) in self.sampler_errors.lock().expect("telemetry lock is never poisoned").iter() {
             out.push(Observation::labeled(
                 AGENT_SAMPLER_ERRORS_TOTAL,
@@ -150,5 +172,28 @@ mod tests {
         assert_eq!(errors.value, 2.0);
         let dropped = obs.iter().find(|o| o.name == AGENT_SPOOL_DROPPED_BATCHES_TOTAL).expect("drops reported");
         assert_eq!(dropped.value, 3.0);
+    }
+
+    /// Issue 19 item 2: a counter born at its first increment is missed by `increase()`.
+    #[test]
+    fn every_known_counter_is_reported_from_zero_before_anything_happened() {
+        let telemetry = Telemetry::default();
+        telemetry.known_sampler_errors("cpu", &["unavailable", "parse", "timeout"]);
+        telemetry.known_rejections(&["REJECT_REASON_TOO_OLD"]);
+        let obs = telemetry.observe(UnixMs(1));
+        let zero = |name: &str, label: (&str, &str)| {
+            obs.iter().any(|o| {
+                o.name == name && o.value == 0.0 && o.labels.iter().any(|(k, v)| *k == label.0 && v == label.1)
+            })
+        };
+        for reason in ["full", "disk_reserve", "rejected_by_collector", "too_large"] {
+            assert!(zero(AGENT_SPOOL_DROPPED_BATCHES_TOTAL, ("reason", reason)), "drop reason {reason}: {obs:?}");
+        }
+        for reason in ["unavailable", "parse", "timeout"] {
+            assert!(zero(AGENT_SAMPLER_ERRORS_TOTAL, ("reason", reason)), "sampler reason {reason}: {obs:?}");
+        }
+        assert!(zero(AGENT_REJECTED_POINTS_TOTAL, ("reason", "REJECT_REASON_TOO_OLD")), "{obs:?}");
+        let build = obs.iter().find(|o| o.name == BUILD_INFO).expect("build_info reported");
+        assert!(build.labels.iter().any(|(k, v)| *k == "commit" && !v.is_empty()), "{build:?}");
     }
 }

@@ -1,29 +1,54 @@
 //! Benchmark: end-to-end ingest (gRPC → committed → acked) of N simulated agents, disk use per sample, and VictoriaMetrics on the same samples.
 //!
-//! Starts the release collector binary on loopback in a temp directory, enrols N agents (default
-//! 200) and lets each stream time-compressed history over its own gRPC stream (16 batches in
-//! flight, as the agent does): per agent `SERIES` series of a realistic mix (host gauges with two
-//! decimals, byte and request counters with occasional resets, near-constant values such as
-//! disk sizes and `mysql_up`, small integers such as process counts), `POINTS` points per series
-//! per batch at 10 s. Prints, in one run:
+//! Starts the release collector binary on loopback in a temp directory, connects `CONNECTED`
+//! agents (default 1,000: each opens its stream and sends one batch, then stays connected) and
+//! lets `AGENTS` of them (default 200) stream time-compressed history over their own gRPC stream
+//! (16 batches in flight, as the agent does): `SERIES` series per agent, `POINTS` points per series
+//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 60: one hour, aligned).
+//! The first two thirds are sent as fast as the collector acks them (saturation); the last third
+//! paced at `PACE_PERCENT` (default 70) % of the measured saturated rate, for the ack latency
+//! below saturation.
 //!
-//! `samples_per_s=` (stored and acked), `ack_p50_ms=`, `ack_p99_ms=`, `bytes_per_sample=`
-//! (database after the collector's clean stop, which seals the head, / samples stored),
+//! ## Series mix
+//! The agent's own series of a Bitrix host with 4 disks, 6 mounts, MySQL, 2 sites and 5 logs, in
+//! proportion ([`MIX`]): 24 % constant (sizes, totals, `*_up`, `service_up`, TLS expiry), 5 % CPU
+//! shares at full double precision (`jiffies / total`, as `node_cpu_*_ratio`) and 3 % CPU modes at
+//! zero (nice, irq, steal), 3 % load averages (two decimals), 8 % page-multiple byte gauges that
+//! drift (free space, available memory, RSS), 12 % small integers that rarely change (inodes
+//! free, Bitrix agents, mail queue, threads), counters: 7 % sector byte counters (idle a third of
+//! the ticks), 9 % event counters (log lines, MySQL questions), 20 % rarely moving counters (log
+//! errors, exceptions, check failures), 4 % millisecond counters (io time, CPU seconds), 3 %
+//! measured durations in nanoseconds (probe, MySQL connect) and 2 % minute timestamps (cron last
+//! run). All series of a tick share its timestamp, read from the wall clock right after the
+//! tick: the lag behind the 10 s grid stays put for many ticks and moves by a millisecond now and
+//! then (clock slew), with an occasional spike of a few milliseconds (a busy host). Both stores
+//! get exactly these samples.
+//!
+//! Prints, in one run:
+//!
+//! `samples_per_s=` (stored and acked, saturated), `ack_p50_ms=`, `ack_p99_ms=` (saturated and
+//! `_below_saturation`), the ingest rate of each million samples (flatness), `bytes_per_sample=`
+//! (pages in use after the collector's clean stop, which seals the head, and a WAL checkpoint,
+//! / samples in blocks; the file size too, whose free pages are reused by later writes),
 //! `disk_write_bytes_per_sample=` (`write_bytes` of `/proc/PID/io` of the collector during the
-//! run), `collector_rss_mib=` (peak), `render_us_per_series=` (one `/metrics` render of 1,000
-//! hosts × 100 series), and, when `victoria-metrics` is installed, `vm_samples_per_s=` and
-//! `vm_bytes_per_sample=` for the same samples sent through its `/api/v1/import` and force-merged.
+//! run), `collector_rss_mib=` (peak, with `CONNECTED` agents connected), `max_step_ms_*=` (the
+//! longest run of each store writer step: seal, rollup, retention, conversion, commit, from
+//! `/metrics`), `render_us_per_series=` (one `/metrics` render of 1,000 hosts × 100 series), and,
+//! when `victoria-metrics` is installed, `vm_samples_per_s=` and `vm_bytes_per_sample=` for the
+//! same samples sent through its `/api/v1/import` and force-merged.
 //!
-//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=30
-//!   AGENTS=1000 BATCHES=3 make bench-ingest
+//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=60 CONNECTED=1000
+//!   AGENTS=200 BATCHES=30 NO_VM=1 make bench-ingest     # a quicker run
 //!   AGENTS=1 POINTS=360 BATCHES=720 make bench-ingest   # one host, a time-compressed month
-//!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics)
+//!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics; NO_PACED=1
+//!   sends everything saturated)
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use b24watch_proto::v1::ingest_client::IngestClient;
 use b24watch_proto::v1::{Batch, Label, Series};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -47,88 +72,189 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+    /// Uniform in `[-n, n]`.
+    fn signed(&mut self, n: u64) -> i64 {
+        self.below(2 * n + 1) as i64 - n as i64
+    }
 }
+
+/// How a simulated series moves from one tick to the next (modelled on the agent's samplers).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Never changes in the run: sizes, totals, core count, `*_up`, `service_up`, TLS expiry.
+    Constant,
+    /// A share of CPU jiffies (`d / total`, full double precision), as `node_cpu_*_ratio`.
+    JiffyRatio,
+    /// A CPU mode that stays at zero on most hosts (nice, irq, steal).
+    ZeroRatio,
+    /// `/proc/loadavg` (two decimals) moving by up to this many hundredths a tick: load1, load5, load15.
+    Load(i64),
+    /// Bytes in 4 KiB pages that drift slowly: available memory, agent RSS, filesystem free space.
+    PageDrift,
+    /// A small integer that rarely changes: threads connected, Bitrix agents overdue, mail queue.
+    SmallInt,
+    /// A byte counter in 512-byte sectors, idle a third of the ticks (disk read/written bytes).
+    SectorCounter,
+    /// A counter of events that grows by a few per tick (log lines, MySQL questions).
+    EventCounter,
+    /// A counter that rarely moves (log errors, Bitrix exceptions, check failures).
+    RareCounter,
+    /// Seconds with three decimals that grow (disk io time, agent CPU seconds).
+    MillisCounter,
+    /// A measured duration in seconds at full precision (probe, MySQL connect).
+    Duration,
+    /// A Unix time in seconds that jumps once a minute (`bitrix_cron_last_run_timestamp_seconds`).
+    MinuteStamp,
+}
+
+/// Share of one host's series, per shape, in hundredths (sums to 100): the agent's series of a
+/// Bitrix host with 4 disks, 6 mounts, MySQL, 2 sites, 5 logs and its own telemetry.
+const MIX: [(&str, i32, Shape, u32); 14] = [
+    ("node_filesystem_size_bytes", 1, Shape::Constant, 24),
+    ("node_cpu_mode_ratio", 1, Shape::JiffyRatio, 5),
+    ("node_cpu_mode_ratio", 1, Shape::ZeroRatio, 3),
+    ("node_load1", 1, Shape::Load(10), 1),
+    ("node_load5", 1, Shape::Load(3), 1),
+    ("node_load15", 1, Shape::Load(1), 1),
+    ("node_filesystem_avail_bytes", 1, Shape::PageDrift, 8),
+    ("bitrix_agents_overdue", 1, Shape::SmallInt, 12),
+    ("node_disk_read_bytes_total", 2, Shape::SectorCounter, 7),
+    ("log_lines_total", 2, Shape::EventCounter, 9),
+    ("log_errors_total", 2, Shape::RareCounter, 20),
+    ("node_disk_io_time_seconds_total", 2, Shape::MillisCounter, 4),
+    ("probe_duration_seconds", 1, Shape::Duration, 3),
+    ("bitrix_cron_last_run_timestamp_seconds", 1, Shape::MinuteStamp, 2),
+];
 
 /// One simulated series: name, kind, labels and its value generator state.
 struct SimSeries {
-    name: String,
+    name: &'static str,
     kind: i32,
     labels: Vec<Label>,
-    shape: u8,
-    value: f64,
+    shape: Shape,
+    /// Current value in the shape's integer unit (jiffies, hundredths, bytes, milliseconds, ...).
+    units: i64,
 }
 
+/// `n` series in the proportions of [`MIX`], grouped by shape.
 fn series_mix(n: usize, rng: &mut Rng) -> Vec<SimSeries> {
-    (0..n)
-        .map(|i| {
-            let shape = (i % 10) as u8;
-            let (name, kind) = match shape {
-                0..=3 => ("node_load_or_ratio", 1),
-                4..=6 => ("node_bytes_total", 2),
-                7 | 8 => ("node_size_bytes", 1),
-                _ => ("mysql_threads", 1),
+    let mut slots: Vec<usize> = Vec::with_capacity(n);
+    for (idx, (.., weight)) in MIX.iter().enumerate() {
+        slots.extend(std::iter::repeat_n(idx, (n * *weight as usize).div_ceil(100)));
+    }
+    slots.truncate(n);
+    while slots.len() < n {
+        slots.push(0);
+    }
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, idx)| {
+            let (name, kind, shape, _) = MIX[idx];
+            let units = match shape {
+                Shape::Constant => (rng.below(2000) as i64 + 1) * 1_073_741_824,
+                Shape::JiffyRatio => rng.below(4000) as i64,
+                Shape::ZeroRatio => 0,
+                Shape::Load(_) => rng.below(400) as i64,
+                Shape::PageDrift => (rng.below(1 << 20) as i64 + (1 << 16)) * 4096,
+                Shape::SmallInt => rng.below(12) as i64,
+                Shape::SectorCounter | Shape::EventCounter | Shape::RareCounter | Shape::MillisCounter => {
+                    rng.below(1 << 30) as i64
+                }
+                Shape::Duration => 2_000_000,
+                Shape::MinuteStamp => 0,
             };
-            SimSeries {
-                name: name.into(),
-                kind,
-                labels: vec![Label { name: "i".into(), value: i.to_string() }],
-                shape,
-                value: match shape {
-                    7 | 8 => (rng.below(1000) * 1_073_741_824) as f64,
-                    _ => rng.below(100) as f64,
-                },
-            }
+            SimSeries { name, kind, labels: vec![Label { name: "i".into(), value: i.to_string() }], shape, units }
         })
         .collect()
 }
 
-fn step(s: &mut SimSeries, rng: &mut Rng) -> f64 {
-    s.value = match s.shape {
-        0..=3 => ((s.value * 100.0 + rng.below(41) as f64 - 20.0).max(0.0)).round() / 100.0,
-        4..=6 => {
-            if rng.below(20_000) == 0 {
-                0.0
-            } else {
-                s.value + (rng.below(4096) * 512) as f64
-            }
+/// The next value of a series at time `t` (ms).
+fn step(s: &mut SimSeries, t: i64, rng: &mut Rng) -> f64 {
+    match s.shape {
+        Shape::Constant => s.units as f64,
+        Shape::ZeroRatio => 0.0,
+        Shape::JiffyRatio => {
+            // 4 cores at USER_HZ 100: about 4,000 jiffies a tick, this mode's share drifting.
+            let total = 4000 + rng.signed(3);
+            s.units = (s.units + rng.signed(40)).clamp(0, 4000);
+            s.units.min(total) as f64 / total as f64
         }
-        7 | 8 => {
-            if rng.below(200) == 0 {
-                s.value + 4096.0
-            } else {
-                s.value
-            }
+        Shape::Load(cents) => {
+            s.units = (s.units + rng.signed(cents as u64)).max(0);
+            s.units as f64 / 100.0
         }
-        _ => (s.value + rng.below(3) as f64 - 1.0).max(0.0),
-    };
-    s.value
+        Shape::PageDrift => {
+            if rng.below(2) == 0 {
+                s.units += rng.signed(64) * 4096;
+            }
+            s.units as f64
+        }
+        Shape::SmallInt => {
+            if rng.below(30) == 0 {
+                s.units = (s.units + rng.signed(1)).max(0);
+            }
+            s.units as f64
+        }
+        Shape::SectorCounter => {
+            if rng.below(3) != 0 {
+                s.units += rng.below(2000) as i64 * 512;
+            }
+            s.units as f64
+        }
+        Shape::EventCounter => {
+            s.units += rng.below(20) as i64;
+            s.units as f64
+        }
+        Shape::RareCounter => {
+            if rng.below(500) == 0 {
+                s.units += 1 + rng.below(3) as i64;
+            }
+            s.units as f64
+        }
+        Shape::MillisCounter => {
+            s.units += rng.below(200) as i64;
+            s.units as f64 / 1000.0
+        }
+        Shape::Duration => {
+            // `Duration::as_secs_f64` of a measured time: nanoseconds.
+            (s.units + rng.below(3_000_000) as i64) as f64 / 1e9
+        }
+        Shape::MinuteStamp => (t / 60_000 * 60) as f64,
+    }
 }
 
-/// Everything one agent sends: its batches, pre-built so building is not measured.
+/// Everything one agent sends: its batches, pre-built so building is not measured. All series of
+/// a tick share its timestamp: the 10 s grid plus a lag that moves by a millisecond in one tick
+/// of ten, and a spike of 1-5 ms in one tick of thirty.
 fn agent_batches(agent: &str, seed: u64, series: usize, points: usize, batches: usize, t0: i64) -> Vec<Batch> {
     let mut rng = Rng(seed | 1);
     let mut mix = series_mix(series, &mut rng);
-    let mut t = t0;
+    let (mut tick, mut lag) = (t0, rng.below(3) as i64);
     (1..=batches as u64)
         .map(|seq| {
             let ts: Vec<i64> = (0..points)
                 .map(|_| {
-                    t += 10_000;
-                    t + rng.below(5) as i64
+                    tick += 10_000;
+                    if rng.below(10) == 0 {
+                        lag = (lag + rng.signed(1)).clamp(0, 3);
+                    }
+                    let spike = if rng.below(30) == 0 { 1 + rng.below(5) as i64 } else { 0 };
+                    tick + lag + spike
                 })
                 .collect();
             Batch {
                 spool_epoch: 1,
                 seq,
                 agent_id: agent.into(),
-                created_unix_ms: t,
+                created_unix_ms: *ts.last().expect("points"),
                 agent_version: "bench".into(),
                 series: mix
                     .iter_mut()
                     .map(|s| {
-                        let values = ts.iter().map(|_| step(s, &mut rng)).collect();
+                        let values = ts.iter().map(|&t| step(s, t, &mut rng)).collect();
                         Series {
-                            name: s.name.clone(),
+                            name: s.name.into(),
                             kind: s.kind,
                             labels: s.labels.clone(),
                             timestamps_unix_ms: ts.clone(),
@@ -202,9 +328,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
-async fn run_agent(url: String, token: String, batches: Vec<Batch>) -> (u64, Vec<f64>) {
-    let channel = tonic::transport::Endpoint::from_shared(url).expect("url").connect().await.expect("connect");
-    let mut client = b24watch_proto::v1::ingest_client::IngestClient::new(channel).max_encoding_message_size(64 << 20);
+/// Samples acked so far by all agents, and when each million was reached (ingest flatness).
+#[derive(Default)]
+struct Progress {
+    acked: std::sync::atomic::AtomicU64,
+    millions: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl Progress {
+    fn add(&self, n: u64) {
+        let before = self.acked.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let crossed = (before + n) / 1_000_000 - before / 1_000_000;
+        if crossed > 0 {
+            let now = Instant::now();
+            self.millions.lock().expect("lock").extend(std::iter::repeat_n(now, crossed as usize));
+        }
+    }
+}
+
+/// Streams `batches` (16 in flight, as the agent does); with `pace`, one batch per `pace` at
+/// most (a rate below saturation). Returns the points acked and each batch's ack latency (ms).
+async fn run_agent(
+    mut client: IngestClient<tonic::transport::Channel>,
+    token: String,
+    batches: Vec<Batch>,
+    pace: Option<Duration>,
+    progress: std::sync::Arc<Progress>,
+) -> (u64, Vec<f64>) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(16);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
@@ -214,7 +364,15 @@ async fn run_agent(url: String, token: String, batches: Vec<Batch>) -> (u64, Vec
     let sender = {
         let (sent_at, window) = (std::sync::Arc::clone(&sent_at), std::sync::Arc::clone(&window));
         tokio::spawn(async move {
+            let mut ticker = pace.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             for batch in batches {
+                if let Some(ticker) = &mut ticker {
+                    ticker.tick().await;
+                }
                 window.acquire().await.expect("open").forget();
                 sent_at.lock().expect("lock").insert(batch.seq, Instant::now());
                 if tx.send(batch).await.is_err() {
@@ -232,10 +390,111 @@ async fn run_agent(url: String, token: String, batches: Vec<Batch>) -> (u64, Vec
         let at = sent_at.lock().expect("lock").remove(&ack.seq).expect("sent");
         latencies.push(at.elapsed().as_secs_f64() * 1000.0);
         stored += ack.stored_points;
+        progress.add(ack.stored_points);
         window.add_permits(1);
     }
     drop(sender.await);
     (stored, latencies)
+}
+
+async fn connect(url: &str) -> IngestClient<tonic::transport::Channel> {
+    let channel =
+        tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect");
+    IngestClient::new(channel).max_encoding_message_size(64 << 20)
+}
+
+/// Runs every agent's batches at once; returns (points acked, sorted ack latencies, seconds).
+fn phase(
+    runtime: &tokio::runtime::Runtime,
+    clients: &[IngestClient<tonic::transport::Channel>],
+    tokens: &[String],
+    batches: Vec<Vec<Batch>>,
+    pace: Option<Duration>,
+    progress: &std::sync::Arc<Progress>,
+) -> (u64, Vec<f64>, f64) {
+    let start = Instant::now();
+    let results: Vec<(u64, Vec<f64>)> = runtime.block_on(async {
+        let tasks: Vec<_> = batches
+            .into_iter()
+            .zip(clients.iter().zip(tokens))
+            .map(|(b, (client, token))| {
+                tokio::spawn(run_agent(client.clone(), token.clone(), b, pace, std::sync::Arc::clone(progress)))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("agent task"));
+        }
+        out
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let stored = results.iter().map(|r| r.0).sum();
+    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.1).collect();
+    latencies.sort_by(f64::total_cmp);
+    (stored, latencies, elapsed)
+}
+
+/// Opens a stream for each idle agent and sends one batch of one point: the agent is then
+/// connected (its stream open) for the rest of the run, as a real agent between ticks.
+fn connect_idle(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    tokens: &[(String, String)],
+    t0: i64,
+) -> Vec<tokio::sync::mpsc::Sender<Batch>> {
+    runtime.block_on(async {
+        let mut out = Vec::new();
+        for (agent, token) in tokens {
+            let mut client = connect(url).await;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+            tx.send(Batch {
+                spool_epoch: 1,
+                seq: 1,
+                agent_id: agent.clone(),
+                created_unix_ms: t0,
+                agent_version: "bench".into(),
+                series: vec![Series {
+                    name: "node_load1".into(),
+                    kind: 1,
+                    labels: Vec::new(),
+                    timestamps_unix_ms: vec![t0],
+                    values: vec![0.5],
+                }],
+                ..Batch::default()
+            })
+            .await
+            .expect("queue");
+            let mut acks = client.stream(request).await.expect("stream").into_inner();
+            acks.message().await.expect("ack").expect("one ack");
+            // Keep the response stream alive with the agent.
+            tokio::spawn(async move { while let Ok(Some(_)) = acks.message().await {} });
+            out.push(tx);
+        }
+        out
+    })
+}
+
+/// `(step, longest run, total)` of the store writer's work, from the collector's `/metrics`.
+fn store_steps(port: u16) -> Vec<(String, f64, f64)> {
+    let Some((_, body)) = http(port, "GET", "/metrics", b"") else { return Vec::new() };
+    let text = String::from_utf8_lossy(&body);
+    let read = |metric: &str| -> Vec<(String, f64)> {
+        let prefix = format!("{metric}{{step=\"");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str())?.split_once("\"} "))
+            .filter_map(|(step, v)| Some((step.to_owned(), v.trim().parse().ok()?)))
+            .collect()
+    };
+    let totals = read("b24watch_collector_store_step_seconds_total");
+    read("b24watch_collector_store_step_max_seconds")
+        .into_iter()
+        .map(|(step, max)| {
+            let total = totals.iter().find(|t| t.0 == step).map_or(0.0, |t| t.1);
+            (step, max, total)
+        })
+        .collect()
 }
 
 fn render_us_per_series() -> f64 {
@@ -260,15 +519,39 @@ fn render_us_per_series() -> f64 {
     for _ in 0..5 {
         let mut out = String::new();
         let start = Instant::now();
-        live.render(now, 60_000, &mut out);
+        live.render(now, 60_000, "", &mut out);
         best = best.min(start.elapsed().as_secs_f64() * 1e6 / 100_000.0);
         std::hint::black_box(&out);
     }
     best
 }
 
+/// The import bodies for VictoriaMetrics, built before the run so building is not measured.
+fn vm_bodies(all: &[Vec<Batch>]) -> Vec<Vec<Vec<u8>>> {
+    // JSON lines: one line per series per batch.
+    all.iter()
+        .map(|batches| {
+            batches
+                .iter()
+                .map(|b| {
+                    let mut body = Vec::new();
+                    for s in &b.series {
+                        let line = serde_json::json!({
+                            "metric": { "__name__": s.name, "host": b.agent_id, "i": s.labels[0].value },
+                            "values": s.values, "timestamps": s.timestamps_unix_ms,
+                        });
+                        body.extend_from_slice(line.to_string().as_bytes());
+                        body.push(b'\n');
+                    }
+                    body
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// VictoriaMetrics next to us: the same samples through `/api/v1/import`, then a force merge.
-fn victoria(all: &[Vec<Batch>], samples: u64) {
+fn victoria(bodies: Vec<Vec<Vec<u8>>>, samples: u64) {
     let Some(binary) =
         ["/usr/bin/victoria-metrics", "/usr/bin/victoria-metrics-prod"].iter().map(PathBuf::from).find(|p| p.exists())
     else {
@@ -287,27 +570,6 @@ fn victoria(all: &[Vec<Batch>], samples: u64) {
         .spawn()
         .expect("start victoria-metrics");
     wait_http(port, "/health");
-    // JSON lines: one line per series per batch; agents in parallel like ours.
-    let bodies: Vec<Vec<Vec<u8>>> = all
-        .iter()
-        .map(|batches| {
-            batches
-                .iter()
-                .map(|b| {
-                    let mut body = Vec::new();
-                    for s in &b.series {
-                        let line = serde_json::json!({
-                            "metric": { "__name__": s.name, "host": b.agent_id, "i": s.labels[0].value },
-                            "values": s.values, "timestamps": s.timestamps_unix_ms,
-                        });
-                        body.extend_from_slice(line.to_string().as_bytes());
-                        body.push(b'\n');
-                    }
-                    body
-                })
-                .collect()
-        })
-        .collect();
     let start = Instant::now();
     std::thread::scope(|scope| {
         for chunk in bodies.chunks(bodies.len().div_ceil(16).max(1)) {
@@ -344,19 +606,24 @@ fn main() {
     let agents = env_num("AGENTS", 200) as usize;
     let series = env_num("SERIES", 300) as usize;
     let points = env_num("POINTS", 6) as usize;
-    let batches = env_num("BATCHES", 30) as usize;
+    let batches = env_num("BATCHES", 60) as usize;
+    let connected = (env_num("CONNECTED", 1000) as usize).max(agents);
+    let pace_share = env_num("PACE_PERCENT", 70) as f64 / 100.0;
+    // The last third of every agent's batches is sent paced below saturation.
+    let paced_batches = if std::env::var_os("NO_PACED").is_some() { 0 } else { batches / 3 };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let admin = b24watch_collector::store::admin::Admin::open(&data).expect("database");
-    let tokens: Vec<String> =
-        (0..agents).map(|a| admin.enroll(&format!("bench-{a:04}"), false, 0).expect("enroll")).collect();
+    let names: Vec<String> = (0..connected).map(|a| format!("bench-{a:04}")).collect();
+    let tokens: Vec<String> = names.iter().map(|n| admin.enroll(n, false, 0).expect("enroll")).collect();
     drop(admin);
-    // Samples end an hour ago: inside the collector's default past bound ([limits] max_past_secs).
+    // Samples end more than an hour ago (inside the collector's past bound), starting on an hour.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let t0 = now - (batches * points) as i64 * 10_000 - 3_600_000;
-    let all: Vec<Vec<Batch>> = (0..agents)
-        .map(|a| agent_batches(&format!("bench-{a:04}"), 0x9e37_79b9 + a as u64, series, points, batches, t0))
-        .collect();
+    let hour = 3_600_000;
+    let t0 = (now - (batches * points) as i64 * 10_000 - 2 * hour).div_euclid(hour) * hour - 10_000;
+    let mut all: Vec<Vec<Batch>> =
+        (0..agents).map(|a| agent_batches(&names[a], 0x9e37_79b9 + a as u64, series, points, batches, t0)).collect();
+    let vm_bodies = if std::env::var_os("NO_VM").is_none() { Some(vm_bodies(&all)) } else { None };
     let samples = (agents * series * points * batches) as u64;
     let (grpc, http_port) = (free_port(), free_port());
     let config = dir.path().join("collector.toml");
@@ -377,28 +644,39 @@ fn main() {
         .expect("start the collector (build it: cargo build --release -p b24watch-collector)");
     let pid = collector.id();
     wait_http(http_port, "/-/ready");
-    let io_before = proc_field(pid, "io", "write_bytes:");
     let url = format!("http://127.0.0.1:{grpc}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let start = Instant::now();
-    let results: Vec<(u64, Vec<f64>)> = runtime.block_on(async {
-        let tasks: Vec<_> = all
-            .iter()
-            .zip(&tokens)
-            .map(|(batches, token)| tokio::spawn(run_agent(url.clone(), token.clone(), batches.clone())))
-            .collect();
+    let idle: Vec<(String, String)> = names[agents..].iter().cloned().zip(tokens[agents..].iter().cloned()).collect();
+    let idle_streams = connect_idle(&runtime, &url, &idle, t0);
+    let rss_idle_kib = proc_field(pid, "status", "VmRSS:");
+    let clients: Vec<_> = runtime.block_on(async {
         let mut out = Vec::new();
-        for task in tasks {
-            out.push(task.await.expect("agent task"));
+        for _ in 0..agents {
+            out.push(connect(&url).await);
         }
         out
     });
-    let elapsed = start.elapsed().as_secs_f64();
+    let paced: Vec<Vec<Batch>> = all.iter_mut().map(|b| b.split_off(b.len() - paced_batches)).collect();
+    let io_before = proc_field(pid, "io", "write_bytes:");
+    let progress = std::sync::Arc::new(Progress::default());
+    let (stored, latencies, elapsed) = phase(&runtime, &clients, &tokens[..agents], all, None, &progress);
+    let saturated_millions = progress.millions.lock().expect("lock").clone();
+    let rate = stored as f64 / elapsed;
+    let (paced_stored, paced_latencies, paced_rate) = if paced_batches > 0 {
+        // One batch per agent every `pace`: `pace_share` of the saturated rate in all.
+        let per_batch = (series * points) as f64;
+        let pace = Duration::from_secs_f64(per_batch * agents as f64 / (rate * pace_share));
+        let (n, lat, secs) = phase(&runtime, &clients, &tokens[..agents], paced, Some(pace), &progress);
+        (n, lat, n as f64 / secs)
+    } else {
+        (0, Vec::new(), 0.0)
+    };
     let written = proc_field(pid, "io", "write_bytes:").saturating_sub(io_before);
     let rss_kib = proc_field(pid, "status", "VmHWM:");
-    let stored: u64 = results.iter().map(|r| r.0).sum();
-    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.1).collect();
-    latencies.sort_by(f64::total_cmp);
+    let steps = store_steps(http_port);
+    drop(idle_streams);
+    drop(clients);
+    let acked = stored + paced_stored;
     // A clean stop seals the head into blocks; then the file is what history costs.
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let status = collector.wait().expect("collector exit");
@@ -420,34 +698,61 @@ fn main() {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .expect("pages");
+    let tables: Vec<(String, i64)> = conn
+        .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")
+        .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .unwrap_or_default();
     drop(conn);
     let db_bytes = dir_bytes(&data);
-    println!(
-        "agents={agents} series_per_agent={series} points_per_batch_per_series={points} batches_per_agent={batches}"
-    );
-    println!("samples_sent={samples} samples_acked={stored} samples_in_blocks={in_blocks} seconds={elapsed:.1}");
-    println!("samples_per_s={:.0}", stored as f64 / elapsed);
-    println!("ack_p50_ms={:.1}", percentile(&latencies, 0.5));
-    println!("ack_p99_ms={:.1}", percentile(&latencies, 0.99));
-    println!(
-        "bytes_per_sample={:.3} (file {db_bytes} B, used pages {} B)",
-        db_bytes as f64 / in_blocks.max(1) as f64,
-        (page_count - freelist) * page_size
-    );
+    let used = (page_count - freelist) * page_size;
     let per = |bytes: i64| bytes as f64 / in_blocks.max(1) as f64;
+    println!(
+        "agents={agents} connected={connected} series_per_agent={series} points_per_batch_per_series={points} batches_per_agent={batches} (last {paced_batches} paced)"
+    );
+    println!("samples_sent={samples} samples_acked={acked} samples_in_blocks={in_blocks} seconds={elapsed:.1}");
+    println!("samples_per_s={rate:.0}");
+    println!("ack_p50_ms={:.1} (saturated)", percentile(&latencies, 0.5));
+    println!("ack_p99_ms={:.1} (saturated)", percentile(&latencies, 0.99));
+    if paced_batches > 0 {
+        println!("paced_samples_per_s={paced_rate:.0} (target {:.0})", rate * pace_share);
+        println!("ack_p50_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.5));
+        println!("ack_p99_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.99));
+    }
+    let segments: Vec<f64> = saturated_millions.windows(2).map(|w| 1e6 / (w[1] - w[0]).as_secs_f64()).collect();
+    if !segments.is_empty() {
+        let mean = segments.iter().sum::<f64>() / segments.len() as f64;
+        let worst = segments.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
+        let shown: Vec<String> = segments.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
+        println!("ingest_k_per_s_per_million=[{}] max_deviation_from_mean={:.0}%", shown.join(","), worst * 100.0);
+    }
+    println!(
+        "bytes_per_sample={:.3} (used pages {used} B after the clean stop and a checkpoint; file {db_bytes} B = {:.3}/sample, {} free pages)",
+        per(used),
+        per(db_bytes as i64),
+        freelist
+    );
     println!(
         "payload_bytes_per_sample: raw_blocks={:.3} minute_rollups={:.3} hour_rollups={:.3}",
         per(block_bytes),
         per(minute_bytes),
         per(hour_bytes)
     );
-    println!("disk_write_bytes_per_sample={:.2}", written as f64 / stored.max(1) as f64);
-    println!("collector_rss_mib={:.1}", rss_kib as f64 / 1024.0);
+    let shown: Vec<String> = tables.iter().map(|(t, b)| format!("{t}={:.3}", per(*b))).collect();
+    println!("pages_per_sample_by_table: {}", shown.join(" "));
+    println!("disk_write_bytes_per_sample={:.2}", written as f64 / acked.max(1) as f64);
+    println!(
+        "collector_rss_mib={:.1} (peak; {:.1} with {connected} agents connected before the run)",
+        rss_kib as f64 / 1024.0,
+        rss_idle_kib as f64 / 1024.0
+    );
+    for (step, max, total) in &steps {
+        println!("max_step_ms_{step}={:.1} (writer busy {total:.1} s in all)", max * 1000.0);
+    }
     println!("render_us_per_series={:.3}", render_us_per_series());
     if std::env::var_os("KEEP").is_some() {
         println!("kept={}", dir.keep().display());
     }
-    if std::env::var_os("NO_VM").is_none() {
-        victoria(&all, samples);
+    if let Some(bodies) = vm_bodies {
+        victoria(bodies, samples);
     }
 }

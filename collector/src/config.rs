@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// `[sla]`
     pub sla: RawSla,
+    /// `[[remote_write]]` targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<crate::remote_write::RawRemoteWrite>,
 }
 
 /// `[sla]` section.
@@ -52,6 +55,8 @@ pub struct RawSla {
     pub service_hours: String,
     /// Time zone.
     pub timezone: String,
+    /// Language of the report and the status page: "en" or "ru".
+    pub language: String,
     /// Declared maintenance windows.
     pub maintenance: Vec<RawMaintenance>,
 }
@@ -66,6 +71,7 @@ impl Default for RawSla {
             silence_counts_as: "down".into(),
             service_hours: String::new(),
             timezone: "UTC".into(),
+            language: "en".into(),
             maintenance: Vec::new(),
         }
     }
@@ -100,8 +106,10 @@ pub struct SlaConfig {
     pub rules: crate::sla::Rules,
     /// Service hours; `None`: all the time.
     pub calendar: Option<crate::sla::Calendar>,
-    /// Time zone of months and service hours.
+    /// Time zone of months, service hours and every time printed for people.
     pub timezone: jiff::tz::TimeZone,
+    /// Language of the report and the status page when the URL does not ask for one.
+    pub language: crate::i18n::Lang,
     /// Declared windows: (host or "", from ms, to ms, reason).
     pub maintenance: Vec<(String, i64, i64, String)>,
 }
@@ -145,6 +153,10 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
         problems.bad("sla.timezone", format!("{:?}: {err}", raw.timezone));
         jiff::tz::TimeZone::UTC
     });
+    let language = crate::i18n::Lang::parse(&raw.language).unwrap_or_else(|err| {
+        problems.bad("sla.language", err);
+        crate::i18n::Lang::En
+    });
     let calendar = if raw.service_hours.is_empty() {
         None
     } else {
@@ -177,6 +189,7 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
         },
         calendar,
         timezone,
+        language,
         maintenance,
     }
 }
@@ -240,6 +253,10 @@ pub struct RawCollector {
     pub http_header_timeout_secs: u64,
     /// Seconds of silence before an HTTP connection is closed.
     pub http_idle_timeout_secs: u64,
+    /// The collector's URL as people open it (alert links), empty for one derived from http_listen.
+    pub external_url: String,
+    /// Where the runbooks are, empty for `<external_url>/runbooks`.
+    pub runbook_url: String,
 }
 
 impl Default for RawCollector {
@@ -254,6 +271,8 @@ impl Default for RawCollector {
             http_max_connections: 128,
             http_header_timeout_secs: 10,
             http_idle_timeout_secs: 60,
+            external_url: String::new(),
+            runbook_url: String::new(),
         }
     }
 }
@@ -338,6 +357,51 @@ pub struct Config {
     pub http_limits: HttpLimits,
     /// History kept per tier and table.
     pub retention: crate::store::Retention,
+    /// `collector.external_url` as set (no trailing `/`), `None` for one derived from the bound
+    /// HTTP address ([`external_url`]).
+    pub external_url: Option<String>,
+    /// `collector.runbook_url` as set (no trailing `/`), `None` for `<external_url>/runbooks`.
+    pub runbook_url: Option<String>,
+    /// Remote-write targets.
+    pub remote_write: Vec<crate::remote_write::Target>,
+}
+
+/// The collector's external URL: the configured one, else derived from the HTTP address it
+/// listens on (the machine's host name for an unspecified address such as 0.0.0.0).
+pub fn external_url(configured: Option<&str>, http: SocketAddr, https: bool) -> String {
+    if let Some(url) = configured {
+        return url.to_owned();
+    }
+    let scheme = if https { "https" } else { "http" };
+    let host = if http.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    } else if http.is_ipv6() {
+        format!("[{}]", http.ip())
+    } else {
+        http.ip().to_string()
+    };
+    format!("{scheme}://{host}:{}", http.port())
+}
+
+/// An absolute http(s) URL setting, trailing `/` removed; `None` when empty.
+fn url_setting(key: &str, text: &str, problems: &mut Problems) -> Option<String> {
+    let url = text.trim().trim_end_matches('/');
+    if url.is_empty() {
+        return None;
+    }
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.contains(|c: char| c.is_whitespace() || c == '"' || c == '#')) {
+        problems.bad(
+            key,
+            format!("{text:?}: expected an absolute http:// or https:// URL such as \"https://b24watch.example.com\""),
+        );
+        return None;
+    }
+    Some(url.to_owned())
 }
 
 /// Limits of the HTTP listener (see [`crate::listener`]).
@@ -498,7 +562,13 @@ impl Config {
             problems.bad("collector.data_dir", "empty: expected a directory path");
         }
         let sla = validate_sla(&raw.sla, &mut problems);
+        let external_url = url_setting("collector.external_url", &c.external_url, &mut problems);
+        let runbook_url = url_setting("collector.runbook_url", &c.runbook_url, &mut problems);
+        let remote_write = crate::remote_write::validate(&raw.remote_write, &mut problems);
         problems.finish(Config {
+            external_url,
+            runbook_url,
+            remote_write,
             sla,
             grpc_listen,
             http_listen,
@@ -532,6 +602,23 @@ mod tests {
 
     fn origin() -> &'static Path {
         Path::new("/etc/b24watch/collector.toml")
+    }
+
+    #[test]
+    fn external_and_runbook_urls_must_be_absolute() {
+        let cfg = Config::parse(
+            "[collector]\nexternal_url = \"https://mon.example.com/\"\nrunbook_url = \"https://wiki.example.com/b24\"\n",
+            origin(),
+        )
+        .expect("valid");
+        assert_eq!(cfg.external_url.as_deref(), Some("https://mon.example.com"));
+        assert_eq!(cfg.runbook_url.as_deref(), Some("https://wiki.example.com/b24"));
+        let err = Config::parse("[collector]\nexternal_url = \"/b24watch\"\nrunbook_url = \"file:///x\"\n", origin())
+            .expect_err("relative URLs refused");
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["collector.external_url", "collector.runbook_url"]);
+        let derived = external_url(None, "127.0.0.1:10061".parse().expect("addr"), false);
+        assert_eq!(derived, "http://127.0.0.1:10061");
     }
 
     #[test]
@@ -578,6 +665,15 @@ mod tests {
         assert!(cfg.tls.is_none(), "gRPC TLS untouched");
         let err = Config::parse("[http]\ntls_client_ca_file = \"/ca.pem\"\n", origin()).expect_err("ca alone");
         assert!(err.to_string().contains("http.tls_client_ca_file"), "{err}");
+    }
+
+    #[test]
+    fn the_language_is_en_or_ru() {
+        assert_eq!(Config::parse("", origin()).expect("defaults").sla.language, crate::i18n::Lang::En);
+        let cfg = Config::parse("[sla]\nlanguage = \"ru\"\n", origin()).expect("ru");
+        assert_eq!(cfg.sla.language, crate::i18n::Lang::Ru);
+        let err = Config::parse("[sla]\nlanguage = \"de\"\n", origin()).expect_err("de");
+        assert!(err.to_string().contains("sla.language") && err.to_string().contains("\"en\" or \"ru\""), "{err}");
     }
 
     #[test]

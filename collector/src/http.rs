@@ -11,6 +11,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::i18n::Lang;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -40,9 +41,23 @@ const MAX_TIME_MS: i64 = 253_402_300_799_999;
 const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
 
+/// The absolute URLs alert pages link to (`b24watch_collector_links`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// The collector's URL as people open it (`collector.external_url` or derived).
+    pub external_url: String,
+    /// The runbooks (`collector.runbook_url` or `<external_url>/runbooks`).
+    pub runbook_url: String,
+}
+
+/// docs/runbooks.md, served at `/runbooks` so that alert pages link to something a phone opens.
+const RUNBOOKS: &str = include_str!("../../docs/runbooks.md");
+
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// Links for alert pages.
+    pub links: Arc<Links>,
     /// Latest values.
     pub live: Arc<Live>,
     /// Self-metrics.
@@ -79,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/reports/sla", get(sla_report))
+        .route("/runbooks", get(runbooks))
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
@@ -87,20 +103,40 @@ fn is_ready(state: &AppState) -> bool {
     state.store.is_healthy() && !state.shutdown.is_cancelled()
 }
 
-async fn index(State(state): State<AppState>) -> Response {
+/// Query of the pages for people (`/`, `/reports/sla` in HTML).
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+}
+
+/// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
+fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
+    match lang {
+        None => Ok(state.uptime.cfg.language),
+        Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
+    }
+}
+
+async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let lang = match page_lang(&state, q.lang.as_deref()) {
+        Ok(lang) => lang,
+        Err(response) => return *response,
+    };
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
     let now = now_ms();
     let up: std::collections::HashSet<String> =
         state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
     let uptime = Arc::clone(&state.uptime);
+    let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
     match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, now)),
+        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now, &page), lang),
         Err(response) => response,
     }
 }
 
-fn html_page(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+fn html_page(body: String, lang: Lang) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_LANGUAGE, lang.code())], body)
+        .into_response()
 }
 
 /// Runs a store call on the blocking pool (never on the async workers): its value, or the
@@ -405,6 +441,7 @@ struct ReportQuery {
     month: Option<String>,
     format: Option<String>,
     host: Option<String>,
+    lang: Option<String>,
 }
 
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
@@ -418,6 +455,10 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     if !matches!(format.as_str(), "html" | "csv" | "json") {
         return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
     }
+    let lang = match page_lang(&state, q.lang.as_deref()) {
+        Ok(lang) => lang,
+        Err(response) => return *response,
+    };
     let built = blocking(move || Ok(crate::report::build(&uptime, &month, q.host.as_deref(), now))).await;
     let report = match built {
         Ok(Ok(report)) => report,
@@ -442,8 +483,54 @@ async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
             )
                 .into_response()
         }
-        _ => html_page(crate::report::html(&report)),
+        _ => html_page(crate::report::html(&report, lang), lang),
     }
+}
+
+/// The runbooks as a page: each `## Alert` heading gets the id alert links point at
+/// (`#b24watchagentdown`), the rest is shown as written.
+async fn runbooks() -> Response {
+    // The runbooks are written in English.
+    html_page(runbooks_html(RUNBOOKS), Lang::En)
+}
+
+/// Renders docs/runbooks.md: headings as headings with lower-case ids, other lines escaped.
+fn runbooks_html(markdown: &str) -> String {
+    let escape = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>b24watch runbooks</title><style>body{font-family:sans-serif;max-width:50em;margin:auto;padding:1em}\
+         pre{white-space:pre-wrap}</style></head><body>\n",
+    );
+    let mut text = String::new();
+    let flush = |text: &mut String, out: &mut String| {
+        if !text.trim().is_empty() {
+            out.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end())));
+        }
+        text.clear();
+    };
+    for line in markdown.lines() {
+        let level = line.bytes().take_while(|b| *b == b'#').count();
+        if (1..=3).contains(&level) && line.as_bytes().get(level) == Some(&b' ') {
+            flush(&mut text, &mut out);
+            let title = line[level + 1..].trim();
+            let id: String = title
+                .chars()
+                .filter_map(|c| match c {
+                    c if c.is_alphanumeric() => Some(c.to_ascii_lowercase()),
+                    ' ' | '-' | '_' => Some('-'),
+                    _ => None,
+                })
+                .collect();
+            out.push_str(&format!("<h{level} id=\"{}\">{}</h{level}>\n", escape(&id), escape(title)));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    flush(&mut text, &mut out);
+    out.push_str("</body></html>\n");
+    out
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -457,12 +544,15 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(64 * 1024);
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    state.live.render(now_ms(), timeout_ms, &mut out);
+    state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), &mut out);
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
+    crate::metrics::render_store_steps(&mut out, &state.store.step_seconds());
     state.uptime.render(&mut out);
+    crate::metrics::render_links(&mut out, &state.links.external_url, &state.links.runbook_url);
+    crate::metrics::render_process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

@@ -9,9 +9,12 @@
 //! - [`live`]: latest values per host for `/metrics`, liveness by receive time.
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
+//! - [`resources`]: a host's resources over a report period from the hour tier of the history.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
+//! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
+//! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -20,10 +23,13 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod http_tls;
+pub mod i18n;
 pub mod listener;
 pub mod live;
 pub mod metrics;
+pub mod remote_write;
 pub mod report;
+pub mod resources;
 pub mod sla;
 pub mod store;
 pub mod uptime;
@@ -46,6 +52,9 @@ const AGENT_REFRESH: Duration = Duration::from_secs(10);
 const CREDENTIAL_LOOKUPS: usize = 2;
 /// How often the collector records that it is alive and recomputes uptime metrics.
 const SLA_REFRESH: Duration = Duration::from_secs(10);
+/// HTTP/2 receive window of an agent stream and connection: a few batches in flight (an agent
+/// batch of 300 series is ~40 KB), so pipelining keeps the writer fed without parking memory.
+const GRPC_WINDOW_BYTES: u32 = 128 * 1024;
 
 /// The collector's wall clock in unix milliseconds. Only edges call it; pure code takes times as
 /// arguments.
@@ -101,6 +110,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     admin.limit(cfg.max_db_bytes).context("bounding the administration connection")?;
     let uptime = Arc::new(uptime::Uptime::new(cfg.sla.clone(), Arc::clone(&reader)));
     let live = Arc::new(live::Live::default());
+    live.set_agent_timeout(i64::try_from(cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX));
     live.set_agents(&reader.agents().context("reading enrolled agents")?);
     // Credentials are read on blocking threads with this connection of their own, never waiting
     // behind a report on the shared reader: at every stream start, and every 2 s into the cache
@@ -111,6 +121,8 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let credential_db = Arc::new(std::sync::Mutex::new(credential_db));
     let metrics = Arc::new(metrics::Metrics::default());
     let tracker = TaskTracker::new();
+    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, &shutdown, &tracker)
+        .context("starting remote write")?;
 
     let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
     let http_addr = http.local_addr().context("reading the HTTP address")?;
@@ -131,7 +143,12 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     if let Some(tls) = &cfg.tls {
         builder = builder.tls_config(tls_config(tls)?).context("configuring TLS for the gRPC listener")?;
     }
+    // HTTP/2 flow-control windows bound what a stream can have received but not yet stored:
+    // the stream handles one batch at a time, and hyper's default 1 MiB per stream (and per
+    // connection) let 200 busy agents park ~200 MiB of batches in the collector's memory.
     let grpc_server = builder
+        .initial_stream_window_size(Some(GRPC_WINDOW_BYTES))
+        .initial_connection_window_size(Some(GRPC_WINDOW_BYTES))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(ingest)
@@ -151,7 +168,10 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         })
         .transpose()
         .context("configuring TLS for the HTTP listener")?;
+    let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
+    let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
     let app = http::router(http::AppState {
+        links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
         reader: Arc::clone(&reader),

@@ -93,6 +93,9 @@ enum Command {
         /// One host only (default: every host).
         #[arg(long)]
         host: Option<String>,
+        /// Language of the HTML report: en or ru. Default: [sla] language.
+        #[arg(long)]
+        lang: Option<String>,
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
@@ -179,8 +182,8 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Some(Command::Report { ref month, ref format, ref host, ref output }) => {
-            report(&cfg, month.as_deref(), format, host.as_deref(), output.as_deref())
+        Some(Command::Report { ref month, ref format, ref host, ref lang, ref output }) => {
+            report(&cfg, month.as_deref(), format, host.as_deref(), lang.as_deref(), output.as_deref())
         }
         Some(Command::Agents) => reader(&cfg).and_then(|reader| {
             let agents = reader.agents()?;
@@ -304,12 +307,17 @@ fn report(
     month: Option<&str>,
     format: &str,
     host: Option<&str>,
+    lang: Option<&str>,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use b24watch_collector::{report, uptime};
+    use b24watch_collector::{i18n, report, uptime};
     if !matches!(format, "html" | "csv" | "json") {
         anyhow::bail!("--format {format:?}: expected html, csv or json");
     }
+    let lang = match lang {
+        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}"))?,
+        None => cfg.sla.language,
+    };
     let reader = std::sync::Arc::new(reader(cfg)?);
     let now = b24watch_collector::now_ms();
     let service = uptime::Uptime::new(cfg.sla.clone(), reader);
@@ -324,7 +332,7 @@ fn report(
     let text = match format {
         "json" => serde_json::to_string_pretty(&built)? + "\n",
         "csv" => report::csv(&built),
-        _ => report::html(&built),
+        _ => report::html(&built, lang),
     };
     match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,

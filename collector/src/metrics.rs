@@ -123,9 +123,75 @@ pub struct Metrics {
     commit_sum_micros: AtomicU64,
     http_connections_active: AtomicI64,
     http_connections_refused: AtomicU64,
+    /// Remote-write targets, set once at startup.
+    remote_write: std::sync::OnceLock<Vec<std::sync::Arc<RemoteWriteStats>>>,
+}
+
+/// Why samples failed to reach a remote-write target for now (retried): label values of
+/// `b24watch_collector_remote_write_samples_failed_total`.
+pub const RW_FAILED: [&str; 4] = ["network", "timeout", "server_error", "too_many_requests"];
+/// Why samples will never reach a remote-write target: label values of
+/// `b24watch_collector_remote_write_samples_dropped_total` (`backlog_full` is kept in the store).
+pub const RW_DROPPED: [&str; 2] = ["rejected", "invalid_series"];
+
+/// One remote-write target's figures (`crate::remote_write` updates them).
+#[derive(Debug, Default)]
+pub struct RemoteWriteStats {
+    /// The target's name.
+    pub name: String,
+    /// Where it sends (no credentials).
+    pub url: String,
+    /// Samples the receiver accepted.
+    pub sent: AtomicU64,
+    /// Samples of failed attempts, indexed like [`RW_FAILED`].
+    pub failed: [AtomicU64; 4],
+    /// Samples dropped, indexed like [`RW_DROPPED`].
+    pub dropped: [AtomicU64; 2],
+    /// Samples dropped because the backlog passed `max_backlog_bytes` (persisted in the store).
+    pub dropped_backlog: AtomicU64,
+    /// Samples committed and not yet sent.
+    pub pending: AtomicU64,
+    /// When the oldest unsent row was first seen (unix ms; 0: nothing unsent).
+    pub oldest_unsent_ms: AtomicI64,
+    /// Last accepted request (unix ms; 0: none yet).
+    pub last_success_ms: AtomicI64,
+    /// The last failure, empty after a success.
+    pub last_error: std::sync::Mutex<String>,
+}
+
+impl RemoteWriteStats {
+    /// A failed attempt of `samples` samples, `reason` one of [`RW_FAILED`].
+    pub fn failed(&self, reason: &str, samples: u64, error: String) {
+        if let Some(i) = RW_FAILED.iter().position(|r| *r == reason) {
+            self.failed[i].fetch_add(samples, Ordering::Relaxed);
+        }
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Samples dropped, `reason` one of [`RW_DROPPED`].
+    pub fn dropped(&self, reason: &str, samples: u64) {
+        if let Some(i) = RW_DROPPED.iter().position(|r| *r == reason) {
+            self.dropped[i].fetch_add(samples, Ordering::Relaxed);
+        }
+    }
+
+    /// The target's last error, empty when its last request succeeded.
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Metrics {
+    /// Registers the remote-write targets (once, at startup).
+    pub fn set_remote_write(&self, targets: Vec<std::sync::Arc<RemoteWriteStats>>) {
+        let _ = self.remote_write.set(targets);
+    }
+
+    /// The remote-write targets' figures.
+    pub fn remote_write(&self) -> &[std::sync::Arc<RemoteWriteStats>] {
+        self.remote_write.get().map_or(&[], Vec::as_slice)
+    }
+
     /// Counts a batch by outcome.
     pub fn batch(&self, result: BatchResult) {
         let idx = BATCH_RESULTS.iter().position(|(r, _)| *r == result).expect("every result is listed");
@@ -317,10 +383,269 @@ impl Metrics {
             "1 when the collector accepts batches (store healthy, not stopping).",
         );
         let _ = writeln!(out, "b24watch_collector_ready {}", u8::from(ready));
+        self.render_remote_write(out);
+    }
+
+    fn render_remote_write(&self, out: &mut String) {
+        let targets = self.remote_write();
+        if targets.is_empty() {
+            return;
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let esc = |s: &str| crate::live::escape(s);
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_sent_total",
+            "counter",
+            "Samples a remote-write target accepted.",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_samples_sent_total{{target=\"{}\"}} {}",
+                esc(&t.name),
+                load(&t.sent)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_failed_total",
+            "counter",
+            "Samples of remote-write requests that failed and are retried, by reason.",
+        );
+        for t in targets {
+            for (reason, value) in RW_FAILED.iter().zip(&t.failed) {
+                let _ = writeln!(
+                    out,
+                    "b24watch_collector_remote_write_samples_failed_total{{target=\"{}\",reason=\"{reason}\"}} {}",
+                    esc(&t.name),
+                    load(value)
+                );
+            }
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_samples_dropped_total",
+            "counter",
+            "Samples that will never reach a remote-write target, by reason (rejected: a 4xx answer; invalid_series: a name or labels that cannot be sent; backlog_full: the target fell further behind than max_backlog_bytes).",
+        );
+        for t in targets {
+            for (reason, value) in RW_DROPPED.iter().zip(&t.dropped) {
+                let _ = writeln!(
+                    out,
+                    "b24watch_collector_remote_write_samples_dropped_total{{target=\"{}\",reason=\"{reason}\"}} {}",
+                    esc(&t.name),
+                    load(value)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_samples_dropped_total{{target=\"{}\",reason=\"backlog_full\"}} {}",
+                esc(&t.name),
+                load(&t.dropped_backlog)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_pending_samples",
+            "gauge",
+            "Samples committed to the store and not yet sent to a remote-write target.",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_pending_samples{{target=\"{}\"}} {}",
+                esc(&t.name),
+                load(&t.pending)
+            );
+        }
+        let now = crate::now_ms();
+        header(
+            out,
+            "b24watch_collector_remote_write_oldest_unsent_age_seconds",
+            "gauge",
+            "How long the oldest unsent samples of a remote-write target have waited since their commit (0: nothing unsent).",
+        );
+        for t in targets {
+            let since = t.oldest_unsent_ms.load(Ordering::Relaxed);
+            let age = if since > 0 { (now - since).max(0) as f64 / 1000.0 } else { 0.0 };
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_oldest_unsent_age_seconds{{target=\"{}\"}} {age}",
+                esc(&t.name)
+            );
+        }
+        header(
+            out,
+            "b24watch_collector_remote_write_last_success_timestamp_seconds",
+            "gauge",
+            "When a remote-write target last accepted a request (0: not since the collector started).",
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "b24watch_collector_remote_write_last_success_timestamp_seconds{{target=\"{}\"}} {}",
+                esc(&t.name),
+                t.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+        }
+    }
+}
+
+/// Appends the longest run and the total time of each kind of the store writer's work
+/// (`(step, longest, total)` in seconds).
+pub fn render_store_steps(out: &mut String, steps: &[crate::store::StepTime]) {
+    header(
+        out,
+        "b24watch_collector_store_step_max_seconds",
+        "gauge",
+        "Longest run since start of one store writer step (seal, rollup, retention, conversion, commit); ingest waits behind it.",
+    );
+    for (step, max, _) in steps {
+        let _ = writeln!(out, "b24watch_collector_store_step_max_seconds{{step=\"{step}\"}} {max}");
+    }
+    header(
+        out,
+        "b24watch_collector_store_step_seconds_total",
+        "counter",
+        "Time the store writer spent on each kind of step.",
+    );
+    for (step, _, total) in steps {
+        let _ = writeln!(out, "b24watch_collector_store_step_seconds_total{{step=\"{step}\"}} {total}");
     }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The label text of the collector's own `b24watch_build_info` line.
+pub fn own_build_info() -> String {
+    format!(
+        "component=\"collector\",version=\"{}\",commit=\"{}\"",
+        crate::live::escape(env!("CARGO_PKG_VERSION")),
+        crate::live::escape(b24watch_common::COMMIT)
+    )
+}
+
+/// Appends `b24watch_collector_links`: the absolute URLs alert rules put in their pages (the
+/// collector's external URL and the runbooks' URL), as labels of a constant 1.
+pub fn render_links(out: &mut String, external_url: &str, runbook_url: &str) {
+    header(
+        out,
+        "b24watch_collector_links",
+        "gauge",
+        "Absolute URLs alert rules link to: the collector's external_url and the runbooks' runbook_url ([collector] settings).",
+    );
+    let _ = writeln!(
+        out,
+        "b24watch_collector_links{{external_url=\"{}\",runbook_url=\"{}\"}} 1",
+        crate::live::escape(external_url),
+        crate::live::escape(runbook_url)
+    );
+}
+
+/// What `/proc/self` says about this process, named as Prometheus client libraries name it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory, bytes.
+    pub resident_bytes: f64,
+    /// Virtual memory, bytes.
+    pub virtual_bytes: f64,
+    /// Start time, unix seconds.
+    pub start_time_seconds: f64,
+}
+
+/// Parses `/proc/self/stat` (utime, stime: fields 14–15; starttime: 22, in ticks after boot;
+/// vsize: 23, bytes; rss: 24, pages) with the boot time (`btime` of `/proc/stat`).
+pub fn parse_process_stat(stat: &str, boot_time_seconds: f64, page_size: u64, ticks: u64) -> Option<ProcessStats> {
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    let ticks = ticks.max(1) as f64;
+    Some(ProcessStats {
+        cpu_seconds: (field(14)? + field(15)?) as f64 / ticks,
+        start_time_seconds: boot_time_seconds + field(22)? as f64 / ticks,
+        virtual_bytes: field(23)? as f64,
+        resident_bytes: (field(24)? * page_size) as f64,
+    })
+}
+
+/// The soft limit of open files from `/proc/self/limits` (`None` when unlimited or unreadable).
+fn parse_max_fds(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// Appends the standard `process_*` metrics of the collector (CPU, memory, descriptors, start
+/// time) as Prometheus client libraries expose them, read from `/proc/self`. A file that cannot
+/// be read leaves its metrics out.
+pub fn render_process(out: &mut String) {
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<f64>().ok()));
+    let stat = std::fs::read_to_string("/proc/self/stat").ok();
+    let page_size = rustix::param::page_size() as u64;
+    let ticks = rustix::param::clock_ticks_per_second();
+    if let Some(p) = boot.zip(stat).and_then(|(boot, stat)| parse_process_stat(&stat, boot, page_size, ticks)) {
+        header(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        let _ = writeln!(out, "process_cpu_seconds_total {}", p.cpu_seconds);
+        header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", p.resident_bytes);
+        header(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        let _ = writeln!(out, "process_virtual_memory_bytes {}", p.virtual_bytes);
+        header(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        let _ = writeln!(out, "process_start_time_seconds {}", p.start_time_seconds);
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        // The directory handle read here is one of them.
+        let open = dir.count().saturating_sub(1);
+        header(out, "process_open_fds", "gauge", "Number of open file descriptors.");
+        let _ = writeln!(out, "process_open_fds {open}");
+    }
+    if let Some(max) = std::fs::read_to_string("/proc/self/limits").ok().as_deref().and_then(parse_max_fds) {
+        header(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        let _ = writeln!(out, "process_max_fds {max}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stat_fields_are_read_after_the_command_name() {
+        let stat = "4242 (b24 (watch) x) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 50 0 0 20 0 3 0 1000 9000000 1500 18446744073709551615";
+        let p = parse_process_stat(stat, 1_700_000_000.0, 4096, 100).expect("parses");
+        assert_eq!(p.cpu_seconds, 2.0);
+        assert_eq!(p.start_time_seconds, 1_700_000_010.0);
+        assert_eq!(p.virtual_bytes, 9_000_000.0);
+        assert_eq!(p.resident_bytes, 1500.0 * 4096.0);
+        assert_eq!(parse_process_stat("garbage", 0.0, 4096, 100), None);
+    }
+
+    #[test]
+    fn max_fds_is_the_soft_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
+        assert_eq!(parse_max_fds(limits), Some(1024));
+        assert_eq!(parse_max_fds("Max open files            unlimited            unlimited            files\n"), None);
+    }
+
+    #[test]
+    fn own_process_metrics_render_from_proc() {
+        let mut out = String::new();
+        render_process(&mut out);
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(out.contains(name), "{name} missing:\n{out}");
+        }
+    }
 }

@@ -476,6 +476,12 @@ impl Uptime {
         let windows =
             [("1d", now - DAY), ("7d", now - 7 * DAY), ("30d", now - 30 * DAY), ("month", self.month_start(now))];
         let mut open: Vec<(String, &'static str, usize)> = Vec::new();
+        // Downtime as a duration: what budget alerts compare with the contract's allowance, so a
+        // short outage on a young install is not read as a burn rate.
+        let mut down = String::from(
+            "# HELP b24watch_uptime_down_seconds Downtime per host, signal and window (maintenance excluded), seconds.\n\
+             # TYPE b24watch_uptime_down_seconds gauge\n",
+        );
         let mut by_window = Vec::new();
         for (window, from) in windows {
             by_window.push((window, self.fleet_uptime(hosts, from, now, now)?));
@@ -483,6 +489,14 @@ impl Uptime {
         for host in hosts {
             for (window, fleet) in &by_window {
                 for s in fleet.get(host).into_iter().flatten() {
+                    let _ = writeln!(
+                        down,
+                        "b24watch_uptime_down_seconds{{host=\"{}\",signal=\"{}\",target=\"{}\",window=\"{window}\"}} {}",
+                        escape(host),
+                        escape(&s.signal),
+                        escape(&s.target),
+                        s.summary.down_ms as f64 / 1000.0
+                    );
                     if let Some(ratio) = s.availability {
                         let _ = writeln!(
                             out,
@@ -500,6 +514,7 @@ impl Uptime {
                 open.push((host.clone(), severity, n));
             }
         }
+        out.push_str(&down);
         out.push_str("# HELP b24watch_sla_target_ratio Availability target of the host ([sla] target or targets).\n# TYPE b24watch_sla_target_ratio gauge\n");
         for host in hosts {
             let _ =

@@ -36,6 +36,10 @@ fn fixture() -> Fixture {
     let reader = Arc::new(reader);
     let sla = Config::parse("", Path::new("test.toml")).expect("defaults").sla;
     let app = router(AppState {
+        links: Arc::new(b24watch_collector::http::Links {
+            external_url: "http://127.0.0.1".into(),
+            runbook_url: "http://127.0.0.1/runbooks".into(),
+        }),
         live: Arc::new(Live::default()),
         metrics: Arc::new(Metrics::default()),
         reader: Arc::clone(&reader),

@@ -168,6 +168,7 @@ fn sla_config() -> SlaConfig {
         rules: b24watch_collector::sla::Rules::default(),
         calendar: None,
         timezone: jiff::tz::TimeZone::UTC,
+        language: b24watch_collector::i18n::Lang::En,
         maintenance: Vec::new(),
     }
 }
@@ -325,6 +326,10 @@ fn serve(store: &TestStore, now: i64) -> (std::net::SocketAddr, tokio::runtime::
     let run = store.uptime(sla_config(), true, now - 4 * HOUR);
     run.heartbeat(now).expect("heartbeat");
     let state = b24watch_collector::http::AppState {
+        links: Arc::new(b24watch_collector::http::Links {
+            external_url: "http://127.0.0.1".into(),
+            runbook_url: "http://127.0.0.1/runbooks".into(),
+        }),
         live: Arc::default(),
         metrics: Arc::default(),
         reader: Arc::clone(&store.reader),
@@ -755,8 +760,8 @@ fn display_rounds_down_keeps_seconds_and_uses_the_time_zone() {
     cfg.timezone = jiff::tz::TimeZone::get("Europe/Moscow").expect("tz");
     let uptime = store.uptime(cfg, false, t + HOUR);
     let report = b24watch_collector::report::build(&uptime, "2026-11", None, t + HOUR).expect("report");
-    let html = b24watch_collector::report::html(&report);
-    assert!(html.contains("2026-11-01 00:00:00 +03:00"), "the month starts at Moscow midnight: {html}");
+    let html = b24watch_collector::report::html(&report, b24watch_collector::i18n::Lang::En);
+    assert!(html.contains("2026-11-01 00:00:00 MSK"), "the month starts at Moscow midnight: {html}");
 }
 
 /// Semantics: the contract's probe URL is configurable; without it the first URL alphabetically
@@ -784,4 +789,75 @@ fn the_contracts_probe_target_is_the_judged_one() {
     let named = store.uptime(cfg, false, now);
     let report = b24watch_collector::report::build(&named, "2026-11", Some(HOST), now).expect("report");
     assert_eq!(report.hosts[0].availability, Some(1.0));
+}
+
+/// Issue 19 item 9: a host enrolled mid-month is judged from its enrolment: the time before it is
+/// neither counted nor "unknown".
+#[test]
+fn time_before_a_host_was_enrolled_is_not_unknown() {
+    let mut store = TestStore::new();
+    let t = november();
+    let enrolled = t + 19 * 24 * HOUR;
+    store::admin::Admin::open(store.dir.path()).expect("admin").enroll("late-01", false, enrolled).expect("enroll");
+    store.ingest(Batch { created: t, ..Batch::default() });
+    let now = t + 25 * 24 * HOUR;
+    let run = store.uptime(sla_config(), true, enrolled);
+    run.heartbeat(now).expect("heartbeat");
+    let report = b24watch_collector::report::build(&run, "2026-11", Some("late-01"), now).expect("report");
+    let host = &report.hosts[0];
+    let counted = host.totals.up_ms + host.totals.down_ms + host.totals.unknown_ms + host.totals.maintenance_ms;
+    assert!(counted <= now - enrolled, "only the monitored time is counted: {:?}", host.totals);
+    assert_eq!((host.monitored_from_ms, host.monitored_to_ms), (enrolled, now));
+    let html = b24watch_collector::report::html(&report, b24watch_collector::i18n::Lang::En);
+    assert!(html.contains("monitored since 2026-11-20 00:00:00 UTC"), "{html}");
+}
+
+/// Issue 19 items 7 and 8: an incident across Berlin's change to summer time (2026-03-29 01:00
+/// UTC) prints local times with the zone named on both sides, lasts one hour (not two, as the
+/// wall clock says), and the CSV gives ISO 8601 times with the offsets.
+#[test]
+fn an_incident_across_a_dst_change_prints_local_times_with_the_zone() {
+    let mut store = TestStore::new();
+    let switch = jiff::Timestamp::from_second(1_774_746_000).expect("ts").as_millisecond();
+    for (at, status) in [(-HOUR, OK), (-30 * MIN, FAILED), (30 * MIN, OK)] {
+        let at = switch + at;
+        store.ingest(Batch { created: at, checks: vec![check(at, status)], ..Batch::default() });
+    }
+    let mut cfg = sla_config();
+    cfg.timezone = jiff::tz::TimeZone::get("Europe/Berlin").expect("tzdb");
+    let now = switch + 40 * 24 * HOUR;
+    let uptime = store.uptime(cfg, false, now);
+    let report = b24watch_collector::report::build(&uptime, "2026-03", Some(HOST), now).expect("report");
+    use b24watch_collector::i18n::Lang;
+    let ru = b24watch_collector::report::html(&report, Lang::Ru);
+    for text in [
+        "<html lang=\"ru\">",
+        "Период с 01.03.2026 00:00:00 CET по 01.04.2026 00:00:00 CEST.",
+        "<td class=\"start\">29.03.2026 01:30:00 CET</td><td class=\"end\">29.03.2026 03:30:00 CEST</td>\
+         <td>1\u{a0}ч 0\u{a0}мин 0\u{a0}с</td>",
+        "Доступность портала",
+    ] {
+        assert!(ru.contains(text), "{text:?} in {ru}");
+    }
+    let en = b24watch_collector::report::html(&report, Lang::En);
+    for text in [
+        "<html lang=\"en\">",
+        "Period from 2026-03-01 00:00:00 CET to 2026-04-01 00:00:00 CEST.",
+        "<td class=\"start\">2026-03-29 01:30:00 CET</td><td class=\"end\">2026-03-29 03:30:00 CEST</td><td>1h 0m 0s</td>",
+    ] {
+        assert!(en.contains(text), "{text:?} in {en}");
+    }
+    let csv = b24watch_collector::report::csv(&report);
+    let row = csv.lines().find(|l| l.starts_with("incident,")).expect("incident row");
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells.len(), header.len(), "{row}");
+    let cell = |name: &str| cells[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(
+        (cell("start_at"), cell("end_at"), cell("ack_at")),
+        ("2026-03-29T01:30:00+01:00", "2026-03-29T03:30:00+02:00", ""),
+        "{row}"
+    );
+    assert_eq!(report.from_iso, "2026-03-01T00:00:00+01:00");
+    assert_eq!(report.to_iso, "2026-04-01T00:00:00+02:00");
 }

@@ -10,6 +10,10 @@
 //! - [`systemd`] sends `Type=notify` messages.
 #![warn(missing_docs)]
 
+/// The git commit the binaries were built from (12 hex digits, or `B24WATCH_COMMIT` as set at
+/// build time, or `unknown` outside a git checkout): the `commit` label of `b24watch_build_info`.
+pub const COMMIT: &str = env!("B24WATCH_COMMIT");
+
 pub mod config;
 pub mod logging;
 pub mod signal;

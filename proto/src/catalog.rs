@@ -139,6 +139,10 @@ pub const BITRIX_MAIL_QUEUE_PENDING: &str = "bitrix_mail_queue_pending";
 pub const BITRIX_MAIL_QUEUE_OLDEST_AGE_SECONDS: &str = "bitrix_mail_queue_oldest_age_seconds";
 /// Bitrix: mail events that failed to send in the last hour.
 pub const BITRIX_MAIL_FAILED_LAST_HOUR: &str = "bitrix_mail_failed_last_hour";
+/// Bitrix: failed mail events still in b_event (SUCCESS_EXEC F, E or 0), whatever their age.
+pub const BITRIX_MAIL_FAILED: &str = "bitrix_mail_failed";
+/// Bitrix: when the newest failed mail event was tried (DATE_EXEC), unix seconds.
+pub const BITRIX_MAIL_FAILED_LAST_TIMESTAMP_SECONDS: &str = "bitrix_mail_failed_last_timestamp_seconds";
 /// Bitrix: when the daily system check last wrote its result to b_event_log, unix seconds.
 pub const BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS: &str = "bitrix_site_checker_last_run_timestamp_seconds";
 /// Bitrix: 1 when the last system check (site_checker) passed.
@@ -153,6 +157,66 @@ pub const PROBE_HTTP_STATUS: &str = "probe_http_status";
 pub const PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS: &str = "probe_tls_expiry_timestamp_seconds";
 /// Services: 1 when a process of the service runs.
 pub const SERVICE_UP: &str = "service_up";
+/// Portal probe: which known reason the latest request failed for (1), every other reason 0.
+pub const PROBE_FAILURE_REASON: &str = "probe_failure_reason";
+/// Build of the agent (version, commit); the collector adds its own line to the family.
+pub const BUILD_INFO: &str = "build_info";
+/// Database: data and index bytes of a site's database.
+pub const DB_SIZE_BYTES: &str = "db_size_bytes";
+/// Database: number of tables.
+pub const DB_TABLES: &str = "db_tables";
+/// Database: allocated but unused bytes in all tables.
+pub const DB_RECLAIMABLE_BYTES: &str = "db_reclaimable_bytes";
+/// Database: size of the largest tables.
+pub const DB_TABLE_SIZE_BYTES: &str = "db_table_size_bytes";
+/// Database: reclaimable bytes of the tables with the most.
+pub const DB_TABLE_RECLAIMABLE_BYTES: &str = "db_table_reclaimable_bytes";
+/// Database: size of Bitrix's log tables.
+pub const DB_LOG_TABLE_SIZE_BYTES: &str = "db_log_table_size_bytes";
+/// Database: tables not on InnoDB.
+pub const DB_NON_INNODB_TABLES: &str = "db_non_innodb_tables";
+/// Versions: the MySQL/MariaDB server version.
+pub const MYSQL_VERSION_INFO: &str = "mysql_version_info";
+/// Versions: the PHP version.
+pub const PHP_VERSION_INFO: &str = "php_version_info";
+/// Versions: the Bitrix core version of a site.
+pub const BITRIX_CORE_INFO: &str = "bitrix_core_info";
+/// Versions: release date of the installed core.
+pub const BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS: &str = "bitrix_core_release_timestamp_seconds";
+/// Versions: when the installed core was written.
+pub const BITRIX_CORE_INSTALLED_TIMESTAMP_SECONDS: &str = "bitrix_core_installed_timestamp_seconds";
+/// Web workers: nginx connections by state.
+pub const NGINX_CONNECTIONS: &str = "nginx_connections";
+/// Web workers: nginx requests since start.
+pub const NGINX_REQUESTS_TOTAL: &str = "nginx_requests_total";
+/// Web workers: Apache workers by state.
+pub const APACHE_WORKERS: &str = "apache_workers";
+/// Web workers: Apache requests since start.
+pub const APACHE_ACCESSES_TOTAL: &str = "apache_accesses_total";
+/// Web workers: PHP-FPM processes by pool and state.
+pub const PHPFPM_PROCESSES: &str = "phpfpm_processes";
+/// Web workers: PHP-FPM requests waiting for a process.
+pub const PHPFPM_LISTEN_QUEUE: &str = "phpfpm_listen_queue";
+/// Web workers: times PHP-FPM hit pm.max_children.
+pub const PHPFPM_MAX_CHILDREN_REACHED_TOTAL: &str = "phpfpm_max_children_reached_total";
+/// Web workers: PHP-FPM slow requests.
+pub const PHPFPM_SLOW_REQUESTS_TOTAL: &str = "phpfpm_slow_requests_total";
+/// Web workers: busy share of the workers.
+pub const WEB_WORKERS_SATURATION_RATIO: &str = "web_workers_saturation_ratio";
+/// Push server: 1 when its status page answers.
+pub const PUSH_SERVER_UP: &str = "push_server_up";
+/// Push server: time its status page took.
+pub const PUSH_SERVER_RESPONSE_SECONDS: &str = "push_server_response_seconds";
+/// Backups: modification time of the newest backup.
+pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
+/// Backups: size of the newest backup.
+pub const BACKUP_LAST_SIZE_BYTES: &str = "backup_last_size_bytes";
+/// Backups: size of the backup before the newest.
+pub const BACKUP_PREVIOUS_SIZE_BYTES: &str = "backup_previous_size_bytes";
+/// Backups: number of backups kept.
+pub const BACKUP_ARCHIVES: &str = "backup_archives";
+/// Backups: free space where the backups are written.
+pub const BACKUP_FILESYSTEM_AVAIL_BYTES: &str = "backup_filesystem_avail_bytes";
 
 /// All known series, in documentation order.
 pub const SERIES: &[Descriptor] = &[
@@ -261,6 +325,16 @@ pub const SERIES: &[Descriptor] = &[
     ),
     gauge(BITRIX_MAIL_FAILED_LAST_HOUR, &["site"], "Bitrix: mail events that failed to send in the last hour."),
     gauge(
+        BITRIX_MAIL_FAILED,
+        &["site"],
+        "Bitrix: failed mail events still in b_event (SUCCESS_EXEC F, E or 0), whatever their age; never retried.",
+    ),
+    gauge(
+        BITRIX_MAIL_FAILED_LAST_TIMESTAMP_SECONDS,
+        &["site"],
+        "Bitrix: when the newest failed mail event was tried (DATE_EXEC), unix seconds.",
+    ),
+    gauge(
         BITRIX_SITE_CHECKER_LAST_RUN_TIMESTAMP_SECONDS,
         &["site"],
         "Bitrix: when the daily system check last wrote its result to b_event_log, unix seconds.",
@@ -275,6 +349,96 @@ pub const SERIES: &[Descriptor] = &[
         "Portal probe: notAfter of the server certificate, unix seconds.",
     ),
     gauge(SERVICE_UP, &["service"], "Services: 1 when a process of the service runs."),
+    gauge(
+        PROBE_FAILURE_REASON,
+        &["target", "reason"],
+        "Portal probe: 1 for the reason the latest request failed (dns, down, timeout, tls_invalid, http_status, keyword_missing, error), 0 for the others.",
+    ),
+    gauge(
+        BUILD_INFO,
+        &["component", "version", "commit"],
+        "Constant 1 labelled with the version and git commit of the collector and of each agent.",
+    ),
+    gauge(DB_SIZE_BYTES, &["site"], "Database: data and index bytes of the site's database."),
+    gauge(DB_TABLES, &["site"], "Database: number of tables in the site's database."),
+    gauge(
+        DB_RECLAIMABLE_BYTES,
+        &["site"],
+        "Database: bytes allocated to tables but unused (DATA_FREE), which OPTIMIZE TABLE gives back.",
+    ),
+    gauge(DB_TABLE_SIZE_BYTES, &["site", "table"], "Database: data and index bytes of the largest tables (top N)."),
+    gauge(
+        DB_TABLE_RECLAIMABLE_BYTES,
+        &["site", "table"],
+        "Database: reclaimable bytes of the tables with the most (top N).",
+    ),
+    gauge(
+        DB_LOG_TABLE_SIZE_BYTES,
+        &["site", "table"],
+        "Database: size of Bitrix's fast-growing log tables (b_event_log, b_stat*, b_perf_*; top N).",
+    ),
+    gauge(DB_NON_INNODB_TABLES, &["site"], "Database: tables not using InnoDB (MyISAM and others)."),
+    gauge(
+        MYSQL_VERSION_INFO,
+        &["version", "supported"],
+        "Versions: always 1; the MySQL/MariaDB server version, and whether Bitrix supports it (yes, no, unknown).",
+    ),
+    gauge(
+        PHP_VERSION_INFO,
+        &["version", "supported"],
+        "Versions: always 1; the PHP CLI version, and whether Bitrix supports it (yes, no, unknown).",
+    ),
+    gauge(BITRIX_CORE_INFO, &["site", "version"], "Versions: always 1; the site's Bitrix core (main module) version."),
+    gauge(
+        BITRIX_CORE_RELEASE_TIMESTAMP_SECONDS,
+        &["site"],
+        "Versions: release date of the installed core (SM_VERSION_DATE), unix seconds.",
+    ),
+    gauge(
+        BITRIX_CORE_INSTALLED_TIMESTAMP_SECONDS,
+        &["site"],
+        "Versions: when the installed core's version file was written (its mtime), unix seconds.",
+    ),
+    gauge(
+        NGINX_CONNECTIONS,
+        &["state"],
+        "Web workers: nginx client connections by state (active, reading, writing, waiting).",
+    ),
+    counter(NGINX_REQUESTS_TOTAL, &[], "Web workers: requests nginx has served since it started."),
+    gauge(APACHE_WORKERS, &["state"], "Web workers: Apache workers busy or idle (server-status)."),
+    counter(APACHE_ACCESSES_TOTAL, &[], "Web workers: requests Apache has served since it started."),
+    gauge(PHPFPM_PROCESSES, &["pool", "state"], "Web workers: PHP-FPM processes of a pool, active or idle."),
+    gauge(PHPFPM_LISTEN_QUEUE, &["pool"], "Web workers: requests waiting for a free PHP-FPM process."),
+    counter(
+        PHPFPM_MAX_CHILDREN_REACHED_TOTAL,
+        &["pool"],
+        "Web workers: times the pool hit pm.max_children since PHP-FPM started.",
+    ),
+    counter(PHPFPM_SLOW_REQUESTS_TOTAL, &["pool"], "Web workers: requests slower than request_slowlog_timeout."),
+    gauge(WEB_WORKERS_SATURATION_RATIO, &["server"], "Web workers: share of workers busy (apache, php-fpm/<pool>)."),
+    gauge(PUSH_SERVER_UP, &[], "Push server: 1 when /server-stat behind BitrixVM's nginx front (8895) answers 200."),
+    gauge(PUSH_SERVER_RESPONSE_SECONDS, &[], "Push server: time /server-stat took to answer."),
+    gauge(
+        BACKUP_LAST_TIMESTAMP_SECONDS,
+        &["site", "kind"],
+        "Backups: modification time of the newest backup of the site (kind bitrix or bitrixvm), unix seconds.",
+    ),
+    gauge(
+        BACKUP_LAST_SIZE_BYTES,
+        &["site", "kind"],
+        "Backups: size of the newest backup of the site, all parts of a multi-part archive together.",
+    ),
+    gauge(
+        BACKUP_PREVIOUS_SIZE_BYTES,
+        &["site", "kind"],
+        "Backups: size of the backup before the newest (absent while only one is kept).",
+    ),
+    gauge(BACKUP_ARCHIVES, &["site", "kind"], "Backups: number of backups of the site kept on disk."),
+    gauge(
+        BACKUP_FILESYSTEM_AVAIL_BYTES,
+        &["site", "kind"],
+        "Backups: bytes available on the filesystem the site's backups are written to.",
+    ),
 ];
 
 /// Looks up a series descriptor by name (without prefix).

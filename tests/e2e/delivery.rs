@@ -148,9 +148,19 @@ fn outage_past_the_spool_bound_drops_oldest_counted_exactly_with_a_gap_record() 
     let gaps = gaps.as_array().expect("gap list");
     assert!(!gaps.is_empty(), "no gap record stored");
     let dropped: i64 = gaps.iter().map(|g| g["dropped_batches"].as_i64().expect("count")).sum();
-    let body = collector.metrics();
-    let counted = metric(&body, "b24watch_agent_spool_dropped_batches_total", &[("host", "t02"), ("reason", "full")]);
-    assert_eq!(counted, Some(dropped as f64), "agent counter vs gap records");
+    // The agent's counter travels in its own later batches: wait for the one that carries every
+    // drop (a counter that never reaches the gap records' total fails here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = collector.metrics();
+        let counted =
+            metric(&body, "b24watch_agent_spool_dropped_batches_total", &[("host", "t02"), ("reason", "full")]);
+        if counted == Some(dropped as f64) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "agent counter {counted:?} vs gap records {dropped}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // One batch per 1 s tick, one load1 point per batch: the missing ticks are the drops.
     let ts = collector.unique_load_ts("t02");
     let missing: i64 =

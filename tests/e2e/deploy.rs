@@ -78,9 +78,21 @@ fn alert_rules_pass_promtool_check_and_unit_tests_and_have_runbooks() {
     for alert in alerts {
         assert!(runbooks.contains(&format!("## {alert}\n")), "docs/runbooks.md lacks a section for {alert}");
         assert!(tests.contains(&format!("alertname: {alert}\n")), "no promtool test for {alert}");
-        let anchor = format!("runbooks.md#{}", alert.to_ascii_lowercase());
+        let anchor = format!("#{}\"", alert.to_ascii_lowercase());
         assert!(rules.contains(&anchor), "{alert} has no runbook_url to {anchor}");
     }
+    // Links are absolute, from the collector's [collector] external_url and runbook_url.
+    for line in rules.lines().filter(|l| l.trim_start().starts_with("runbook_url:")) {
+        assert!(line.contains("Labels.runbook_url"), "runbook_url not from b24watch_collector_links: {line}");
+    }
+    assert!(!rules.contains("See /api"), "a description names a relative API path");
+    // The Alertmanager example (with the inhibit rule a dead agent needs) is valid.
+    let out = Command::new("amtool")
+        .args(["check-config", "alertmanager.yml"])
+        .current_dir(workspace_root().join("deploy/alertmanager"))
+        .output()
+        .expect("amtool not found: run scripts/install-test-deps.sh (package prometheus-alertmanager)");
+    assert!(out.status.success(), "amtool check-config:\n{}", String::from_utf8_lossy(&out.stdout));
     for severity in rules.lines().filter_map(|l| l.trim().strip_prefix("severity: ")) {
         assert!(["critical", "high", "medium", "low"].contains(&severity), "severity {severity} is not SLA vocabulary");
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use b24watch_e2e::portal::Portal;
 use b24watch_e2e::proxy::Proxy;
-use b24watch_e2e::{Agent, Collector, enroll, eventually, now_ms};
+use b24watch_e2e::{Agent, Collector, browser_dom, enroll, eventually, now_ms};
 
 /// The `agent` (or other) signal of `host` over `[from, now)`: (up, down, unknown, maintenance) ms.
 fn signal(collector: &Collector, host: &str, name: &str, from: i64) -> Option<(i64, i64, i64, i64)> {
@@ -116,28 +116,6 @@ fn collector_downtime_is_unknown_and_a_dead_agent_is_down() {
     b24watch_e2e::promtool_check_metrics(&metrics).expect("promtool accepts the exposition");
 }
 
-fn chromium() -> std::path::PathBuf {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .expect("Chromium not installed: run `make test`, which installs Debian's chromium package")
-}
-
-/// The page as a real headless browser sees it (the DOM after parsing and layout).
-fn browser_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = std::process::Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=2000", "--dump-dom"])
-        .arg(url)
-        .output()
-        .expect("running chromium");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A portal answering 502 is a critical incident with the right duration; acknowledgement
 /// gives the reaction time; maintenance over it removes the downtime; the report in HTML
 /// (seen by Chromium), CSV and JSON agrees with the API, and so does the status page.
@@ -208,7 +186,8 @@ fn failing_portal_is_a_critical_incident_and_reports_agree_with_the_api() {
 
     let dom = browser_dom(&format!("http://{}/reports/sla?month={month}&format=html", collector.http));
     assert!(dom.contains("data-host=\"web-01\""), "{dom}");
-    assert!(dom.contains("<td>critical</td><td>portal_probe</td>"), "{dom}");
+    assert!(dom.contains("data-check=\"portal_probe\" data-reason=\"http_status\""), "{dom}");
+    assert!(dom.contains("<td>critical</td><td>Portal availability</td>"), "{dom}");
     let status_dom = browser_dom(&format!("http://{}/", collector.http));
     assert!(status_dom.contains("data-host=\"web-01\""), "{status_dom}");
     assert!(status_dom.contains(">up<"), "{status_dom}");

@@ -10,10 +10,15 @@
 //! - [`mariadb::MariaDb`]: a real MariaDB server of the test's own.
 //! - [`portal::Portal`]: a stand-in portal (HTTP or HTTPS) for probe tests.
 //! - [`proxy::Proxy`]: a TCP proxy a test can cut, to simulate a network outage.
+//! - [`start_prometheus`], [`start_alertmanager`]: Debian's real Prometheus and Alertmanager;
+//!   [`Webhook`]: the receiver Alertmanager pages, recording every notification.
+//! - [`receivers`]: remote-write receivers (Prometheus, VictoriaMetrics), their raw samples, an
+//!   HTTP stand-in refusing chosen requests, the dashboard queries.
 
 pub mod mariadb;
 pub mod portal;
 pub mod proxy;
+pub mod receivers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -94,6 +99,116 @@ pub fn start_prometheus(config: &Path, dir: &Path) -> (ProcessGuard, SocketAddr)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"));
     let process = ProcessGuard::spawn("prometheus", cmd, &dir.join("prometheus.log"));
     (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Starts a real Alertmanager (Debian's `prometheus-alertmanager`) with `config`, its data and
+/// log in `dir`, listening on a free loopback port, clustering off; returns its guard and address.
+pub fn start_alertmanager(config: &Path, dir: &Path) -> (ProcessGuard, SocketAddr) {
+    let port = free_port();
+    let binary =
+        if Path::new("/usr/bin/prometheus-alertmanager").exists() { "prometheus-alertmanager" } else { "alertmanager" };
+    let mut cmd = Command::new(binary);
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("alertmanager").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=");
+    let process = ProcessGuard::spawn("alertmanager", cmd, &dir.join("alertmanager.log"));
+    (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// One alert of a notification Alertmanager sent to a [`Webhook`].
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// When it arrived.
+    pub at: Instant,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The alert's labels.
+    pub labels: serde_json::Value,
+    /// The alert's annotations.
+    pub annotations: serde_json::Value,
+}
+
+/// A webhook receiver on loopback: records every alert of every notification. Its thread ends
+/// with the process (it only ever serves loopback).
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Where Alertmanager posts.
+    pub addr: SocketAddr,
+    pages: std::sync::Arc<std::sync::Mutex<Vec<Page>>>,
+}
+
+impl Webhook {
+    /// Listens on a free loopback port.
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let addr = listener.local_addr().expect("webhook address");
+        let pages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&pages);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                if let Some(body) = read_request_body(&stream) {
+                    let at = Instant::now();
+                    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        let mut pages = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for alert in json["alerts"].as_array().into_iter().flatten() {
+                            pages.push(Page {
+                                at,
+                                status: alert["status"].as_str().unwrap_or_default().to_owned(),
+                                labels: alert["labels"].clone(),
+                                annotations: alert["annotations"].clone(),
+                            });
+                        }
+                    }
+                }
+                let mut stream = stream;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Webhook { addr, pages }
+    }
+
+    /// Every alert received so far, in order.
+    pub fn pages(&self) -> Vec<Page> {
+        self.pages.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The alerts received so far named `alertname` for `host` with `status`.
+    pub fn find(&self, alertname: &str, host: &str, status: &str) -> Vec<Page> {
+        self.pages()
+            .into_iter()
+            .filter(|p| p.labels["alertname"] == alertname && p.labels["host"] == host && p.status == status)
+            .collect()
+    }
+}
+
+/// Reads one HTTP/1.1 request and returns its body (by `content-length`).
+fn read_request_body(stream: &TcpStream) -> Option<Vec<u8>> {
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length.min(16 << 20)];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
 }
 
 /// A child process that is killed when dropped.
@@ -727,4 +842,33 @@ pub fn integrity_check(path: &Path) -> String {
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check")
+}
+
+/// Chromium's path: Debian's `chromium` package (`make test` installs it).
+///
+/// # Panics
+/// When it is not installed.
+pub fn chromium() -> std::path::PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("Chromium not installed: run `make test`, which installs Debian's chromium package")
+}
+
+/// The page as a real headless browser sees it (the DOM after parsing and layout).
+///
+/// # Panics
+/// When Chromium fails.
+pub fn browser_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=2000", "--dump-dom"])
+        .arg(url)
+        .output()
+        .expect("running chromium");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

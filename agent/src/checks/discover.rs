@@ -81,6 +81,160 @@ pub struct Site {
     pub problems: Vec<String>,
 }
 
+/// One nginx `server` block: what it listens on, its names, its document root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vhost {
+    /// `listen` directives as (address to connect to, port, ssl).
+    pub listen: Vec<(String, u16, bool)>,
+    /// `server_name` values in order (`_` and patterns included).
+    pub names: Vec<String>,
+    /// `root`, with `$variables` set in the block (`set $docroot "..."`, BitrixVM's style)
+    /// substituted.
+    pub root: Option<PathBuf>,
+}
+
+/// Largest vhost file read.
+const MAX_VHOST_BYTES: u64 = 1 << 20;
+
+/// The `server` blocks of the files in `dirs` (BitrixVM: `/etc/nginx/bx/site_enabled/*.conf`,
+/// symlinks to `site_avaliable`). `include`d files are not followed; unreadable files are skipped.
+pub fn nginx_vhosts(dirs: &[PathBuf]) -> Vec<Vhost> {
+    let mut vhosts = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            if !meta.is_file() || meta.len() > MAX_VHOST_BYTES {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                vhosts.extend(parse_nginx_servers(&text));
+            }
+        }
+    }
+    vhosts
+}
+
+/// nginx config text to tokens: words (quotes removed), `{`, `}`, `;`; comments dropped.
+fn nginx_tokens(text: &str) -> Vec<String> {
+    fn flush(word: &mut String, tokens: &mut Vec<String>) {
+        if !word.is_empty() {
+            tokens.push(std::mem::take(word));
+        }
+    }
+    let mut tokens = Vec::new();
+    let mut chars = text.chars();
+    let mut word = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' if word.is_empty() => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' => {
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    word.push(q);
+                }
+            }
+            '{' | '}' | ';' => {
+                flush(&mut word, &mut tokens);
+                tokens.push(c.to_string());
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut tokens),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut tokens);
+    tokens
+}
+
+/// A `server` block being read: the vhost, its `set` variables, its raw `root`.
+type OpenServer = (Vhost, Vec<(String, String)>, Option<String>);
+
+/// The `server` blocks of one nginx config text.
+pub fn parse_nginx_servers(text: &str) -> Vec<Vhost> {
+    let mut out = Vec::new();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<OpenServer> = None;
+    let mut statement: Vec<String> = Vec::new();
+    for token in nginx_tokens(text) {
+        match token.as_str() {
+            "{" => {
+                let name = statement.first().cloned().unwrap_or_default();
+                if name == "server" && current.is_none() {
+                    current = Some((Vhost { listen: Vec::new(), names: Vec::new(), root: None }, Vec::new(), None));
+                }
+                blocks.push(name);
+                statement.clear();
+            }
+            "}" => {
+                if blocks.pop().as_deref() == Some("server")
+                    && !blocks.iter().any(|b| b == "server")
+                    && let Some((mut vhost, vars, root)) = current.take()
+                {
+                    vhost.root = root.map(|mut root| {
+                        for (name, value) in &vars {
+                            root = root.replace(&format!("${name}"), value);
+                        }
+                        PathBuf::from(root)
+                    });
+                    out.push(vhost);
+                }
+                statement.clear();
+            }
+            ";" => {
+                // Directives of the server block itself, not of its locations.
+                if let Some((vhost, vars, root)) = &mut current
+                    && blocks.last().map(String::as_str) == Some("server")
+                {
+                    match statement.first().map(String::as_str) {
+                        Some("listen") => vhost.listen.extend(parse_listen(&statement[1..])),
+                        Some("server_name") => vhost.names.extend(statement[1..].iter().cloned()),
+                        Some("root") if statement.len() > 1 => *root = Some(statement[1].clone()),
+                        Some("set") if statement.len() > 2 => {
+                            vars.push((statement[1].trim_start_matches('$').to_owned(), statement[2].clone()));
+                        }
+                        _ => {}
+                    }
+                }
+                statement.clear();
+            }
+            _ => statement.push(token),
+        }
+    }
+    out
+}
+
+/// `listen` arguments to (address to connect to, port, ssl); `None` for unix sockets.
+fn parse_listen(args: &[String]) -> Option<(String, u16, bool)> {
+    let first = args.first()?;
+    if first.starts_with("unix:") {
+        return None;
+    }
+    let ssl = args.iter().any(|a| a == "ssl");
+    let (host, port) = if let Ok(port) = first.parse::<u16>() {
+        (None, port)
+    } else if let Some((host, port)) = first.rsplit_once(':') {
+        (Some(host), port.parse().ok()?)
+    } else {
+        (Some(first.as_str()), if ssl { 443 } else { 80 })
+    };
+    // A wildcard address is reached on loopback.
+    let host = match host {
+        None | Some("*" | "0.0.0.0" | "[::]" | "localhost") => "127.0.0.1".to_owned(),
+        Some(h) => h.to_owned(),
+    };
+    Some((host, port, ssl))
+}
+
 /// Finds sites under the given document-root patterns (`*` and `?` in the last component).
 pub fn discover(roots: &[String]) -> Vec<Site> {
     let mut sites: Vec<Site> = Vec::new();
@@ -219,6 +373,20 @@ fn connection_from_dbconn(vars: &[(String, Value)]) -> Result<DbCredentials, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bitrixvm_vhosts_give_their_listen_names_and_root() {
+        let conf = "# Ansible managed\nserver {\n\tlisten 80;\n\tlisten 443 ssl http2; # tls\n\tserver_name portal.example.com www.portal.example.com;\n\t\
+                    set $docroot \"/home/bitrix/ext_www/portal.example.com\";\n\troot \"$docroot\";\n\t\
+                    location ~ \\.php$ { root /elsewhere; listen 9; }\n}\nserver { listen 127.0.0.1:8080 default_server; server_name _; root /home/bitrix/www; }\n";
+        let vhosts = parse_nginx_servers(conf);
+        assert_eq!(vhosts.len(), 2);
+        assert_eq!(vhosts[0].listen, [("127.0.0.1".to_owned(), 80, false), ("127.0.0.1".to_owned(), 443, true)]);
+        assert_eq!(vhosts[0].names, ["portal.example.com", "www.portal.example.com"]);
+        assert_eq!(vhosts[0].root.as_deref(), Some(Path::new("/home/bitrix/ext_www/portal.example.com")));
+        assert_eq!(vhosts[1].listen, [("127.0.0.1".to_owned(), 8080, false)]);
+        assert_eq!(vhosts[1].root.as_deref(), Some(Path::new("/home/bitrix/www")));
+    }
 
     #[test]
     fn endpoints_in_every_style_bitrix_writes() {

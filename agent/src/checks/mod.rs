@@ -11,12 +11,17 @@
 //! defaults, the validated form, `validate` into `b24watch_common::config::Problems`), its field in
 //! [`ChecksConfig`] and `config::RawConfig`, and one line in [`build_checkers`].
 
+pub mod backup;
 pub mod bitrix;
+pub mod database;
 pub mod discover;
 pub mod mysql;
 pub mod php;
 pub mod probe;
+pub mod push;
 pub mod services;
+pub mod version;
+pub mod workers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -205,8 +210,20 @@ pub struct ChecksConfig {
     pub bitrix: bitrix::BitrixConfig,
     /// `[probe]`: one per target.
     pub probes: Vec<probe::ProbeConfig>,
+    /// `[probe]`: targets derived from the discovered sites when none is configured.
+    pub probe_derive: probe::DeriveConfig,
     /// `[services]`
     pub services: services::ServicesConfig,
+    /// `[backup]`
+    pub backup: backup::BackupConfig,
+    /// `[database]`
+    pub database: database::DatabaseConfig,
+    /// `[versions]`
+    pub versions: version::VersionsConfig,
+    /// `[workers]`
+    pub workers: workers::WorkersConfig,
+    /// `[push]`
+    pub push: push::PushConfig,
 }
 
 /// Builds every enabled checker. The only place that knows the list.
@@ -222,11 +239,32 @@ pub fn build_checkers(cfg: &ChecksConfig, sites: &[discover::Site]) -> Vec<Box<d
     if cfg.bitrix.enabled && !sites.is_empty() {
         checkers.push(Box::new(bitrix::BitrixChecker::new(cfg.bitrix.clone(), cfg.mysql.clone(), sites.to_vec())));
     }
-    for target in &cfg.probes {
+    // Configured targets replace the derived ones.
+    let derived = if cfg.probes.is_empty() { probe::derive_targets(&cfg.probe_derive, sites) } else { Vec::new() };
+    for target in cfg.probes.iter().chain(&derived) {
         checkers.push(Box::new(probe::Probe::new(target.clone())));
     }
     if cfg.services.enabled {
         checkers.push(Box::new(services::ServiceChecker::new(cfg.services.clone())));
+    }
+    if cfg.backup.enabled && !sites.is_empty() {
+        checkers.push(Box::new(backup::BackupChecker::new(cfg.backup.clone(), sites.to_vec())));
+    }
+    if cfg.database.enabled && cfg.mysql.enabled && !sites.is_empty() {
+        checkers.push(Box::new(database::DatabaseChecker::new(
+            cfg.database.clone(),
+            cfg.mysql.clone(),
+            sites.to_vec(),
+        )));
+    }
+    if cfg.versions.enabled && !sites.is_empty() {
+        checkers.push(Box::new(version::VersionChecker::new(cfg.versions.clone(), sites.to_vec())));
+    }
+    if cfg.workers.enabled {
+        checkers.push(Box::new(workers::WorkerChecker::new(cfg.workers.clone())));
+    }
+    if cfg.push.enabled {
+        checkers.push(Box::new(push::PushChecker::new(cfg.push.clone())));
     }
     checkers
 }

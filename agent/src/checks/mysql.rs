@@ -32,6 +32,10 @@ pub struct DbError {
     pub message: String,
 }
 
+/// Every [`DbError::reason`]: the label values of `mysql_check_failures_total`, reported from 0.
+pub const FAILURE_REASONS: [&str; 7] =
+    ["down", "auth_failed", "timeout", "too_many_connections", "access_denied", "no_credentials", "error"];
+
 impl DbError {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
         DbError { reason, message: message.into() }
@@ -56,7 +60,41 @@ pub fn classify(err: &mysql_async::Error) -> DbError {
         Error::Driver(mysql_async::DriverError::ConnectionClosed) => "down",
         _ => "error",
     };
-    DbError { reason, message: err.to_string() }
+    DbError { reason, message: sentence(reason, err) }
+}
+
+/// What a driver error means, as a sentence a client can read: no error codes, no OS error
+/// numbers (the server's own text is kept where it says what was refused).
+fn sentence(reason: &str, err: &mysql_async::Error) -> String {
+    use mysql_async::Error;
+    match err {
+        Error::Server(e) => {
+            let detail = e.message.trim().trim_end_matches('.');
+            match reason {
+                "auth_failed" => format!("MySQL refused the login: {detail}."),
+                "too_many_connections" => format!("MySQL refused the connection, it has too many: {detail}."),
+                "access_denied" => format!("MySQL refused a query for lack of privileges: {detail}."),
+                "down" => "MySQL is shutting down or was restarted during the check.".to_owned(),
+                _ => format!("MySQL answered with an error: {detail}."),
+            }
+        }
+        Error::Io(mysql_async::IoError::Io(e)) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "MySQL is not running: the connection was refused.".to_owned(),
+            std::io::ErrorKind::NotFound => "MySQL is not running: its socket does not exist.".to_owned(),
+            std::io::ErrorKind::PermissionDenied => {
+                "MySQL could not be reached: the agent may not open its socket (permission denied).".to_owned()
+            }
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => "MySQL closed the connection during the check.".to_owned(),
+            kind => format!("MySQL could not be reached ({kind})."),
+        },
+        Error::Io(_) => "MySQL could not be reached: the TLS connection failed.".to_owned(),
+        Error::Driver(mysql_async::DriverError::ConnectionClosed) => {
+            "MySQL closed the connection during the check.".to_owned()
+        }
+        _ => "MySQL could not be read: the driver reported an unexpected answer.".to_owned(),
+    }
 }
 
 /// Where and how to log in: resolved per run (the password file is re-read each time). `Debug`
@@ -108,7 +146,7 @@ pub fn local_endpoint(cfg: &MysqlConfig) -> Result<Endpoint, DbError> {
     }
     cfg.sockets.iter().find(|p| p.exists()).map(|p| Endpoint::Socket(p.clone())).ok_or_else(|| {
         let tried: Vec<String> = cfg.sockets.iter().map(|p| p.display().to_string()).collect();
-        DbError::new("down", format!("no MySQL socket found (tried {})", tried.join(", ")))
+        DbError::new("down", format!("MySQL is not running: none of its sockets exists ({}).", tried.join(", ")))
     })
 }
 
@@ -118,7 +156,10 @@ pub fn configured_login(cfg: &MysqlConfig) -> Result<Option<(String, String)>, D
     let password = match &cfg.password_file {
         Some(path) => {
             std::fs::read_to_string(path).map(|text| text.lines().next().unwrap_or("").to_owned()).map_err(|err| {
-                DbError::new("no_credentials", format!("reading mysql.password_file {}: {err}", path.display()))
+                DbError::new(
+                    "no_credentials",
+                    format!("The monitoring password could not be read from {} ({}).", path.display(), err.kind()),
+                )
             })?
         }
         None => String::new(),
@@ -137,13 +178,15 @@ pub async fn connect(target: &Target, limit: Duration) -> Result<(mysql_async::C
     opts = match &target.endpoint {
         Endpoint::Socket(path) => opts.socket(Some(path.display().to_string())),
         Endpoint::Tcp(host, port) => opts.ip_or_hostname(host.clone()).tcp_port(*port),
-        Endpoint::LocalDefault => return Err(DbError::new("error", "no address for localhost")),
+        Endpoint::LocalDefault => return Err(DbError::new("error", "No address is known for the local MySQL server.")),
     };
     let started = Instant::now();
     match timeout(limit, mysql_async::Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok((conn, started.elapsed())),
         Ok(Err(err)) => Err(classify(&err)),
-        Err(_) => Err(DbError::new("timeout", format!("no connection within {limit:?}"))),
+        Err(_) => {
+            Err(DbError::new("timeout", format!("MySQL did not accept the connection within {} s.", limit.as_secs())))
+        }
     }
 }
 
@@ -152,7 +195,7 @@ pub async fn query(conn: &mut mysql_async::Conn, sql: &str, limit: Duration) -> 
     match timeout(limit, conn.query::<mysql_async::Row, _>(sql)).await {
         Ok(Ok(rows)) => Ok(rows),
         Ok(Err(err)) => Err(classify(&err)),
-        Err(_) => Err(DbError::new("timeout", format!("no answer within {limit:?}"))),
+        Err(_) => Err(DbError::new("timeout", format!("MySQL did not answer within {} s.", limit.as_secs()))),
     }
 }
 
@@ -194,7 +237,9 @@ impl MysqlChecker {
     /// A checker for the local server.
     pub fn new(cfg: MysqlConfig, sites: &[Site]) -> Self {
         let site_login = sites.iter().find_map(|s| s.db.clone());
-        MysqlChecker { cfg, site_login, bitrix: !sites.is_empty(), failures: Default::default() }
+        // Every reason from 0, so that a first failure after a restart is an increase.
+        let failures = FAILURE_REASONS.iter().map(|r| (*r, 0)).collect();
+        MysqlChecker { cfg, site_login, bitrix: !sites.is_empty(), failures }
     }
 
     /// Whether there is anything to check: an address, a socket, a user or a site login.
@@ -213,7 +258,7 @@ impl MysqlChecker {
                 None => {
                     return Err(DbError::new(
                         "no_credentials",
-                        "no [mysql] user configured and no Bitrix site login found",
+                        "No [mysql] user is configured and no Bitrix site login was found.",
                     ));
                 }
             },
@@ -298,7 +343,13 @@ impl MysqlChecker {
         if let Some(max) = max_connections {
             out.observe(MYSQL_MAX_CONNECTIONS, none(), max, at);
         }
-        out.checks.push(Check::ok(MYSQL_UP_CHECK, TARGET, Severity::High, format!("connected in {took:.1?}"), at));
+        out.checks.push(Check::ok(
+            MYSQL_UP_CHECK,
+            TARGET,
+            Severity::High,
+            format!("MySQL answers (connected in {:.1} ms).", took.as_secs_f64() * 1000.0),
+            at,
+        ));
         if let (Some(connected), Some(max)) = (get(&status, "threads_connected"), max_connections)
             && max > 0.0
         {

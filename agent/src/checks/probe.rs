@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use b24watch_common::config::Problems;
 use b24watch_proto::catalog::{
-    PROBE_DURATION_SECONDS, PROBE_HTTP_STATUS, PROBE_SUCCESS, PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS,
+    PROBE_DURATION_SECONDS, PROBE_FAILURE_REASON, PROBE_HTTP_STATUS, PROBE_SUCCESS, PROBE_TLS_EXPIRY_TIMESTAMP_SECONDS,
 };
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ struct Outcome {
     cert_not_after: Option<i64>,
 }
 
+/// Every [`Failure::reason`]: the `reason` label of `probe_failure_reason`.
+pub const FAILURE_REASONS: [&str; 7] =
+    ["dns", "down", "timeout", "tls_invalid", "http_status", "keyword_missing", "error"];
+
 /// A failed request.
 #[derive(Debug)]
 struct Failure {
@@ -64,14 +68,14 @@ impl Probe {
     }
 
     async fn request(&self, outcome: &mut Outcome) -> Result<(), Failure> {
-        let addr = format!("{}:{}", self.cfg.host, self.cfg.port);
+        let addr = format!("{}:{}", self.cfg.connect.as_deref().unwrap_or(&self.cfg.host), self.cfg.port);
         let tcp = tokio::net::TcpStream::connect(addr.as_str()).await.map_err(|err| Failure {
             reason: if err.kind() == std::io::ErrorKind::Other || err.to_string().contains("lookup") {
                 "dns"
             } else {
                 "down"
             },
-            message: format!("connecting to {addr}: {err}"),
+            message: format!("The portal could not be reached at {addr} ({}).", err.kind()),
         })?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
@@ -183,6 +187,12 @@ impl Checker for Probe {
             _ => Ok(()),
         });
         out.observe(PROBE_SUCCESS, label(), f64::from(u8::from(result.is_ok())), at);
+        // Why it failed, as a series an alert can name (every reason from 0).
+        let failed = result.as_ref().err().map(|f| f.reason);
+        for reason in FAILURE_REASONS {
+            let labels = vec![("target", target.clone()), ("reason", reason.to_owned())];
+            out.observe(PROBE_FAILURE_REASON, labels, f64::from(u8::from(failed == Some(reason))), at);
+        }
         out.observe(PROBE_DURATION_SECONDS, label(), took, at);
         if let Some(status) = outcome.status {
             out.observe(PROBE_HTTP_STATUS, label(), f64::from(status), at);
@@ -382,11 +392,22 @@ pub struct RawProbe {
     pub timeout_secs: u64,
     /// Days before expiry that fail the TLS check.
     pub tls_expiry_warn_days: u64,
+    /// Without `targets`, probe each discovered Bitrix site where nginx serves it.
+    pub derive_from_sites: bool,
+    /// Directories of nginx vhost files read to derive a site's URL.
+    pub nginx_site_dirs: Vec<String>,
 }
 
 impl Default for RawProbe {
     fn default() -> Self {
-        RawProbe { targets: Vec::new(), interval_secs: 30, timeout_secs: 10, tls_expiry_warn_days: 14 }
+        RawProbe {
+            targets: Vec::new(),
+            interval_secs: 30,
+            timeout_secs: 10,
+            tls_expiry_warn_days: 14,
+            derive_from_sites: true,
+            nginx_site_dirs: vec!["/etc/nginx/bx/site_enabled".to_owned()],
+        }
     }
 }
 
@@ -415,8 +436,10 @@ pub struct ProbeConfig {
     pub url: String,
     /// https?
     pub tls: bool,
-    /// Host name from the URL.
+    /// Host name from the URL (`Host` header and TLS name).
     pub host: String,
+    /// Address to connect to instead of `host` (derived targets: nginx's listen address).
+    pub connect: Option<String>,
     /// Port from the URL (or 80/443).
     pub port: u16,
     /// Path and query (`/` when empty).
@@ -445,6 +468,7 @@ impl RawProbe {
                     url: target.url.clone(),
                     tls,
                     host,
+                    connect: None,
                     port,
                     path,
                     keyword: target.keyword.clone(),
@@ -461,6 +485,95 @@ impl RawProbe {
         }
         probes
     }
+}
+
+/// How portal targets are derived from discovered sites when `[probe] targets` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeriveConfig {
+    /// Whether to derive targets at all.
+    pub enabled: bool,
+    /// Directories of nginx vhost files.
+    pub nginx_site_dirs: Vec<std::path::PathBuf>,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound of the request.
+    pub timeout: Duration,
+    /// Days before expiry that fail the TLS check.
+    pub tls_expiry_warn_days: u64,
+}
+
+impl RawProbe {
+    /// The settings of derived targets; an empty `targets` list is what turns them on.
+    pub fn derive(&self, problems: &mut Problems) -> DeriveConfig {
+        if self.nginx_site_dirs.iter().any(|d| !d.starts_with('/')) {
+            problems.bad("probe.nginx_site_dirs", format!("{:?}: expected absolute paths", self.nginx_site_dirs));
+        }
+        DeriveConfig {
+            enabled: self.derive_from_sites && self.targets.is_empty(),
+            nginx_site_dirs: self.nginx_site_dirs.iter().map(std::path::PathBuf::from).collect(),
+            interval: Duration::from_secs(self.interval_secs.clamp(5, 3600)),
+            timeout: Duration::from_secs(self.timeout_secs.clamp(1, 60)),
+            tls_expiry_warn_days: self.tls_expiry_warn_days,
+        }
+    }
+}
+
+/// One probe per discovered site, at the URL nginx serves it under: the vhost whose `root` is
+/// the site's document root gives `server_name` (its first plain name) and `listen` (plain HTTP
+/// preferred, connected on loopback for a wildcard address). The default site (`www`) without a
+/// vhost is probed at `http://127.0.0.1/`; other sites without one are not probed.
+pub fn derive_targets(cfg: &DeriveConfig, sites: &[super::discover::Site]) -> Vec<ProbeConfig> {
+    if !cfg.enabled || sites.is_empty() {
+        return Vec::new();
+    }
+    let vhosts = super::discover::nginx_vhosts(&cfg.nginx_site_dirs);
+    let same_dir = |a: &std::path::Path, b: &std::path::Path| {
+        a == b || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+    };
+    let mut targets: Vec<ProbeConfig> = Vec::new();
+    for site in sites {
+        let vhost = vhosts.iter().find(|v| v.root.as_deref().is_some_and(|root| same_dir(root, &site.root)));
+        let (tls, connect, port, name) = match vhost {
+            Some(vhost) => {
+                let Some((connect, port, tls)) =
+                    vhost.listen.iter().find(|l| !l.2).or_else(|| vhost.listen.first()).cloned()
+                else {
+                    continue;
+                };
+                let name = vhost
+                    .names
+                    .iter()
+                    .find(|n| !n.is_empty() && *n != "_" && !n.contains(['*', '~', '$']) && !n.starts_with('.'))
+                    .cloned();
+                (tls, connect.clone(), port, name.unwrap_or(connect))
+            }
+            None if site.name == "default" => (false, "127.0.0.1".to_owned(), 80, "127.0.0.1".to_owned()),
+            None => continue,
+        };
+        let default_port = if tls { 443 } else { 80 };
+        let scheme = if tls { "https" } else { "http" };
+        let url =
+            if port == default_port { format!("{scheme}://{name}/") } else { format!("{scheme}://{name}:{port}/") };
+        if targets.iter().any(|t| t.url == url) {
+            continue;
+        }
+        tracing::info!(site = %site.name, url = %url, connect = %connect, "probing the portal at the address nginx serves it");
+        targets.push(ProbeConfig {
+            url,
+            tls,
+            host: name,
+            connect: Some(connect),
+            port,
+            path: "/".to_owned(),
+            keyword: String::new(),
+            // Derived targets are reached on loopback, often with a self-signed certificate.
+            verify_tls: false,
+            interval: cfg.interval,
+            timeout: cfg.timeout,
+            tls_expiry_warn_days: cfg.tls_expiry_warn_days,
+        });
+    }
+    targets
 }
 
 /// Splits `http(s)://host[:port][/path]` into (tls, host, port, path).

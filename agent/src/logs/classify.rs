@@ -43,17 +43,25 @@ impl Preset {
     /// enough, so the log is searched like grep searches fixed strings.
     pub fn rules(self) -> Vec<(&'static str, Severity)> {
         use Severity::{Critical, High, Low, Medium};
-        const PHP: [(&str, Severity); 4] = [
+        // What pages (high, critical) is what an ops person acts on now: the server failing its
+        // users. What misbehaving clients cause (TLS handshakes nginx logs as [crit]) is counted
+        // and shown, never paged.
+        const PHP: [(&str, Severity); 5] = [
             (r"PHP (Fatal|Parse) error|Allowed memory size of|Maximum execution time of", High),
             (r"PHP Warning", Low),
             (r"PHP (Notice|Deprecated)", Low),
             (r"segfault|Segmentation fault", High),
+            // php-fpm: every worker busy, or workers crashing.
+            (r"server reached pm\.max_children|\(SIGSEGV\)|\(SIGBUS\)|\(SIGABRT\)", High),
         ];
         match self {
             Preset::Nginx => vec![
                 (r"\[emerg\]|no live upstreams", Critical),
-                (r"\[(alert|crit)\]|upstream timed out|while connecting to upstream|upstream prematurely closed", High),
-                (r"\[error\]", Medium),
+                (r"\[alert\]|upstream timed out|while connecting to upstream|upstream prematurely closed", High),
+                // The [crit]s of the server itself; nginx also writes clients' failed TLS
+                // handshakes and reads (SSL_do_handshake(), SSL_read()) as [crit]: those stay medium.
+                (r"Too many open files|No space left on device|worker_connections are not enough", High),
+                (r"\[(crit|error)\]", Medium),
                 (r"\[warn\]", Low),
             ],
             Preset::Httpd => {
@@ -91,11 +99,16 @@ impl Preset {
     }
 }
 
+/// Every record type of the Bitrix exception log (the `type` label of `bitrix_exceptions_total`,
+/// each reported from 0).
+pub const BITRIX_RECORD_TYPES: [&str; 6] =
+    ["UNCAUGHT_EXCEPTION", "CAUGHT_EXCEPTION", "IGNORED_ERROR", "LOW_PRIORITY_ERROR", "ASSERTION", "FATAL"];
+
 /// The record type of a Bitrix exception log header (`... - Host: x - FATAL - ...`).
 pub fn bitrix_record_type(header: &str) -> Option<&'static str> {
-    const TYPES: [&str; 6] =
-        ["UNCAUGHT_EXCEPTION", "CAUGHT_EXCEPTION", "IGNORED_ERROR", "LOW_PRIORITY_ERROR", "ASSERTION", "FATAL"];
-    TYPES.into_iter().find(|t| header.contains(&format!(" - {t} - ")) || header.ends_with(&format!(" - {t}")))
+    BITRIX_RECORD_TYPES
+        .into_iter()
+        .find(|t| header.contains(&format!(" - {t} - ")) || header.ends_with(&format!(" - {t}")))
 }
 
 /// Compiled rules of one log.
@@ -454,6 +467,61 @@ mod tests {
         for (preset, line, expected) in cases {
             let found = classifier(*preset).classify(line.as_bytes()).map(|(severity, _)| severity);
             assert_eq!(found, *expected, "{preset:?}: {line}");
+        }
+    }
+
+    /// Issue #18: severities as an ops person is paged for them (high pages through the error
+    /// spike alert, critical at once; medium and low are counted and shown, never paged).
+    #[test]
+    fn presets_page_for_server_faults_not_for_misbehaving_clients() {
+        let cases: &[(Preset, &str, Severity)] = &[
+            // A scanner or an old client failing the TLS handshake: nginx says [crit], nothing is broken.
+            (
+                Preset::Nginx,
+                "2024/05/01 10:00:00 [crit] 1234#1234: *81 SSL_do_handshake() failed (SSL: error:0A00006C:SSL routines::bad key share) while SSL handshaking, client: 203.0.113.7, server: 0.0.0.0:443",
+                Severity::Medium,
+            ),
+            (
+                Preset::Nginx,
+                "2024/05/01 10:00:00 [crit] 1234#1234: *90 SSL_read() failed (SSL: error:0A000126:SSL routines::unexpected eof while reading) while keepalive, client: 203.0.113.7, server: 0.0.0.0:443",
+                Severity::Medium,
+            ),
+            // Server-side [crit]s still page.
+            (
+                Preset::Nginx,
+                "2024/05/01 10:00:00 [crit] 1234#1234: accept4() failed (24: Too many open files)",
+                Severity::High,
+            ),
+            (
+                Preset::Nginx,
+                "2024/05/01 10:00:00 [crit] 1234#1234: *5 connect() to unix:/var/run/php-fpm/www.sock failed (2: No such file or directory) while connecting to upstream",
+                Severity::High,
+            ),
+            (
+                Preset::Nginx,
+                "2024/05/01 10:00:00 [crit] 1234#1234: *7 pwrite() \"/var/lib/nginx/tmp/client_body/0000000001\" failed (28: No space left on device)",
+                Severity::High,
+            ),
+            // php-fpm: workers exhausted or crashing.
+            (
+                Preset::Php,
+                "[01-May-2024 10:00:00] WARNING: [pool www] server reached pm.max_children setting (50), consider raising it",
+                Severity::High,
+            ),
+            (
+                Preset::Php,
+                "[01-May-2024 10:00:00] WARNING: [pool www] child 4242 exited on signal 11 (SIGSEGV) after 12.000000 seconds from start",
+                Severity::High,
+            ),
+            (
+                Preset::Php,
+                "[01-May-2024 10:00:00 UTC] PHP Fatal error:  Allowed memory size of 268435456 bytes exhausted (tried to allocate 20480 bytes) in /home/bitrix/www/bitrix/modules/main/lib/db/result.php on line 120",
+                Severity::High,
+            ),
+        ];
+        for (preset, line, expected) in cases {
+            let found = classifier(*preset).classify(line.as_bytes()).map(|(severity, _)| severity);
+            assert_eq!(found, Some(*expected), "{preset:?}: {line}");
         }
     }
 

@@ -154,11 +154,12 @@ pub fn observe(tailer: &tail::Tailer, at: UnixMs) -> Vec<Observation> {
         out.push(Observation::labeled(LOG_ROTATED_AWAY_TOTAL, log(), c.rotated_away as f64, at));
         out.push(Observation::labeled(LOG_GROUPS_MERGED_TOTAL, log(), c.merged as f64, at));
         if spec.is_multiline() {
-            let mut types: Vec<_> = c.bitrix_types.iter().collect();
-            types.sort();
-            for (kind, count) in types {
-                let labels = vec![("log", spec.name.clone()), ("type", (*kind).to_owned())];
-                out.push(Observation::labeled(BITRIX_EXCEPTIONS_TOTAL, labels, *count as f64, at));
+            // Every known type from 0, so that the first records after a restart are an increase
+            // (a series born at 12 has an increase of ~0 and the PHP-fatal alert missed them).
+            for kind in classify::BITRIX_RECORD_TYPES {
+                let count = c.bitrix_types.get(kind).copied().unwrap_or(0);
+                let labels = vec![("log", spec.name.clone()), ("type", kind.to_owned())];
+                out.push(Observation::labeled(BITRIX_EXCEPTIONS_TOTAL, labels, count as f64, at));
             }
         }
     }
@@ -369,6 +370,39 @@ impl RawLogs {
             max_line_bytes: self.max_line_bytes as usize,
             max_read_bytes_per_tick: self.max_read_bytes_per_tick,
             files,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use b24watch_proto::catalog::BITRIX_EXCEPTIONS_TOTAL;
+
+    /// Issue 18 item 7 / issue 19 item 2: after a restart every exception type is reported from 0,
+    /// so the first FATAL records are an increase the PHP-fatal alert sees.
+    #[test]
+    fn every_exception_type_is_reported_from_zero_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exceptions.log");
+        std::fs::write(&path, "").expect("write");
+        let spec = LogSpec::new(
+            "bitrix_exceptions",
+            vec![path.display().to_string()],
+            Preset::BitrixExceptions,
+            &[],
+            Encoding::Utf8,
+        );
+        let mut tailer = tail::Tailer::new(vec![spec], Vec::new(), true, 1024, u64::MAX);
+        let _ = tailer.poll(UnixMs(1));
+        let obs = observe(&tailer, UnixMs(1));
+        let types: Vec<(String, f64)> = obs
+            .iter()
+            .filter(|o| o.name == BITRIX_EXCEPTIONS_TOTAL)
+            .map(|o| (o.labels.iter().find(|(k, _)| *k == "type").map(|(_, v)| v.clone()).unwrap_or_default(), o.value))
+            .collect();
+        for kind in classify::BITRIX_RECORD_TYPES {
+            assert!(types.contains(&(kind.to_owned(), 0.0)), "{kind} not reported at 0: {types:?}");
         }
     }
 }

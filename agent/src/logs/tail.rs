@@ -7,7 +7,10 @@
 //! - copytruncate (MySQL, push-server) and Bitrix's own copy-to-`.old`-then-truncate: the size
 //!   drops below the read position (or the head changes). If `<file>.1` or `<file>.old` starts
 //!   like the file did and reaches our position, the unread tail is read from that copy first.
-//!   What cannot be recovered is counted, never silent.
+//!   A file that was empty at the previous poll has no head to compare: there a copy that
+//!   appeared or changed since that poll (another inode, not empty) holds the records written
+//!   and rotated in between, and is read in full before the file. What cannot be recovered is
+//!   counted, never silent.
 //! - deletion: the open handle is drained to EOF, then closed.
 //! - inode reuse: a stored checkpoint applies only when the head fingerprint matches too.
 //!
@@ -120,6 +123,37 @@ struct Tracked {
     /// an over-long line is decided at the first read, on the file that is then read (the copy,
     /// after a copytruncate while the agent was stopped).
     resumed: bool,
+    /// While the file is empty: its copies (`.1`, `.old`) as they were at the last poll. A copy
+    /// that differs at the next poll was made from this file in between.
+    copies_when_empty: Option<[Option<CopySig>; 2]>,
+}
+
+/// Rotation suffixes of a copy made by copytruncate (`.1`) or by Bitrix (`.old`).
+const COPY_SUFFIXES: [&str; 2] = [".1", ".old"];
+
+/// What tells that a copy was (re)written: device, inode, size, modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CopySig {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl CopySig {
+    fn of(path: &Path) -> Option<CopySig> {
+        let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+        Some(CopySig {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+}
+
+fn copy_path(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", path.display()))
 }
 
 impl Tracked {
@@ -138,6 +172,7 @@ impl Tracked {
             rotated,
             reported: resume.map(|c| c.offset),
             resumed: resume.is_some(),
+            copies_when_empty: None,
         }
     }
 }
@@ -392,6 +427,8 @@ impl Tailer {
         let head_changed = t.head.is_some_and(|head| size >= head.len && !head.matches(&t.file));
         if size < t.pos || head_changed {
             self.on_truncation(&mut t, now, out);
+        } else if let Some(before) = t.copies_when_empty.take() {
+            self.recover_copy_of_empty(&mut t, key, before, now, out);
         }
         if t.head.is_none() && size > 0 {
             let len = size.min(HEAD_BYTES);
@@ -407,6 +444,9 @@ impl Tailer {
             }
         }
         t.committed = t.record.as_ref().map_or(t.pos, |r| r.start);
+        // Still empty: remember its copies, to notice one made before the next poll.
+        t.copies_when_empty = (t.head.is_none() && t.pos == 0 && !t.rotated)
+            .then(|| COPY_SUFFIXES.map(|suffix| CopySig::of(&copy_path(&t.path, suffix))));
         if t.rotated {
             // Drained to EOF above; the handle is closed and the checkpoint dropped.
             if let Some(record) = t.record.take() {
@@ -432,6 +472,43 @@ impl Tailer {
             t.reported = Some(t.committed);
         }
         self.files.insert(key, t);
+    }
+
+    /// The file was empty at the last poll. A copy beside it that appeared or changed since,
+    /// another file with bytes, was made from this file in between (Bitrix's
+    /// copy-to-`.old`-then-truncate, or a copytruncate): everything in it is unread. It is read
+    /// in full before the file's new bytes.
+    fn recover_copy_of_empty(
+        &mut self,
+        t: &mut Tracked,
+        key: FileKey,
+        before: [Option<CopySig>; 2],
+        now: UnixMs,
+        out: &mut Poll,
+    ) {
+        for (suffix, was) in COPY_SUFFIXES.iter().zip(before) {
+            let path = copy_path(&t.path, suffix);
+            let Some(sig) = CopySig::of(&path) else { continue };
+            let ours_or_tracked = (sig.dev, sig.ino) == key || self.files.contains_key(&(sig.dev, sig.ino));
+            if Some(sig) == was || sig.len == 0 || ours_or_tracked {
+                continue;
+            }
+            let Ok(file) = File::open(&path) else { continue };
+            self.counters[t.spec].truncations += 1;
+            tracing::info!(log = %self.specs[t.spec].name, copy = %path.display(), bytes = sig.len,
+                "the log was rotated into a copy since the last poll, when it was empty: reading the copy");
+            let original = std::mem::replace(&mut t.file, file);
+            t.pos = 0;
+            self.read_new(t, now, out, sig.len);
+            t.file = original;
+            if let Some(record) = t.record.take() {
+                self.emit_record(t, &record.text, now, out);
+            }
+            t.pos = 0;
+            t.committed = 0;
+            t.splitter = Splitter::default();
+            return;
+        }
     }
 
     fn on_truncation(&mut self, t: &mut Tracked, now: UnixMs, out: &mut Poll) {
@@ -952,6 +1029,57 @@ mod tests {
             }
         }
         std::fs::rename(path, format!("{}.1", path.display())).expect("rename");
+    }
+
+    /// Bitrix's exception log (`FileExceptionHandlerLog`): `copy($log, "$log.old")` then
+    /// `ftruncate($fp, 0)` under a lock, when the file passes `log_size`.
+    fn bitrix_rotate(path: &Path) {
+        std::fs::copy(path, format!("{}.old", path.display())).expect("copy to .old");
+        std::fs::OpenOptions::new().write(true).open(path).expect("open").set_len(0).expect("ftruncate");
+    }
+
+    fn bitrix_records(path: &Path, range: std::ops::Range<usize>) {
+        let text: String = range
+            .map(|n| {
+                format!(
+                    "2026-11-29 10:00:{:02} - Host: portal.example.com - UNCAUGHT_EXCEPTION - [Bitrix\\Main\\SystemException] \n\
+                     record {n}\n/home/bitrix/www/bitrix/modules/main/lib/x.php:{n}\n\t#0: trace\n",
+                    n % 60
+                )
+            })
+            .collect();
+        append(path, &text);
+    }
+
+    #[test]
+    fn bitrix_rotation_to_old_while_the_file_was_empty_at_the_last_poll_loses_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exceptions.log");
+        append(&path, "");
+        let spec =
+            LogSpec::new("bitrix", vec![path.display().to_string()], Preset::BitrixExceptions, &[], Encoding::Utf8);
+        let mut t = Tailer::new(vec![spec], Vec::new(), false, 1024, u64::MAX);
+        assert_eq!(delivered(&t.poll(UnixMs(1))), 0, "empty at this poll");
+        // Between two polls: 12 records pass log_size, Bitrix rotates, 8 more follow.
+        bitrix_records(&path, 0..12);
+        bitrix_rotate(&path);
+        bitrix_records(&path, 12..20);
+        let mut total = 0;
+        for at in 2..5 {
+            total += delivered(&t.poll(UnixMs(at)));
+        }
+        assert_eq!(total, 20, "records recovered from exceptions.log.old and read from the new file");
+        assert_eq!(t.counters[0].bitrix_types.get("UNCAUGHT_EXCEPTION"), Some(&20));
+        assert_eq!(t.counters[0].truncations, 1, "the rotation is counted");
+
+        // The next rotation, from a file read up to its end, is recovered too and nothing is read twice.
+        bitrix_records(&path, 20..25);
+        bitrix_rotate(&path);
+        let mut again = 0;
+        for at in 5..8 {
+            again += delivered(&t.poll(UnixMs(at)));
+        }
+        assert_eq!(again, 5, "only the 5 new records");
     }
 
     #[test]

@@ -93,22 +93,24 @@ impl BitReader<'_> {
         if self.pos + n as usize > self.data.len() * 8 {
             return Err(BlockError::Corrupt("truncated bit stream"));
         }
-        let mut out = 0u64;
-        let mut left = n;
-        while left > 0 {
-            let byte = self.data[self.pos / 8];
-            let offset = (self.pos % 8) as u32;
-            let take = (8 - offset).min(left);
-            let chunk = (u64::from(byte) >> (8 - offset - take)) & ((1u64 << take) - 1);
-            out = if take == 64 { chunk } else { (out << take) | chunk };
-            self.pos += take as usize;
-            left -= take;
+        if n == 0 {
+            return Ok(0);
         }
-        Ok(out)
+        // Up to 16 bytes from the current byte, big-endian: the n <= 64 bits after the offset.
+        let byte = self.pos / 8;
+        let end = (byte + 16).min(self.data.len());
+        let mut window = [0u8; 16];
+        window[..end - byte].copy_from_slice(&self.data[byte..end]);
+        let bits = (u128::from_be_bytes(window) << (self.pos % 8)) >> (128 - n);
+        self.pos += n as usize;
+        Ok(bits as u64)
     }
 
     fn bit(&mut self) -> Result<bool, BlockError> {
-        Ok(self.read(1)? == 1)
+        let byte = *self.data.get(self.pos / 8).ok_or(BlockError::Corrupt("truncated bit stream"))?;
+        let bit = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Ok(bit == 1)
     }
 }
 
@@ -173,22 +175,33 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// Whether `v` is exactly `m / 10^k` for an integer `m` below 2^53 (checked through the
+/// integer, as decoding computes it: -0 is not).
+fn fits(v: f64, k: usize) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
+    let pow = POW10[k];
+    let m = (v * pow).round();
+    if m.is_nan() || m.abs() >= LIMIT || ((m as i64) as f64 / pow).to_bits() != v.to_bits() {
+        return None;
+    }
+    Some(m as i64)
+}
+
 /// The values as integers scaled by `10^k`, when every value round-trips exactly that way.
 fn scaled(points: &[(i64, f64)]) -> Option<(u8, Vec<i64>)> {
-    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
-    'scale: for (k, pow) in POW10.iter().enumerate() {
-        let mut out = Vec::with_capacity(points.len());
-        for &(_, v) in points {
-            let m = (v * pow).round();
-            // Checked through the integer, as decoding computes it (-0 becomes 0 and fails here).
-            if m.is_nan() || m.abs() >= LIMIT || ((m as i64) as f64 / pow).to_bits() != v.to_bits() {
-                continue 'scale;
+    // The smallest scale that fits the values seen so far, raised as values need it: a value
+    // exact at k is exact at every larger k below the limit, checked again below.
+    let mut k = 0;
+    for &(_, v) in points {
+        while fits(v, k).is_none() {
+            k += 1;
+            if k == POW10.len() {
+                return None;
             }
-            out.push(m as i64);
         }
-        return Some((k as u8, out));
     }
-    None
+    let ints: Option<Vec<i64>> = points.iter().map(|&(_, v)| fits(v, k)).collect();
+    Some((k as u8, ints?))
 }
 
 fn encode_decimal(points: &[(i64, f64)], k: u8, ints: &[i64]) -> Vec<u8> {

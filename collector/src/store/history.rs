@@ -1,10 +1,13 @@
 //! Series history at a step: min, max and average per step from raw samples or the rollup tier that fits the step.
 //!
-//! The finest tier whose buckets divide the step answers (raw below a minute, minute rollups
-//! for whole minutes, hour rollups for whole hours). Hours that still have samples in the head
-//! (not yet sealed, so not yet rolled up) are computed from the raw samples. Steps a tier cannot
-//! answer because its data has expired are filled from the next coarser tier, so a range reaching
-//! past raw retention is answered from rollups.
+//! The finest tier whose buckets divide the step answers (raw below a minute, minute buckets
+//! for whole minutes, hour rollups for whole hours). Minute buckets come from the raw samples
+//! while they are kept and from the minute rollups written when they expire
+//! ([`rollup::materialize_minutes`], the same computation). Hours that still have samples in the
+//! head (not yet sealed) or whose blocks wait for their hour rollup ([`series::due_hours`]) are
+//! computed from the raw samples. Steps a tier
+//! cannot answer because its data has expired are filled from the next coarser tier, so a range
+//! reaching past raw retention is answered from rollups.
 
 use std::collections::BTreeMap;
 
@@ -96,38 +99,51 @@ pub fn steps(
         let reach = if counter { series::block_start(from) - BLOCK_MS } else { from };
         let points = series::series_points(conn, head, series_id, reach, to)?;
         let split = points.partition_point(|p| p.0 < from);
-        let prev = split.checked_sub(1).map(|i| points[i].1);
+        let prev = match (split.checked_sub(1), points.get(split)) {
+            (Some(i), _) => Some(points[i].1),
+            // Nothing raw before: the hour before the first point may have expired from raw, and
+            // its hour bucket keeps its last value (as the rollups count it).
+            (None, Some(first)) if counter => rollup::last_before(conn, series_id, series::block_start(first.0))?,
+            _ => None,
+        };
         Ok(rollup::buckets(&points[split..], width, counter, prev))
     };
     if tier == "raw" {
         fold(&mut out, &raw_buckets(from, to, step)?, step);
+    } else if tier == "minute" {
+        // Minute buckets folded into the step, as the minute rollups are built.
+        fold(&mut out, &raw_buckets(from, to, 60_000)?, step);
     } else {
-        // Hours with unsealed samples: from the raw samples, the rest from the tier's rows.
-        let unsealed: std::collections::BTreeSet<i64> = head
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .points(series_id, from, to)
-            .iter()
-            .map(|p| series::block_start(p.0))
-            .collect();
+        // Hours with unsealed samples or with blocks whose hour rollup is due: from the raw
+        // samples, the rest from the tier's rows (due hours read first: a compaction step that
+        // commits after this read leaves a fresh rollup behind).
+        let mut unsealed: std::collections::BTreeSet<i64> =
+            series::due_hours(conn, series_id, from, to)?.into_iter().collect();
+        unsealed.extend(
+            head.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .points(series_id, from, to)
+                .iter()
+                .map(|p| series::block_start(p.0)),
+        );
         // Minute buckets folded into the step, as the rollups are built: the same sums bit for bit.
         let width = 60_000;
         let mut fresh = Vec::new();
         for hour in &unsealed {
             fresh.extend(raw_buckets((*hour).max(from), (hour + BLOCK_MS - 1).min(to), width)?);
         }
+        let stored = rollup::read(conn, HOUR, series_id, from, to)?;
+        // One fold over both, in time order: a step (a day) may hold hours of either kind.
+        fresh.extend(stored.into_iter().filter(|b| !unsealed.contains(&series::block_start(b.start))));
+        fresh.sort_by_key(|b| b.start);
         fold(&mut out, &fresh, step);
-        let stored = rollup::read(conn, if tier == "hour" { HOUR } else { MINUTE }, series_id, from, to)?;
-        let stored: Vec<Bucket> =
-            stored.into_iter().filter(|b| !unsealed.contains(&series::block_start(b.start))).collect();
-        fold(&mut out, &stored, step);
     }
     // Expired finer tiers: coarser rollups answer the time before the finer tier's first data.
     let older = |out: &BTreeMap<i64, Bucket>, buckets: Vec<Bucket>| -> Vec<Bucket> {
         let first = out.keys().next().copied().unwrap_or(i64::MAX);
         buckets.into_iter().filter(|b| b.start < first).collect()
     };
-    if tier == "raw" {
+    if tier != "hour" {
         let minutes = older(&out, rollup::read(conn, MINUTE, series_id, from, to)?);
         fold(&mut out, &minutes, step);
     }
@@ -193,7 +209,7 @@ impl super::query::Reader {
 mod tests {
     use super::*;
     use crate::store::retention::{Retention, Upkeep};
-    use crate::store::series::{Kinds, load_head, seal_step, start_seal, write_pending};
+    use crate::store::series::{Compaction, Kinds, load_head, seal_step, start_seal, write_pending};
     use proptest::prelude::*;
     use std::sync::{Arc, RwLock};
 
@@ -222,9 +238,17 @@ mod tests {
             self.head.write().expect("head").add(&staged);
         }
 
-        fn seal(&mut self) {
+        /// Seals the head into blocks, whose hour rollups stay due.
+        fn seal_only(&mut self) {
             let mut seal = start_seal(&self.head, i64::MAX, true).expect("due");
-            while !seal_step(&mut self.conn, &self.head, &mut seal, &self.kinds).expect("step") {}
+            while !seal_step(&mut self.conn, &self.head, &mut seal).expect("step") {}
+        }
+
+        /// Seals the head and compacts every hour (their hour rollups written), as a clean stop.
+        fn seal(&mut self) {
+            self.seal_only();
+            let mut compaction = Compaction::default();
+            while compaction.step(&mut self.conn, &self.kinds, i64::MAX, true).expect("compact") {}
         }
 
         fn steps(&self, series_id: i64, from: i64, to: i64, step: i64) -> (&'static str, Vec<Step>) {
@@ -310,9 +334,14 @@ mod tests {
             let mut db = Db::new();
             let kind = if counter { 2 } else { 1 };
             let chunk = points.len().div_ceil(pieces);
-            for piece in points.chunks(chunk) {
+            for (i, piece) in points.chunks(chunk).enumerate() {
                 db.add(5, kind, piece.to_vec());
-                db.seal();
+                // The last piece's hours stay due: answered from raw next to rolled-up hours.
+                if i + 1 == pieces.min(points.len().div_ceil(chunk)) && pieces > 1 {
+                    db.seal_only();
+                } else {
+                    db.seal();
+                }
             }
             let (from, to) = (T0, T0 + 3 * 86_400_000);
             for (step, tier) in [(15_000, "raw"), (60_000, "minute"), (300_000, "minute"), (BLOCK_MS, "hour"), (86_400_000, "hour")] {
@@ -373,6 +402,42 @@ mod tests {
         assert!(got[20 * 24..].iter().all(|s| s.count == 1), "minute rollups after");
         let (_, hourly) = db.steps(3, T0, now, BLOCK_MS);
         agrees(&hourly, &brute(&points, BLOCK_MS, false)).expect("hour tier intact");
+    }
+
+    /// Minute buckets are not stored while the raw block is kept (they are computed from it); when
+    /// raw expires its minute rollups are written first, and minute steps still equal brute force
+    /// over the raw points, counters' increases across the raw/minute boundary included.
+    #[test]
+    fn minute_rollups_written_when_raw_expires_equal_brute_force() {
+        for counter in [false, true] {
+            let mut db = Db::new();
+            let kind = if counter { 2 } else { 1 };
+            let seed: Vec<(u16, i16)> =
+                (0..15_000u32).map(|i| ((i * 7919 % 65_521) as u16, ((i * 104_729) % 65_536) as u16 as i16)).collect();
+            let points = series(&seed, counter);
+            db.add(4, kind, points.clone());
+            db.seal();
+            let minute_rows = |db: &Db| -> i64 {
+                db.conn.query_row("SELECT COUNT(*) FROM rollup WHERE tier = 1", [], |r| r.get(0)).expect("count")
+            };
+            assert_eq!(minute_rows(&db), 0, "no minute rows while raw is kept");
+            let (from, to) = (T0, points.last().expect("points").0);
+            let before = db.steps(4, from, to, 60_000);
+            // Raw kept for the last day only; minute rollups for ten.
+            let now = to + BLOCK_MS;
+            let retention = Retention { raw_ms: 86_400_000, minute_ms: 10 * 86_400_000, ..Retention::default() };
+            let mut upkeep = Upkeep::new(&db.conn, retention).expect("upkeep");
+            for _ in 0..50 {
+                upkeep.step(&mut db.conn, &db.kinds, now).expect("step");
+            }
+            let oldest: i64 =
+                db.conn.query_row("SELECT MIN(start_ms) FROM sample_block", [], |r| r.get(0)).expect("min");
+            assert!(oldest > T0 + BLOCK_MS && minute_rows(&db) > 0, "raw expired into minute rows");
+            let after = db.steps(4, from, to, 60_000);
+            assert_eq!(after, before, "counter={counter}: minute steps changed when raw expired");
+            agrees(&after.1, &brute(&points, 60_000, counter)).expect("brute force");
+            agrees(&db.steps(4, from, to, 300_000).1, &brute(&points, 300_000, counter)).expect("5 minutes");
+        }
     }
 
     #[test]

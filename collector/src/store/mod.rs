@@ -16,7 +16,8 @@
 //!
 //! ## Samples
 //! Samples are packed per series per hour ([`series`], [`block`]), rolled up per minute and hour
-//! ([`rollup`]) and expired per tier ([`retention`]).
+//! ([`rollup`]) and expired per tier ([`retention`]). Remote-write targets read the pending log in
+//! commit order from cursors of their own ([`outbox`]).
 //!
 //! The interface is deliberately narrow (ingest, a few queries, administration) so a denser sample
 //! layout or a PostgreSQL backend can replace this one.
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod block;
 pub mod credential;
 pub mod history;
+pub mod outbox;
 pub mod query;
 pub mod retention;
 pub mod rollup;
@@ -192,6 +194,37 @@ pub enum Outcome {
 
 type Reply = oneshot::Sender<Result<Outcome, Error>>;
 
+/// Work of the writer thread timed per kind ([`Store::step_seconds`]): group commits and the
+/// background steps between them.
+pub const STEPS: [&str; 6] = ["seal", "rollup", "retention", "conversion", "commit", "compaction"];
+pub(crate) const STEP_SEAL: usize = 0;
+/// Rollup refreshes inside one seal or conversion step, summed.
+pub(crate) const STEP_ROLLUP: usize = 1;
+pub(crate) const STEP_RETENTION: usize = 2;
+pub(crate) const STEP_CONVERSION: usize = 3;
+pub(crate) const STEP_COMMIT: usize = 4;
+pub(crate) const STEP_COMPACTION: usize = 5;
+
+/// The longest run and the total time of each kind of writer work since start, in
+/// microseconds (indexed as [`STEPS`]). Each step holds the write lock, so its run is how long
+/// ingest can wait behind it.
+#[derive(Debug, Default)]
+pub(crate) struct StepTimes {
+    max: [AtomicU64; 6],
+    total: [AtomicU64; 6],
+}
+
+impl StepTimes {
+    pub(crate) fn record(&self, step: usize, elapsed: std::time::Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.max[step].fetch_max(micros, Ordering::Relaxed);
+        self.total[step].fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// Times of one kind of writer work: `(step, longest run, total)`, in seconds.
+pub type StepTime = (&'static str, f64, f64);
+
 /// Cheap, cloneable handle to the store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -199,6 +232,7 @@ pub struct Store {
     healthy: Arc<AtomicBool>,
     path: PathBuf,
     results_dropped: Arc<AtomicU64>,
+    step_times: Arc<StepTimes>,
 }
 
 /// Joins the writer thread when dropped by [`Store::open`]'s caller.
@@ -249,13 +283,14 @@ impl Store {
         let reader = query::Reader::with_head(open_connection(data_dir)?, Arc::clone(&head));
         let healthy = Arc::new(AtomicBool::new(true));
         let results_dropped = Arc::new(AtomicU64::new(0));
+        let step_times = Arc::new(StepTimes::default());
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let writer = writer::Writer::new(
             conn,
             Arc::clone(&healthy),
             max_series_per_agent,
             evidence_span_ms,
-            Arc::clone(&results_dropped),
+            (Arc::clone(&results_dropped), Arc::clone(&step_times)),
             (head, last_pending),
             retention,
         )?;
@@ -263,7 +298,7 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
-        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped };
+        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped, step_times };
         Ok((store, reader, WriterHandle(Some(handle))))
     }
 
@@ -294,6 +329,18 @@ impl Store {
     /// Check results left out of the history because their agent passed [`MAX_CHECK_RESULTS_PER_MINUTE`].
     pub fn check_results_dropped(&self) -> u64 {
         self.results_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The longest run and the total time since start of each kind of the writer's work
+    /// ([`STEPS`]): sealing the head into blocks, refreshing rollups (inside a seal step),
+    /// retention, converting old rows, group commits and compacting the blocks of past hours. Ingest waits at most a step's longest
+    /// run behind it.
+    pub fn step_seconds(&self) -> [StepTime; 6] {
+        let t = &self.step_times;
+        std::array::from_fn(|i| {
+            let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
+            (STEPS[i], secs(&t.max[i]), secs(&t.total[i]))
+        })
     }
 
     /// Database file path (for size metrics).

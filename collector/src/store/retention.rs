@@ -42,9 +42,11 @@ impl Default for Retention {
 }
 
 /// Old sample rows converted per step.
-const MIGRATE_ROWS: i64 = 20_000;
+const MIGRATE_ROWS: i64 = 5_000;
 /// Rows deleted per retention step.
 const DELETE_ROWS: i64 = 500;
+/// Raw blocks expired per step (each may first be rolled up into its minute row).
+const EXPIRE_BLOCKS: i64 = 200;
 /// Rows looked at per step in tables without a time index.
 const SCAN_ROWS: i64 = 2_000;
 /// Pause between retention rounds that found nothing to delete.
@@ -60,16 +62,10 @@ const EVENT_TABLES: [(&str, &str); 6] = [
     ("evidence", "to_ms"),
 ];
 
-/// The deletes bounded by `LIMIT ?2`, each with its cutoff `?1`: raw blocks, minute and hour
-/// rollups, dedup keys, and the samples behind the evidence and every check result (kept as long
+/// The deletes bounded by `LIMIT ?2`, each with its cutoff `?1`: minute and hour rollups, dedup keys, and the samples behind the evidence and every check result (kept as long
 /// as the events they explain, deleted through their `at_ms` index).
-fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 6] {
+fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 5] {
     [
-        (
-            "DELETE FROM sample_block WHERE (start_ms, series_id) IN
-             (SELECT start_ms, series_id FROM sample_block WHERE start_ms <= ?1 LIMIT ?2)",
-            now_ms - r.raw_ms - BLOCK_MS,
-        ),
         (
             "DELETE FROM rollup WHERE tier = 1 AND (start_ms, series_id) IN
              (SELECT start_ms, series_id FROM rollup WHERE tier = 1 AND start_ms <= ?1 LIMIT ?2)",
@@ -125,10 +121,15 @@ impl Upkeep {
         })
     }
 
+    /// Whether old sample rows are still being converted (the next steps are conversion steps).
+    pub(crate) fn converting(&self) -> bool {
+        self.migrating
+    }
+
     /// Runs one step when there is work; true when it did something (call again soon).
     pub(crate) fn step(&mut self, conn: &mut Connection, kinds: &Kinds, now_ms: i64) -> Result<bool, Error> {
         if self.migrating {
-            self.migrating = migrate_step(conn, kinds)?;
+            self.migrating = migrate_step(conn)?;
             return Ok(true);
         }
         if Instant::now() < self.next_round {
@@ -136,14 +137,20 @@ impl Upkeep {
         }
         let r = self.retention;
         let limited = limited_deletes(&r, now_ms);
-        let tasks = limited.len() + EVENT_TABLES.len();
+        // Raw blocks first (their minute rollups are written as they go), then the rest.
+        let tasks = 1 + limited.len() + EVENT_TABLES.len();
         let deleted = match self.task {
-            n if n < limited.len() => {
-                let (sql, cutoff) = limited[n];
+            0 => {
+                let n = expire_blocks(conn, kinds, now_ms - r.raw_ms - BLOCK_MS, now_ms - r.minute_ms - BLOCK_MS)?;
+                // A full step leaves more to do: counted as a full delete step.
+                if n == EXPIRE_BLOCKS as usize { DELETE_ROWS as usize } else { n }
+            }
+            n if n <= limited.len() => {
+                let (sql, cutoff) = limited[n - 1];
                 delete_limited(conn, sql, cutoff)?
             }
             n => {
-                let (table, column) = EVENT_TABLES[n - limited.len()];
+                let (table, column) = EVENT_TABLES[n - 1 - limited.len()];
                 let cursor = self.cursors.get(table).copied().unwrap_or(0);
                 let (deleted, next) = delete_scanned(conn, table, column, cursor, now_ms - r.events_ms)?;
                 self.cursors.insert(table, next);
@@ -168,6 +175,47 @@ impl Upkeep {
         }
         Ok(true)
     }
+}
+
+/// A block to expire: id, start, series, whether its hour rollup is due, and its data when needed.
+type ExpiringBlock = (i64, i64, i64, bool, Option<Vec<u8>>);
+
+/// Deletes up to [`EXPIRE_BLOCKS`] raw blocks starting at or before `cutoff`, first writing the
+/// minute rollups of those that the minute tier still keeps (starting after `minute_cutoff`) and
+/// the hour rollup of those still due for it.
+fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutoff: i64) -> Result<usize, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let blocks: Vec<ExpiringBlock> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT b.id, b.start_ms, b.series_id, d.series_id IS NOT NULL,
+                    CASE WHEN b.start_ms > ?3 OR d.series_id IS NOT NULL THEN b.data END
+             FROM sample_block b LEFT JOIN block_due d ON d.series_id = b.series_id AND d.start_ms = b.start_ms
+             WHERE b.start_ms <= ?1 ORDER BY b.start_ms LIMIT ?2",
+        )?;
+        stmt.query_map(params![cutoff, EXPIRE_BLOCKS, minute_cutoff], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let mut points = Vec::new();
+    for (id, start, series_id, due, data) in &blocks {
+        if let Some(data) = data {
+            points.clear();
+            block::decode_into(data, &mut points).map_err(|err| Error::Failed(err.to_string()))?;
+            let kind = kinds.get(series_id).copied().unwrap_or(0);
+            if *due {
+                super::rollup::refresh_hour(&tx, *series_id, *start, &points, kind)?;
+                tx.prepare_cached("DELETE FROM block_due WHERE series_id = ?1 AND start_ms = ?2")?
+                    .execute(params![series_id, start])?;
+            }
+            if *start > minute_cutoff {
+                super::rollup::materialize_minutes(&tx, *series_id, *start, &points, kind)?;
+            }
+        }
+        tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;
+    }
+    tx.commit()?;
+    Ok(blocks.len())
 }
 
 fn delete_limited(conn: &mut Connection, sql: &str, cutoff: i64) -> Result<usize, Error> {
@@ -213,7 +261,7 @@ fn old_samples_exist(conn: &Connection) -> Result<bool, Error> {
 /// Moves up to [`MIGRATE_ROWS`] rows of the old one-row-per-sample table into blocks (and their
 /// rollups) and deletes them in the same transaction; drops the table once empty. Returns whether
 /// rows remain.
-fn migrate_step(conn: &mut Connection, kinds: &Kinds) -> Result<bool, Error> {
+fn migrate_step(conn: &mut Connection) -> Result<bool, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let rows: Vec<(i64, i64, i64, f64)> = {
         let mut stmt = tx.prepare_cached(
@@ -236,12 +284,11 @@ fn migrate_step(conn: &mut Connection, kinds: &Kinds) -> Result<bool, Error> {
     }
     for (series_id, points) in &mut by_series {
         block::normalize(points);
-        let kind = kinds.get(series_id).copied().unwrap_or(0);
         let mut rest = &points[..];
         while let Some(&(ts, _)) = rest.first() {
             let start = super::series::block_start(ts);
             let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
-            super::series::merge_block(&tx, *series_id, start, &rest[..n], kind)?;
+            super::series::merge_block(&tx, *series_id, start, &rest[..n])?;
             rest = &rest[n..];
         }
     }

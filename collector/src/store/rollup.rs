@@ -1,9 +1,13 @@
 //! Minute and hour rollups (min, max, sum, count, last; counters also as increases) kept in step with the blocks.
 //!
-//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`MINUTE`] has one row per series per
-//! hour holding its minute buckets; tier [`HOUR`] one row per series per day holding its hour
-//! buckets. Each time a block is written (sealing, backfill, migration) the rollups of its hour
-//! are recomputed from the whole block, so a late point changes exactly the buckets it falls in.
+//! Table `rollup(id, tier, start_ms, series_id, data)`: tier [`HOUR`] has one row per series per
+//! day holding its hour buckets, refreshed each time a block is written (sealing, backfill,
+//! conversion) from the whole block, so a late point changes exactly the buckets it falls in.
+//! Tier [`MINUTE`] has one row per series per hour holding its minute buckets, written when the
+//! hour's raw block expires ([`materialize_minutes`]): while the raw block is kept, minute buckets
+//! are computed from it on read ([`super::history`]) with the same function, so storing them
+//! twice would only double the bytes per sample. Rows written by earlier versions at seal time
+//! stay valid and expire with their tier.
 //! A counter's increase handles resets (a drop counts the new value as the increase) and starts
 //! from the last value of the previous hour.
 
@@ -14,7 +18,7 @@ use super::Error;
 use super::block::{self, get_varint, put_varint};
 use super::series::BLOCK_MS;
 
-/// Tier of minute buckets (rows per hour).
+/// Tier of minute buckets (rows per hour, written when the hour's raw block expires).
 pub const MINUTE: i64 = 1;
 /// Tier of hour buckets (rows per day).
 pub const HOUR: i64 = 2;
@@ -91,7 +95,105 @@ pub fn buckets(points: &[(i64, f64)], width: i64, counter: bool, mut prev: Optio
     out
 }
 
+/// First byte of a row in the compact format. A row of the first format starts with its bucket
+/// count as a varint, below 0x80 (60 minute or 24 hour buckets at most), so the two never meet.
+const COMPACT: u8 = 0xFE;
+const MINUTE_UNITS: i64 = MINUTE_MS;
+
+/// Encodes a row in the shorter of two formats: the first one ([`encode_blocks`]), or the compact
+/// one, which pays off for rows of few buckets (the first format spends 18 bytes a column on
+/// its first start and value): `0xFE | n | starts in minutes (first, then differences) | each
+/// column's values, byte-aligned XOR with the value before in the column` (a control byte of
+/// leading and trailing zero bytes, then the bytes between; 0 when equal).
 fn encode(buckets: &[Bucket]) -> Result<Vec<u8>, Error> {
+    let first = encode_blocks(buckets)?;
+    let ascending = buckets.windows(2).all(|w| w[0].start < w[1].start);
+    if !ascending || buckets.iter().any(|b| b.start % MINUTE_UNITS != 0 || b.start < 0) {
+        return Ok(first);
+    }
+    let mut out = vec![COMPACT];
+    put_varint(&mut out, buckets.len() as u64);
+    let mut prev = 0;
+    for b in buckets {
+        put_varint(&mut out, ((b.start - prev) / MINUTE_UNITS) as u64);
+        prev = b.start;
+    }
+    for column in COLUMNS {
+        let mut prev = 0u64;
+        for b in buckets {
+            let bits = column(b).to_bits();
+            let xor = bits ^ prev;
+            prev = bits;
+            if xor == 0 {
+                out.push(0);
+                continue;
+            }
+            let (lead, trail) = (xor.leading_zeros() / 8, xor.trailing_zeros() / 8);
+            out.push(0x80 | ((lead as u8) << 3) | trail as u8);
+            out.extend_from_slice(&xor.to_be_bytes()[lead as usize..(8 - trail) as usize]);
+        }
+    }
+    Ok(if out.len() < first.len() { out } else { first })
+}
+
+fn decode(data: &[u8]) -> Result<Vec<Bucket>, Error> {
+    if data.first() != Some(&COMPACT) {
+        return decode_blocks(data);
+    }
+    let corrupt = |what: &str| Error::Failed(format!("corrupt rollup: {what}"));
+    let mut pos = 1;
+    let n = get_varint(data, &mut pos).map_err(|err| corrupt(&err.to_string()))? as usize;
+    if n > data.len() {
+        return Err(corrupt("count larger than the data"));
+    }
+    let mut buckets = Vec::with_capacity(n);
+    let mut start = 0i64;
+    for _ in 0..n {
+        let delta = get_varint(data, &mut pos).map_err(|err| corrupt(&err.to_string()))?;
+        start = i64::try_from(delta)
+            .ok()
+            .and_then(|d| d.checked_mul(MINUTE_UNITS))
+            .and_then(|d| start.checked_add(d))
+            .ok_or_else(|| corrupt("start"))?;
+        buckets.push(Bucket { start, min: 0.0, max: 0.0, sum: 0.0, count: 0, last: 0.0, inc: 0.0 });
+    }
+    for column in 0..COLUMNS.len() {
+        let mut prev = 0u64;
+        for b in &mut buckets {
+            let control = *data.get(pos).ok_or_else(|| corrupt("truncated"))?;
+            pos += 1;
+            if control != 0 {
+                let (lead, trail) = (usize::from((control >> 3) & 7), usize::from(control & 7));
+                let len = 8usize.checked_sub(lead + trail).filter(|l| *l > 0).ok_or_else(|| corrupt("xor bytes"))?;
+                let bytes = data.get(pos..pos + len).ok_or_else(|| corrupt("truncated"))?;
+                pos += len;
+                let mut word = [0u8; 8];
+                word[lead..8 - trail].copy_from_slice(bytes);
+                prev ^= u64::from_be_bytes(word);
+            }
+            let value = f64::from_bits(prev);
+            match column {
+                0 => b.min = value,
+                1 => b.max = value,
+                2 => b.sum = value,
+                3 => b.count = value as u32,
+                4 => b.last = value,
+                _ => b.inc = value,
+            }
+        }
+    }
+    if pos != data.len() {
+        return Err(corrupt("trailing bytes"));
+    }
+    Ok(buckets)
+}
+
+/// The columns of a row, in order.
+const COLUMNS: [fn(&Bucket) -> f64; 6] =
+    [|b| b.min, |b| b.max, |b| b.sum, |b| f64::from(b.count), |b| b.last, |b| b.inc];
+
+/// The first format: the bucket count, then each column as a sample block (starts and values).
+fn encode_blocks(buckets: &[Bucket]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     put_varint(&mut out, buckets.len() as u64);
     let columns: [fn(&Bucket) -> f64; 6] =
@@ -105,7 +207,7 @@ fn encode(buckets: &[Bucket]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn decode(data: &[u8]) -> Result<Vec<Bucket>, Error> {
+fn decode_blocks(data: &[u8]) -> Result<Vec<Bucket>, Error> {
     let corrupt = |what: &str| Error::Failed(format!("corrupt rollup: {what}"));
     let mut pos = 0;
     let n = get_varint(data, &mut pos).map_err(|err| corrupt(&err.to_string()))? as usize;
@@ -155,8 +257,18 @@ fn write_row(tx: &Transaction<'_>, tier: i64, start: i64, series_id: i64, bucket
     Ok(())
 }
 
-/// Recomputes the minute buckets of the hour at `hour` and its bucket in the day row from all
-/// `points` of that hour (sorted, unique).
+thread_local! {
+    /// Time spent in [`refresh_hour`] on this thread since the last [`take_elapsed`].
+    static ELAPSED: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// Time spent refreshing rollups on this thread since the last call (the writer's step timing).
+pub(crate) fn take_elapsed() -> std::time::Duration {
+    ELAPSED.with(|e| e.replace(std::time::Duration::ZERO))
+}
+
+/// Recomputes the bucket of the hour at `hour` in its day row from all `points` of that hour
+/// (sorted, unique).
 ///
 /// # Errors
 /// SQLite errors, corrupt rows.
@@ -167,18 +279,36 @@ pub(crate) fn refresh_hour(
     points: &[(i64, f64)],
     kind: i32,
 ) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let result = refresh_hour_timed(tx, series_id, hour, points, kind);
+    ELAPSED.with(|e| e.set(e.get() + started.elapsed()));
+    result
+}
+
+/// The last value of the hour before `hour` from its hour bucket (where a counter's increase
+/// starts).
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn last_before(conn: &rusqlite::Connection, series_id: i64, hour: i64) -> Result<Option<f64>, Error> {
+    let before = hour - BLOCK_MS;
+    let day = before.div_euclid(DAY_MS) * DAY_MS;
+    Ok(read_row(conn, HOUR, day, series_id)?.iter().find(|b| b.start == before).map(|b| b.last))
+}
+
+fn refresh_hour_timed(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
     let counter = kind == COUNTER;
-    let prev = if counter {
-        let before = hour - BLOCK_MS;
-        let day = before.div_euclid(DAY_MS) * DAY_MS;
-        read_row(tx, HOUR, day, series_id)?.iter().find(|b| b.start == before).map(|b| b.last)
-    } else {
-        None
-    };
-    let minutes = buckets(points, MINUTE_MS, counter, prev);
-    write_row(tx, MINUTE, hour, series_id, &minutes)?;
+    let prev = if counter { last_before(tx, series_id, hour)? } else { None };
+    // The hour bucket is the minute buckets folded in order, so that it equals, bit for bit,
+    // what a read folding minute buckets computes.
     let mut hour_bucket: Option<Bucket> = None;
-    for m in &minutes {
+    for m in &buckets(points, MINUTE_MS, counter, prev) {
         match &mut hour_bucket {
             Some(h) => h.absorb(m),
             None => hour_bucket = Some(Bucket { start: hour, ..*m }),
@@ -186,10 +316,34 @@ pub(crate) fn refresh_hour(
     }
     let day = hour.div_euclid(DAY_MS) * DAY_MS;
     let mut day_row = read_row(tx, HOUR, day, series_id)?;
-    day_row.retain(|b| b.start != hour);
-    day_row.extend(hour_bucket);
-    day_row.sort_by_key(|b| b.start);
+    let at = day_row.partition_point(|b| b.start < hour);
+    match (day_row.get(at).is_some_and(|b| b.start == hour), hour_bucket) {
+        (true, Some(bucket)) if day_row[at] == bucket => return Ok(()),
+        (true, Some(bucket)) => day_row[at] = bucket,
+        (true, None) => {
+            day_row.remove(at);
+        }
+        (false, Some(bucket)) => day_row.insert(at, bucket),
+        (false, None) => return Ok(()),
+    }
     write_row(tx, HOUR, day, series_id, &day_row)
+}
+
+/// Writes the minute buckets of the hour at `hour` from all `points` of its raw block (sorted,
+/// unique), before the block is deleted by retention.
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn materialize_minutes(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+    kind: i32,
+) -> Result<(), Error> {
+    let counter = kind == COUNTER;
+    let prev = if counter { last_before(tx, series_id, hour)? } else { None };
+    write_row(tx, MINUTE, hour, series_id, &buckets(points, MINUTE_MS, counter, prev))
 }
 
 /// Buckets of a tier for a series overlapping `[from, to]`, sorted.
@@ -222,6 +376,36 @@ mod tests {
             let b = buckets(&points, MINUTE_MS, counter, None);
             prop_assert_eq!(decode(&encode(&b).expect("encode")).expect("decode"), b);
         }
+    }
+
+    proptest! {
+        /// Rows of either format decode (rows written before the compact format stay readable),
+        /// and a row is never longer than in the first format.
+        #[test]
+        fn both_formats_round_trip_and_the_shorter_is_written(
+            raw in prop::collection::vec((0i64..1_440, -1e6f64..1e6), 1..60),
+            counter: bool,
+        ) {
+            let mut points: Vec<(i64, f64)> =
+                raw.into_iter().map(|(m, v)| (1_795_000_020_000 + m * 60_000, (v * 100.0).round() / 100.0)).collect();
+            block::normalize(&mut points);
+            let b = buckets(&points, BLOCK_MS, counter, Some(0.5));
+            let first = encode_blocks(&b).expect("encode");
+            prop_assert_eq!(decode(&first).expect("first format"), b.clone());
+            let written = encode(&b).expect("encode");
+            prop_assert!(written.len() <= first.len());
+            prop_assert_eq!(decode(&written).expect("decode"), b);
+        }
+    }
+
+    #[test]
+    fn a_one_bucket_row_is_compact() {
+        let b = buckets(&[(1_795_000_020_000, 42.5), (1_795_000_030_000, 43.0)], BLOCK_MS, false, None);
+        let written = encode(&b).expect("encode");
+        assert_eq!(written[0], COMPACT);
+        assert!(written.len() * 2 <= encode_blocks(&b).expect("encode").len(), "{} bytes", written.len());
+        assert_eq!(decode(&written).expect("decode"), b);
+        assert!(decode(&written[..written.len() - 1]).is_err());
     }
 
     #[test]

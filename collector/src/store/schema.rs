@@ -201,6 +201,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // retention deletes them in small steps without scanning the tables.
     "CREATE INDEX evidence_point_by_at ON evidence_point(at_ms);
     CREATE INDEX check_point_by_at ON check_point(at_ms);",
+    // 10: the blocks written since their hour rollup was refreshed (store/series.rs): once the
+    // hour is over, each is rolled up and moved to full pages in one step (compaction); reads
+    // compute those hours from the raw samples meanwhile.
+    "CREATE TABLE block_due(
+        series_id INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL,
+        PRIMARY KEY(series_id, start_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX block_due_by_start ON block_due(start_ms, series_id);",
+    // 11: remote write (store/outbox.rs): each target's cursor in the pending log, and the last
+    // pending row sealed into blocks (rows after it are the head's; rows up to it are kept only
+    // while a target still needs them).
+    "CREATE TABLE outbox_target(
+        name TEXT PRIMARY KEY,
+        sent_id INTEGER NOT NULL,
+        max_backlog_bytes INTEGER NOT NULL,
+        dropped_samples INTEGER NOT NULL
+    );
+    CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
 ];
 
 /// Schema version this build writes.

@@ -12,9 +12,19 @@
 //! ## Sealing
 //! When the head is large or old, its points move to blocks in small steps between group commits:
 //! a step merges the points of a few series into their blocks (the stored point wins on an equal
-//! timestamp), refreshes the rollups of the hours it touched ([`super::rollup`]) and commits. The
-//! last step deletes the pending rows the seal covered. A crash between steps replays those rows
-//! into the head and seals them again: merging is idempotent, so nothing is lost or doubled.
+//! timestamp), marks those blocks due in `block_due` and commits. The last step deletes the
+//! pending rows the seal covered. A crash between steps replays those rows into the head and
+//! seals them again: merging is idempotent, so nothing is lost or doubled.
+//!
+//! ## Compaction
+//! A block rewritten by every seal of its hour grows in place, and SQLite splits its page each
+//! time it no longer fits: an hour's blocks end up on pages about two-thirds full. Once an hour is
+//! over and no seal has written into it for [`COMPACT_IDLE`] (or at a clean stop), [`Compaction`]
+//! takes its due blocks in series order, [`COMPACT_ROWS`] a step: refreshes each one's hour rollup
+//! ([`super::rollup`]; once per hour rather than at every seal) and moves it to the end of the
+//! table, where SQLite fills pages completely; the pages left go to the free list and are reused.
+//! Until then reads compute those hours from the raw samples ([`due_hours`]). Each step is one
+//! transaction, so a crash leaves every block once and due until it is done.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -23,7 +33,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::block::{self, get_varint, put_varint};
-use super::{Error, rollup};
+use super::{Error, outbox, rollup};
+
+/// Points per series id, as one pending row holds them.
+pub type Staged = Vec<(i64, Vec<(i64, f64)>)>;
 
 /// Length of a block, aligned to multiples since the epoch.
 pub const BLOCK_MS: i64 = 3_600_000;
@@ -32,9 +45,13 @@ pub(crate) const SEAL_POINTS: usize = 2_000_000;
 /// ... or when its oldest point arrived this long ago.
 pub(crate) const SEAL_AGE: Duration = Duration::from_secs(300);
 /// Points merged into blocks per seal step (a step is one short transaction).
-const STEP_POINTS: usize = 50_000;
+const STEP_POINTS: usize = 25_000;
 /// Series per seal step at most.
-const STEP_SERIES: usize = 2_000;
+const STEP_SERIES: usize = 1_000;
+/// Blocks rolled up and moved per compaction step.
+const COMPACT_ROWS: i64 = 500;
+/// An hour is compacted once no seal wrote into it for this long.
+pub(crate) const COMPACT_IDLE: Duration = Duration::from_secs(600);
 
 /// Start of the block holding `ts`.
 pub fn block_start(ts: i64) -> i64 {
@@ -109,7 +126,11 @@ pub(crate) fn write_pending(tx: &Transaction<'_>, staged: &mut [(i64, Vec<(i64, 
     Ok(Some(tx.last_insert_rowid()))
 }
 
-fn decode_pending(data: &[u8], out: &mut Vec<(i64, Vec<(i64, f64)>)>) -> Result<(), Error> {
+/// Decodes one pending row (also read by [`outbox`] for remote write).
+///
+/// # Errors
+/// A corrupt row.
+pub(crate) fn decode_pending(data: &[u8], out: &mut Staged) -> Result<(), Error> {
     let corrupt = |err: block::BlockError| Error::Failed(format!("pending samples: {err}"));
     let mut pos = 0;
     while pos < data.len() {
@@ -122,15 +143,17 @@ fn decode_pending(data: &[u8], out: &mut Vec<(i64, Vec<(i64, f64)>)>) -> Result<
     Ok(())
 }
 
-/// Reads every pending row into a fresh head (at startup). Returns the head and the last row id.
+/// Reads every pending row not yet sealed ([`outbox::sealed_upto`]: rows kept for remote write
+/// are not replayed) into a fresh head (at startup). Returns the head and the last row id.
 ///
 /// # Errors
 /// SQLite errors, corrupt rows.
 pub(crate) fn load_head(conn: &rusqlite::Connection) -> Result<(Head, i64), Error> {
     let mut head = Head::default();
-    let mut last = 0;
-    let mut stmt = conn.prepare("SELECT id, data FROM sample_pending ORDER BY id")?;
-    let mut rows = stmt.query([])?;
+    let sealed = outbox::sealed_upto(conn)?;
+    let mut last = sealed;
+    let mut stmt = conn.prepare("SELECT id, data FROM sample_pending WHERE id > ?1 ORDER BY id")?;
+    let mut rows = stmt.query([sealed])?;
     let mut staged = Vec::new();
     while let Some(row) = rows.next()? {
         last = row.get(0)?;
@@ -148,6 +171,8 @@ pub(crate) struct Seal {
     todo: Vec<i64>,
     /// Pending rows up to this id are covered.
     cut: i64,
+    /// Hours whose blocks this seal wrote.
+    pub(crate) hours: Vec<i64>,
 }
 
 /// Starts a seal when the head is due: moves the open points aside for sealing.
@@ -166,7 +191,7 @@ pub(crate) fn start_seal(head: &SharedHead, last_pending: i64, force: bool) -> O
     head.open_since = None;
     let mut todo: Vec<i64> = head.sealing.keys().copied().collect();
     todo.sort_unstable_by(|a, b| b.cmp(a));
-    Some(Seal { todo, cut: last_pending })
+    Some(Seal { todo, cut: last_pending, hours: Vec::new() })
 }
 
 /// Kinds of the series, for rollups (counters roll up as increases).
@@ -176,12 +201,7 @@ pub(crate) type Kinds = HashMap<i64, super::Kind>;
 ///
 /// # Errors
 /// SQLite errors (the step rolls back and can be retried; nothing is lost).
-pub(crate) fn seal_step(
-    conn: &mut rusqlite::Connection,
-    head: &SharedHead,
-    seal: &mut Seal,
-    kinds: &Kinds,
-) -> Result<bool, Error> {
+pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal: &mut Seal) -> Result<bool, Error> {
     let mut batch: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
     {
         let head = head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -198,20 +218,23 @@ pub(crate) fn seal_step(
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (series_id, points) in &mut batch {
-        let kind = kinds.get(series_id).copied().unwrap_or(0);
         let mut points = std::mem::take(points);
         block::normalize(&mut points);
         let mut rest = &points[..];
         while let Some(&(ts, _)) = rest.first() {
             let start = block_start(ts);
             let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
-            merge_block(&tx, *series_id, start, &rest[..n], kind)?;
+            merge_block(&tx, *series_id, start, &rest[..n])?;
+            if !seal.hours.contains(&start) {
+                seal.hours.push(start);
+            }
             rest = &rest[n..];
         }
     }
     let done = seal.todo.is_empty();
     if done {
-        tx.prepare_cached("DELETE FROM sample_pending WHERE id <= ?1")?.execute([seal.cut])?;
+        // Sealed rows go once every remote-write target has them.
+        outbox::after_seal(&tx, seal.cut)?;
     }
     tx.commit()?;
     let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -224,14 +247,105 @@ pub(crate) fn seal_step(
     Ok(done)
 }
 
-/// Merges points of one hour into the series' block (stored points win) and refreshes that
-/// hour's rollups.
+/// A due block: series, and the block's id, end, count and data (none when it is gone).
+type DueBlock = (i64, Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+
+/// When seals last wrote into each hour, and the hour being compacted (see the module docs).
+/// The blocks due are in `block_due`, so a crash loses nothing of this but the idle times.
+#[derive(Debug, Default)]
+pub(crate) struct Compaction {
+    /// Hour start → when a seal last wrote into it (since start).
+    touched: HashMap<i64, Instant>,
+    /// The hour being compacted and the last series id done.
+    current: Option<(i64, i64)>,
+}
+
+impl Compaction {
+    /// Notes that a seal wrote into these hours.
+    pub(crate) fn touch(&mut self, hours: &[i64]) {
+        let now = Instant::now();
+        for hour in hours {
+            self.touched.insert(*hour, now);
+        }
+    }
+
+    /// Rolls up and moves the next [`COMPACT_ROWS`] due blocks of the oldest hour with due
+    /// blocks, when that hour is over (`now_ms`) and no seal wrote into it for [`COMPACT_IDLE`]
+    /// (or with `force`, a clean stop). Hours go oldest first, so a counter's increase always
+    /// starts from a refreshed hour before. True when it did something.
+    ///
+    /// # Errors
+    /// SQLite errors, corrupt blocks (the step rolls back and is retried).
+    pub(crate) fn step(
+        &mut self,
+        conn: &mut rusqlite::Connection,
+        kinds: &Kinds,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<bool, Error> {
+        let (hour, after) = match self.current {
+            Some(current) => current,
+            None => {
+                let oldest: Option<i64> = conn.query_row("SELECT MIN(start_ms) FROM block_due", [], |r| r.get(0))?;
+                let Some(hour) = oldest else { return Ok(false) };
+                let idle = force || self.touched.get(&hour).is_none_or(|at| at.elapsed() >= COMPACT_IDLE);
+                if hour.saturating_add(BLOCK_MS) > now_ms || !idle {
+                    return Ok(false);
+                }
+                self.touched.remove(&hour);
+                // Kept while the hour is being done: a failed step is retried from here.
+                self.current = Some((hour, i64::MIN));
+                (hour, i64::MIN)
+            }
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<DueBlock> = tx
+            .prepare_cached(
+                "SELECT d.series_id, b.id, b.end_ms, b.n, b.data FROM block_due d
+                 LEFT JOIN sample_block b ON b.start_ms = d.start_ms AND b.series_id = d.series_id
+                 WHERE d.start_ms = ?1 AND d.series_id > ?2 ORDER BY d.series_id LIMIT ?3",
+            )?
+            .query_map(params![hour, after, COMPACT_ROWS], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut points = Vec::new();
+        for (series_id, id, _, _, data) in &rows {
+            tx.prepare_cached("DELETE FROM block_due WHERE series_id = ?1 AND start_ms = ?2")?
+                .execute(params![series_id, hour])?;
+            points.clear();
+            if let (Some(id), Some(data)) = (id, data) {
+                tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;
+                block::decode_into(data, &mut points).map_err(|err| Error::Failed(err.to_string()))?;
+            }
+            let kind = kinds.get(series_id).copied().unwrap_or(0);
+            rollup::refresh_hour(&tx, *series_id, hour, &points, kind)?;
+        }
+        // Re-inserted after the deletes: at the end of the table, on full pages.
+        for (series_id, _, end, n, data) in &rows {
+            if let (Some(end), Some(n), Some(data)) = (end, n, data) {
+                tx.prepare_cached(
+                    "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![hour, series_id, end, n, data])?;
+            }
+        }
+        tx.commit()?;
+        self.current = match rows.last() {
+            Some((series_id, ..)) if rows.len() == COMPACT_ROWS as usize => Some((hour, *series_id)),
+            _ => None,
+        };
+        Ok(true)
+    }
+}
+
+/// Merges points of one hour into the series' block (stored points win) and marks the block due
+/// for its hour rollup and compaction ([`Compaction`]).
 pub(crate) fn merge_block(
     tx: &Transaction<'_>,
     series_id: i64,
     start: i64,
     points: &[(i64, f64)],
-    kind: i32,
 ) -> Result<(), Error> {
     let stored: Option<Vec<u8>> = tx
         .prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
@@ -251,8 +365,22 @@ pub(crate) fn merge_block(
          ON CONFLICT(start_ms, series_id) DO UPDATE SET end_ms = excluded.end_ms, n = excluded.n, data = excluded.data",
     )?
     .execute(params![start, series_id, end, merged.len() as i64, data])?;
-    rollup::refresh_hour(tx, series_id, start, &merged, kind)?;
+    tx.prepare_cached("INSERT OR IGNORE INTO block_due(series_id, start_ms) VALUES (?1, ?2)")?
+        .execute(params![series_id, start])?;
     Ok(())
+}
+
+/// Hours of a series in `[from, to]` whose blocks were written since their hour rollup was
+/// refreshed (their hour buckets are computed from the raw samples).
+///
+/// # Errors
+/// SQLite errors.
+pub(crate) fn due_hours(conn: &rusqlite::Connection, series_id: i64, from: i64, to: i64) -> Result<Vec<i64>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start_ms FROM block_due WHERE series_id = ?1 AND start_ms BETWEEN ?2 AND ?3 ORDER BY start_ms",
+    )?;
+    let rows = stmt.query_map(params![series_id, block_start(from), to], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Points of a series in `[from, to]` from blocks, sorted and unique.
@@ -326,11 +454,11 @@ mod tests {
         head.write().expect("head").add(&staged);
     }
 
-    fn seal_all(conn: &mut rusqlite::Connection, head: &SharedHead, kinds: &Kinds) {
+    fn seal_all(conn: &mut rusqlite::Connection, head: &SharedHead) {
         let last: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sample_pending", [], |r| r.get(0)).expect("max");
         let mut seal = start_seal(head, last, true).expect("due");
-        while !seal_step(conn, head, &mut seal, kinds).expect("step") {}
+        while !seal_step(conn, head, &mut seal).expect("step") {}
     }
 
     #[test]
@@ -338,11 +466,10 @@ mod tests {
         let (_dir, mut conn) = store();
         let head = SharedHead::default();
         let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
-        let kinds = Kinds::new();
         // 3 hours at 10 s, sent in order, sealed.
         let first: Vec<(i64, f64)> = (0..1080).map(|i| (t0 + i * 10_000, i as f64)).collect();
         commit(&mut conn, &head, vec![(7, first.clone())]);
-        seal_all(&mut conn, &head, &kinds);
+        seal_all(&mut conn, &head);
         let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("count");
         assert_eq!(blocks, 3);
         // A backfill hours late, out of order, overlapping stored points with other values.
@@ -353,11 +480,80 @@ mod tests {
         want.extend([(t0 + 5, -1.0), (t0 + 3 * BLOCK_MS + 1, 9.0)]);
         block::normalize(&mut want);
         assert_eq!(all, want, "head and blocks merged");
-        seal_all(&mut conn, &head, &kinds);
+        seal_all(&mut conn, &head);
         assert!(head.read().expect("head").is_empty());
         assert_eq!(series_points(&conn, &head, 7, t0, t0 + 4 * BLOCK_MS).expect("read"), want);
-        let pending: i64 = conn.query_row("SELECT COUNT(*) FROM sample_pending", [], |r| r.get(0)).expect("count");
-        assert_eq!(pending, 0);
+        let pending: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(pending, 0, "no points left pending");
+    }
+
+    /// Blocks grown by many seals are rolled up and moved to full pages once their hour is over:
+    /// every point stays readable once, each hour's blocks end up in series order, and the pages
+    /// in use do not grow although the hour rollups are written.
+    #[test]
+    fn compaction_moves_past_hours_to_full_pages_and_keeps_every_point() {
+        let (_dir, mut conn) = store();
+        let head = SharedHead::default();
+        let kinds = Kinds::new();
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        let mut want: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        let mut compaction = Compaction::default();
+        // Two hours of 300 series at 10 s, sealed every 30 points: blocks grow 24 times.
+        for round in 0..24i64 {
+            let staged: Vec<(i64, Vec<(i64, f64)>)> = (1..=300i64)
+                .map(|series| {
+                    let points: Vec<(i64, f64)> = (0..30)
+                        .map(|i| {
+                            let k = round * 30 + i;
+                            (t0 + k * 10_000, ((series * 7 + k * 13) % 1000) as f64 / 10.0)
+                        })
+                        .collect();
+                    want.entry(series).or_default().extend_from_slice(&points);
+                    (series, points)
+                })
+                .collect();
+            commit(&mut conn, &head, staged);
+            let last: i64 =
+                conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sample_pending", [], |r| r.get(0)).expect("max");
+            let mut seal = start_seal(&head, last, true).expect("due");
+            while !seal_step(&mut conn, &head, &mut seal).expect("step") {}
+            compaction.touch(&seal.hours);
+        }
+        let used = |conn: &rusqlite::Connection| -> i64 {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+            conn.query_row(
+                "SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count",
+                [],
+                |r| r.get(0),
+            )
+            .expect("pages")
+        };
+        let before = used(&conn);
+        // No hour is over yet.
+        assert!(!compaction.step(&mut conn, &kinds, t0 + BLOCK_MS - 1, true).expect("step"));
+        let mut steps = 0;
+        while compaction.step(&mut conn, &kinds, t0 + 3 * BLOCK_MS, true).expect("step") {
+            steps += 1;
+        }
+        assert!(steps >= 2, "both hours compacted");
+        for (series, points) in &want {
+            assert_eq!(&series_points(&conn, &head, *series, t0, t0 + 2 * BLOCK_MS).expect("read"), points);
+        }
+        // The hour rollups are written now too: the pages in use do not grow.
+        let after = used(&conn);
+        assert!(after <= before, "pages in use {before} -> {after}");
+        for hour in [t0, t0 + BLOCK_MS] {
+            let (span, count): (i64, i64) = conn
+                .query_row(
+                    "SELECT MAX(id) - MIN(id) + 1, COUNT(*) FROM sample_block WHERE start_ms = ?1",
+                    [hour],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("ids");
+            assert_eq!((span, count), (300, 300), "hour {hour}: blocks moved together");
+        }
     }
 
     #[test]
@@ -365,7 +561,6 @@ mod tests {
         let (dir, mut conn) = store();
         let head = SharedHead::default();
         let t0 = 1_795_000_000_000;
-        let kinds = Kinds::new();
         let mut want = HashMap::new();
         for series in 1..=(STEP_SERIES as i64 + 10) {
             let points: Vec<(i64, f64)> = (0..30).map(|i| (t0 + i * 10_000, (series * i) as f64)).collect();
@@ -373,14 +568,14 @@ mod tests {
             commit(&mut conn, &head, vec![(series, points)]);
         }
         let mut seal = start_seal(&head, i64::MAX, true).expect("due");
-        assert!(!seal_step(&mut conn, &head, &mut seal, &kinds).expect("first step"), "more than one step");
+        assert!(!seal_step(&mut conn, &head, &mut seal).expect("first step"), "more than one step");
         // kill -9 here: the head is gone; the next start reads the pending rows back.
         drop(conn);
         let mut conn = super::super::open_connection(dir.path()).expect("reopen");
         let (fresh, _) = load_head(&conn).expect("load");
         let head: SharedHead = Arc::new(RwLock::new(fresh));
         assert_eq!(head.read().expect("head").len(), want.len() * 30);
-        seal_all(&mut conn, &head, &kinds);
+        seal_all(&mut conn, &head);
         for (series, points) in &want {
             assert_eq!(&series_points(&conn, &head, *series, t0, t0 + BLOCK_MS * 2).expect("read"), points);
         }

@@ -17,12 +17,25 @@ use crate::sla::{Span, State};
 pub(super) const QUEUE: usize = 1024;
 /// Batches committed together at most.
 pub const GROUP_MAX: usize = 256;
+/// A clean stop compacts the past hours this run wrote for at most this long.
+const SHUTDOWN_COMPACTION: std::time::Duration = std::time::Duration::from_secs(20);
 /// Check results kept in the history per agent per minute of check time at most (10 a second:
 /// far above what an agent's checks send); past it a result only updates the check's latest
 /// state and is counted, so one agent cannot fill the database with results.
 pub const MAX_CHECK_RESULTS_PER_MINUTE: i64 = 600;
 
-type SeriesKey = (String, String, String);
+/// `agent \0 name \0 labels`: agent ids and metric names never hold a NUL (both are validated
+/// as `[A-Za-z0-9_.-]`-like names), so the first two NULs split the key unambiguously.
+type SeriesKey = String;
+
+fn series_key(out: &mut String, agent: &str, name: &str, labels: &str) {
+    out.clear();
+    out.push_str(agent);
+    out.push('\0');
+    out.push_str(name);
+    out.push('\0');
+    out.push_str(labels);
+}
 
 pub(super) struct Writer {
     conn: Connection,
@@ -42,20 +55,25 @@ pub(super) struct Writer {
     last_pending: i64,
     /// The seal in progress.
     seal: Option<Seal>,
+    /// Hours whose blocks wait to be compacted.
+    compaction: series::Compaction,
     /// Conversion of old rows and retention.
     upkeep: Upkeep,
     /// Background work pauses after an error until then.
     backoff_until: Option<std::time::Instant>,
+    /// Time of each kind of work.
+    step_times: Arc<super::StepTimes>,
 }
 
 impl Writer {
-    /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows.
+    /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows;
+    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle.
     pub(super) fn new(
         conn: Connection,
         healthy: Arc<AtomicBool>,
         max_series_per_agent: usize,
         evidence_span_ms: i64,
-        results_dropped: Arc<AtomicU64>,
+        (results_dropped, step_times): (Arc<AtomicU64>, Arc<super::StepTimes>),
         (head, last_pending): (SharedHead, i64),
         retention: Retention,
     ) -> Result<Self, Error> {
@@ -67,8 +85,10 @@ impl Writer {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             for row in rows {
                 let (id, agent, name, labels, kind): (i64, String, String, String, i32) = row?;
-                *series_per_agent.entry(agent.clone()).or_default() += 1;
-                series_ids.insert((agent, name, labels), id);
+                let mut key = String::new();
+                series_key(&mut key, &agent, &name, &labels);
+                *series_per_agent.entry(agent).or_default() += 1;
+                series_ids.insert(key, id);
                 kinds.insert(id, kind);
             }
         }
@@ -85,24 +105,42 @@ impl Writer {
             kinds,
             last_pending,
             seal: None,
+            compaction: series::Compaction::default(),
             upkeep,
             backoff_until: None,
+            step_times,
         })
     }
 
     /// On a clean stop: moves the whole head into blocks, so a stopped store is compact (the
     /// pending rows would be replayed at the next start otherwise, which is also correct).
+    /// Then compacts the blocks of the past hours this run wrote (for at most
+    /// [`SHUTDOWN_COMPACTION`]).
     fn seal_all(&mut self) {
         loop {
             if self.seal.is_none() {
                 self.seal = series::start_seal(&self.head, self.last_pending, true);
             }
-            let Some(seal) = &mut self.seal else { return };
-            match series::seal_step(&mut self.conn, &self.head, seal, &self.kinds) {
-                Ok(true) => self.seal = None,
+            let Some(seal) = &mut self.seal else { break };
+            match series::seal_step(&mut self.conn, &self.head, seal) {
+                Ok(true) => {
+                    self.compaction.touch(&seal.hours);
+                    self.seal = None;
+                }
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "sealing samples at shutdown failed; they stay pending and are replayed at the next start");
+                    return;
+                }
+            }
+        }
+        let until = std::time::Instant::now() + SHUTDOWN_COMPACTION;
+        while std::time::Instant::now() < until {
+            match self.compaction.step(&mut self.conn, &self.kinds, now_ms(), true) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "compacting blocks at shutdown failed; they stay as they are");
                     return;
                 }
             }
@@ -115,18 +153,30 @@ impl Writer {
         if self.backoff_until.is_some_and(|until| std::time::Instant::now() < until) {
             return false;
         }
-        let result = (|| {
+        let started = std::time::Instant::now();
+        let result = (|| -> Result<(bool, usize), Error> {
             if self.seal.is_none() {
                 self.seal = series::start_seal(&self.head, self.last_pending, false);
             }
             if let Some(seal) = &mut self.seal {
-                if series::seal_step(&mut self.conn, &self.head, seal, &self.kinds)? {
+                if series::seal_step(&mut self.conn, &self.head, seal)? {
+                    self.compaction.touch(&seal.hours);
                     self.seal = None;
                 }
-                return Ok(true);
+                return Ok((true, super::STEP_SEAL));
             }
-            self.upkeep.step(&mut self.conn, &self.kinds, now_ms())
+            if self.compaction.step(&mut self.conn, &self.kinds, now_ms(), false)? {
+                return Ok((true, super::STEP_COMPACTION));
+            }
+            let step = if self.upkeep.converting() { super::STEP_CONVERSION } else { super::STEP_RETENTION };
+            Ok((self.upkeep.step(&mut self.conn, &self.kinds, now_ms())?, step))
         })();
+        let rollup = super::rollup::take_elapsed();
+        if let Ok((true, step)) = result {
+            self.step_times.record(step, started.elapsed());
+            self.step_times.record(super::STEP_ROLLUP, rollup);
+        }
+        let result = result.map(|(worked, _)| worked);
         match result {
             Ok(worked) => worked,
             Err(err) => {
@@ -163,7 +213,10 @@ impl Writer {
                 }
             }
             let batches: Vec<&IngestBatch> = group.iter().map(|(batch, _)| batch).collect();
-            match self.commit_group(&batches) {
+            let started = std::time::Instant::now();
+            let committed = self.commit_group(&batches);
+            self.step_times.record(super::STEP_COMMIT, started.elapsed());
+            match committed {
                 Ok(outcomes) => {
                     for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
@@ -196,7 +249,8 @@ impl Writer {
 
     fn commit_group(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut new_series: Vec<(SeriesKey, i64)> = Vec::new();
+        let mut new_series: HashMap<SeriesKey, (String, i64)> = HashMap::new();
+        let mut key = String::new();
         let mut new_per_agent: HashMap<&str, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut dropped = 0u64;
@@ -233,12 +287,12 @@ impl Writer {
             let mut points = 0u64;
             let mut series_limited = Vec::new();
             for series in &batch.series {
-                let key = (batch.agent_id.clone(), series.name.clone(), series.labels.clone());
+                series_key(&mut key, &batch.agent_id, &series.name, &series.labels);
                 let known = self
                     .series_ids
-                    .get(&key)
+                    .get(key.as_str())
                     .copied()
-                    .or_else(|| new_series.iter().find(|(k, _)| *k == key).map(|(_, id)| *id));
+                    .or_else(|| new_series.get(key.as_str()).map(|(_, id)| *id));
                 let series_id = match known {
                     Some(id) => id,
                     None => {
@@ -253,7 +307,7 @@ impl Writer {
                         let id = tx.last_insert_rowid();
                         self.kinds.insert(id, series.kind);
                         *new_per_agent.entry(batch.agent_id.as_str()).or_default() += 1;
-                        new_series.push((key, id));
+                        new_series.insert(key.clone(), (batch.agent_id.clone(), id));
                         id
                     }
                 };
@@ -343,8 +397,8 @@ impl Writer {
             self.head.write().unwrap_or_else(std::sync::PoisonError::into_inner).add(&staged);
         }
         // Only now are the new series ids real; a rolled-back group leaves the caches untouched.
-        for (key, id) in new_series {
-            *self.series_per_agent.entry(key.0.clone()).or_default() += 1;
+        for (key, (agent, id)) in new_series {
+            *self.series_per_agent.entry(agent).or_default() += 1;
             self.series_ids.insert(key, id);
         }
         Ok(outcomes)
