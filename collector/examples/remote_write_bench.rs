@@ -173,10 +173,22 @@ async fn main() {
     tracker.wait().await;
     drop(store);
     tokio::task::spawn_blocking(move || writer.join()).await.expect("writer");
-    let vm_samples =
+    // VictoriaMetrics makes what it accepted searchable after its in-memory buffers are flushed:
+    // flush, then count (again for a few seconds while the count still grows).
+    let count = || {
+        let _ = http_get(vm, "/internal/force_flush");
         http_get(vm, "/api/v1/query?query=sum(count_over_time(%7B__name__%3D~%22b24watch_bench.*%22%7D%5B100d%5D))")
             .and_then(|body| body.split("\"value\":[").nth(1).and_then(|v| v.split('"').nth(1)).map(str::to_owned))
-            .unwrap_or_else(|| "unknown".into());
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let mut vm_samples = count();
+    for _ in 0..20 {
+        if vm_samples == total.to_string() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        vm_samples = count();
+    }
     let failed: u64 = stats.failed.iter().map(|f| f.load(Ordering::Relaxed)).sum();
     println!(
         "agents={agents} batches={batches} series={series} points={points} samples={total} max_samples_per_send={}",
