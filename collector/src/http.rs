@@ -543,17 +543,28 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(64 * 1024);
+    render_metrics(&state, true, &mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// The `/metrics` exposition. Without `agent_series`, only the series the collector computes
+/// itself (liveness, uptime and incidents, its own metrics): what remote write sends besides the
+/// agents' stored samples ([`crate::remote_write::computed`]), named and labelled the same.
+pub fn render_metrics(state: &AppState, agent_series: bool, out: &mut String) {
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), &mut out);
+    if agent_series {
+        state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), out);
+    } else {
+        state.live.render_computed(now_ms(), timeout_ms, &crate::metrics::own_build_info(), out);
+    }
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
-    state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
-    crate::metrics::render_store_steps(&mut out, &state.store.step_seconds());
-    state.uptime.render(&mut out);
-    crate::metrics::render_links(&mut out, &state.links.external_url, &state.links.runbook_url);
-    crate::metrics::render_process(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    state.metrics.render(out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(state));
+    crate::metrics::render_store_steps(out, &state.store.step_seconds());
+    state.uptime.render(out);
+    crate::metrics::render_links(out, &state.links.external_url, &state.links.runbook_url);
+    crate::metrics::render_process(out);
 }
 
 async fn hosts(State(state): State<AppState>) -> Response {

@@ -121,8 +121,6 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let credential_db = Arc::new(std::sync::Mutex::new(credential_db));
     let metrics = Arc::new(metrics::Metrics::default());
     let tracker = TaskTracker::new();
-    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, &shutdown, &tracker)
-        .context("starting remote write")?;
 
     let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
     let http_addr = http.local_addr().context("reading the HTTP address")?;
@@ -170,7 +168,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .context("configuring TLS for the HTTP listener")?;
     let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
     let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
@@ -180,7 +178,16 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         shutdown: shutdown.clone(),
         uptime: Arc::clone(&uptime),
         admin: Arc::clone(&admin),
-    });
+    };
+    // Started before any listener serves: nothing is ingested yet. The computed series are
+    // rendered as `/metrics` renders them, without the agents' series (those go from the store).
+    let computed: remote_write::computed::Render = {
+        let state = state.clone();
+        Arc::new(move |out: &mut String| http::render_metrics(&state, false, out))
+    };
+    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, Some(computed), &shutdown, &tracker)
+        .context("starting remote write")?;
+    let app = http::router(state);
     let app = access::protect(app, Arc::clone(&access));
     listener::check_descriptor_budget(cfg.http_limits.max_connections);
     let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());
