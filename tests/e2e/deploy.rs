@@ -162,61 +162,8 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule() {
     assert_eq!(critical["alerts"][0]["labels"]["host"], "prom", "{critical}");
 
     // Every dashboard query runs on this Prometheus, and names only series that exist.
-    let mut known: std::collections::BTreeSet<String> =
-        b24watch_proto::catalog::SERIES.iter().map(|d| format!("b24watch_{}", d.name)).collect();
-    for line in collector.metrics().lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            known.insert(rest.split_whitespace().next().unwrap_or_default().to_owned());
-        }
-    }
-    let mut queries = 0;
-    for entry in std::fs::read_dir(workspace_root().join("deploy/grafana/dashboards")).expect("dashboards dir") {
-        let path = entry.expect("entry").path();
-        let dashboard: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read dashboard")).expect("dashboard JSON");
-        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()), "{file}: uid");
-        let mut exprs: Vec<String> = dashboard["panels"]
-            .as_array()
-            .expect("panels")
-            .iter()
-            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
-            .collect();
-        for var in dashboard["templating"]["list"].as_array().expect("templating") {
-            if let Some(q) = var["query"]["query"].as_str() {
-                let inner = q.strip_prefix("label_values(").and_then(|q| q.split(',').next()).unwrap_or(q);
-                exprs.push(inner.to_owned());
-            }
-        }
-        if file != "b24watch-fleet.json" {
-            assert!(
-                dashboard["templating"]["list"].as_array().expect("list").iter().any(|v| v["name"] == "host"),
-                "{file} has no $host variable"
-            );
-        }
-        for expr in exprs {
-            for name in
-                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("b24watch_"))
-            {
-                assert!(known.contains(name), "{file}: {name} is not a series b24watch exposes ({expr})");
-            }
-            let query = expr
-                .replace("$__rate_interval", "1m")
-                .replace("$__interval", "15s")
-                .replace("$__range", "1h")
-                .replace("$host", "prom");
-            let encoded: String = query
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-                .collect();
-            let (status, body) =
-                b24watch_e2e::http_get(addr, &format!("/api/v1/query?query={encoded}")).expect("query prometheus");
-            assert_eq!(status, 200, "{file}: {query}: {body}");
-            assert!(body.contains("\"status\":\"success\""), "{file}: {query}: {body}");
-            queries += 1;
-        }
-    }
+    let known = b24watch_e2e::receivers::known_series(&collector.metrics());
+    let queries = b24watch_e2e::receivers::check_dashboard_queries(addr, "prom", &known);
     assert!(queries >= 40, "only {queries} dashboard queries found");
     let (_, cpu) = b24watch_e2e::http_get(addr, "/api/v1/query?query=b24watch_cpu_usage_ratio%7Bhost%3D%22prom%22%7D")
         .expect("query");
