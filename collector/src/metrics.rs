@@ -452,7 +452,7 @@ impl Metrics {
             out,
             "b24watch_collector_remote_write_pending_samples",
             "gauge",
-            "Samples committed to the store and not yet sent to a remote-write target.",
+            "Samples committed to the store, and computed samples queued, not yet sent to a remote-write target.",
         );
         for t in targets {
             let _ = writeln!(

@@ -181,6 +181,43 @@ fn a_refused_request_is_dropped_counted_and_later_samples_flow() {
     assert!(sent > dropped, "{sent} sent");
 }
 
+/// A receiver answering 503 twice: the requests are retried (counted as failed with
+/// `reason="server_error"`), nothing is dropped, and every stored sample arrives.
+#[test]
+fn a_server_error_is_retried_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_vm, vm) = start_victoria_metrics(dir.path(), free_port());
+    let stand_in = RefusingProxy::start_answering(vm, vec![2, 3], "503 Service Unavailable", "overloaded, try later");
+    let data = dir.path().join("collector");
+    let token = enroll(&data, "rw-503");
+    let collector = Collector::start(&data, &target("busy", stand_in.addr, "max_samples_per_send = 20"));
+    let agent = Agent::start(dir.path(), &collector.grpc_url(), &token, 1, "");
+    eventually("two requests answered 503", Duration::from_secs(30), || {
+        (stand_in.refused.load(std::sync::atomic::Ordering::SeqCst) == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    agent.process.kill();
+    all_arrive(&collector, vm, "rw-503", Duration::from_secs(30));
+    let body = collector.metrics();
+    let failed = metric(
+        &body,
+        "b24watch_collector_remote_write_samples_failed_total",
+        &[("target", "busy"), ("reason", "server_error")],
+    );
+    assert!(failed.is_some_and(|n| n > 0.0), "{body}");
+    for reason in ["rejected", "invalid_series", "backlog_full"] {
+        assert_eq!(
+            metric(
+                &body,
+                "b24watch_collector_remote_write_samples_dropped_total",
+                &[("target", "busy"), ("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+}
+
 /// `kill -9` of the collector while it sends, three times: after the last restart every stored
 /// sample reaches the receiver (duplicates are at-least-once, and VictoriaMetrics stores a
 /// timestamp once).
@@ -286,6 +323,13 @@ struct Site {
 fn write_site(dir: &std::path::Path, db: &b24watch_e2e::mariadb::MariaDb, portal: SocketAddr) -> Site {
     use b24watch_e2e::portal::Portal;
     db.sql(&format!("CREATE DATABASE sitemanager; USE sitemanager; {}", b24watch_e2e::mariadb::BITRIX_SCHEMA));
+    // A table with reclaimable space (most rows deleted).
+    db.sql(
+        "USE sitemanager;
+         CREATE TABLE b_crm_timeline_bloat (ID int NOT NULL PRIMARY KEY, BODY varchar(2000)) ENGINE=MyISAM;
+         INSERT INTO b_crm_timeline_bloat SELECT seq, REPEAT('t', 2000) FROM seq_1_to_3000;
+         DELETE FROM b_crm_timeline_bloat WHERE ID > 100;",
+    );
     let www = dir.join("sites/www");
     let exceptions = dir.join("exceptions.log");
     std::fs::write(&exceptions, "").expect("exception log");
@@ -382,7 +426,7 @@ fn every_dashboard_panel_and_the_agent_down_rule_work_on_remote_write_alone() {
     let host = "rw-panels";
     let token = enroll(&data, host);
     let config = format!(
-        "[collector]\nagent_timeout_secs = 5\nexternal_url = \"https://watch.example\"\n{}",
+        "[collector]\nagent_timeout_secs = 10\nexternal_url = \"https://watch.example\"\n{}",
         target("prom", prom, "computed_interval_secs = 1")
     );
     let collector = Collector::start(&data, &config);
@@ -474,7 +518,7 @@ fn every_dashboard_panel_and_the_agent_down_rule_work_on_remote_write_alone() {
     assert_eq!(fired[0]["metric"]["host"], host);
     let since = fired[0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).expect("value");
     assert!(since <= killed.elapsed().as_secs_f64() + 3.0, "measured from the last batch: {since}");
-    eventually("agent_up 0 on the remote store", Duration::from_secs(20), || {
+    eventually("agent_up 0 on the remote store (agent timeout 10 s)", Duration::from_secs(30), || {
         (query(&format!("b24watch_agent_up{{host=\"{host}\"}} == 0")).len() == 1).then_some(())
     });
 }

@@ -93,7 +93,8 @@ pub fn raw_points(addr: SocketAddr, selector: &str, hours: u32) -> BTreeSet<(Str
 }
 
 /// An HTTP/1.1 stand-in in front of a receiver: forwards every request, except that it answers
-/// the requests whose number (from 1) is in `refuse` itself with `400` and `message`.
+/// the requests whose number (from 1) is in `refuse` itself with `400` (or another status) and
+/// `message`.
 #[derive(Debug)]
 pub struct RefusingProxy {
     /// Where the collector sends.
@@ -111,6 +112,20 @@ impl RefusingProxy {
     /// # Panics
     /// When no port can be bound.
     pub fn start(upstream: SocketAddr, refuse: Vec<usize>, message: &'static str) -> RefusingProxy {
+        RefusingProxy::start_answering(upstream, refuse, "400 Bad Request", message)
+    }
+
+    /// Like [`RefusingProxy::start`], answering the chosen requests with `status` (e.g.
+    /// `"503 Service Unavailable"`) instead of 400.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub fn start_answering(
+        upstream: SocketAddr,
+        refuse: Vec<usize>,
+        status: &'static str,
+        message: &'static str,
+    ) -> RefusingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
@@ -128,7 +143,7 @@ impl RefusingProxy {
                     let (requests, refused, refuse) =
                         (Arc::clone(&requests), Arc::clone(&refused), Arc::clone(&refuse));
                     std::thread::spawn(move || {
-                        let _ = serve(client, upstream, &requests, &refused, &refuse, message);
+                        let _ = serve(client, upstream, &requests, &refused, &refuse, status, message);
                     });
                 }
             });
@@ -175,6 +190,7 @@ fn serve(
     requests: &AtomicUsize,
     refused: &AtomicUsize,
     refuse: &Mutex<Vec<usize>>,
+    status: &str,
     message: &str,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -186,7 +202,7 @@ fn serve(
             refused.fetch_add(1, Ordering::SeqCst);
             write!(
                 writer,
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{message}",
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{message}",
                 message.len()
             )?;
             continue;
