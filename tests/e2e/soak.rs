@@ -3,17 +3,17 @@
 //! One real agent with every check on (MySQL, Bitrix, services, logs, backups, database upkeep,
 //! versions, web workers, push server) on short intervals (1 s ticks, the checks on their
 //! shortest allowed intervals) against a MariaDB of the test's own, real files and stand-in status
-//! pages, for about two and a half minutes while: three logs are written (about 30 lines a second)
+//! pages, for about two and a half minutes while: three logs are written (about 70 lines a second)
 //! and one is rotated, MariaDB is stopped and started twice, and new backup archives appear
 //! every 15 s. The agent's VmRSS is read from `/proc/<pid>/status` every second.
 //!
 //! Flatness is judged on the trend, not on exact figures: after a 60 s warm-up (every checker,
-//! the 60 s ones included, has run at least once and MySQL has been restarted once), the median
-//! RSS of the last 20 samples may exceed the median of the first 20 after warm-up by at most
-//! 1 MiB. Why 1 MiB: allocator noise between two medians here is a few hundred KiB (freed
-//! memory is kept by malloc, a MySQL reconnect allocates its buffers again), while a leak of
-//! 8 KiB per tick or more (one leaked batch, check or log group per tick) exceeds it over the
-//! ~70 ticks between the two windows. Slower leaks need the longer bench (`make bench-agent`).
+//! the 60 s ones included, has run at least once, the log was rotated and MySQL restarted once,
+//! so the code of every path is resident), the median RSS of the last 20 samples may exceed the
+//! median of the first 20 after warm-up by at most 1 MiB. Why 1 MiB: allocator noise between two
+//! medians is a few hundred KiB (malloc keeps freed memory, a MySQL reconnect allocates its
+//! buffers again), while a leak of 15 KiB per tick or more (a leaked batch, for example) exceeds
+//! it over the ~70 one-second ticks between the two windows. Slower leaks need longer runs.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -170,7 +170,8 @@ fn agent_rss_stays_flat_while_logs_grow_mysql_restarts_and_backups_appear() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (status_port, pages) = status_pages(Arc::clone(&stop));
-    let writer = log_writer(&logs, Arc::clone(&stop), Duration::from_secs(70));
+    // The rotation comes before the end of the warm-up, so its code is resident by then.
+    let writer = log_writer(&logs, Arc::clone(&stop), Duration::from_secs(25));
 
     let data = dir.path().join("collector");
     let token = enroll(&data, "soak-1");
@@ -259,7 +260,7 @@ fn agent_rss_stays_flat_while_logs_grow_mysql_restarts_and_backups_appear() {
     ] {
         assert!(names.contains(&want), "{want} never reported; checks: {names:?}");
     }
-    assert!(lines > 1000, "the log writer wrote {lines} rounds");
+    assert!(lines > 500, "the log writer wrote {lines} rounds");
 
     let after: Vec<u64> = samples.iter().filter(|(t, _)| *t >= warm_up.as_secs()).map(|(_, r)| *r).collect();
     assert!(after.len() >= 60, "only {} samples after warm-up", after.len());
