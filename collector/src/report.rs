@@ -294,14 +294,18 @@ pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option
 /// CSV: one row per host and signal, then one row per incident (a `kind` column tells them apart).
 /// The last columns repeat figures for people opening the file: availability and target as
 /// percentages (rounded down, like the HTML), and times as ISO 8601 with the offset of the
-/// report's time zone. Identifiers (`check`, `reason`, ...) are never translated.
+/// report's time zone. Identifiers (`check`, `reason`, ...) are never translated. The preventive
+/// section follows each host's resources: one `check` row per latest check result (`status` in
+/// the last column, since when in `start_ms`/`start_at`) and one `figure` row per database or
+/// backup series of the month (`figure` .. `max`).
 pub fn csv(report: &Report) -> String {
     let tz = report_zone(report);
     let mut out = String::from(
         "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
          check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id,\
          availability_percent,sla_target_percent,start_at,end_at,ack_at,\
-         resource,mountpoint,avg,median,p95,max,hours,start_value,end_value,growth,growth_per_day,days_until_full,forecast\n",
+         resource,mountpoint,avg,median,p95,max,hours,start_value,end_value,growth,growth_per_day,days_until_full,forecast,\
+         figure,labels,first,last,change,min,max,status\n",
     );
     let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
     let iso = |v: Option<Ms>| v.map(|v| crate::i18n::iso(v, &tz)).unwrap_or_default();
@@ -310,7 +314,7 @@ pub fn csv(report: &Report) -> String {
         for s in &h.signals {
             let _ = writeln!(
                 out,
-                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,{},{},,,{RESOURCE_EMPTY}",
+                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,{},{},,,{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&s.signal),
@@ -329,7 +333,7 @@ pub fn csv(report: &Report) -> String {
         for i in &h.incidents {
             let _ = writeln!(
                 out,
-                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{},,,{},{},{}{RESOURCE_EMPTY}",
+                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{},,,{},{},{}{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&i.target),
@@ -349,6 +353,7 @@ pub fn csv(report: &Report) -> String {
             );
         }
         resource_rows(&mut out, &report.month, h);
+        preventive_rows(&mut out, &report.month, h, &tz);
     }
     out
 }
@@ -356,11 +361,75 @@ pub fn csv(report: &Report) -> String {
 /// The resource columns of a row that is not a resource.
 const RESOURCE_EMPTY: &str = ",,,,,,,,,,,,,";
 
+/// The preventive columns (40 on) of a row that is not a check or a figure.
+const PREVENTIVE_EMPTY: &str = ",,,,,,,,";
+
+/// Columns of the CSV: 22 base, 5 for people, 13 resource, 8 preventive.
+const CSV_COLUMNS: usize = 48;
+
+/// Canonical label text (`kind="bitrix",site="default"`) as one CSV cell: `kind=bitrix;site=default`
+/// (quotes dropped, pairs separated by `;`; a value's own characters are kept). Pure.
+fn csv_labels(labels: &str) -> String {
+    let mut out = String::with_capacity(labels.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in labels.chars() {
+        match c {
+            _ if escaped => {
+                out.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(';'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// CSV rows of kinds `check` (latest result of each check: `status` in the last column; the
+/// message is left to the HTML, the reason is its machine form) and `figure` (the month's
+/// database and backup figures), as in the preventive section of the HTML.
+fn preventive_rows(out: &mut String, month: &str, h: &HostReport, tz: &jiff::tz::TimeZone) {
+    let base = |kind: &str| {
+        let mut cells = vec![String::new(); CSV_COLUMNS];
+        cells[0] = kind.to_owned();
+        cells[1] = field(month);
+        cells[2] = field(&h.host);
+        cells
+    };
+    for c in &h.checks {
+        let mut cells = base("check");
+        cells[4] = field(&c.target);
+        cells[12] = field(&c.check);
+        cells[13] = c.severity.to_owned();
+        cells[14] = field(&c.reason);
+        cells[15] = c.since_ms.to_string();
+        cells[25] = crate::i18n::iso(c.since_ms, tz);
+        cells[47] = c.status.to_owned();
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    for f in &h.figures {
+        let mut cells = base("figure");
+        cells[40] = f.series.to_owned();
+        cells[41] = field(&csv_labels(&f.labels));
+        cells[42] = format!("{}", f.first);
+        cells[43] = format!("{}", f.last);
+        // A change of a point in time means nothing; sizes and free space change.
+        if !f.series.ends_with("_timestamp_seconds") {
+            cells[44] = format!("{}", f.last - f.first);
+        }
+        cells[45] = format!("{}", f.min);
+        cells[46] = format!("{}", f.max);
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+}
+
 /// CSV rows of kind `resource`: one per figure (CPU, load, memory, each mount, each probed URL).
 fn resource_rows(out: &mut String, month: &str, h: &HostReport) {
     // Cells by column: kind, month, host, target (3), then the resource columns from 27 on.
     let mut row = |target: &str, resource: [String; 13]| {
-        let mut cells = vec![String::new(); 40];
+        let mut cells = vec![String::new(); CSV_COLUMNS];
         cells[0] = "resource".to_owned();
         cells[1] = field(month);
         cells[2] = field(&h.host);
@@ -1099,7 +1168,7 @@ fn remote_write_html(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_message, field};
+    use super::{check_message, csv_labels, field};
     use crate::i18n::{Lang, Page};
     use crate::store::query::CheckRow;
 
@@ -1139,6 +1208,13 @@ mod tests {
         let ok = check_row("", "HTTP 200 in 0.004 s");
         assert_eq!(check_message(&en, &ok), "HTTP 200 in 0.004 s");
         assert_eq!(check_message(&ru, &ok), "<span class=\"detail\">HTTP 200 in 0.004 s</span>");
+    }
+
+    #[test]
+    fn figure_labels_are_one_plain_csv_cell() {
+        assert_eq!(csv_labels(r#"kind="bitrix",site="default""#), "kind=bitrix;site=default");
+        assert_eq!(csv_labels(r#"site="a,b",table="x\"y""#), r#"site=a,b;table=x"y"#);
+        assert_eq!(field(&csv_labels(r#"site="a,b""#)), "\"site=a,b\"");
     }
 
     #[test]

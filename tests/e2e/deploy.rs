@@ -164,7 +164,42 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule() {
     // Every dashboard query runs on this Prometheus, and names only series that exist.
     let known = b24watch_e2e::receivers::known_series(&collector.metrics());
     let queries = b24watch_e2e::receivers::check_dashboard_queries(addr, "prom", &known);
+    let charted: std::collections::BTreeSet<String> = b24watch_e2e::receivers::dashboard_queries()
+        .iter()
+        .flat_map(|q| {
+            q.expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("b24watch_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert!(queries >= 40, "only {queries} dashboard queries found");
+    // Every alert has a panel: one of the series its rule reads is charted on some dashboard
+    // (the PHP fatal alert on the Apache/php-fpm logs by a query naming those logs).
+    let rules_text =
+        std::fs::read_to_string(workspace_root().join("deploy/prometheus/b24watch.rules.yml")).expect("rules");
+    let panels_text: String = std::fs::read_dir(workspace_root().join("deploy/grafana/dashboards"))
+        .expect("dashboards dir")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("dashboard"))
+        .collect();
+    for rule in &rules {
+        let name = rule["name"].as_str().unwrap_or_default();
+        let query = rule["query"].as_str().unwrap_or_default();
+        let series: Vec<&str> = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("b24watch_"))
+            .collect();
+        assert!(
+            series.iter().any(|s| charted.contains(*s)),
+            "alert {name} has no dashboard panel: none of {series:?} is charted"
+        );
+    }
+    assert!(rules_text.contains("log=~\"httpd_error|php_error\""), "the rule's selector changed: update the panel");
+    assert!(
+        panels_text.contains(r#"log=~\"httpd_error|php_error\",severity=\"high\""#),
+        "no panel charts the PHP fatal errors of the Apache/php-fpm logs"
+    );
     let (_, cpu) = b24watch_e2e::http_get(addr, "/api/v1/query?query=b24watch_cpu_usage_ratio%7Bhost%3D%22prom%22%7D")
         .expect("query");
     assert!(cpu.contains("\"host\":\"prom\""), "the host dashboard's series has data: {cpu}");

@@ -22,4 +22,5 @@ mod probe;
 mod remote_write;
 mod shutdown;
 mod sla;
+mod soak;
 mod tls;
