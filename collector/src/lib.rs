@@ -14,12 +14,14 @@
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
+//! - [`contract`]: clients and their contracts (plans, support hours, targets per priority).
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod grpc;
 pub mod http;
 pub mod http_tls;

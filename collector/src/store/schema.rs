@@ -220,6 +220,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         dropped_samples INTEGER NOT NULL
     );
     CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 12: the client an agent was enrolled for (`enroll bx-01 --client acme`); the config's
+    // [[client]] host lists take precedence (contract.rs).
+    "ALTER TABLE agent ADD COLUMN client TEXT;",
 ];
 
 /// Schema version this build writes.
