@@ -15,6 +15,7 @@
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 //! - [`contract`]: clients and their contracts (plans, support hours, targets per priority).
+//! - [`support_clock`]: support time elapsed between instants and deadlines in support time (pure).
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod report;
 pub mod resources;
 pub mod sla;
 pub mod store;
+pub mod support_clock;
 pub mod uptime;
 
 use std::sync::Arc;
