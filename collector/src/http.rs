@@ -26,7 +26,7 @@ pub const MAX_BY_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 2048;
 
 /// Refuses a free-text field longer than `max` bytes.
-fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
+pub(crate) fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
     if value.len() > max {
         return Err((StatusCode::BAD_REQUEST, format!("{name}: {} bytes, at most {max} allowed", value.len())));
     }
@@ -93,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/ack", axum::routing::post(acknowledge))
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
+        .route("/api/v1/clients", get(clients))
+        .merge(crate::http_contracts::routes())
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
@@ -110,7 +112,7 @@ struct PageQuery {
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
-fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
+pub(crate) fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
     match lang {
         None => Ok(state.uptime.cfg.language),
         Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
@@ -134,14 +136,14 @@ async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Res
     }
 }
 
-fn html_page(body: String, lang: Lang) -> Response {
+pub(crate) fn html_page(body: String, lang: Lang) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_LANGUAGE, lang.code())], body)
         .into_response()
 }
 
 /// Runs a store call on the blocking pool (never on the async workers): its value, or the
 /// error response (503 on a store error).
-async fn blocking<T, F>(query: F) -> Result<T, Response>
+pub(crate) async fn blocking<T, F>(query: F) -> Result<T, Response>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -185,7 +187,7 @@ struct WindowQuery {
 
 /// Resolves a window: default the last 30 days; `from < to` required.
 /// A refusal: status and message, turned into a JSON error by [`error`].
-type Refusal = (StatusCode, String);
+pub(crate) type Refusal = (StatusCode, String);
 
 fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
     let to = time_param("to", q.to.unwrap_or(now))?;
@@ -583,7 +585,13 @@ struct SeriesQuery {
     step: Option<i64>,
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+/// `GET /api/v1/clients`: every configured client with its hosts and contract.
+async fn clients(State(state): State<AppState>) -> Response {
+    let uptime = Arc::clone(&state.uptime);
+    blocking_json(move || Ok(serde_json::json!({ "clients": uptime.client_views()? }))).await
+}
+
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 

@@ -560,7 +560,7 @@ pub fn against(ratio: Option<f64>, target: f64) -> &'static str {
 }
 
 /// The page head: `<html lang>`, title and style, then the body's heading.
-fn head(out: &mut String, page: &Page, title: &str, refresh: bool) {
+pub(crate) fn head(out: &mut String, page: &Page, title: &str, refresh: bool) {
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">{refresh}<title>{title}</title>\
@@ -665,7 +665,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
 }
 
 /// One host's sections of the report.
-fn host_html(out: &mut String, p: &Page, h: &HostReport) {
+pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
     let _ = write!(
         out,
         "<h2 id=\"host-{0}\">{0}</h2><p class=\"monitored\">{1}{2}</p>",
