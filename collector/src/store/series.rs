@@ -340,7 +340,8 @@ impl Compaction {
 }
 
 /// Merges points of one hour into the series' block (stored points win) and marks the block due
-/// for its hour rollup and compaction ([`Compaction`]).
+/// for its hour rollup and compaction ([`Compaction`]). An hour whose block has expired but whose
+/// rollups remain gets the points added to its rollups instead ([`rollup::merge_into_expired`]).
 pub(crate) fn merge_block(
     tx: &Transaction<'_>,
     series_id: i64,
@@ -356,6 +357,8 @@ pub(crate) fn merge_block(
             let old = block::decode(&data).map_err(|err| Error::Failed(err.to_string()))?;
             block::merge(&old, points)
         }
+        // The hour's raw block has expired (its rollups remain): the points go into them.
+        None if rollup::merge_into_expired(tx, series_id, start, points)? => return Ok(()),
         None => points.to_vec(),
     };
     let data = block::encode(&merged).map_err(|err| Error::Failed(err.to_string()))?;
