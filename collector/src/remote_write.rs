@@ -868,7 +868,8 @@ mod tests {
         let err = parse(
             "[[remote_write]]\nurl = \"ftp://x\"\n[[remote_write]]\nurl = \"http://a/w\"\nbearer_token_file = \"/t\"\n\
              basic_auth = { username = \"u\" }\ntls = { ca_file = \"/ca\" }\nheaders = { \"Content-Type\" = \"x\" }\n\
-             external_labels = { host = \"h\" }\nmax_samples_per_send = 0\n[[remote_write]]\nurl = \"http://a/w\"\n",
+             external_labels = { host = \"h\" }\nmax_samples_per_send = 0\ncomputed_interval_secs = 7200\n\
+             computed_backlog_bytes = 5\n[[remote_write]]\nurl = \"http://a/w\"\n",
         )
         .expect_err("invalid");
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
@@ -881,6 +882,8 @@ mod tests {
                 "remote_write[1].headers.Content-Type",
                 "remote_write[1].external_labels.host",
                 "remote_write[1].max_samples_per_send",
+                "remote_write[1].computed_interval_secs",
+                "remote_write[1].computed_backlog_bytes",
                 "remote_write[2].name",
             ]
         );

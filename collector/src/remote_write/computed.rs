@@ -407,7 +407,7 @@ b24watch_uptime_ratio{host=\"web-1\",window=\"1d\"} NaN\n";
         assert_eq!(e.invalid, 0);
         assert_eq!(e.lines.len(), 7);
         assert!(e.lines[1].labels.contains(&("host".into(), "web \"2\"}".into())), "{:?}", e.lines[1]);
-        assert_eq!(e.lines[6].value.is_nan(), true);
+        assert!(e.lines[6].value.is_nan());
         let kinds: Vec<(&str, i32)> = e.families.iter().map(|f| (f.name.as_str(), f.kind)).collect();
         assert_eq!(
             kinds,
