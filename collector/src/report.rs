@@ -1168,7 +1168,7 @@ fn remote_write_html(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_message, field};
+    use super::{check_message, csv_labels, field};
     use crate::i18n::{Lang, Page};
     use crate::store::query::CheckRow;
 
