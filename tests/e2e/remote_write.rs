@@ -330,6 +330,12 @@ fn write_site(dir: &std::path::Path, db: &b24watch_e2e::mariadb::MariaDb, portal
          INSERT INTO b_crm_timeline_bloat SELECT seq, REPEAT('t', 2000) FROM seq_1_to_3000;
          DELETE FROM b_crm_timeline_bloat WHERE ID > 100;",
     );
+    // The site checker's latest run, recorded in the event log (the host dashboard's panel).
+    db.sql(
+        "USE sitemanager;
+         INSERT INTO b_event_log(TIMESTAMP_X, SEVERITY, AUDIT_TYPE_ID, MODULE_ID, ITEM_ID) VALUES
+           (NOW() - INTERVAL 3 HOUR, 'WARNING', 'SITE_CHECKER_ERROR', 'main', '');",
+    );
     let www = dir.join("sites/www");
     let exceptions = dir.join("exceptions.log");
     std::fs::write(&exceptions, "").expect("exception log");
@@ -367,6 +373,21 @@ fn write_site(dir: &std::path::Path, db: &b24watch_e2e::mariadb::MariaDb, portal
     std::fs::set_permissions(&php, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let error_log = dir.join("error.log");
     std::fs::write(&error_log, "2024/05/01 10:00:00 [error] 1#0: upstream timed out\n").expect("error log");
+    // A PHP fatal error in PHP's own log (the host dashboard's "PHP fatal errors" panel).
+    let php_log = dir.join("php_error.log");
+    std::fs::write(
+        &php_log,
+        "[01-May-2024 10:00:00 UTC] PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted \
+         (tried to allocate 20480 bytes) in /home/bitrix/www/bitrix/modules/main/lib/db.php on line 12\n",
+    )
+    .expect("php error log");
+    // An HTTPS portal (the certificate's days left).
+    let https = {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("certificate");
+        Portal::start(Some((vec![cert.der().to_vec()], key.serialize_der())))
+    };
     // nginx stub_status, a PHP-FPM pool's status page and the push server's, each a stand-in.
     let page = |body: &str| {
         let p = Portal::start(None);
@@ -386,13 +407,15 @@ fn write_site(dir: &std::path::Path, db: &b24watch_e2e::mariadb::MariaDb, portal
     let config = format!(
         "[mysql]\nsockets = [\"{sock}\"]\ninterval_secs = 2\n\
          [bitrix]\nsite_roots = [\"{www}\"]\ninterval_secs = 10\n\
-         [probe]\ninterval_secs = 5\ntimeout_secs = 2\ntargets = [{{ url = \"http://{portal}/\" }}]\n\
+         [probe]\ninterval_secs = 5\ntimeout_secs = 2\ntargets = [{{ url = \"http://{portal}/\" }}, \
+         {{ url = \"https://localhost:{https_port}/\", verify_tls = false }}]\n\
          [backup]\ncrontabs = []\n[database]\ntop_tables = 3\n[versions]\nphp_binary = \"{php}\"\n\
          [workers]\ninterval_secs = 5\nnginx_status_url = \"http://{nginx}/\"\napache_status_url = \"\"\n\
          php_fpm_status_urls = [\"http://{fpm}/status\"]\n\
          [push]\ninterval_secs = 5\nstatus_url = \"http://{push}/server-stat\"\n\
          [logs]\nread_from = \"beginning\"\n\
          [[logs.file]]\nname = \"nginx_error\"\npaths = [\"{error_log}\"]\npreset = \"nginx\"\n\
+         [[logs.file]]\nname = \"php_error\"\npaths = [\"{php_log}\"]\npreset = \"php\"\n\
          [[logs.file]]\nname = \"bitrix_exceptions\"\npaths = [\"{exceptions}\"]\npreset = \"bitrix_exceptions\"\n",
         sock = db.socket.display(),
         www = www.display(),
@@ -401,9 +424,11 @@ fn write_site(dir: &std::path::Path, db: &b24watch_e2e::mariadb::MariaDb, portal
         fpm = fpm.addr,
         push = push.addr,
         error_log = error_log.display(),
+        php_log = php_log.display(),
+        https_port = https.addr.port(),
         exceptions = exceptions.display(),
     );
-    Site { config, exceptions, _portals: vec![nginx, fpm, push] }
+    Site { config, exceptions, _portals: vec![nginx, fpm, push, https] }
 }
 
 /// Acceptance 4: a Prometheus fed only by remote write (it scrapes nothing) answers every panel
