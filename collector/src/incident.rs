@@ -131,7 +131,7 @@ pub fn render_metrics(uptime: &Uptime, hosts: &[String], now: Ms, out: &mut Stri
             rows.push((host.clone(), client.name.clone(), priority, p));
         }
     }
-    let series: [(&str, &str, fn(&Pending) -> Option<f64>); 4] = [
+    let series: [(&str, &str, Value); 4] = [
         (
             "b24watch_incident_reaction_deadline_timestamp_seconds",
             "Earliest time the reaction target of an incident not yet acknowledged is passed, per host, client and priority (support hours of the client's contract); absent when none waits.",
@@ -169,6 +169,9 @@ pub fn render_metrics(uptime: &Uptime, hosts: &[String], now: Ms, out: &mut Stri
     }
     Ok(())
 }
+
+/// The value one series takes from a host's and priority's figures (`None`: no sample).
+type Value = fn(&Pending) -> Option<f64>;
 
 fn min_some(a: Option<Ms>, b: Option<Ms>) -> Option<Ms> {
     match (a, b) {
