@@ -1,6 +1,9 @@
 //! The monthly report of one client against its contract (HTML for people, print-friendly on
 //! A4; CSV; JSON) and the fleet summary for the contractor: one row per client.
 //!
+//! The pages share the report's stylesheet ([`crate::report::STYLE`], the one the
+//! Content-Security-Policy allows by hash), which prints on A4.
+//!
 //! A client's report is the SLA report of its hosts computed with its contract (target, service
 //! hours, time zone), plus incidents by priority with reaction and resolution times in support
 //! hours against the targets, breaches counted, and the maintenance windows of its hosts. The
@@ -368,11 +371,6 @@ pub fn csv(r: &ClientReport) -> String {
     out
 }
 
-/// Print layout: A4 pages, tables that break between rows.
-const PRINT_STYLE: &str = "<style>@page{size:A4;margin:14mm}@media print{body{margin:0;font-size:9pt}\
-table{width:100%;page-break-inside:auto}tr{break-inside:avoid}h2{break-after:avoid}}\
-.breached{color:#b00;font-weight:bold}</style>";
-
 /// The report as an HTML page in `lang`, for the screen and for print on A4.
 pub fn html(r: &ClientReport, lang: Lang) -> String {
     let tz = jiff::tz::TimeZone::get(&r.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
@@ -380,7 +378,6 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
     let mut out = String::new();
     let title = p.f(Msg::ClientReportTitle, &[&r.client, &crate::i18n::month(lang, &r.month)]);
     crate::report::head(&mut out, &p, &title, false);
-    out.push_str(PRINT_STYLE);
     let _ = write!(
         out,
         "<p class=\"period\">{} {}</p><p>{}: <b>{}</b>. {}</p>",
@@ -427,7 +424,7 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
     for h in &r.hosts {
         let _ = write!(
             out,
-            "<tr class=\"host\" data-host=\"{host}\"><td>{host}</td><td>{signal}</td><td class=\"{class}\">{avail}</td><td>{target}</td><td class=\"{class}\">{met}</td><td>{down}</td></tr>",
+            "<tr class=\"host\" data-host=\"{host}\"><td><a href=\"#host-{host}\">{host}</a></td><td>{signal}</td><td class=\"{class}\">{avail}</td><td>{target}</td><td class=\"{class}\">{met}</td><td>{down}</td></tr>",
             host = html_escape(&h.host),
             signal = html_escape(&p.signal(&h.sla_signal, &h.sla_signal_target)),
             class = against(h.availability, h.target),
@@ -645,7 +642,6 @@ pub fn fleet_html(f: &Fleet, lang: Lang, tz: jiff::tz::TimeZone) -> String {
     let p = Page::new(lang, tz);
     let mut out = String::new();
     crate::report::head(&mut out, &p, &p.f(Msg::FleetTitle, &[&crate::i18n::month(lang, &f.month)]), false);
-    out.push_str(PRINT_STYLE);
     out.push_str("<table id=\"fleet\"><tr>");
     for th in [
         Msg::Client,

@@ -646,59 +646,6 @@ pub struct ClientView {
     pub contract: ContractView,
 }
 
-impl crate::uptime::Uptime {
-    /// Host → client of every host that has one: the config's `[[client]]` lists, then the
-    /// client recorded at enrolment for enrolled, unrevoked hosts no client lists.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn client_assignment(&self) -> Result<BTreeMap<String, String>, crate::store::Error> {
-        let agents = self.reader().agents()?;
-        Ok(self
-            .cfg
-            .contracts
-            .assign(agents.iter().filter(|a| a.revoked_ms.is_none()).map(|a| (a.id.as_str(), a.client.as_deref()))))
-    }
-
-    /// The client of `host`, if it has one.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn client_of_host(&self, host: &str) -> Result<Option<&Client>, crate::store::Error> {
-        Ok(self.client_assignment()?.get(host).and_then(|name| self.cfg.contracts.client(name)))
-    }
-
-    /// The hosts of `client`, sorted; `None` for a client not configured.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn hosts_of_client(&self, client: &str) -> Result<Option<Vec<String>>, crate::store::Error> {
-        if self.cfg.contracts.client(client).is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Contracts::hosts_of(&self.client_assignment()?, client)))
-    }
-
-    /// Every configured client with its hosts and contract, by name.
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn client_views(&self) -> Result<Vec<ClientView>, crate::store::Error> {
-        let assignment = self.client_assignment()?;
-        Ok(self
-            .cfg
-            .contracts
-            .clients
-            .values()
-            .map(|c| ClientView {
-                name: c.name.clone(),
-                hosts: Contracts::hosts_of(&assignment, &c.name),
-                contract: c.contract.view(),
-            })
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

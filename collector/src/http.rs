@@ -94,7 +94,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/api/v1/clients", get(clients))
-        .merge(crate::http_contracts::routes())
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))

@@ -17,13 +17,16 @@ use crate::http::{
 use crate::now_ms;
 use crate::uptime::{IncidentRef, incident_id};
 
-/// The routes.
-pub fn routes() -> Router<AppState> {
+/// The routes, to merge with [`crate::http::router`] (kept apart so that `http` does not
+/// import this module back).
+pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/incidents/open", post(open))
         .route("/api/v1/incidents/resolve", post(resolve))
         .route("/reports/client/{client}", get(client_report))
         .route("/reports/fleet", get(fleet_report))
+        .layer(axum::middleware::from_fn(crate::listener::bounded_body))
+        .with_state(state)
 }
 
 /// Body of `POST /api/v1/incidents/open`.

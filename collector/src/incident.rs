@@ -10,16 +10,11 @@
 //!   has its reaction end at the resolution (it was dealt with). Until then it runs.
 //! - A target is breached when the support time measured (so far, while running) is over it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use crate::contract::{Contract, Priority};
 use crate::sla::Ms;
-use crate::store::Error;
 use crate::support_clock::{deadline, elapsed};
-use crate::uptime::{Uptime, escape};
 
 /// The wire severity an incident opened by hand with `priority` gets (the inverse of
 /// [`Priority::from_severity`]).
@@ -89,92 +84,6 @@ pub fn month_start(now: Ms, tz: &jiff::tz::TimeZone) -> Ms {
         .ok()
         .and_then(|t| t.to_zoned(tz.clone()).first_of_month().ok()?.start_of_day().ok())
         .map_or(now, |z| z.timestamp().as_millisecond())
-}
-
-/// Per host and priority: the earliest pending deadlines and the month's breaches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Pending {
-    reaction_deadline: Option<Ms>,
-    resolution_deadline: Option<Ms>,
-    reaction_breached: usize,
-    resolution_breached: usize,
-}
-
-/// Appends the contract series of every host that has a client: per host, client and
-/// priority, the earliest deadline of the incidents still waiting for a reaction or a
-/// resolution (absent when none waits), and the incidents of the client's current month (its
-/// time zone) whose reaction or resolution target is breached, open ones included.
-///
-/// # Errors
-/// SQLite errors.
-pub fn render_metrics(uptime: &Uptime, hosts: &[String], now: Ms, out: &mut String) -> Result<(), Error> {
-    let assignment = uptime.client_assignment()?;
-    let mut rows: Vec<(String, String, Priority, Pending)> = Vec::new();
-    for host in hosts {
-        let Some(client) = assignment.get(host).and_then(|c| uptime.cfg.contracts.client(c)) else { continue };
-        let from = month_start(now, &client.contract.timezone);
-        let incidents = uptime.incidents(host, from, now.max(from + 1), now)?;
-        let mut per: BTreeMap<Priority, Pending> = Priority::ALL.iter().map(|p| (*p, Pending::default())).collect();
-        for i in &incidents {
-            let Some(c) = &i.clock else { continue };
-            let p = per.entry(i.priority).or_default();
-            if !c.reacted {
-                p.reaction_deadline = min_some(p.reaction_deadline, c.reaction_deadline_ms);
-            }
-            if !c.resolved {
-                p.resolution_deadline = min_some(p.resolution_deadline, c.resolution_deadline_ms);
-            }
-            p.reaction_breached += usize::from(c.reaction_breached);
-            p.resolution_breached += usize::from(c.resolution_breached);
-        }
-        for (priority, p) in per {
-            rows.push((host.clone(), client.name.clone(), priority, p));
-        }
-    }
-    let series: [(&str, &str, fn(&Pending) -> Option<f64>); 4] = [
-        (
-            "b24watch_incident_reaction_deadline_timestamp_seconds",
-            "Earliest time the reaction target of an incident not yet acknowledged is passed, per host, client and priority (support hours of the client's contract); absent when none waits.",
-            |p| p.reaction_deadline.map(|d| d as f64 / 1000.0),
-        ),
-        (
-            "b24watch_incident_resolution_deadline_timestamp_seconds",
-            "Earliest time the resolution target of an open incident is passed, per host, client and priority; absent when none is open.",
-            |p| p.resolution_deadline.map(|d| d as f64 / 1000.0),
-        ),
-        (
-            "b24watch_incident_reaction_breached",
-            "Incidents of the client's current month whose reaction target is breached (still waiting ones included), per host, client and priority.",
-            |p| Some(p.reaction_breached as f64),
-        ),
-        (
-            "b24watch_incident_resolution_breached",
-            "Incidents of the client's current month whose resolution target is breached (open ones included), per host, client and priority.",
-            |p| Some(p.resolution_breached as f64),
-        ),
-    ];
-    for (name, help, value) in series {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-        for (host, client, priority, p) in &rows {
-            if let Some(v) = value(p) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{host=\"{}\",client=\"{}\",priority=\"{}\"}} {v}",
-                    escape(host),
-                    escape(client),
-                    priority.as_str()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-fn min_some(a: Option<Ms>, b: Option<Ms>) -> Option<Ms> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 #[cfg(test)]

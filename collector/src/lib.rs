@@ -197,7 +197,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     };
     remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, Some(computed), &shutdown, &tracker)
         .context("starting remote write")?;
-    let app = http::router(state);
+    let app = http::router(state.clone()).merge(http_contracts::routes(state));
     let app = access::protect(app, Arc::clone(&access));
     listener::check_descriptor_budget(cfg.http_limits.max_connections);
     let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());

@@ -548,7 +548,9 @@ pub fn time_in(ms: Ms, tz: &jiff::tz::TimeZone) -> String {
 /// The stylesheet of every page (inline, so saved reports keep it; the CSP allows it by hash).
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}\
-.unknown{color:#777}.detail{color:#777;font-size:.9em}h2{margin-top:2em}";
+.unknown{color:#777}.detail{color:#777;font-size:.9em}h2{margin-top:2em}.breached{color:#b00;font-weight:bold}\
+@page{size:A4;margin:14mm}@media print{body{margin:0;font-size:9pt}table{width:100%;page-break-inside:auto}\
+tr{break-inside:avoid}h2{break-after:avoid}}";
 
 /// The class of a figure against its target: `ok` (met), `bad` (missed), `unknown` (no data).
 pub fn against(ratio: Option<f64>, target: f64) -> &'static str {

@@ -112,6 +112,11 @@ fn clients_list_their_hosts_from_the_config_and_from_enrolment() {
     assert_eq!(need(&Method::GET, "/api/v1/clients"), Need::Role(Role::Viewer), "viewers list clients");
 }
 
+/// One incident of the script: host, priority, opened, acknowledged, resolved.
+type Step<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+/// Priority, reaction s, reaction breached, resolution s, resolution breached.
+type Figures = (String, i64, bool, i64, bool);
+
 /// A scripted November 2026 for two clients on different plans: acme on premium (24/7, UTC) and
 /// globex on basic (Mon-Fri 09:00-18:00 Moscow time), incidents of every priority, some
 /// acknowledged in time, some late, some never. The expected figures below are worked out by
@@ -155,7 +160,7 @@ hosts = ["gx-01"]
         admin.enroll(host, false, t("2026-10-01T00:00:00Z")).expect("enroll");
     }
     // (host, priority, opened, acknowledged, resolved) — UTC; Moscow is UTC+3 all year.
-    let script: [(&str, &str, &str, Option<&str>, Option<&str>); 8] = [
+    let script: [Step<'_>; 8] = [
         ("bx-01", "critical", "2026-11-03T10:00:00Z", Some("2026-11-03T10:20:00Z"), Some("2026-11-03T12:00:00Z")),
         ("bx-02", "high", "2026-11-10T08:00:00Z", Some("2026-11-10T09:30:00Z"), Some("2026-11-10T18:00:00Z")),
         ("bx-01", "medium", "2026-11-20T00:00:00Z", None, Some("2026-11-20T01:00:00Z")),
@@ -203,7 +208,7 @@ hosts = ["gx-01"]
     for (client, expected, breaches) in [("acme", &acme, (2, 2, 1)), ("globex", &globex, (2, 1, 1))] {
         let report = b24watch_collector::client_report::build(&uptime, client, "2026-11", now).expect("report");
         let json = serde_json::to_value(&report).expect("json");
-        let got: Vec<(String, i64, bool, i64, bool)> = json["incidents"]
+        let got: Vec<Figures> = json["incidents"]
             .as_array()
             .expect("incidents")
             .iter()
@@ -218,8 +223,7 @@ hosts = ["gx-01"]
                 )
             })
             .collect();
-        let want: Vec<(String, i64, bool, i64, bool)> =
-            expected.iter().map(|(p, a, b, c, d)| ((*p).to_owned(), *a, *b, *c, *d)).collect();
+        let want: Vec<Figures> = expected.iter().map(|(p, a, b, c, d)| ((*p).to_owned(), *a, *b, *c, *d)).collect();
         assert_eq!(got, want, "{client}");
         for i in json["incidents"].as_array().expect("incidents") {
             assert_eq!(i["clock"]["reaction_support_ms"].as_i64().expect("ms") % 1000, 0, "whole seconds: {i}");
@@ -239,7 +243,7 @@ hosts = ["gx-01"]
             .map(|l| l.split(',').map(str::to_owned).collect())
             .filter(|r: &Vec<String>| r[0] == "incident")
             .collect();
-        let from_csv: Vec<(String, i64, bool, i64, bool)> = rows
+        let from_csv: Vec<Figures> = rows
             .iter()
             .map(|r| {
                 (

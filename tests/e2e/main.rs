@@ -7,6 +7,7 @@ mod access;
 mod agent_faults;
 mod auth;
 mod config;
+mod contracts;
 mod delivery;
 mod deploy;
 mod findings;
