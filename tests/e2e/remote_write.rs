@@ -451,7 +451,11 @@ fn every_dashboard_panel_and_the_agent_down_rule_work_on_remote_write_alone() {
     let host = "rw-panels";
     let token = enroll(&data, host);
     let config = format!(
-        "[collector]\nagent_timeout_secs = 10\nexternal_url = \"https://watch.example\"\n{}",
+        "[collector]\nagent_timeout_secs = 10\nexternal_url = \"https://watch.example\"\n{}\n\
+         [[plan]]\nname = \"premium\"\nsupport_hours = \"24/7\"\n\
+         reaction = {{ critical = \"30m\", high = \"1h\", medium = \"4h\", low = \"1s\" }}\n\
+         resolution = {{ critical = \"4h\", high = \"8h\", medium = \"24h\", low = \"72h\" }}\n\
+         [[client]]\nname = \"acme\"\nplan = \"premium\"\nhosts = [\"{host}\"]\n",
         target("prom", prom, "computed_interval_secs = 1")
     );
     let collector = Collector::start(&data, &config);
