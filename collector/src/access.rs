@@ -108,10 +108,25 @@ pub enum Verdict {
     Forbidden(String),
 }
 
+/// Who a request was let in as: the guard puts it in the request's extensions, where the status
+/// page and its forms (`crate::forms`) read it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// User name (`anonymous` without a credential).
+    pub user: String,
+    /// Role judged with.
+    pub role: Role,
+    /// Whether the request carried a credential (a browser signed in with HTTP Basic).
+    pub signed_in: bool,
+    /// Signs and checks the form tokens.
+    pub forms: Arc<crate::forms::FormKey>,
+}
+
 /// Users, configuration and the audit connection of the HTTP listener.
 #[derive(Debug)]
 pub struct Access {
     store: AccessStore,
+    forms: Arc<crate::forms::FormKey>,
     users: RwLock<HashMap<String, StoredUser>>,
     anonymous_read: bool,
     bind: SocketAddr,
@@ -161,10 +176,12 @@ impl Access {
         max_db_bytes: Option<u64>,
     ) -> Result<Arc<Access>, Error> {
         let conn = store::open_connection(data_dir)?;
+        let forms = Arc::new(crate::forms::FormKey::new(store::credential::form_key(&conn, crate::now_ms())?));
         // Audit rows stop at the database bound like every other write.
         store::bound_size(&conn, max_db_bytes)?;
         let access = Access {
             store: AccessStore::new(conn),
+            forms,
             users: RwLock::default(),
             anonymous_read: http.anonymous_read,
             bind,
@@ -180,6 +197,7 @@ impl Access {
         let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
         Access {
             store: AccessStore::new(conn),
+            forms: Arc::new(crate::forms::FormKey::new(vec![7; 32])),
             users: RwLock::new(users.into_iter().map(|u| (u.name.clone(), u)).collect()),
             anonymous_read,
             bind,
@@ -333,16 +351,25 @@ async fn write_audit(access: &Arc<Access>, entry: AuditEntry) {
     }
 }
 
-/// The request guard: applies the rules of this module, audits every write.
-pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+/// The request guard: applies the rules of this module, audits every write, and tells the
+/// handlers who the request came from ([`Principal`]).
+pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     let Need::Role(need) = need(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned());
+    let authorization = authorization.as_deref();
     let verdict = access.judge(need, authorization);
+    let signed_in = authorization.is_some();
+    let principal =
+        |user: &str, role: Role| Principal { user: user.to_owned(), role, signed_in, forms: Arc::clone(&access.forms) };
     if !is_write(request.method()) {
         return match verdict {
-            Verdict::Allow { .. } => next.run(request).await,
+            Verdict::Allow { user, role } => {
+                let principal = principal(&user, role);
+                request.extensions_mut().insert(principal);
+                next.run(request).await
+            }
             refused => refusal(refused),
         };
     }
@@ -382,9 +409,11 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             return response;
         }
     };
+    let principal = principal(&user, role);
     entry.user = user;
     entry.role = role.as_str().into();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(principal);
     let bytes = match axum::body::to_bytes(body, MAX_WRITE_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -395,11 +424,17 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, message);
         }
     };
-    entry.detail =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(store::credential::AUDIT_DETAIL_BYTES)]).into_owned();
+    entry.detail = if crate::forms::is_form(&parts.headers) {
+        // A form's token is a credential of sorts: it is not kept.
+        crate::forms::without_token(&bytes)
+    } else {
+        String::from_utf8_lossy(&bytes[..bytes.len().min(store::credential::AUDIT_DETAIL_BYTES)]).into_owned()
+    };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     entry.status = response.status().as_u16();
-    entry.outcome = if response.status().is_success() { "done" } else { "failed" }.into();
+    // A form's success is a redirect to the page saying what was done.
+    let done = response.status().is_success() || response.status().is_redirection();
+    entry.outcome = if done { "done" } else { "failed" }.into();
     entry.at_ms = crate::now_ms();
     write_audit(&access, entry).await;
     response
@@ -428,12 +463,12 @@ async fn audit_api(State(access): State<Arc<Access>>, Query(q): Query<AuditQuery
 }
 
 /// The Content-Security-Policy of every response: no scripts at all, the pages' one stylesheet
-/// by its hash, no framing.
+/// by its hash, forms posting only to the collector itself, no framing.
 fn content_security_policy() -> &'static str {
     static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::report::STYLE.as_bytes()));
         format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; form-action 'self'; \
              frame-ancestors 'none'"
         )
     });

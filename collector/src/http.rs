@@ -36,7 +36,7 @@ fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
 /// Points one series query may return at most.
 const MAX_POINTS_LIMIT: usize = 100_000;
 /// Latest time a request may name, unix ms: 9999-12-31T23:59:59.999Z. Earliest: 0.
-const MAX_TIME_MS: i64 = 253_402_300_799_999;
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// Longest window of one uptime or incidents request: 400 days.
 const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
+        .merge(crate::forms::routes())
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
@@ -105,8 +106,8 @@ fn is_ready(state: &AppState) -> bool {
 
 /// Query of the pages for people (`/`, `/reports/sla` in HTML).
 #[derive(Debug, Deserialize)]
-struct PageQuery {
-    lang: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) lang: Option<String>,
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
@@ -117,7 +118,13 @@ fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>
     }
 }
 
-async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+/// The status page (`/`, and `/ops` for a signed-in operator: [`crate::forms`]).
+pub(crate) async fn index(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+    Query(notice): Query<crate::forms::Notice>,
+    principal: Option<axum::Extension<crate::access::Principal>>,
+) -> Response {
     let lang = match page_lang(&state, q.lang.as_deref()) {
         Ok(lang) => lang,
         Err(response) => return *response,
@@ -129,7 +136,11 @@ async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Res
     let uptime = Arc::clone(&state.uptime);
     let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
     match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now, &page), lang),
+        Ok(rows) => {
+            let principal = principal.map(|axum::Extension(p)| p);
+            let remote_write = state.metrics.remote_write();
+            html_page(crate::forms::status_page(&rows, remote_write, now, &page, principal.as_ref(), &notice), lang)
+        }
         Err(response) => response,
     }
 }

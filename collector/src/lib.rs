@@ -10,6 +10,7 @@
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
 //! - [`resources`]: a host's resources over a report period from the hour tier of the history.
+//! - [`forms`]: the status page's forms (acknowledge, declare maintenance, sign in), CSRF-safe.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod forms;
 pub mod grpc;
 pub mod http;
 pub mod http_tls;
