@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/ack", axum::routing::post(acknowledge))
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
+        .route("/api/v1/clients", get(clients))
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .merge(crate::forms::routes())
@@ -581,6 +582,12 @@ struct SeriesQuery {
     max_points: Option<usize>,
     /// Milliseconds per step: min/max/avg per step from raw samples or rollups.
     step: Option<i64>,
+}
+
+/// `GET /api/v1/clients`: every configured client with its hosts and contract.
+async fn clients(State(state): State<AppState>) -> Response {
+    let uptime = Arc::clone(&state.uptime);
+    blocking_json(move || Ok(serde_json::json!({ "clients": uptime.client_views()? }))).await
 }
 
 fn error(status: StatusCode, message: String) -> Response {

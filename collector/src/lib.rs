@@ -15,12 +15,15 @@
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
+//! - [`contract`]: clients and their contracts (plans, support hours, targets per priority).
+//! - [`support_clock`]: support time elapsed between instants and deadlines in support time (pure).
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod forms;
 pub mod grpc;
 pub mod http;
@@ -34,6 +37,7 @@ pub mod report;
 pub mod resources;
 pub mod sla;
 pub mod store;
+pub mod support_clock;
 pub mod uptime;
 
 use std::sync::Arc;

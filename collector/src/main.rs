@@ -61,6 +61,11 @@ enum Command {
         /// Issue a new token for an already enrolled agent; the old token stops working.
         #[arg(long)]
         rotate: bool,
+        /// Record the client this host belongs to (a [[client]] name in the config). A host
+        /// listed in a client's `hosts` in the config belongs to that client whatever is
+        /// recorded here.
+        #[arg(long)]
+        client: Option<String>,
     },
     /// Revoke an agent's token; its open stream is closed within 10 seconds.
     Revoke {
@@ -150,8 +155,14 @@ fn main() -> ExitCode {
             println!("configuration OK: {}", cli.config.display());
             Ok(())
         }
-        Some(Command::Enroll { ref agent_id, rotate }) => admin(&cfg).and_then(|admin| {
+        Some(Command::Enroll { ref agent_id, rotate, ref client }) => admin(&cfg).and_then(|admin| {
+            if let Some(name) = client {
+                enroll_client_check(&cfg, agent_id, name)?;
+            }
             let token = admin.enroll(agent_id, rotate, b24watch_collector::now_ms())?;
+            if client.is_some() {
+                admin.set_client(agent_id, client.as_deref())?;
+            }
             println!("{token}");
             Ok(())
         }),
@@ -222,6 +233,23 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         raw.collector.agent_timeout_secs = secs;
     }
     Ok(Config::from_raw(raw, &cli.config)?)
+}
+
+/// Refuses `enroll --client` for a client the config does not define, and for a host the
+/// config already gives to another client (the config would win).
+fn enroll_client_check(cfg: &Config, agent_id: &str, client: &str) -> anyhow::Result<()> {
+    let contracts = &cfg.sla.contracts;
+    if contracts.client(client).is_none() {
+        let known: Vec<&str> = contracts.clients.keys().map(String::as_str).collect();
+        anyhow::bail!("--client {client:?}: no such [[client]] in the config; defined: {known:?}");
+    }
+    if let Some(other) = contracts.client_of(agent_id).filter(|c| c.name != client) {
+        anyhow::bail!(
+            "--client {client:?}: the config lists {agent_id:?} as a host of client {:?}, which takes precedence",
+            other.name
+        );
+    }
+    Ok(())
 }
 
 /// The store's administration side, for the commands that change agents.

@@ -81,6 +81,19 @@ impl Admin {
         Ok(token)
     }
 
+    /// Records the client an agent belongs to (`None` forgets it). The config's `[[client]]`
+    /// host lists take precedence over it.
+    ///
+    /// # Errors
+    /// Unknown agent, SQLite errors.
+    pub fn set_client(&self, agent_id: &str, client: Option<&str>) -> Result<(), Error> {
+        let changed = self.conn().execute("UPDATE agent SET client = ?2 WHERE id = ?1", params![agent_id, client])?;
+        if changed == 0 {
+            return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
+        }
+        Ok(())
+    }
+
     /// Revokes an agent's token; open streams are closed within the collector's refresh interval.
     ///
     /// # Errors

@@ -31,6 +31,8 @@ pub struct AgentRow {
     pub last_seen_ms: Option<i64>,
     /// Agent version of the last batch.
     pub last_version: Option<String>,
+    /// Client recorded at enrolment (`enroll --client`); the config's `[[client]]` lists win.
+    pub client: Option<String>,
 }
 
 /// Points of one series.
@@ -212,8 +214,9 @@ impl Reader {
     /// SQLite errors.
     pub fn agents(&self) -> Result<Vec<AgentRow>, Error> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, created_ms, revoked_ms, last_seen_ms, last_version FROM agent ORDER BY id")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, created_ms, revoked_ms, last_seen_ms, last_version, client FROM agent ORDER BY id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(AgentRow {
                 id: r.get(0)?,
@@ -221,6 +224,7 @@ impl Reader {
                 revoked_ms: r.get(2)?,
                 last_seen_ms: r.get(3)?,
                 last_version: r.get(4)?,
+                client: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

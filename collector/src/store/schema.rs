@@ -220,7 +220,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         dropped_samples INTEGER NOT NULL
     );
     CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-    // 12: the HTTP listener's secrets (the key signing the status page's form tokens), and the
+    // 12: the client an agent was enrolled for (`enroll bx-01 --client acme`); the config's
+    // [[client]] host lists take precedence (contract.rs).
+    "ALTER TABLE agent ADD COLUMN client TEXT;",
+    // 13: the HTTP listener's secrets (the key signing the status page's form tokens), and the
     // read-only links given to clients (secret stored as SHA-256, revocable).
     "CREATE TABLE http_secret(
         name TEXT PRIMARY KEY,
