@@ -3,6 +3,8 @@
 //!
 //! ## Rules
 //! - `/-/healthy` and `/-/ready` are open (probes).
+//! - `/c/<token>/...` (client links, `crate::client_link`) needs no user: the token is the
+//!   credential, checked here; GET and HEAD only, whatever the user.
 //! - GET and HEAD need `viewer` (`/api/v1/audit`: `admin`); every other method needs `operator`.
 //! - Without a credential a request is anonymous: while no user exists and the listener is bound
 //!   to a loopback address, anonymous requests may do everything (the quick start); otherwise
@@ -351,9 +353,48 @@ async fn write_audit(access: &Arc<Access>, entry: AuditEntry) {
     }
 }
 
+/// The guard of client links: read-only methods, a token naming an unrevoked link whose secret
+/// matches, else 404 (the same for a forged, mistyped or revoked link). Tells the handlers the
+/// link's client ([`crate::client_link::LinkScope`]); responses are not to be cached or indexed.
+async fn link_guard(access: Arc<Access>, mut request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "a client link is read-only".into());
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let path = request.uri().path();
+    let token = path[crate::client_link::PREFIX.len()..].split('/').next().unwrap_or("").to_owned();
+    let found = {
+        let access = Arc::clone(&access);
+        tokio::task::spawn_blocking(move || access.store.client_link(&token)).await
+    };
+    let (id, client) = match found {
+        Ok(Ok(Some(link))) => link,
+        Ok(Ok(None)) => {
+            return (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "This link is not valid: it was revoked, or it is mistyped. Ask your support contractor for a new one.\n",
+            )
+                .into_response();
+        }
+        Ok(Err(err)) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
+        Err(err) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    };
+    request.extensions_mut().insert(crate::client_link::LinkScope { id, client });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert("x-robots-tag", HeaderValue::from_static("noindex, nofollow"));
+    response
+}
+
 /// The request guard: applies the rules of this module, audits every write, and tells the
 /// handlers who the request came from ([`Principal`]).
 pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with(crate::client_link::PREFIX) {
+        return link_guard(access, request, next).await;
+    }
     let Need::Role(need) = need(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };

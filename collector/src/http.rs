@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .merge(crate::forms::routes())
+        .merge(crate::client_link::routes())
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
@@ -112,7 +113,7 @@ pub(crate) struct PageQuery {
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
-fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
+pub(crate) fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
     match lang {
         None => Ok(state.uptime.cfg.language),
         Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
@@ -146,14 +147,14 @@ pub(crate) async fn index(
     }
 }
 
-fn html_page(body: String, lang: Lang) -> Response {
+pub(crate) fn html_page(body: String, lang: Lang) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_LANGUAGE, lang.code())], body)
         .into_response()
 }
 
 /// Runs a store call on the blocking pool (never on the async workers): its value, or the
 /// error response (503 on a store error).
-async fn blocking<T, F>(query: F) -> Result<T, Response>
+pub(crate) async fn blocking<T, F>(query: F) -> Result<T, Response>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -175,7 +176,7 @@ where
 }
 
 /// [`blocking`], answered as JSON.
-async fn blocking_json<T, F>(query: F) -> Response
+pub(crate) async fn blocking_json<T, F>(query: F) -> Response
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -188,18 +189,18 @@ where
 
 /// Query of `/api/v1/uptime` and `/api/v1/incidents`.
 #[derive(Debug, Deserialize)]
-struct WindowQuery {
-    host: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-    timeline: Option<bool>,
+pub(crate) struct WindowQuery {
+    pub(crate) host: Option<String>,
+    pub(crate) from: Option<i64>,
+    pub(crate) to: Option<i64>,
+    pub(crate) timeline: Option<bool>,
 }
 
 /// Resolves a window: default the last 30 days; `from < to` required.
 /// A refusal: status and message, turned into a JSON error by [`error`].
-type Refusal = (StatusCode, String);
+pub(crate) type Refusal = (StatusCode, String);
 
-fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
+pub(crate) fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
     let to = time_param("to", q.to.unwrap_or(now))?;
     let from = time_param("from", q.from.unwrap_or(to.saturating_sub(30 * DAY_MS).max(0)))?;
     if from >= to {
@@ -449,11 +450,11 @@ fn no_window(id: i64) -> Response {
 
 /// Query of `/reports/sla`.
 #[derive(Debug, Deserialize)]
-struct ReportQuery {
-    month: Option<String>,
-    format: Option<String>,
-    host: Option<String>,
-    lang: Option<String>,
+pub(crate) struct ReportQuery {
+    pub(crate) month: Option<String>,
+    pub(crate) format: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) lang: Option<String>,
 }
 
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
@@ -575,7 +576,7 @@ async fn hosts(State(state): State<AppState>) -> Response {
 
 /// Query of `/api/v1/hosts/{host}/series`.
 #[derive(Debug, Deserialize)]
-struct SeriesQuery {
+pub(crate) struct SeriesQuery {
     name: String,
     from: Option<i64>,
     to: Option<i64>,
@@ -590,11 +591,15 @@ async fn clients(State(state): State<AppState>) -> Response {
     blocking_json(move || Ok(serde_json::json!({ "clients": uptime.client_views()? }))).await
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<SeriesQuery>) -> Response {
+pub(crate) async fn series(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Response {
     let (from, to) = match time_param("to", q.to.unwrap_or_else(now_ms))
         .and_then(|to| Ok((time_param("from", q.from.unwrap_or(to.saturating_sub(3_600_000).max(0)))?, to)))
     {
@@ -637,14 +642,18 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
 
 /// Query of `/api/v1/hosts/{host}/errors`.
 #[derive(Debug, Deserialize)]
-struct ErrorsQuery {
+pub(crate) struct ErrorsQuery {
     /// Unix ms; default: 24 hours ago.
     since: Option<i64>,
     /// Groups returned at most (1..=1000, default 50).
     limit: Option<usize>,
 }
 
-async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<ErrorsQuery>) -> Response {
+pub(crate) async fn errors(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<ErrorsQuery>,
+) -> Response {
     let since = q.since.unwrap_or_else(|| now_ms() - 86_400_000);
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -657,7 +666,7 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
     .await
 }
 
-async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| {
         let checks = reader.checks(&host)?;
         Ok(serde_json::json!({ "host": host, "checks": checks }))
@@ -665,6 +674,6 @@ async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Resp
     .await
 }
 
-async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| reader.gaps(&host)).await
 }

@@ -159,6 +159,7 @@ messages! {
     DoneMaintenance => "Maintenance window {0} declared.", "Окно обслуживания {0} объявлено.";
     NotDone => "Not done", "Не выполнено";
     BackToStatus => "Back to the status page", "Вернуться на страницу состояния";
+    LinkClient => "Client: {0}. This page and its reports show this client's servers only; it is read-only.", "Клиент: {0}. Эта страница и её отчёты показывают только серверы этого клиента; изменить здесь ничего нельзя.";
     ColoursNote => "Percentages are green at or above the host's target, red below it.", "Проценты зелёные, если не ниже цели сервера, и красные, если ниже.";
     Resources => "Resources", "Ресурсы";
     ResourcesNote => "From hourly averages: average, median and 95th percentile (nearest rank) of the hours with data.", "По средним за час: среднее, медиана и 95-й процентиль (ближайший ранг) часов с данными.";

@@ -10,6 +10,7 @@
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
 //! - [`resources`]: a host's resources over a report period from the hour tier of the history.
+//! - [`client_link`]: read-only links showing one client its own status page, reports and API.
 //! - [`forms`]: the status page's forms (acknowledge, declare maintenance, sign in), CSRF-safe.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
@@ -22,6 +23,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod client_link;
 pub mod config;
 pub mod contract;
 pub mod forms;

@@ -930,9 +930,22 @@ pub struct StatusRow {
 /// # Errors
 /// SQLite errors.
 pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -> Result<Vec<StatusRow>, Error> {
+    status_rows_of(uptime, agents_up, &|_| true, now)
+}
+
+/// [`status_rows`] of the hosts `keep` accepts (a client link's page: its client's hosts).
+///
+/// # Errors
+/// SQLite errors.
+pub fn status_rows_of(
+    uptime: &Uptime,
+    agents_up: &dyn Fn(&str) -> bool,
+    keep: &dyn Fn(&str) -> bool,
+    now: Ms,
+) -> Result<Vec<StatusRow>, Error> {
     const DAY: Ms = 86_400_000;
     let mut rows = Vec::new();
-    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none()) {
+    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none() && keep(&a.id)) {
         let host = agent.id;
         let mut availability = [None; 4];
         let contract = uptime.cfg.contract_targets.get(&host).map(String::as_str);

@@ -312,3 +312,349 @@ fn quick_start_forms_need_the_token_too() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(ack_by(&collector, "", &id).as_deref(), Some("Olga"));
 }
+
+/// Two clients on one plan: acme (acme-01, acme-02) and globex (globex-01). Anonymous reads are
+/// off, so nothing is visible without a login but through a link.
+const CLIENTS: &str = r#"
+[collector]
+external_url = "https://mon.example.com/"
+
+[http]
+anonymous_read = false
+
+[[plan]]
+name = "basic"
+support_hours = "Mon-Fri 09:00-18:00"
+reaction = { critical = "4h", high = "4h", medium = "8h", low = "24h" }
+resolution = { critical = "8h", high = "16h", medium = "40h", low = "80h" }
+
+[[client]]
+name = "acme"
+plan = "basic"
+hosts = ["acme-01", "acme-02"]
+
+[[client]]
+name = "globex"
+plan = "basic"
+hosts = ["globex-01"]
+"#;
+
+const HOSTS: [&str; 3] = ["acme-01", "acme-02", "globex-01"];
+
+/// A collector with the two clients, each host with an open incident; returns it and an
+/// admin's `Authorization`.
+fn two_clients(data: &Path) -> (Collector, String) {
+    let admin = basic("root", &add_user(data, "root", "admin"));
+    let tokens: Vec<String> = HOSTS
+        .iter()
+        .map(|h| std::fs::read_to_string(b24watch_e2e::enroll(data, h)).expect("token").trim().to_owned())
+        .collect();
+    let collector = Collector::start(data, CLIENTS);
+    for (host, token) in HOSTS.iter().zip(&tokens) {
+        use b24watch_proto::v1::{Batch, CheckResult};
+        let now = now_ms();
+        let batch = Batch {
+            spool_epoch: 1,
+            seq: 1,
+            agent_id: (*host).into(),
+            created_unix_ms: now,
+            checks: vec![CheckResult {
+                check: "portal_probe".into(),
+                target: format!("https://{host}.example/"),
+                status: 2,
+                severity: 4,
+                reason: "http_status".into(),
+                message: format!("HTTP 502 at {host}"),
+                at_unix_ms: now - 60_000,
+            }],
+            ..Batch::default()
+        };
+        b24watch_e2e::send(&collector.grpc_url(), token, vec![batch]).expect("send");
+    }
+    eventually("every host has its incident", Duration::from_secs(20), || {
+        let r = get(collector.http, "/api/v1/incidents", &admin);
+        let body: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        (body["incidents"].as_array()?.len() == HOSTS.len()).then_some(())
+    });
+    (collector, admin)
+}
+
+/// Each incident's id and acknowledgement (what a write could change).
+fn acks(addr: SocketAddr, auth: &str) -> Vec<(String, String, String)> {
+    let body: serde_json::Value = serde_json::from_str(&get(addr, "/api/v1/incidents", auth).body).expect("json");
+    body["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .map(|i| (i["id"].to_string(), i["ack_ms"].to_string(), i["ack_by"].to_string()))
+        .collect()
+}
+
+/// `client-link create <client>`: the URL's path (`/c/<token>/`), checked to start with the
+/// configured external URL.
+fn create_link(data: &Path, client: &str) -> String {
+    let out = collector_cmd_with(data, &["client-link", "create", client, "--note", &format!("for {client}")]);
+    assert!(out.status.success(), "client-link create: {}", String::from_utf8_lossy(&out.stderr));
+    let url = String::from_utf8(out.stdout).expect("URL is ASCII").trim().to_owned();
+    let path = url.strip_prefix("https://mon.example.com").unwrap_or_else(|| panic!("{url}")).to_owned();
+    assert!(path.starts_with("/c/") && path.ends_with('/'), "{url}");
+    let secret = path.trim_matches('/').rsplit('.').next().expect("secret");
+    assert_eq!(secret.len(), 64, "a 256-bit secret: {url}");
+    path
+}
+
+/// `b24watch-collector` with the test's config file (the clients) and data directory.
+fn collector_cmd_with(data: &Path, args: &[&str]) -> std::process::Output {
+    let config = data.parent().expect("parent").join("collector.toml");
+    let mut cmd = std::process::Command::new(b24watch_e2e::bin("b24watch-collector"));
+    cmd.arg("--config").arg(config).arg("--data-dir").arg(data).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("B24WATCH_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.output().expect("running b24watch-collector")
+}
+
+/// Whether `text` names a globex host (or its probe target or message).
+fn shows_globex(text: &str) -> bool {
+    text.contains("globex")
+}
+
+/// A link shows its client's hosts and nothing of another client's, on the status page, the
+/// report (HTML, CSV, JSON) and every read API, without a login while anonymous reads are off;
+/// another client's host is "unknown" through it; nothing can be written through it.
+#[test]
+fn a_client_link_shows_only_its_clients_hosts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("collector");
+    let (collector, admin) = two_clients(&data);
+    let addr = collector.http;
+    let link = create_link(&data, "acme");
+    assert_eq!(get(addr, "/", "").status, 401, "anonymous reads are off");
+    // Maintenance for each client's host and for every host (operator API).
+    let now = now_ms();
+    for (host, reason) in [("acme-01", "acme disk swap"), ("globex-01", "globex secret migration"), ("", "network")] {
+        let body = format!(
+            "{{\"host\":\"{host}\",\"from\":{},\"to\":{},\"reason\":\"{reason}\"}}",
+            now + 3_600_000,
+            now + 7_200_000
+        );
+        let r = http_call(addr, "POST", "/api/v1/maintenance", &[("Authorization", &admin)], &body).expect("POST");
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    // The status page.
+    let page = get(addr, &link, "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    for host in ["acme-01", "acme-02"] {
+        assert!(page.body.contains(&format!("data-host=\"{host}\"")), "{host} missing: {}", page.body);
+    }
+    assert!(!shows_globex(&page.body), "another client's host on the page: {}", page.body);
+    assert!(page.body.contains("Client: acme."), "{}", page.body);
+    assert!(!page.body.contains("<form") && !page.body.contains("/metrics"), "{}", page.body);
+    assert!(page.body.contains("href=\"./reports/sla?host=acme-01&amp;format=html&amp;lang=en\""), "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("private, no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    let bare = get(addr, link.trim_end_matches('/'), "");
+    assert_eq!(bare.status, 308);
+    assert_eq!(
+        bare.header("location"),
+        Some(link.trim_end_matches('/').rsplit('/').next().map(|t| format!("{t}/")).as_deref().expect("token"))
+    );
+
+    // The report in each format.
+    let month = {
+        let r = get(addr, &format!("{link}reports/sla?format=json"), "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!shows_globex(&r.body), "another client's host in the JSON report: {}", r.body);
+        let json: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        let hosts: Vec<&str> =
+            json["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
+        assert_eq!(hosts, ["acme-01", "acme-02"]);
+        let critical = json["hosts"][0]["incidents_by_severity"]["critical"]["count"].as_i64();
+        assert_eq!(critical, Some(1), "{}", json["hosts"][0]);
+        json["month"].as_str().expect("month").to_owned()
+    };
+    let csv = get(addr, &format!("{link}reports/sla?format=csv&month={month}"), "");
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.contains("acme-01") && csv.body.contains("acme-02"), "{}", csv.body);
+    assert!(!shows_globex(&csv.body), "another client's host in the CSV report: {}", csv.body);
+    assert!(csv.header("content-disposition").is_some_and(|d| d.contains(&format!("b24watch-sla-acme-{month}.csv"))));
+    let html = get(addr, &format!("{link}reports/sla?format=html&lang=ru"), "");
+    assert_eq!(html.status, 200);
+    assert!(html.body.contains("data-host=\"acme-01\""), "{}", html.body);
+    assert!(!shows_globex(&html.body), "another client's host in the HTML report: {}", html.body);
+    // Another client's host is unknown, like a host that does not exist.
+    let theirs = get(addr, &format!("{link}reports/sla?format=json&host=globex-01"), "");
+    let nobody = get(addr, &format!("{link}reports/sla?format=json&host=nobody-01"), "");
+    assert_eq!((theirs.status, nobody.status), (404, 404));
+    assert_eq!(theirs.body.replace("globex-01", "X"), nobody.body.replace("nobody-01", "X"));
+    let one = get(addr, &format!("{link}reports/sla?format=json&host=acme-02"), "");
+    assert_eq!(one.status, 200);
+    assert!(one.body.contains("acme-02") && !one.body.contains("acme-01"), "{}", one.body);
+
+    // The read API.
+    for path in ["api/v1/hosts", "api/v1/incidents", "api/v1/uptime", "api/v1/maintenance"] {
+        let r = get(addr, &format!("{link}{path}"), "");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.body.contains("acme-01"), "{path}: {}", r.body);
+        assert!(!shows_globex(&r.body), "{path} shows another client's host: {}", r.body);
+    }
+    let incidents: serde_json::Value =
+        serde_json::from_str(&get(addr, &format!("{link}api/v1/incidents"), "").body).expect("json");
+    assert_eq!(incidents["incidents"].as_array().map(Vec::len), Some(2), "{incidents}");
+    let windows: serde_json::Value =
+        serde_json::from_str(&get(addr, &format!("{link}api/v1/maintenance"), "").body).expect("json");
+    let reasons: Vec<&str> =
+        windows["windows"].as_array().expect("windows").iter().filter_map(|w| w["reason"].as_str()).collect();
+    assert_eq!(reasons, ["acme disk swap", "network"]);
+    for path in ["series?name=load1", "errors", "checks", "gaps"] {
+        let mine = get(addr, &format!("{link}api/v1/hosts/acme-01/{path}"), "");
+        assert_eq!(mine.status, 200, "{path}: {}", mine.body);
+        let theirs = get(addr, &format!("{link}api/v1/hosts/globex-01/{path}"), "");
+        assert_eq!(theirs.status, 404, "{path}: {}", theirs.body);
+        assert!(!theirs.body.contains("502"), "{}", theirs.body);
+    }
+    for path in ["api/v1/incidents?host=globex-01", "api/v1/uptime?host=globex-01"] {
+        assert_eq!(get(addr, &format!("{link}{path}"), "").status, 404, "{path}");
+    }
+    // Operator pages and the audit are not under the link.
+    for path in ["metrics", "api/v1/audit", "api/v1/clients", "ops", "actions/maintenance"] {
+        assert_eq!(get(addr, &format!("{link}{path}"), "").status, 404, "{path}");
+    }
+
+    // Nothing is writable through a link, whatever the credential.
+    let acks_before = acks(addr, &admin);
+    let incident = incidents["incidents"][0]["id"].as_str().expect("id").to_owned();
+    let ack = format!("{{\"id\":\"{incident}\",\"by\":\"client\"}}");
+    for (method, path, body) in [
+        ("POST", "api/v1/incidents/ack", ack.as_str()),
+        ("POST", "api/v1/maintenance", "{\"from\":1,\"to\":2,\"reason\":\"x\"}"),
+        ("DELETE", "api/v1/maintenance/1", ""),
+        ("PUT", "api/v1/maintenance/1", "{\"from\":1,\"to\":2}"),
+        ("POST", "actions/ack", ""),
+    ] {
+        for auth in [vec![], vec![("Authorization", admin.as_str())]] {
+            let r = http_call(addr, method, &format!("{link}{path}"), &auth, body).expect("write");
+            assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        }
+    }
+    assert_eq!(acks(addr, &admin), acks_before, "a write through a link changed something");
+    let r = get(addr, "/api/v1/maintenance", &admin);
+    assert_eq!(r.body.matches("\"id\"").count(), 3, "{}", r.body);
+}
+
+/// A forged link (a made-up secret, another link's secret under this id, an unknown id) and a
+/// revoked link are refused on every path with the same 404 and change nothing; another client's
+/// link does not show this client's hosts; create and revoke are audited.
+#[test]
+fn forged_revoked_and_other_clients_links_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("collector");
+    let (collector, admin) = two_clients(&data);
+    let addr = collector.http;
+    let acme = create_link(&data, "acme");
+    let globex = create_link(&data, "globex");
+    let token = |link: &str| link.trim_matches('/').trim_start_matches("c/").to_owned();
+    let (acme_id, acme_secret) =
+        token(&acme).split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned())).expect("shape");
+    let (globex_id, globex_secret) =
+        token(&globex).split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned())).expect("shape");
+    let unknown = get(addr, &format!("/c/{acme_id}.{}/", "0".repeat(64)), "");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("not valid"), "{}", unknown.body);
+
+    let state = |collector: &Collector| {
+        (
+            acks(collector.http, &admin),
+            get(collector.http, "/api/v1/maintenance", &admin).body,
+            String::from_utf8_lossy(&collector_cmd_with(&data, &["client-link", "list"]).stdout).into_owned(),
+        )
+    };
+    let before = state(&collector);
+    let flipped = format!("{}{}", &acme_secret[..63], if acme_secret.ends_with('0') { '1' } else { '0' });
+    let forged = [
+        format!("/c/{acme_id}.{globex_secret}/"),
+        format!("/c/{globex_id}.{acme_secret}/"),
+        format!("/c/{acme_id}.{flipped}/"),
+        format!("/c/999.{acme_secret}/"),
+        format!("/c/{acme_secret}/"),
+        format!("/c/{acme_id}/"),
+        "/c//".to_owned(),
+        format!("/c/{acme_id}.{}/", acme_secret.to_uppercase()),
+    ];
+    let paths = [
+        "",
+        "reports/sla?format=json",
+        "reports/sla?format=csv",
+        "api/v1/hosts",
+        "api/v1/incidents",
+        "api/v1/hosts/acme-01/checks",
+    ];
+    for link in &forged {
+        for path in paths {
+            let r = get(addr, &format!("{link}{path}"), "");
+            assert_eq!(r.status, 404, "{link}{path}: {}", r.body);
+            assert!(!r.body.contains("acme-01"), "{link}{path}: {}", r.body);
+        }
+        // With a credential too: a link is not a user's page.
+        assert_eq!(get(addr, &format!("{link}api/v1/hosts"), &admin).status, 404, "{link}");
+    }
+    // The other client's link: its own hosts only, ours are unknown to it.
+    let theirs = get(addr, &format!("{globex}api/v1/hosts"), "");
+    assert_eq!(theirs.status, 200);
+    assert!(theirs.body.contains("globex-01") && !theirs.body.contains("acme"), "{}", theirs.body);
+    for path in ["reports/sla?format=json&host=acme-01", "api/v1/hosts/acme-01/checks", "api/v1/incidents?host=acme-01"]
+    {
+        assert_eq!(get(addr, &format!("{globex}{path}"), "").status, 404, "{path}");
+    }
+    let report = get(addr, &format!("{globex}reports/sla?format=csv"), "");
+    assert!(report.body.contains("globex-01") && !report.body.contains("acme"), "{}", report.body);
+    assert_eq!(state(&collector), before, "a refused link changed something");
+
+    // Revoked by client name: refused at once on every path; the other client's link still works.
+    let out = collector_cmd_with(&data, &["client-link", "revoke", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("revoked client link {acme_id}")));
+    for path in paths {
+        let r = get(addr, &format!("{acme}{path}"), "");
+        assert_eq!(r.status, 404, "revoked {path}: {}", r.body);
+        assert!(!r.body.contains("acme-01"), "{}", r.body);
+    }
+    assert_eq!(get(addr, &globex, "").status, 200);
+    // By id.
+    let out = collector_cmd_with(&data, &["client-link", "revoke", &globex_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(get(addr, &globex, "").status, 404);
+    let out = collector_cmd_with(&data, &["client-link", "revoke", "acme"]);
+    assert!(!out.status.success(), "revoking nothing succeeded");
+    let list = String::from_utf8_lossy(&collector_cmd_with(&data, &["client-link", "list"]).stdout).into_owned();
+    let lines: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    for line in &lines {
+        let revoked = line.split_whitespace().nth(3).expect("REVOKED_MS column");
+        assert!(revoked.parse::<i64>().is_ok(), "not revoked: {line}");
+    }
+    assert!(list.contains("for acme") && list.contains("for globex"), "{list}");
+    // An unknown client gets no link.
+    let out = collector_cmd_with(&data, &["client-link", "create", "initech"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no client \"initech\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The audit: both creations and revocations, without secrets.
+    let audit = String::from_utf8_lossy(&collector_cmd_with(&data, &["audit", "--limit", "100"]).stdout).into_owned();
+    let rows: Vec<String> = audit.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    for row in [
+        format!("cli admin local link create acme 0 done link {acme_id} for acme"),
+        format!("cli admin local link create globex 0 done link {globex_id} for globex"),
+        format!("cli admin local link revoke acme 0 done link {acme_id}"),
+        format!("cli admin local link revoke globex 0 done link {globex_id}"),
+    ] {
+        assert!(rows.iter().any(|l| l.ends_with(&row)), "{row:?} not audited:\n{audit}");
+    }
+    assert!(!audit.contains(&acme_secret) && !audit.contains(&globex_secret), "{audit}");
+}

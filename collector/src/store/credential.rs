@@ -261,6 +261,14 @@ impl AccessStore {
         audit(&self.conn(), entry)
     }
 
+    /// See [`super::client_link::lookup`]. Blocking.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn client_link(&self, token: &str) -> Result<Option<(i64, String)>, Error> {
+        super::client_link::lookup(&self.conn(), token)
+    }
+
     /// See [`audit_entries`]. Blocking.
     ///
     /// # Errors
