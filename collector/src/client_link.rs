@@ -16,7 +16,8 @@
 //! | path under `/c/<token>` | what |
 //! |---|---|
 //! | `/` | the status page of the client's hosts (no forms) |
-//! | `/reports/sla?month=&format=html\|csv\|json&host=&lang=` | the monthly report of its hosts |
+//! | `/reports/sla?month=&format=html\|csv\|json&lang=` | the client's monthly report (`crate::client_report`) |
+//! | `/reports/sla?host=...` | one of its hosts' section of the collector's report, on its contract |
 //! | `/api/v1/hosts`, `/api/v1/uptime`, `/api/v1/incidents`, `/api/v1/maintenance` | as the API, its hosts only |
 //! | `/api/v1/hosts/{host}/series\|errors\|checks\|gaps` | as the API, for its hosts |
 
@@ -152,9 +153,9 @@ async fn status(
     }
 }
 
-/// The monthly report of the client's hosts: the collector's report, host by host.
-// When the per-client report (issue 16 item 3) exists, this is where it joins: build that
-// report for `scope.client` instead of the loop below.
+/// The client's monthly report (`crate::client_report`: its hosts, availability against its
+/// contract, incidents by priority with breaches, maintenance); with `host=`, that one host's
+/// section of the collector's report, on the client's contract. Formats html, csv and json.
 async fn report(
     State(state): State<AppState>,
     link: Option<Extension<LinkScope>>,
@@ -165,10 +166,14 @@ async fn report(
         Err(response) => return response,
     };
     let now = crate::now_ms();
-    let uptime = Arc::clone(&state.uptime);
+    let Some(client) = state.uptime.cfg.contracts.client(&scope.client).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("client {:?} is no longer configured", scope.client));
+    };
     let month = q.month.clone().unwrap_or_else(|| {
-        jiff::Timestamp::from_millisecond(now)
-            .map_or_else(|_| String::new(), |t| t.to_zoned(uptime.cfg.timezone.clone()).strftime("%Y-%m").to_string())
+        jiff::Timestamp::from_millisecond(now).map_or_else(
+            |_| String::new(),
+            |t| t.to_zoned(client.contract.timezone.clone()).strftime("%Y-%m").to_string(),
+        )
     });
     let format = q.format.clone().unwrap_or_else(|| "html".into());
     if !matches!(format.as_str(), "html" | "csv" | "json") {
@@ -178,66 +183,79 @@ async fn report(
         Ok(lang) => lang,
         Err(response) => return *response,
     };
-    let hosts = match scope.hosts_or(q.host.as_deref()) {
-        Ok(hosts) => hosts,
-        Err(response) => return response,
+    let uptime = Arc::clone(&state.uptime);
+    let name = scope.client.clone();
+    let Some(host) = q.host.clone() else {
+        let built = crate::http::blocking(move || Ok(crate::client_report::build(&uptime, &name, &month, now))).await;
+        let report = match built {
+            Ok(Ok(report)) => report,
+            Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+            Err(response) => return response,
+        };
+        return match format.as_str() {
+            "json" => axum::Json(report).into_response(),
+            "csv" => csv_response(
+                &format!("b24watch-{}-{}", report.client, report.month),
+                crate::client_report::csv(&report),
+            ),
+            _ => crate::http::html_page(crate::client_report::html(&report, lang), lang),
+        };
     };
-    let built = crate::http::blocking(move || Ok(client_report(&uptime, &month, &hosts, now))).await;
+    if let Err(response) = scope.host(&host) {
+        return response;
+    }
+    let built = crate::http::blocking(move || {
+        let service = uptime.with_config(contract_config(&uptime.cfg, &client.contract, &host));
+        Ok(crate::report::build(&service, &month, Some(&host), now))
+    })
+    .await;
     let report = match built {
         Ok(Ok(report)) => report,
+        Ok(Err(message)) if message.starts_with("unknown host") => return error(StatusCode::NOT_FOUND, message),
         Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
         Err(response) => return response,
     };
     match format.as_str() {
         "json" => axum::Json(report).into_response(),
-        "csv" => {
-            let name: String = format!("b24watch-sla-{}-{}", scope.client, report.month)
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-                .collect();
-            (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
-                ],
-                crate::report::csv(&report),
-            )
-                .into_response()
-        }
+        "csv" => csv_response(
+            &format!(
+                "b24watch-{}-{}-{}",
+                scope.client,
+                report.hosts.first().map_or("", |h| h.host.as_str()),
+                report.month
+            ),
+            crate::report::csv(&report),
+        ),
         _ => crate::http::html_page(crate::report::html(&report, lang), lang),
     }
 }
 
-/// The report of `month` over `hosts` only: each host's part as the collector's report has it;
-/// hosts not monitored in that month are left out.
-fn client_report(
-    uptime: &crate::uptime::Uptime,
-    month: &str,
-    hosts: &[String],
-    now: crate::sla::Ms,
-) -> Result<crate::report::Report, String> {
-    let (from, month_end) = uptime.month_bounds(month)?;
-    let to = month_end.min(now.max(from));
-    let tz = &uptime.cfg.timezone;
-    let mut out = crate::report::Report {
-        month: month.to_owned(),
-        timezone: tz.iana_name().unwrap_or("UTC").to_owned(),
-        from_ms: from,
-        to_ms: to,
-        from_iso: crate::i18n::iso(from, tz),
-        to_iso: crate::i18n::iso(to, tz),
-        generated_ms: now,
-        service_hours: uptime.cfg.calendar.as_ref().map(|_| "configured".to_owned()),
-        hosts: Vec::new(),
-    };
-    for host in hosts {
-        match crate::report::build(uptime, month, Some(host), now) {
-            Ok(report) => out.hosts.extend(report.hosts),
-            Err(message) if message.starts_with("unknown host") => {}
-            Err(message) => return Err(message),
-        }
-    }
-    Ok(out)
+/// The SLA settings of `host` under `contract`: its target, service hours and time zone (as
+/// the client report computes them).
+fn contract_config(
+    sla: &crate::config::SlaConfig,
+    contract: &crate::contract::Contract,
+    host: &str,
+) -> crate::config::SlaConfig {
+    let mut cfg = sla.clone();
+    cfg.target = contract.target;
+    cfg.targets = std::iter::once((host.to_owned(), contract.target)).collect();
+    cfg.calendar.clone_from(&contract.calendar);
+    cfg.timezone = contract.timezone.clone();
+    cfg
+}
+
+/// A CSV attachment named `name.csv` (characters outside `[A-Za-z0-9._-]` left out).
+fn csv_response(name: &str, body: String) -> Response {
+    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn hosts(State(state): State<AppState>, link: Option<Extension<LinkScope>>) -> Response {

@@ -540,7 +540,7 @@ async fn maintenance_page(
     let _ = write!(
         out,
         "<h2>{}</h2><table id=\"maintenance\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        p.t(Msg::MaintenanceWindows),
+        p.t(Msg::ComingMaintenance),
         p.t(Msg::Host),
         p.t(Msg::From),
         p.t(Msg::To),

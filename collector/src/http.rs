@@ -26,7 +26,7 @@ pub const MAX_BY_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 2048;
 
 /// Refuses a free-text field longer than `max` bytes.
-fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
+pub(crate) fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
     if value.len() > max {
         return Err((StatusCode::BAD_REQUEST, format!("{name}: {} bytes, at most {max} allowed", value.len())));
     }
@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
         .route("/api/v1/clients", get(clients))
+        .merge(crate::http_contracts::routes())
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .merge(crate::forms::routes())

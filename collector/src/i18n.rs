@@ -154,7 +154,7 @@ messages! {
     AllHosts => "all hosts", "все серверы";
     From => "From", "С";
     To => "To", "По";
-    MaintenanceWindows => "Maintenance windows, current and coming", "Окна обслуживания, текущие и предстоящие";
+    ComingMaintenance => "Maintenance windows, current and coming", "Окна обслуживания, текущие и предстоящие";
     DoneAcknowledged => "Incident {0} acknowledged.", "Инцидент {0} подтверждён.";
     DoneMaintenance => "Maintenance window {0} declared.", "Окно обслуживания {0} объявлено.";
     NotDone => "Not done", "Не выполнено";
@@ -201,6 +201,22 @@ messages! {
     NewestBackup => "Newest backup", "Последняя резервная копия";
     NewestBackupSize => "Newest backup size", "Размер последней резервной копии";
     BackupSpace => "Free space for backups", "Свободно места для резервных копий";
+    ClientReportTitle => "Report for {0}, {1}", "Отчёт для {0} за {1}";
+    Plan => "Plan", "Тариф";
+    SupportHoursAre => "Support hours: {0}. Reaction and resolution times are counted in support hours only.", "Часы поддержки: {0}. Время реакции и решения считается только в часы поддержки.";
+    ReactionTarget => "Reaction target", "Цель по реакции";
+    ResolutionTarget => "Resolution target", "Цель по решению";
+    WorstResolution => "Worst resolution", "Худшее время решения";
+    ReactionBreaches => "Reaction breaches", "Нарушения по реакции";
+    ResolutionBreaches => "Resolution breaches", "Нарушения по решению";
+    Resolution => "Resolution", "Решение";
+    Breached => "breached", "нарушено";
+    MaintenanceWindows => "Maintenance windows", "Окна обслуживания";
+    DeclaredIn => "Declared in", "Где объявлено";
+    FleetTitle => "Clients, {0}", "Клиенты за {0}";
+    Client => "Client", "Клиент";
+    Hosts => "Hosts", "Серверы";
+    NotMonitored => "Not monitored in this period: {0}.", "Не наблюдались в этом периоде: {0}.";
 }
 
 /// Readable names of checks: `(identifier, English, Russian)`.

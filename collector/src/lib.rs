@@ -18,19 +18,25 @@
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
 //! - [`contract`]: clients and their contracts (plans, support hours, targets per priority).
 //! - [`support_clock`]: support time elapsed between instants and deadlines in support time (pure).
+//! - [`incident`]: incidents on the contract's clock: reaction and resolution against targets, breaches, their series.
+//! - [`client_report`]: the monthly report per client and the fleet summary.
+//! - [`http_contracts`]: incidents opened and resolved by hand, client reports over HTTP.
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod auth;
 pub mod client_link;
+pub mod client_report;
 pub mod config;
 pub mod contract;
 pub mod forms;
 pub mod grpc;
 pub mod http;
+pub mod http_contracts;
 pub mod http_tls;
 pub mod i18n;
+pub mod incident;
 pub mod listener;
 pub mod live;
 pub mod metrics;

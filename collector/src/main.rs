@@ -96,8 +96,17 @@ enum Command {
         #[arg(long, default_value = "html")]
         format: String,
         /// One host only (default: every host).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["client", "fleet"])]
         host: Option<String>,
+        /// The report of one client ([[client]] name) against its contract: its hosts,
+        /// availability vs the contract's target, incidents by priority with reaction and
+        /// resolution times in support hours vs targets, breaches, maintenance windows. The month
+        /// is in the contract's time zone.
+        #[arg(long, conflicts_with = "fleet")]
+        client: Option<String>,
+        /// The fleet summary: one row per client with availability, breaches and open incidents.
+        #[arg(long)]
+        fleet: bool,
         /// Language of the HTML report: en or ru. Default: [sla] language.
         #[arg(long)]
         lang: Option<String>,
@@ -223,8 +232,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Some(Command::Report { ref month, ref format, ref host, ref lang, ref output }) => {
-            report(&cfg, month.as_deref(), format, host.as_deref(), lang.as_deref(), output.as_deref())
+        Some(Command::Report { ref month, ref format, ref host, ref lang, ref output, ref client, fleet }) => {
+            if client.is_some() || fleet {
+                contract_report(&cfg, month.as_deref(), format, client.as_deref(), lang.as_deref(), output.as_deref())
+            } else {
+                report(&cfg, month.as_deref(), format, host.as_deref(), lang.as_deref(), output.as_deref())
+            }
         }
         Some(Command::Agents) => reader(&cfg).and_then(|reader| {
             let agents = reader.agents()?;
@@ -450,4 +463,58 @@ fn client_link(cfg: &Config, action: &ClientLinkCommand) -> anyhow::Result<()> {
             Ok(())
         }),
     }
+}
+
+/// `report --client NAME` and `report --fleet`.
+fn contract_report(
+    cfg: &Config,
+    month: Option<&str>,
+    format: &str,
+    client: Option<&str>,
+    lang: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use b24watch_collector::{client_report, i18n, uptime};
+    if !matches!(format, "html" | "csv" | "json") {
+        anyhow::bail!("--format {format:?}: expected html, csv or json");
+    }
+    let lang = match lang {
+        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}"))?,
+        None => cfg.sla.language,
+    };
+    let tz = client
+        .and_then(|c| cfg.sla.contracts.client(c))
+        .map_or_else(|| cfg.sla.timezone.clone(), |c| c.contract.timezone.clone());
+    let now = b24watch_collector::now_ms();
+    let month = month.map_or_else(
+        || {
+            jiff::Timestamp::from_millisecond(now)
+                .map_or_else(|_| String::new(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m").to_string())
+        },
+        str::to_owned,
+    );
+    let service = uptime::Uptime::new(cfg.sla.clone(), std::sync::Arc::new(reader(cfg)?));
+    let text = match client {
+        Some(name) => {
+            let built = client_report::build(&service, name, &month, now).map_err(anyhow::Error::msg)?;
+            match format {
+                "json" => serde_json::to_string_pretty(&built)? + "\n",
+                "csv" => client_report::csv(&built),
+                _ => client_report::html(&built, lang),
+            }
+        }
+        None => {
+            let built = client_report::fleet(&service, &month, now).map_err(anyhow::Error::msg)?;
+            match format {
+                "json" => serde_json::to_string_pretty(&built)? + "\n",
+                "csv" => client_report::fleet_csv(&built),
+                _ => client_report::fleet_html(&built, lang, tz),
+            }
+        }
+    };
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
 }

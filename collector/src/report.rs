@@ -598,7 +598,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
 }
 
 /// One host's sections of the report.
-fn host_html(out: &mut String, p: &Page, h: &HostReport) {
+pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
     let _ = write!(
         out,
         "<h2 id=\"host-{0}\">{0}</h2><p class=\"monitored\">{1}{2}</p>",

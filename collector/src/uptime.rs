@@ -98,6 +98,18 @@ pub struct IncidentRow {
     pub ack_by: Option<String>,
     /// ack − start, ms.
     pub reaction_ms: Option<Ms>,
+    /// Priority: from the check's severity ([`crate::contract::Priority::from_severity`]), or as
+    /// opened by hand.
+    pub priority: crate::contract::Priority,
+    /// Who opened it by hand (check `manual`); null for one opened by a check or a silent agent.
+    pub opened_by: Option<String>,
+    /// Who resolved it by hand.
+    pub resolved_by: Option<String>,
+    /// Client of the host; null when it has none.
+    pub client: Option<String>,
+    /// Reaction and resolution in the contract's support hours against its targets; null when
+    /// the host has no client.
+    pub clock: Option<crate::incident::Clock>,
 }
 
 /// Inputs every host's computation shares.
@@ -377,13 +389,38 @@ impl Uptime {
                 end_ms,
             });
         }
+        // Opened by hand: check `manual`, the id as target.
+        let manual = self.reader.manual_incidents(host, from, to)?;
+        for m in &manual {
+            let priority = crate::contract::Priority::parse(&m.priority).unwrap_or(crate::contract::Priority::Low);
+            found.push(sla::Incident {
+                host: host.to_owned(),
+                check: "manual".into(),
+                target: m.id.to_string(),
+                severity: crate::incident::severity_of(priority),
+                reason: m.title.clone(),
+                start_ms: m.opened_ms,
+                end_ms: m.resolved_ms.filter(|r| *r <= now),
+            });
+        }
+        let client = self.client_of_host(host)?;
         let mut out: Vec<IncidentRow> = found
             .into_iter()
             .filter(|i| i.start_ms < to && i.end_ms.is_none_or(|e| e > from))
             .map(|i| {
                 let ack = acks.get(&(i.check.clone(), i.target.clone(), i.start_ms));
                 let end = i.end_ms.unwrap_or(now);
+                let priority = crate::contract::Priority::from_severity(i.severity);
+                let by_hand =
+                    (i.check == "manual").then(|| manual.iter().find(|m| m.id.to_string() == i.target)).flatten();
                 IncidentRow {
+                    priority,
+                    opened_by: by_hand.map(|m| m.opened_by.clone()),
+                    resolved_by: by_hand.and_then(|m| m.resolved_by.clone()),
+                    client: client.map(|c| c.name.clone()),
+                    clock: client.map(|c| {
+                        crate::incident::clock(&c.contract, priority, i.start_ms, ack.map(|a| a.0), i.end_ms, now)
+                    }),
                     id: incident_id(&i.host, &i.check, &i.target, i.start_ms),
                     duration_ms: end.saturating_sub(i.start_ms),
                     in_window_ms: end.min(to).saturating_sub(i.start_ms.max(from)).max(0),
@@ -524,6 +561,7 @@ impl Uptime {
         for (host, severity, n) in open {
             let _ = writeln!(out, "b24watch_incidents_open{{host=\"{}\",severity=\"{severity}\"}} {n}", escape(&host));
         }
+        crate::incident::render_metrics(self, hosts, now, &mut out)?;
         *self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = out;
         Ok(())
     }
@@ -539,6 +577,11 @@ impl Uptime {
     /// SQLite errors.
     pub fn hosts(&self) -> Result<Vec<String>, Error> {
         Ok(self.reader.agents()?.into_iter().filter(|a| a.revoked_ms.is_none()).map(|a| a.id).collect())
+    }
+
+    /// The service over the same store with other SLA settings (a client's contract).
+    pub fn with_config(&self, cfg: SlaConfig) -> Uptime {
+        Uptime::new(cfg, Arc::clone(&self.reader))
     }
 
     /// The reader.

@@ -472,6 +472,8 @@ fn a_client_link_shows_only_its_clients_hosts() {
         let hosts: Vec<&str> =
             json["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["host"].as_str()).collect();
         assert_eq!(hosts, ["acme-01", "acme-02"]);
+        assert_eq!(json["client"], "acme", "the client report");
+        assert_eq!(json["open_incidents"], 2, "{json}");
         let critical = json["hosts"][0]["incidents_by_severity"]["critical"]["count"].as_i64();
         assert_eq!(critical, Some(1), "{}", json["hosts"][0]);
         json["month"].as_str().expect("month").to_owned()
@@ -480,7 +482,7 @@ fn a_client_link_shows_only_its_clients_hosts() {
     assert_eq!(csv.status, 200);
     assert!(csv.body.contains("acme-01") && csv.body.contains("acme-02"), "{}", csv.body);
     assert!(!shows_globex(&csv.body), "another client's host in the CSV report: {}", csv.body);
-    assert!(csv.header("content-disposition").is_some_and(|d| d.contains(&format!("b24watch-sla-acme-{month}.csv"))));
+    assert!(csv.header("content-disposition").is_some_and(|d| d.contains(&format!("b24watch-acme-{month}.csv"))));
     let html = get(addr, &format!("{link}reports/sla?format=html&lang=ru"), "");
     assert_eq!(html.status, 200);
     assert!(html.body.contains("data-host=\"acme-01\""), "{}", html.body);

@@ -188,6 +188,48 @@ impl Admin {
         )?;
         Ok(())
     }
+
+    /// Opens an incident by hand at `at` (`priority`: critical, high, medium or low); its id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open_incident(&self, host: &str, priority: &str, title: &str, by: &str, at: i64) -> Result<i64, Error> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO manual_incident(host, priority, title, opened_ms, opened_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, priority, title, at, by],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Resolves an incident opened by hand at `at` (not before it was opened).
+    ///
+    /// # Errors
+    /// Unknown or already resolved incident, a time before its opening, SQLite errors.
+    pub fn resolve_incident(&self, id: i64, by: &str, at: i64) -> Result<(), Error> {
+        let conn = self.conn();
+        let row: Option<(i64, Option<i64>)> = conn
+            .query_row("SELECT opened_ms, resolved_ms FROM manual_incident WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match row {
+            None => Err(Error::Failed(format!("no incident opened by hand has id {id}"))),
+            Some((_, Some(resolved))) => {
+                Err(Error::Failed(format!("incident {id} was already resolved at {resolved}")))
+            }
+            Some((opened, None)) if at < opened => {
+                Err(Error::Failed(format!("incident {id} was opened at {opened}, after {at}")))
+            }
+            Some(_) => {
+                conn.execute(
+                    "UPDATE manual_incident SET resolved_ms = ?2, resolved_by = ?3 WHERE id = ?1",
+                    params![id, at, by],
+                )?;
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -124,6 +124,25 @@ pub struct MaintenanceRow {
     pub source: &'static str,
 }
 
+/// An incident opened by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManualIncidentRow {
+    /// Id.
+    pub id: i64,
+    /// critical, high, medium or low.
+    pub priority: String,
+    /// What the problem is.
+    pub title: String,
+    /// Opened, unix ms.
+    pub opened_ms: i64,
+    /// Who opened it.
+    pub opened_by: String,
+    /// Resolved, unix ms.
+    pub resolved_ms: Option<i64>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+}
+
 /// Label value of a wire check status number.
 pub fn status_name(value: i32) -> &'static str {
     match value {
@@ -572,6 +591,39 @@ impl Reader {
             .prepare_cached("SELECT check_name, target, start_ms, ack_ms, by FROM incident_ack WHERE agent_id = ?1")?;
         let rows = stmt.query_map([agent_id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incidents opened by hand on `host` overlapping `[from, to)`: (id, priority, title,
+    /// opened, opened by, resolved, resolved by).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn manual_incidents(&self, host: &str, from: i64, to: i64) -> Result<Vec<ManualIncidentRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, priority, title, opened_ms, opened_by, resolved_ms, resolved_by FROM manual_incident
+             WHERE host = ?1 AND opened_ms < ?3 AND (resolved_ms IS NULL OR resolved_ms > ?2) ORDER BY opened_ms, id",
+        )?;
+        let rows = stmt.query_map(params![host, from, to], |r| {
+            Ok(ManualIncidentRow {
+                id: r.get(0)?,
+                priority: r.get(1)?,
+                title: r.get(2)?,
+                opened_ms: r.get(3)?,
+                opened_by: r.get(4)?,
+                resolved_ms: r.get(5)?,
+                resolved_by: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The host of the incident opened by hand with this id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn manual_incident_host(&self, id: i64) -> Result<Option<String>, Error> {
+        Ok(self.conn().query_row("SELECT host FROM manual_incident WHERE id = ?1", [id], |r| r.get(0)).optional()?)
     }
 
     /// Critical log lines of an agent in `[from, to)` (sum of group counts).

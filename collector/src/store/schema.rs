@@ -223,7 +223,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 12: the client an agent was enrolled for (`enroll bx-01 --client acme`); the config's
     // [[client]] host lists take precedence (contract.rs).
     "ALTER TABLE agent ADD COLUMN client TEXT;",
-    // 13: the HTTP listener's secrets (the key signing the status page's form tokens), and the
+    // 13: incidents opened by hand (a problem the monitoring cannot see), resolved by hand; their
+    // acknowledgements go to incident_ack with check 'manual' and the id as target.
+    "CREATE TABLE manual_incident(
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        title TEXT NOT NULL,
+        opened_ms INTEGER NOT NULL,
+        opened_by TEXT NOT NULL,
+        resolved_ms INTEGER,
+        resolved_by TEXT
+    );
+    CREATE INDEX manual_incident_by_host ON manual_incident(host, opened_ms);",
+    // 14: the HTTP listener's secrets (the key signing the status page's form tokens), and the
     // read-only links given to clients (secret stored as SHA-256, revocable).
     "CREATE TABLE http_secret(
         name TEXT PRIMARY KEY,
