@@ -208,6 +208,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ops", get(ops))
         .route("/actions/ack", axum::routing::post(acknowledge))
+        .route("/actions/resolve", axum::routing::post(resolve))
         .route("/actions/maintenance", get(maintenance_page).post(declare_maintenance))
 }
 
@@ -229,6 +230,7 @@ fn notice_html(notice: &Notice, p: &Page) -> String {
     let text = match (notice.done.as_deref(), &notice.incident, notice.window) {
         (Some("acknowledged"), Some(id), _) if incident_id_shaped(id) => p.f(Msg::DoneAcknowledged, &[id]),
         (Some("maintenance"), _, Some(id)) => p.f(Msg::DoneMaintenance, &[&id]),
+        (Some("resolved"), Some(id), _) if incident_id_shaped(id) => p.f(Msg::DoneResolved, &[id]),
         _ => return String::new(),
     };
     format!("<p class=\"notice\" role=\"status\">{}</p>", html_escape(&text))
@@ -274,13 +276,27 @@ pub fn status_page(
     }
     top.push_str("</p>");
     let form = |i: &IncidentRow| -> String {
+        let who = principal.filter(|_| may_act(principal));
+        // An incident opened by hand is resolved by hand (one opened by a check ends with it).
+        let resolve = match who {
+            Some(who) if i.check == "manual" && i.end_ms.is_none() => format!(
+                "<form class=\"inline resolve\" method=\"post\" action=\"/actions/resolve\">\
+                 <input type=\"hidden\" name=\"{TOKEN_FIELD}\" value=\"{token}\">\
+                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
+                 <button type=\"submit\">{label}</button></form>",
+                token = html_escape(&who.forms.token(&who.user, now)),
+                id = html_escape(&i.id),
+                label = p.t(Msg::Resolve),
+            ),
+            _ => String::new(),
+        };
         if let (Some(at), Some(by)) = (i.ack_ms, &i.ack_by) {
             return format!(
-                " <span class=\"detail acknowledged\">{}</span>",
+                " <span class=\"detail acknowledged\">{}</span>{resolve}",
                 html_escape(&p.f(Msg::AcknowledgedBy, &[by, &p.time(at)]))
             );
         }
-        let Some(who) = principal.filter(|_| may_act(principal)) else { return String::new() };
+        let Some(who) = who else { return String::new() };
         let by = if who.signed_in {
             String::new()
         } else {
@@ -294,7 +310,7 @@ pub fn status_page(
             "<form class=\"inline ack\" method=\"post\" action=\"/actions/ack\">\
              <input type=\"hidden\" name=\"{TOKEN_FIELD}\" value=\"{token}\">\
              <input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
-             {by}<button type=\"submit\">{label}</button></form>",
+             {by}<button type=\"submit\">{label}</button></form>{resolve}",
             token = html_escape(&who.forms.token(&who.user, now)),
             id = html_escape(&i.id),
             label = p.t(Msg::Acknowledge),
@@ -463,6 +479,49 @@ async fn acknowledge(
     match found {
         Ok(true) => done(&format!("done=acknowledged&incident={}", form.id), p.lang),
         Ok(false) => refused(StatusCode::NOT_FOUND, &p, &format!("no incident {:?}", form.id)),
+        Err(response) => response,
+    }
+}
+
+/// `POST /actions/resolve`: resolves an incident opened by hand (`POST /api/v1/incidents/open`)
+/// as the signed-in user; one opened by a check ends when the check is ok again (409).
+async fn resolve(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = posted_page(&state, &body);
+    let (who, form) = match admit::<AckForm>(&state, principal, &headers, &body, &p).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    if !incident_id_shaped(&form.id) {
+        return refused(StatusCode::BAD_REQUEST, &p, "id: expected an incident id from the status page");
+    }
+    let by = if who.signed_in || form.by.trim().is_empty() { who.user.clone() } else { form.by.trim().to_owned() };
+    let (uptime, admin, id) = (Arc::clone(&state.uptime), Arc::clone(&state.admin), form.id.clone());
+    let now = crate::now_ms();
+    let done_or = blocking(&p, move || {
+        let Some(incident) = uptime.find_incident(&IncidentRef::Id(id.clone()), now)? else {
+            return Ok(Err((StatusCode::NOT_FOUND, format!("no incident {id:?}"))));
+        };
+        if incident.check != "manual" {
+            return Ok(Err((
+                StatusCode::CONFLICT,
+                format!("incident {id} was opened by a check: it ends when the check is ok again"),
+            )));
+        }
+        match admin.resolve_incident(incident.target.parse().unwrap_or_default(), &by, now) {
+            Ok(()) => Ok(Ok(())),
+            Err(crate::store::Error::Failed(message)) => Ok(Err((StatusCode::CONFLICT, message))),
+            Err(err) => Err(err),
+        }
+    })
+    .await;
+    match done_or {
+        Ok(Ok(())) => done(&format!("done=resolved&incident={}", form.id), p.lang),
+        Ok(Err((code, message))) => refused(code, &p, &message),
         Err(response) => response,
     }
 }

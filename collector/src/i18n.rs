@@ -157,6 +157,8 @@ messages! {
     ComingMaintenance => "Maintenance windows, current and coming", "Окна обслуживания, текущие и предстоящие";
     DoneAcknowledged => "Incident {0} acknowledged.", "Инцидент {0} подтверждён.";
     DoneMaintenance => "Maintenance window {0} declared.", "Окно обслуживания {0} объявлено.";
+    Resolve => "Resolve", "Закрыть";
+    DoneResolved => "Incident {0} resolved.", "Инцидент {0} закрыт.";
     NotDone => "Not done", "Не выполнено";
     BackToStatus => "Back to the status page", "Вернуться на страницу состояния";
     LinkClient => "Client: {0}. This page and its reports show this client's servers only; it is read-only.", "Клиент: {0}. Эта страница и её отчёты показывают только серверы этого клиента; изменить здесь ничего нельзя.";

@@ -273,6 +273,37 @@ fn status_page_forms_refuse_viewers_and_posts_without_a_valid_token() {
     assert_eq!(w["to_ms"], 1_796_070_600_000_i64);
     let after = get(addr, &location, &operator);
     assert!(after.body.contains(&format!("Maintenance window {} declared.", w["id"])), "{}", after.body);
+    // An incident opened by hand is resolved from the page; one opened by a check is not.
+    let body = "{\"host\":\"web-01\",\"priority\":\"high\",\"title\":\"mail relay down\",\"by\":\"duty\"}";
+    let r = http_call(addr, "POST", "/api/v1/incidents/open", &[("Authorization", &operator)], body).expect("open");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let manual =
+        serde_json::from_str::<serde_json::Value>(&r.body).expect("json")["id"].as_str().expect("id").to_owned();
+    let page = get(addr, "/ops", &operator);
+    assert!(page.body.contains("action=\"/actions/resolve\""), "{}", page.body);
+    assert_eq!(page.body.matches("action=\"/actions/resolve\"").count(), 1, "only the manual incident: {}", page.body);
+    let token = field(&page.body, "csrf").expect("token");
+    let resolve = |csrf: &str, id: &str| {
+        post_form(addr, "/actions/resolve", &[("Authorization", &operator)], &form(&[("csrf", csrf), ("id", id)]))
+    };
+    let open_manual = || {
+        let body: serde_json::Value =
+            serde_json::from_str(&get(addr, "/api/v1/incidents", &operator).body).expect("json");
+        body["incidents"].as_array().expect("incidents").iter().any(|i| i["id"] == manual && i["end_ms"].is_null())
+    };
+    assert_eq!(resolve("", &manual).status, 403);
+    assert_eq!(resolve(&night_token, &manual).status, 403);
+    assert_eq!(
+        post_form(addr, "/actions/resolve", &[("Authorization", &viewer)], &form(&[("csrf", &token), ("id", &manual)]))
+            .status,
+        403
+    );
+    assert!(open_manual(), "a refused form resolved the incident");
+    assert_eq!(resolve(&token, &id).status, 409, "an incident of a check is not resolved by hand");
+    let r = resolve(&token, &manual);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some(format!("/ops?done=resolved&incident={manual}&lang=en").as_str()));
+    assert!(!open_manual(), "the incident is still open");
     // Bad input is a page saying why, nothing stored.
     let token = field(&get(addr, "/actions/maintenance", &operator).body, "csrf").expect("token");
     let backwards =
