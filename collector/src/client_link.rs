@@ -30,7 +30,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::{AppState, ErrorsQuery, PageQuery, ReportQuery, SeriesQuery, WindowQuery, error};
+use crate::http::{AppState, ErrorsQuery, PageQuery, Refusal, ReportQuery, SeriesQuery, WindowQuery, error};
 use crate::i18n::{Msg, Page};
 use crate::report::{StatusView, html_escape};
 
@@ -70,16 +70,12 @@ struct Scope {
 
 impl Scope {
     /// `host` if it is the client's, else the 404 of an unknown host.
-    fn host(&self, host: &str) -> Result<(), Response> {
-        if self.hosts.contains(host) {
-            Ok(())
-        } else {
-            Err(error(StatusCode::NOT_FOUND, format!("unknown host {host:?}")))
-        }
+    fn host(&self, host: &str) -> Result<(), Refusal> {
+        if self.hosts.contains(host) { Ok(()) } else { Err((StatusCode::NOT_FOUND, format!("unknown host {host:?}"))) }
     }
 
     /// The client's hosts, or just `host` when it is one of them.
-    fn hosts_or(&self, host: Option<&str>) -> Result<Vec<String>, Response> {
+    fn hosts_or(&self, host: Option<&str>) -> Result<Vec<String>, Refusal> {
         match host {
             Some(h) => self.host(h).map(|()| vec![h.to_owned()]),
             None => Ok(self.hosts.iter().cloned().collect()),
@@ -201,8 +197,8 @@ async fn report(
             _ => crate::http::html_page(crate::client_report::html(&report, lang), lang),
         };
     };
-    if let Err(response) = scope.host(&host) {
-        return response;
+    if let Err((code, message)) = scope.host(&host) {
+        return error(code, message);
     }
     let built = crate::http::blocking(move || {
         let service = uptime.with_config(contract_config(&uptime.cfg, &client.contract, &host));
@@ -282,7 +278,8 @@ async fn resolve(
 ) -> Result<(i64, i64, Vec<String>), Response> {
     let scope = scope(state, link).await?;
     let (from, to) = crate::http::window(q, now).map_err(|(code, message)| error(code, message))?;
-    Ok((from, to, scope.hosts_or(q.host.as_deref())?))
+    let hosts = scope.hosts_or(q.host.as_deref()).map_err(|(code, message)| error(code, message))?;
+    Ok((from, to, hosts))
 }
 
 async fn uptime(
@@ -354,8 +351,9 @@ async fn for_host<F>(state: AppState, link: Option<Extension<LinkScope>>, host: 
 where
     F: AsyncFnOnce(AppState) -> Response,
 {
-    match scope(&state, link).await.and_then(|scope| scope.host(host)) {
-        Ok(()) => then(state).await,
+    match scope(&state, link).await.map(|scope| scope.host(host)) {
+        Ok(Ok(())) => then(state).await,
+        Ok(Err((code, message))) => error(code, message),
         Err(response) => response,
     }
 }
