@@ -110,20 +110,6 @@ pub enum Verdict {
     Forbidden(String),
 }
 
-/// Who a request was let in as: the guard puts it in the request's extensions, where the status
-/// page and its forms (`crate::forms`) read it.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// User name (`anonymous` without a credential).
-    pub user: String,
-    /// Role judged with.
-    pub role: Role,
-    /// Whether the request carried a credential (a browser signed in with HTTP Basic).
-    pub signed_in: bool,
-    /// Signs and checks the form tokens.
-    pub forms: Arc<crate::forms::FormKey>,
-}
-
 /// Users, configuration and the audit connection of the HTTP listener.
 #[derive(Debug)]
 pub struct Access {
@@ -390,7 +376,7 @@ async fn link_guard(access: Arc<Access>, mut request: Request, next: Next) -> Re
 }
 
 /// The request guard: applies the rules of this module, audits every write, and tells the
-/// handlers who the request came from ([`Principal`]).
+/// handlers who the request came from ([`crate::forms::Principal`]).
 pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     if request.uri().path().starts_with(crate::client_link::PREFIX) {
         return link_guard(access, request, next).await;
@@ -402,8 +388,12 @@ pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next
     let authorization = authorization.as_deref();
     let verdict = access.judge(need, authorization);
     let signed_in = authorization.is_some();
-    let principal =
-        |user: &str, role: Role| Principal { user: user.to_owned(), role, signed_in, forms: Arc::clone(&access.forms) };
+    let principal = |user: &str, role: Role| crate::forms::Principal {
+        user: user.to_owned(),
+        role,
+        signed_in,
+        forms: Arc::clone(&access.forms),
+    };
     if !is_write(request.method()) {
         return match verdict {
             Verdict::Allow { user, role } => {

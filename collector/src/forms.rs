@@ -38,13 +38,26 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::access::Principal;
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::i18n::{Lang, Msg, Page};
 use crate::report::{StatusRow, StatusView, html_escape};
 use crate::sla::Ms;
 use crate::uptime::{IncidentRef, IncidentRow};
+
+/// Who a request was let in as: the guard puts it in the request's extensions, where the status
+/// page and its forms (`crate::forms`) read it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// User name (`anonymous` without a credential).
+    pub user: String,
+    /// Role judged with.
+    pub role: Role,
+    /// Whether the request carried a credential (a browser signed in with HTTP Basic).
+    pub signed_in: bool,
+    /// Signs and checks the form tokens.
+    pub forms: Arc<FormKey>,
+}
 
 /// How long a form token is accepted after the page was served: a working day.
 pub const TOKEN_LIFETIME_MS: Ms = 8 * 3_600_000;
@@ -206,6 +219,7 @@ pub fn same_origin(headers: &HeaderMap, external_url: &str) -> Result<(), String
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(index))
         .route("/ops", get(ops))
         .route("/actions/ack", axum::routing::post(acknowledge))
         .route("/actions/resolve", axum::routing::post(resolve))
@@ -360,6 +374,34 @@ struct FormQuery {
     host: Option<String>,
 }
 
+/// The status page (`/`, and `/ops` for a signed-in operator).
+async fn index(
+    State(state): State<AppState>,
+    Query(q): Query<crate::http::PageQuery>,
+    Query(notice): Query<Notice>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
+    let lang = match crate::http::page_lang(&state, q.lang.as_deref()) {
+        Ok(lang) => lang,
+        Err(response) => return *response,
+    };
+    let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
+    let now = crate::now_ms();
+    let up: std::collections::HashSet<String> =
+        state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
+    let uptime = Arc::clone(&state.uptime);
+    let page = Page::new(lang, uptime.cfg.timezone.clone());
+    match crate::http::blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await
+    {
+        Ok(rows) => {
+            let principal = principal.map(|Extension(p)| p);
+            let remote_write = state.metrics.remote_write();
+            crate::http::html_page(status_page(&rows, remote_write, now, &page, principal.as_ref(), &notice), lang)
+        }
+        Err(response) => response,
+    }
+}
+
 /// `GET /ops`: the status page with the forms, asking the browser for a credential (HTTP Basic)
 /// when it sent none. On a loopback listener without users there is nothing to sign in to.
 async fn ops(
@@ -371,7 +413,7 @@ async fn ops(
     let signed_in = principal.as_ref().is_some_and(|who| who.signed_in);
     let quick_start = principal.as_ref().is_some_and(|who| !who.signed_in && who.role == Role::Admin);
     if signed_in || quick_start {
-        return crate::http::index(state, q, notice, principal).await;
+        return index(state, q, notice, principal).await;
     }
     let p = page_of(&state, q.lang.as_deref());
     let mut response = refused(

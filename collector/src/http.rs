@@ -79,7 +79,6 @@ pub struct AppState {
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready))
@@ -97,8 +96,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http_contracts::routes())
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
-        .merge(crate::forms::routes())
-        .merge(crate::client_link::routes())
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
         .with_state(state)
 }
@@ -118,33 +115,6 @@ pub(crate) fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Bo
     match lang {
         None => Ok(state.uptime.cfg.language),
         Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
-    }
-}
-
-/// The status page (`/`, and `/ops` for a signed-in operator: [`crate::forms`]).
-pub(crate) async fn index(
-    State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
-    Query(notice): Query<crate::forms::Notice>,
-    principal: Option<axum::Extension<crate::access::Principal>>,
-) -> Response {
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
-        Err(response) => return *response,
-    };
-    let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    let now = now_ms();
-    let up: std::collections::HashSet<String> =
-        state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
-    let uptime = Arc::clone(&state.uptime);
-    let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
-    match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => {
-            let principal = principal.map(|axum::Extension(p)| p);
-            let remote_write = state.metrics.remote_write();
-            html_page(crate::forms::status_page(&rows, remote_write, now, &page, principal.as_ref(), &notice), lang)
-        }
-        Err(response) => response,
     }
 }
 

@@ -184,7 +184,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .context("configuring TLS for the HTTP listener")?;
     let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
     let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
@@ -194,7 +194,12 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         shutdown: shutdown.clone(),
         uptime: Arc::clone(&uptime),
         admin: Arc::clone(&admin),
-    });
+    };
+    // The status page and its forms, and client links, beside the API (their modules use the
+    // API's state; the API does not know them).
+    let app = http::router(state.clone())
+        .merge(forms::routes().with_state(state.clone()))
+        .merge(client_link::routes().with_state(state));
     let app = access::protect(app, Arc::clone(&access));
     listener::check_descriptor_budget(cfg.http_limits.max_connections);
     let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());
