@@ -36,7 +36,7 @@ pub(crate) fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal
 /// Points one series query may return at most.
 const MAX_POINTS_LIMIT: usize = 100_000;
 /// Latest time a request may name, unix ms: 9999-12-31T23:59:59.999Z. Earliest: 0.
-const MAX_TIME_MS: i64 = 253_402_300_799_999;
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// Longest window of one uptime or incidents request: 400 days.
 const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
@@ -79,7 +79,6 @@ pub struct AppState {
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready))
@@ -106,8 +105,8 @@ fn is_ready(state: &AppState) -> bool {
 
 /// Query of the pages for people (`/`, `/reports/sla` in HTML).
 #[derive(Debug, Deserialize)]
-struct PageQuery {
-    lang: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) lang: Option<String>,
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
@@ -115,23 +114,6 @@ pub(crate) fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Bo
     match lang {
         None => Ok(state.uptime.cfg.language),
         Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
-    }
-}
-
-async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
-        Err(response) => return *response,
-    };
-    let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    let now = now_ms();
-    let up: std::collections::HashSet<String> =
-        state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
-    let uptime = Arc::clone(&state.uptime);
-    let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
-    match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now, &page), lang),
-        Err(response) => response,
     }
 }
 
@@ -164,7 +146,7 @@ where
 }
 
 /// [`blocking`], answered as JSON.
-async fn blocking_json<T, F>(query: F) -> Response
+pub(crate) async fn blocking_json<T, F>(query: F) -> Response
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -177,18 +159,18 @@ where
 
 /// Query of `/api/v1/uptime` and `/api/v1/incidents`.
 #[derive(Debug, Deserialize)]
-struct WindowQuery {
-    host: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-    timeline: Option<bool>,
+pub(crate) struct WindowQuery {
+    pub(crate) host: Option<String>,
+    pub(crate) from: Option<i64>,
+    pub(crate) to: Option<i64>,
+    pub(crate) timeline: Option<bool>,
 }
 
 /// Resolves a window: default the last 30 days; `from < to` required.
 /// A refusal: status and message, turned into a JSON error by [`error`].
 pub(crate) type Refusal = (StatusCode, String);
 
-fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
+pub(crate) fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
     let to = time_param("to", q.to.unwrap_or(now))?;
     let from = time_param("from", q.from.unwrap_or(to.saturating_sub(30 * DAY_MS).max(0)))?;
     if from >= to {
@@ -438,11 +420,11 @@ fn no_window(id: i64) -> Response {
 
 /// Query of `/reports/sla`.
 #[derive(Debug, Deserialize)]
-struct ReportQuery {
-    month: Option<String>,
-    format: Option<String>,
-    host: Option<String>,
-    lang: Option<String>,
+pub(crate) struct ReportQuery {
+    pub(crate) month: Option<String>,
+    pub(crate) format: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) lang: Option<String>,
 }
 
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
@@ -575,7 +557,7 @@ async fn hosts(State(state): State<AppState>) -> Response {
 
 /// Query of `/api/v1/hosts/{host}/series`.
 #[derive(Debug, Deserialize)]
-struct SeriesQuery {
+pub(crate) struct SeriesQuery {
     name: String,
     from: Option<i64>,
     to: Option<i64>,
@@ -594,7 +576,11 @@ pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<SeriesQuery>) -> Response {
+pub(crate) async fn series(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Response {
     let (from, to) = match time_param("to", q.to.unwrap_or_else(now_ms))
         .and_then(|to| Ok((time_param("from", q.from.unwrap_or(to.saturating_sub(3_600_000).max(0)))?, to)))
     {
@@ -637,14 +623,18 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
 
 /// Query of `/api/v1/hosts/{host}/errors`.
 #[derive(Debug, Deserialize)]
-struct ErrorsQuery {
+pub(crate) struct ErrorsQuery {
     /// Unix ms; default: 24 hours ago.
     since: Option<i64>,
     /// Groups returned at most (1..=1000, default 50).
     limit: Option<usize>,
 }
 
-async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<ErrorsQuery>) -> Response {
+pub(crate) async fn errors(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<ErrorsQuery>,
+) -> Response {
     let since = q.since.unwrap_or_else(|| now_ms() - 86_400_000);
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -657,7 +647,7 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
     .await
 }
 
-async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| {
         let checks = reader.checks(&host)?;
         Ok(serde_json::json!({ "host": host, "checks": checks }))
@@ -665,6 +655,6 @@ async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Resp
     .await
 }
 
-async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| reader.gaps(&host)).await
 }

@@ -10,6 +10,8 @@
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
 //! - [`resources`]: a host's resources over a report period from the hour tier of the history.
+//! - [`client_link`]: read-only links showing one client its own status page, reports and API.
+//! - [`forms`]: the status page's forms (acknowledge, declare maintenance, sign in), CSRF-safe.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
@@ -24,9 +26,11 @@
 
 pub mod access;
 pub mod auth;
+pub mod client_link;
 pub mod client_report;
 pub mod config;
 pub mod contract;
+pub mod forms;
 pub mod grpc;
 pub mod http;
 pub mod http_contracts;
@@ -197,7 +201,12 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     };
     remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, Some(computed), &shutdown, &tracker)
         .context("starting remote write")?;
-    let app = http::router(state.clone()).merge(http_contracts::routes(state));
+    // The status page and its forms, client links and the contract routes, beside the API (their
+    // modules use the API's state; the API does not know them).
+    let app = http::router(state.clone())
+        .merge(http_contracts::routes(state.clone()))
+        .merge(forms::routes().with_state(state.clone()))
+        .merge(client_link::routes().with_state(state));
     let app = access::protect(app, Arc::clone(&access));
     listener::check_descriptor_budget(cfg.http_limits.max_connections);
     let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());

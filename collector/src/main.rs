@@ -114,6 +114,36 @@ enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
+    /// Manage client links: read-only, revocable, unguessable links that show one client its own
+    /// status page, monthly reports (HTML, CSV, JSON) and read API without a login, and only
+    /// its own hosts.
+    ClientLink {
+        #[command(subcommand)]
+        action: ClientLinkCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientLinkCommand {
+    /// Create a link for a client and print its URL once (only a hash of its secret is
+    /// stored). The URL starts with [collector] external_url: set it to the address the client
+    /// reaches. Works at once in the running collector; audited.
+    Create {
+        /// The client: a [[client]] name in the config.
+        client: String,
+        /// What the link is for (who got it), shown by `client-link list`; at most 256 bytes.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List links: id, client, creation and revocation times (unix ms), note. Secrets are not
+    /// stored, so URLs cannot be shown again.
+    List,
+    /// Revoke a link by its id, or every link of a client by the client's name. The running
+    /// collector refuses it from the next request on; audited.
+    Revoke {
+        /// A link id (from `client-link list`) or a client name.
+        link: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +249,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Some(Command::ClientLink { ref action }) => client_link(&cfg, action),
         Some(Command::Run) | None => serve(cfg),
     };
     match result {
@@ -380,6 +411,58 @@ fn report(
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// `client-link create|list|revoke`.
+fn client_link(cfg: &Config, action: &ClientLinkCommand) -> anyhow::Result<()> {
+    use store::client_link;
+    match action {
+        ClientLinkCommand::Create { client, note } => {
+            if cfg.sla.contracts.client(client).is_none() {
+                let known: Vec<&str> = cfg.sla.contracts.clients.keys().map(String::as_str).collect();
+                anyhow::bail!(
+                    "no client {client:?} in the config: add a [[client]] with name = {client:?} first (configured: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                );
+            }
+            let base = config::external_url(cfg.external_url.as_deref(), cfg.http_listen, cfg.http.tls.is_some());
+            user_db(cfg, |conn, now| {
+                let (id, token) = client_link::create(conn, client, note, now)?;
+                println!("{base}/c/{token}/");
+                eprintln!(
+                    "link {id} for client {client:?} created; the URL above is shown once. It opens the client's status \
+                     page, reports and read API without a login; revoke it with `b24watch-collector client-link revoke {id}`"
+                );
+                if cfg.external_url.is_none() {
+                    eprintln!(
+                        "note: [collector] external_url is not set, so the URL starts with the listen address; replace \
+                         {base} with the address the client reaches, or set external_url"
+                    );
+                }
+                Ok(())
+            })
+        }
+        ClientLinkCommand::List => user_db(cfg, |conn, _| {
+            println!("{:>6} {:<24} {:>15} {:>15} NOTE", "ID", "CLIENT", "CREATED_MS", "REVOKED_MS");
+            for link in client_link::list(conn)? {
+                let revoked = link.revoked_ms.map_or_else(|| "-".to_owned(), |r| r.to_string());
+                println!(
+                    "{:>6} {:<24} {:>15} {revoked:>15} {}",
+                    link.id,
+                    link.client,
+                    link.created_ms,
+                    link.note.escape_debug()
+                );
+            }
+            Ok(())
+        }),
+        ClientLinkCommand::Revoke { link } => user_db(cfg, |conn, now| {
+            let ids = client_link::revoke(conn, link, now)?;
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            eprintln!("revoked client link {}; the running collector refuses it from the next request", ids.join(", "));
+            Ok(())
+        }),
+    }
 }
 
 /// `report --client NAME` and `report --fleet`.

@@ -549,8 +549,10 @@ pub fn time_in(ms: Ms, tz: &jiff::tz::TimeZone) -> String {
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}\
 .unknown{color:#777}.detail{color:#777;font-size:.9em}h2{margin-top:2em}.breached{color:#b00;font-weight:bold}\
+form.inline{display:inline;margin-left:.5em}\
+.notice{background:#eef6ee;border:1px solid #9c9;padding:.5em}.refused{background:#fbeeee;border:1px solid #c99;padding:.5em}\
 @page{size:A4;margin:14mm}@media print{body{margin:0;font-size:9pt}table{width:100%;page-break-inside:auto}\
-tr{break-inside:avoid}h2{break-after:avoid}}";
+tr{break-inside:avoid}h2{break-after:avoid}form,.actions{display:none}}";
 
 /// The class of a figure against its target: `ok` (met), `bad` (missed), `unknown` (no data).
 pub fn against(ratio: Option<f64>, target: f64) -> &'static str {
@@ -999,9 +1001,22 @@ pub struct StatusRow {
 /// # Errors
 /// SQLite errors.
 pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -> Result<Vec<StatusRow>, Error> {
+    status_rows_of(uptime, agents_up, &|_| true, now)
+}
+
+/// [`status_rows`] of the hosts `keep` accepts (a client link's page: its client's hosts).
+///
+/// # Errors
+/// SQLite errors.
+pub fn status_rows_of(
+    uptime: &Uptime,
+    agents_up: &dyn Fn(&str) -> bool,
+    keep: &dyn Fn(&str) -> bool,
+    now: Ms,
+) -> Result<Vec<StatusRow>, Error> {
     const DAY: Ms = 86_400_000;
     let mut rows = Vec::new();
-    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none()) {
+    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none() && keep(&a.id)) {
         let host = agent.id;
         let mut availability = [None; 4];
         let contract = uptime.cfg.contract_targets.get(&host).map(String::as_str);
@@ -1043,9 +1058,36 @@ pub fn status_html(
     now: Ms,
     p: &Page,
 ) -> String {
+    status_html_with(rows, remote_write, now, p, &StatusView::default())
+}
+
+/// How the status page is shown: to the collector's users (with the forms of `crate::forms`
+/// for an operator), or read-only through a client link (`crate::client_link`).
+#[derive(Default)]
+pub struct StatusView<'a> {
+    /// Prefix of the page's own links: empty on the collector, `/c/<token>` through a client link.
+    pub base: &'a str,
+    /// Through a client link: no links to the operators' API, no remote-write state.
+    pub client_link: bool,
+    /// HTML placed above the hosts table (a notice, who is signed in, actions).
+    pub top: String,
+    /// HTML after each open incident (its acknowledge form), or nothing.
+    pub incident_actions: Option<&'a dyn Fn(&IncidentRow) -> String>,
+}
+
+/// Renders the status page as `view` says.
+pub fn status_html_with(
+    rows: &[StatusRow],
+    remote_write: &[std::sync::Arc<crate::metrics::RemoteWriteStats>],
+    now: Ms,
+    p: &Page,
+    view: &StatusView<'_>,
+) -> String {
     const MONTH: Ms = 30 * 86_400_000;
+    let base = html_escape(view.base);
     let mut out = String::new();
     head(&mut out, p, p.t(Msg::StatusTitle), true);
+    out.push_str(&view.top);
     let tz = p.tz.iana_name().unwrap_or("UTC");
     let _ = write!(
         out,
@@ -1077,12 +1119,13 @@ pub fn status_html(
                 .iter()
                 .map(|i| {
                     format!(
-                        "{}: {} {} ({}, {})",
+                        "{}: {} {} ({}, {}){}",
                         p.severity(i.severity),
                         html_escape(&p.check(&i.check)),
                         html_escape(&i.target),
                         html_escape(&p.reason(&i.reason)),
-                        p.duration(i.duration_ms)
+                        p.duration(i.duration_ms),
+                        view.incident_actions.map_or_else(String::new, |actions| actions(i)),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -1098,7 +1141,7 @@ pub fn status_html(
         };
         let _ = write!(
             out,
-            "<tr class=\"host\" data-host=\"{host}\" data-signal=\"{signal_id}\"><td><a href=\"/reports/sla?host={host}&amp;format=html&amp;lang={lang}\">{host}</a>{since}</td>\
+            "<tr class=\"host\" data-host=\"{host}\" data-signal=\"{signal_id}\"><td><a href=\"{base}/reports/sla?host={host}&amp;format=html&amp;lang={lang}\">{host}</a>{since}</td>\
              <td class=\"{class}\">{state}</td><td class=\"last-seen\">{seen}</td><td>{signal}</td><td>{target}</td>",
             host = html_escape(&r.host),
             signal_id = html_escape(&r.signal),
@@ -1114,6 +1157,17 @@ pub fn status_html(
         let _ = write!(out, "<td class=\"open\">{open}</td></tr>");
     }
     out.push_str("</table>");
+    if view.client_link {
+        let _ = writeln!(
+            out,
+            "<p>{} <a href=\"{base}/reports/sla?format=html&amp;lang={lang}\">{}</a> · \
+             <a href=\"{base}/api/v1/hosts\">/api/v1/hosts</a> · <a href=\"{base}/api/v1/incidents\">/api/v1/incidents</a></p>\
+             </body></html>",
+            p.f(Msg::Updated, &[&p.time(now)]),
+            p.t(Msg::MonthlyReport),
+        );
+        return out;
+    }
     remote_write_html(&mut out, remote_write, now, p);
     let _ = writeln!(
         out,

@@ -6,6 +6,7 @@
 mod access;
 mod agent_faults;
 mod auth;
+mod client_links;
 mod config;
 mod contracts;
 mod delivery;

@@ -236,6 +236,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         resolved_by TEXT
     );
     CREATE INDEX manual_incident_by_host ON manual_incident(host, opened_ms);",
+    // 14: the HTTP listener's secrets (the key signing the status page's form tokens), and the
+    // read-only links given to clients (secret stored as SHA-256, revocable).
+    "CREATE TABLE http_secret(
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE client_link(
+        id INTEGER PRIMARY KEY,
+        client TEXT NOT NULL,
+        token_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX client_link_by_client ON client_link(client);",
 ];
 
 /// Schema version this build writes.
