@@ -398,6 +398,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next
         return match verdict {
             Verdict::Allow { user, role } => {
                 let principal = principal(&user, role);
+                request.extensions_mut().insert(crate::auth::RequestUser(user));
                 request.extensions_mut().insert(principal);
                 next.run(request).await
             }
@@ -445,6 +446,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next
     entry.role = role.as_str().into();
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(principal);
+    parts.extensions.insert(crate::auth::RequestUser(entry.user.clone()));
     let bytes = match axum::body::to_bytes(body, MAX_WRITE_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => {

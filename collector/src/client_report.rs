@@ -189,8 +189,8 @@ fn secs(ms: Ms) -> String {
 }
 
 /// The report as CSV: one `kind` per row: `client` (the totals), `host`, `priority`,
-/// `incident`, `maintenance`. Times as unix ms and ISO 8601 in the contract's time zone; support
-/// times and targets in seconds.
+/// `incident`, `maintenance` (with `source` and `declared_by`). Times as unix ms and ISO 8601 in
+/// the contract's time zone; support times and targets in seconds.
 pub fn csv(r: &ClientReport) -> String {
     let tz = jiff::tz::TimeZone::get(&r.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
     let iso = |v: Option<Ms>| v.map(|v| crate::i18n::iso(v, &tz)).unwrap_or_default();
@@ -199,9 +199,9 @@ pub fn csv(r: &ClientReport) -> String {
     let mut out = String::from(
         "kind,client,month,host,priority,id,check,reason,start_ms,end_ms,ack_ms,ack_by,start_at,end_at,ack_at,\
          reaction_s,reaction_target_s,reaction_breached,resolution_s,resolution_target_s,resolution_breached,\
-         incidents,acknowledged,open,availability,target,met,source\n",
+         incidents,acknowledged,open,availability,target,met,source,declared_by\n",
     );
-    let mut row = |cols: [String; 28]| {
+    let mut row = |cols: [String; 29]| {
         out.push_str(&cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     };
@@ -238,6 +238,7 @@ pub fn csv(r: &ClientReport) -> String {
         r.target.to_string(),
         met(r.met),
         e(),
+        e(),
     ]);
     for h in &r.hosts {
         row([
@@ -269,6 +270,7 @@ pub fn csv(r: &ClientReport) -> String {
             h.target.to_string(),
             met(h.met),
             e(),
+            e(),
         ]);
     }
     for p in &r.by_priority {
@@ -297,6 +299,7 @@ pub fn csv(r: &ClientReport) -> String {
             p.incidents.to_string(),
             p.acknowledged.to_string(),
             p.open.to_string(),
+            e(),
             e(),
             e(),
             e(),
@@ -334,6 +337,7 @@ pub fn csv(r: &ClientReport) -> String {
             e(),
             e(),
             e(),
+            e(),
         ]);
     }
     for m in &r.maintenance {
@@ -366,6 +370,7 @@ pub fn csv(r: &ClientReport) -> String {
             e(),
             e(),
             m.source.into(),
+            m.declared_by.clone(),
         ]);
     }
     out
@@ -530,19 +535,20 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
     }
     if !r.maintenance.is_empty() {
         let _ = write!(out, "<h2>{}</h2><table id=\"maintenance\"><tr>", p.t(Msg::MaintenanceWindows));
-        for th in [Msg::Host, Msg::Start, Msg::End, Msg::Reason, Msg::DeclaredIn] {
+        for th in [Msg::Host, Msg::Start, Msg::End, Msg::Reason, Msg::DeclaredIn, Msg::DeclaredBy] {
             let _ = write!(out, "<th>{}</th>", p.t(th));
         }
         out.push_str("</tr>");
         for m in &r.maintenance {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if m.host.is_empty() { "*".to_owned() } else { html_escape(&m.host) },
                 p.time(m.from_ms),
                 p.time(m.to_ms),
                 html_escape(&m.reason),
                 m.source,
+                html_escape(&m.declared_by),
             );
         }
         out.push_str("</table>");

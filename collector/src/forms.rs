@@ -686,7 +686,7 @@ async fn declare_maintenance(
     body: Bytes,
 ) -> Response {
     let p = posted_page(&state, &body);
-    let (_, form) = match admit::<MaintenanceForm>(&state, principal, &headers, &body, &p).await {
+    let (who, form) = match admit::<MaintenanceForm>(&state, principal, &headers, &body, &p).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -699,6 +699,8 @@ async fn declare_maintenance(
     if from >= to {
         return refused(StatusCode::BAD_REQUEST, &p, "the window must end after it starts");
     }
+    // Declared by the signed-in user (the quick start's loopback user without sign-in).
+    let by = who.user.clone();
     let reason = form.reason.trim().to_owned();
     if reason.is_empty() || reason.len() > crate::http::MAX_REASON_BYTES {
         return refused(
@@ -712,7 +714,7 @@ async fn declare_maintenance(
         if !host.is_empty() && !uptime.hosts()?.contains(&host) {
             return Ok(None);
         }
-        admin.add_maintenance(&host, from, to, &reason, crate::now_ms()).map(Some)
+        admin.add_maintenance(&host, from, to, &reason, &by, crate::now_ms()).map(Some)
     })
     .await;
     match added {

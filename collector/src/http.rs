@@ -333,6 +333,9 @@ struct MaintenanceBody {
     to: serde_json::Value,
     #[serde(default)]
     reason: String,
+    /// Who declares it (default: the request's user).
+    #[serde(default)]
+    by: String,
 }
 
 fn time_value(value: &serde_json::Value) -> Option<i64> {
@@ -391,14 +394,22 @@ async fn maintenance_update(
 
 async fn maintenance_add(
     State(state): State<AppState>,
+    user: Option<axum::Extension<crate::auth::RequestUser>>,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let by = match &body {
+        Ok(axum::Json(b)) if !b.by.trim().is_empty() => b.by.trim().to_owned(),
+        _ => user.map_or_else(|| "api".to_owned(), |axum::Extension(u)| u.0),
+    };
+    if let Err((code, message)) = bounded("by", &by, MAX_BY_BYTES) {
+        return error(code, message);
+    }
     let (host, from, to, reason) = match maintenance_window(&state, body).await {
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };
     let admin = Arc::clone(&state.admin);
-    match blocking(move || admin.add_maintenance(&host, from, to, &reason, now_ms())).await {
+    match blocking(move || admin.add_maintenance(&host, from, to, &reason, &by, now_ms())).await {
         Ok(id) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })))
             .into_response(),
         Err(response) => response,

@@ -215,6 +215,7 @@ messages! {
     Breached => "breached", "нарушено";
     MaintenanceWindows => "Maintenance windows", "Окна обслуживания";
     DeclaredIn => "Declared in", "Где объявлено";
+    DeclaredBy => "Declared by", "Кем объявлено";
     FleetTitle => "Clients, {0}", "Клиенты за {0}";
     Client => "Client", "Клиент";
     Hosts => "Hosts", "Серверы";

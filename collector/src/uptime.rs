@@ -153,6 +153,7 @@ impl Uptime {
                 to_ms: *b,
                 reason: reason.clone(),
                 source: "config",
+                declared_by: String::new(),
             })
             .collect();
         rows.extend(self.reader.maintenance(from, to)?);

@@ -182,7 +182,7 @@ hosts = ["gx-01"]
         }
     }
     admin
-        .add_maintenance("bx-01", t("2026-11-15T01:00:00Z"), t("2026-11-15T02:00:00Z"), "kernel update", 0)
+        .add_maintenance("bx-01", t("2026-11-15T01:00:00Z"), t("2026-11-15T02:00:00Z"), "kernel update", "ops.anna", 0)
         .expect("maintenance");
     let now = t("2026-12-05T00:00:00Z");
     let sla = Config::parse(MONTH_CONFIG, Path::new("test.toml")).expect("valid").sla;
@@ -264,6 +264,17 @@ hosts = ["gx-01"]
     let acme = b24watch_collector::client_report::build(&uptime, "acme", "2026-11", now).expect("report");
     assert_eq!(acme.maintenance.len(), 1);
     assert_eq!(acme.maintenance[0].reason, "kernel update");
+    assert_eq!(acme.maintenance[0].declared_by, "ops.anna", "who declared the window");
+    let json = serde_json::to_value(&acme).expect("json");
+    assert_eq!(json["maintenance"][0]["declared_by"], "ops.anna", "{json}");
+    let csv = b24watch_collector::client_report::csv(&acme);
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let window: Vec<&str> =
+        csv.lines().find(|l| l.starts_with("maintenance,")).expect("maintenance row").split(',').collect();
+    let at = |name: &str| window[header.iter().position(|h| *h == name).expect("column")];
+    assert_eq!((at("reason"), at("source"), at("declared_by")), ("kernel update", "api", "ops.anna"));
+    let html = b24watch_collector::client_report::html(&acme, b24watch_collector::i18n::Lang::En);
+    assert!(html.contains("<th>Declared by</th>") && html.contains("<td>ops.anna</td>"), "{html}");
     let globex = b24watch_collector::client_report::build(&uptime, "globex", "2026-11", now).expect("report");
     assert!(globex.maintenance.is_empty(), "bx-01's window is not globex's");
     assert_eq!(globex.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["gx-01"]);

@@ -122,7 +122,7 @@ impl Run {
     }
 
     fn add_maintenance(&self, host: &str, from: i64, to: i64, reason: &str, now: i64) -> Result<i64, store::Error> {
-        self.admin.add_maintenance(host, from, to, reason, now)
+        self.admin.add_maintenance(host, from, to, reason, "ops", now)
     }
 }
 
@@ -520,7 +520,7 @@ fn figures(timeline: &Timeline, seed: u64, cfg: &SlaConfig) -> (Figures, Vec<i64
         }
     }
     if let Some((a, b)) = timeline.maintenance {
-        store.uptime(cfg.clone(), false, t).add_maintenance(HOST, t + a, t + b, "planned", t).expect("maintenance");
+        store.uptime(cfg.clone(), false, t).add_maintenance(HOST, t + a, t + b, "planned", "ops", t).expect("maintenance");
     }
     // Each sample and result rides on a tick chosen by the seed; ticks arrive in an order chosen
     // by the seed too (seed 0: in time order, each on the nearest tick).

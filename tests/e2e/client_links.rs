@@ -268,6 +268,7 @@ fn status_page_forms_refuse_viewers_and_posts_without_a_valid_token() {
     assert_eq!(location, format!("/ops?done=maintenance&window={}&lang=en", w["id"]));
     assert_eq!(w["host"], "web-01");
     assert_eq!(w["reason"], "kernel update");
+    assert_eq!(w["declared_by"], "duty", "the signed-in operator declared it");
     // 22:00 and 23:30 in Moscow (UTC+3) on 2026-11-30.
     assert_eq!(w["from_ms"], 1_796_065_200_000_i64);
     assert_eq!(w["to_ms"], 1_796_070_600_000_i64);

@@ -141,11 +141,19 @@ impl Admin {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn add_maintenance(&self, host: &str, from: i64, to: i64, reason: &str, now: i64) -> Result<i64, Error> {
+    pub fn add_maintenance(
+        &self,
+        host: &str,
+        from: i64,
+        to: i64,
+        reason: &str,
+        declared_by: &str,
+        now: i64,
+    ) -> Result<i64, Error> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![host, from, to, reason, now],
+            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms, declared_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![host, from, to, reason, now, declared_by],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -244,7 +252,7 @@ mod tests {
         let admin = Admin::open(dir.path()).expect("open");
         admin.limit(Some(bound)).expect("limit");
         let reason = "r".repeat(1000);
-        let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, i).err());
+        let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, "ops", i).err());
         assert!(matches!(refused, Some(Error::Full)), "5 MB of windows written past a 1 MiB bound: {refused:?}");
         let conn = admin.conn();
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");

@@ -122,6 +122,9 @@ pub struct MaintenanceRow {
     pub reason: String,
     /// "config" or "api".
     pub source: &'static str,
+    /// Who declared it over the API or the status page ("" for the config file's windows and for
+    /// windows declared before this was recorded).
+    pub declared_by: String,
 }
 
 /// An incident opened by hand.
@@ -461,7 +464,7 @@ impl Reader {
     pub fn maintenance(&self, from: i64, to: i64) -> Result<Vec<MaintenanceRow>, Error> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, host, from_ms, to_ms, reason FROM maintenance WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY from_ms",
+            "SELECT id, host, from_ms, to_ms, reason, declared_by FROM maintenance WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY from_ms",
         )?;
         let rows = stmt.query_map(params![from, to], |r| {
             Ok(MaintenanceRow {
@@ -471,6 +474,7 @@ impl Reader {
                 to_ms: r.get(3)?,
                 reason: r.get(4)?,
                 source: "api",
+                declared_by: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

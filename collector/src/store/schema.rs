@@ -252,6 +252,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         note TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX client_link_by_client ON client_link(client);",
+    // 15: who declared a maintenance window (the signed-in user of the API or the status page's
+    // form; '' for windows declared before this column existed).
+    "ALTER TABLE maintenance ADD COLUMN declared_by TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Schema version this build writes.
