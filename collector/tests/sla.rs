@@ -520,7 +520,7 @@ fn figures(timeline: &Timeline, seed: u64, cfg: &SlaConfig) -> (Figures, Vec<i64
         }
     }
     if let Some((a, b)) = timeline.maintenance {
-        store.uptime(cfg.clone(), false, t).add_maintenance(HOST, t + a, t + b, "planned", "ops", t).expect("maintenance");
+        store.uptime(cfg.clone(), false, t).add_maintenance(HOST, t + a, t + b, "planned", t).expect("maintenance");
     }
     // Each sample and result rides on a tick chosen by the seed; ticks arrive in an order chosen
     // by the seed too (seed 0: in time order, each on the nearest tick).
