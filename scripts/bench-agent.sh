@@ -3,9 +3,15 @@
 # interval, sending to a local collector) and, in the same run, node_exporter's CPU per scrape
 # and RSS as the anchor (DESIGN.md section 7). With MariaDB installed every check is on: MySQL,
 # Bitrix (one site), logs being written (nginx, Apache/PHP, Bitrix exception log), the portal
-# probe derived from an nginx vhost (a python3 http.server), services. Prints
-# `agent_rss_mib=` and `agent_cpu_ms_per_tick=`, the anchors, and where the RSS is (smaps).
+# probe derived from an nginx vhost (a python3 http.server), services, and the preventive checks:
+# backups (a Bitrix archive and a BitrixVM schedule), database upkeep, versions (core version
+# file, a stand-in PHP CLI), web workers (nginx stub_status and Apache server-status pages) and
+# the push server's /server-stat, on their default intervals. At the end it lists the check
+# results the collector received from the agent and fails when a check family is missing.
+# Prints `agent_rss_mib=` and `agent_cpu_ms_per_tick=`, the anchors, and where the RSS is (smaps).
 #   DURATION=180 scripts/bench-agent.sh
+# EVERY_TICK=1 runs the web worker and push checks every tick and backups, database upkeep and
+# versions every minute, their shortest (the worst case; default: each its own interval).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-180}
@@ -62,6 +68,33 @@ if [ -n "$mysqld" ] && command -v mariadb-install-db >/dev/null 2>&1; then
     printf "<?php return ['connections' => ['value' => ['default' => ['host' => 'localhost', 'database' => 'sitemanager', 'login' => 'bitrix0', 'password' => 'x']]]];\n" \
         > "$work/site/www/bitrix/.settings.php"
     echo bench > "$work/mysql.password"
+    # Preventive checks' inputs: a Bitrix backup and a BitrixVM scheduled one, the core version
+    # file, a stand-in PHP CLI, and static copies of the status pages in their real formats
+    # (see agent/src/checks/{workers,push}.rs for the sources) behind one http.server.
+    mkdir -p "$work/site/www/bitrix/backup" "$work/backup/archive" "$work/site/www/bitrix/modules/main/classes/general"
+    head -c 300000 /dev/zero > "$work/site/www/bitrix/backup/$(date +%Y%m%d)_031500_full_a1B2c3D4e5F6g7H8.tar.gz"
+    head -c 200000 /dev/zero > "$work/backup/archive/www_backup_sitemanager_$(date +%d.%m.%Y)_a1b2c3d4.tar.gz"
+    echo "10 22 * * * bitrix /opt/webdir/bin/bx_backup.sh sitemanager $work/backup/archive" > "$work/crontab"
+    printf '<?\ndefine("SM_VERSION","25.100.0");\ndefine("SM_VERSION_DATE","%s 10:00:00");\n?>\n' "$(date +%Y-%m-%d)" \
+        > "$work/site/www/bitrix/modules/main/classes/general/version.php"
+    printf '#!/bin/sh\nprintf 8.2.28\n' > "$work/php"
+    chmod +x "$work/php"
+    mkdir -p "$work/status/server-stat"
+    printf 'Active connections: 291 \nserver accepts handled requests\n 16630948 16630948 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n' \
+        > "$work/status/nginx_status"
+    printf 'localhost\nServerVersion: Apache/2.4.57\nServerMPM: prefork\nTotal Accesses: 123456\nBusyWorkers: 3\nIdleWorkers: 7\nScoreboard: WWW_______......\n' \
+        > "$work/status/server-status"
+    printf '[{"pid":2101,"date":%s000,"processUniqueId":"sub-8010","websockets":12,"pollings":3,"channels":14},{"pid":2102,"date":%s000,"processUniqueId":"pub-9010","websockets":0,"pollings":0,"channels":0}]' \
+        "$(date +%s)" "$(date +%s)" > "$work/status/server-stat/index.html"
+    status_port=$(port)
+    python3 -m http.server --bind 127.0.0.1 --directory "$work/status" "$status_port" >/dev/null 2>&1 &
+    pids+=($!)
+    # EVERY_TICK=1: workers and push every tick, the hourly checks every minute (their shortest).
+    fast="" minute=""
+    if [ "${EVERY_TICK:-0}" = 1 ]; then
+        fast="interval_secs = $interval"
+        minute="interval_secs = 60"
+    fi
     # The portal: a static server behind a BitrixVM-style vhost whose root is the site.
     web_port=$(port)
     python3 -m http.server --bind 127.0.0.1 --directory "$work/site/www" "$web_port" >/dev/null 2>&1 &
@@ -96,6 +129,21 @@ interval_secs = $interval
 [probe]
 interval_secs = $interval
 nginx_site_dirs = ["$work/nginx"]
+[backup]
+crontabs = ["$work/crontab"]
+$minute
+[database]
+$minute
+[versions]
+php_binary = "$work/php"
+$minute
+[workers]
+nginx_status_url = "http://127.0.0.1:$status_port/nginx_status"
+apache_status_url = "http://127.0.0.1:$status_port/server-status?auto"
+$fast
+[push]
+status_url = "http://127.0.0.1:$status_port/server-stat/"
+$fast
 EOF
     # Logs written while the agent runs: about 35 lines a second over three logs, some errors.
     (
@@ -153,6 +201,35 @@ awk -v bin="b24watch-agent" '
     }
     END { for (k in rss) printf "agent_rss_%s_kib=%d\n", k, rss[k] }' "/proc/$agent/smaps" | sort
 
+# The figures count only if every check really ran: list the results the collector received.
+if [ -n "${sock:-}" ]; then
+    curl -s "http://127.0.0.1:$http/api/v1/hosts/bench/checks" > "$work/checks.json"
+    python3 - "$work/checks.json" "http://127.0.0.1:$http/api/v1/hosts/bench/series" <<'PY' || checks_missing=1
+import json, sys, urllib.request
+checks = json.load(open(sys.argv[1]))["checks"]
+seen = sorted({(c["check"], c["status"]) for c in checks})
+print("checks received: " + " ".join(f"{c}={s}" for c, s in seen))
+want = ["mysql_up", "bitrix_cron", "bitrix_db", "portal_probe", "service", "backup_age", "backup_size",
+        "backup_space", "db_engine", "db_reclaimable", "db_log_tables", "bitrix_core_age", "php_version",
+        "mysql_version", "web_workers", "push_server"]
+# Series of the last hour in the store (the hourly ones were sent once, at start).
+series = ["backup_last_size_bytes", "db_size_bytes", "db_table_size_bytes", "bitrix_core_info",
+          "php_version_info", "mysql_version_info", "nginx_connections", "apache_workers",
+          "push_server_up", "push_server_clients", "mysql_up", "bitrix_agents_overdue", "log_lines_total"]
+names = {c for c, _ in seen}
+missing = [c for c in want if c not in names]
+for name in series:
+    with urllib.request.urlopen(f"{sys.argv[2]}?name={name}") as r:
+        if not json.load(r).get("series"):
+            missing.append(name)
+print(f"checks_active={len(want) - len([c for c in want if c not in names])}/{len(want)} "
+      f"series_present={len(series) - len([s for s in series if s in missing])}/{len(series)}")
+if missing:
+    print("MISSING (the figures above do not cover every check): " + " ".join(missing))
+    sys.exit(1)
+PY
+fi
+
 node_exporter=$(command -v prometheus-node-exporter || command -v node_exporter || true)
 scrapes=$((duration / interval))
 exec 3>/dev/null
@@ -184,4 +261,8 @@ if [ -n "$exporter" ] && [ -n "${sock:-}" ]; then
     echo "mysqld_exporter_cpu_ms_per_scrape=$me_ms"
     awk -v a="$agent_ms_per_tick" -v n="$ne_ms" -v m="$me_ms" \
         'BEGIN { printf "ratio agent_tick/(node_exporter+mysqld_exporter scrape)=%.3f (budget 0.25)\n", a / (n + m) }'
+fi
+if [ "${checks_missing:-0}" = 1 ]; then
+    echo "bench-agent: some checks did not run (see MISSING above): the figures do not cover every check" >&2
+    exit 1
 fi

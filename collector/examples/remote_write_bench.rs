@@ -132,7 +132,7 @@ async fn main() {
     let metrics = Arc::new(b24watch_collector::metrics::Metrics::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
-    remote_write::start(&targets, &data, &metrics, &shutdown, &tracker).expect("remote write");
+    remote_write::start(&targets, &data, &metrics, None, &shutdown, &tracker).expect("remote write");
     let total = (agents as u64) * batches * (series * points) as u64;
     let t0 = b24watch_collector::now_ms() - (batches as i64 * points as i64 * 10_000) - 3_600_000;
     let started = Instant::now();

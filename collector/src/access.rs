@@ -3,6 +3,8 @@
 //!
 //! ## Rules
 //! - `/-/healthy` and `/-/ready` are open (probes).
+//! - `/c/<token>/...` (client links, `crate::client_link`) needs no user: the token is the
+//!   credential, checked here; GET and HEAD only, whatever the user.
 //! - GET and HEAD need `viewer` (`/api/v1/audit`: `admin`); every other method needs `operator`.
 //! - Without a credential a request is anonymous: while no user exists and the listener is bound
 //!   to a loopback address, anonymous requests may do everything (the quick start); otherwise
@@ -112,6 +114,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Access {
     store: AccessStore,
+    forms: Arc<crate::forms::FormKey>,
     users: RwLock<HashMap<String, StoredUser>>,
     anonymous_read: bool,
     bind: SocketAddr,
@@ -161,10 +164,12 @@ impl Access {
         max_db_bytes: Option<u64>,
     ) -> Result<Arc<Access>, Error> {
         let conn = store::open_connection(data_dir)?;
+        let forms = Arc::new(crate::forms::FormKey::new(store::credential::form_key(&conn, crate::now_ms())?));
         // Audit rows stop at the database bound like every other write.
         store::bound_size(&conn, max_db_bytes)?;
         let access = Access {
             store: AccessStore::new(conn),
+            forms,
             users: RwLock::default(),
             anonymous_read: http.anonymous_read,
             bind,
@@ -180,6 +185,7 @@ impl Access {
         let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
         Access {
             store: AccessStore::new(conn),
+            forms: Arc::new(crate::forms::FormKey::new(vec![7; 32])),
             users: RwLock::new(users.into_iter().map(|u| (u.name.clone(), u)).collect()),
             anonymous_read,
             bind,
@@ -333,16 +339,69 @@ async fn write_audit(access: &Arc<Access>, entry: AuditEntry) {
     }
 }
 
-/// The request guard: applies the rules of this module, audits every write.
-pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+/// The guard of client links: read-only methods, a token naming an unrevoked link whose secret
+/// matches, else 404 (the same for a forged, mistyped or revoked link). Tells the handlers the
+/// link's client ([`crate::client_link::LinkScope`]); responses are not to be cached or indexed.
+async fn link_guard(access: Arc<Access>, mut request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "a client link is read-only".into());
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let path = request.uri().path();
+    let token = path[crate::client_link::PREFIX.len()..].split('/').next().unwrap_or("").to_owned();
+    let found = {
+        let access = Arc::clone(&access);
+        tokio::task::spawn_blocking(move || access.store.client_link(&token)).await
+    };
+    let (id, client) = match found {
+        Ok(Ok(Some(link))) => link,
+        Ok(Ok(None)) => {
+            return (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "This link is not valid: it was revoked, or it is mistyped. Ask your support contractor for a new one.\n",
+            )
+                .into_response();
+        }
+        Ok(Err(err)) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("query failed: {err}")),
+        Err(err) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {err}")),
+    };
+    request.extensions_mut().insert(crate::client_link::LinkScope { id, client });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert("x-robots-tag", HeaderValue::from_static("noindex, nofollow"));
+    response
+}
+
+/// The request guard: applies the rules of this module, audits every write, and tells the
+/// handlers who the request came from ([`crate::forms::Principal`]).
+pub async fn guard(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with(crate::client_link::PREFIX) {
+        return link_guard(access, request, next).await;
+    }
     let Need::Role(need) = need(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned());
+    let authorization = authorization.as_deref();
     let verdict = access.judge(need, authorization);
+    let signed_in = authorization.is_some();
+    let principal = |user: &str, role: Role| crate::forms::Principal {
+        user: user.to_owned(),
+        role,
+        signed_in,
+        forms: Arc::clone(&access.forms),
+    };
     if !is_write(request.method()) {
         return match verdict {
-            Verdict::Allow { .. } => next.run(request).await,
+            Verdict::Allow { user, role } => {
+                let principal = principal(&user, role);
+                request.extensions_mut().insert(crate::auth::RequestUser(user));
+                request.extensions_mut().insert(principal);
+                next.run(request).await
+            }
             refused => refusal(refused),
         };
     }
@@ -382,9 +441,12 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             return response;
         }
     };
+    let principal = principal(&user, role);
     entry.user = user;
     entry.role = role.as_str().into();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(principal);
+    parts.extensions.insert(crate::auth::RequestUser(entry.user.clone()));
     let bytes = match axum::body::to_bytes(body, MAX_WRITE_BODY).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -395,11 +457,17 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, message);
         }
     };
-    entry.detail =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(store::credential::AUDIT_DETAIL_BYTES)]).into_owned();
+    entry.detail = if crate::forms::is_form(&parts.headers) {
+        // A form's token is a credential of sorts: it is not kept.
+        crate::forms::without_token(&bytes)
+    } else {
+        String::from_utf8_lossy(&bytes[..bytes.len().min(store::credential::AUDIT_DETAIL_BYTES)]).into_owned()
+    };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     entry.status = response.status().as_u16();
-    entry.outcome = if response.status().is_success() { "done" } else { "failed" }.into();
+    // A form's success is a redirect to the page saying what was done.
+    let done = response.status().is_success() || response.status().is_redirection();
+    entry.outcome = if done { "done" } else { "failed" }.into();
     entry.at_ms = crate::now_ms();
     write_audit(&access, entry).await;
     response
@@ -428,12 +496,12 @@ async fn audit_api(State(access): State<Arc<Access>>, Query(q): Query<AuditQuery
 }
 
 /// The Content-Security-Policy of every response: no scripts at all, the pages' one stylesheet
-/// by its hash, no framing.
+/// by its hash, forms posting only to the collector itself, no framing.
 fn content_security_policy() -> &'static str {
     static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::report::STYLE.as_bytes()));
         format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; form-action 'self'; \
              frame-ancestors 'none'"
         )
     });

@@ -18,6 +18,11 @@ use subtle::ConstantTimeEq;
 /// SHA-256 of a token secret.
 pub type SecretHash = [u8; 32];
 
+/// The name of the user a request is judged as: the HTTP access guard puts it in the request's
+/// extensions for the handlers that record who did something (a maintenance window's declarer).
+#[derive(Debug, Clone)]
+pub struct RequestUser(pub String);
+
 /// Whether `id` is acceptable as an agent id (it becomes the `host` label).
 pub fn valid_agent_id(id: &str) -> bool {
     !id.is_empty()

@@ -35,6 +35,12 @@ pub struct RawConfig {
     /// `[[remote_write]]` targets.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<crate::remote_write::RawRemoteWrite>,
+    /// `[[plan]]`: named contract plans.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<crate::contract::RawPlan>,
+    /// `[[client]]`: clients, each on a plan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client: Vec<crate::contract::RawClient>,
 }
 
 /// `[sla]` section.
@@ -112,6 +118,8 @@ pub struct SlaConfig {
     pub language: crate::i18n::Lang,
     /// Declared windows: (host or "", from ms, to ms, reason).
     pub maintenance: Vec<(String, i64, i64, String)>,
+    /// Plans and clients (`[[plan]]`, `[[client]]`); their defaults are the values above.
+    pub contracts: crate::contract::Contracts,
 }
 
 impl SlaConfig {
@@ -191,6 +199,7 @@ fn validate_sla(raw: &RawSla, problems: &mut Problems) -> SlaConfig {
         timezone,
         language,
         maintenance,
+        contracts: crate::contract::Contracts::default(),
     }
 }
 
@@ -561,7 +570,13 @@ impl Config {
         if c.data_dir.as_os_str().is_empty() {
             problems.bad("collector.data_dir", "empty: expected a directory path");
         }
-        let sla = validate_sla(&raw.sla, &mut problems);
+        let mut sla = validate_sla(&raw.sla, &mut problems);
+        let defaults = crate::contract::Defaults {
+            target: raw.sla.target,
+            service_hours: &raw.sla.service_hours,
+            timezone: &raw.sla.timezone,
+        };
+        sla.contracts = crate::contract::validate(&raw.plan, &raw.client, &defaults, &mut problems);
         let external_url = url_setting("collector.external_url", &c.external_url, &mut problems);
         let runbook_url = url_setting("collector.runbook_url", &c.runbook_url, &mut problems);
         let remote_write = crate::remote_write::validate(&raw.remote_write, &mut problems);

@@ -26,7 +26,7 @@ pub const MAX_BY_BYTES: usize = 256;
 pub const MAX_NAME_BYTES: usize = 2048;
 
 /// Refuses a free-text field longer than `max` bytes.
-fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
+pub(crate) fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
     if value.len() > max {
         return Err((StatusCode::BAD_REQUEST, format!("{name}: {} bytes, at most {max} allowed", value.len())));
     }
@@ -36,7 +36,7 @@ fn bounded(name: &str, value: &str, max: usize) -> Result<(), Refusal> {
 /// Points one series query may return at most.
 const MAX_POINTS_LIMIT: usize = 100_000;
 /// Latest time a request may name, unix ms: 9999-12-31T23:59:59.999Z. Earliest: 0.
-const MAX_TIME_MS: i64 = 253_402_300_799_999;
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// Longest window of one uptime or incidents request: 400 days.
 const MAX_WINDOW_MS: i64 = 400 * DAY_MS;
 const DAY_MS: i64 = 86_400_000;
@@ -79,7 +79,6 @@ pub struct AppState {
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready))
@@ -93,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/ack", axum::routing::post(acknowledge))
         .route("/api/v1/maintenance", get(maintenance_list).post(maintenance_add))
         .route("/api/v1/maintenance/{id}", axum::routing::delete(maintenance_delete).put(maintenance_update))
+        .route("/api/v1/clients", get(clients))
         .route("/reports/sla", get(sla_report))
         .route("/runbooks", get(runbooks))
         .layer(axum::middleware::from_fn(crate::listener::bounded_body))
@@ -105,43 +105,26 @@ fn is_ready(state: &AppState) -> bool {
 
 /// Query of the pages for people (`/`, `/reports/sla` in HTML).
 #[derive(Debug, Deserialize)]
-struct PageQuery {
-    lang: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) lang: Option<String>,
 }
 
 /// The language a page asks for with `lang=`, else the configured one; 400 for an unknown one.
-fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
+pub(crate) fn page_lang(state: &AppState, lang: Option<&str>) -> Result<Lang, Box<Response>> {
     match lang {
         None => Ok(state.uptime.cfg.language),
         Some(code) => Lang::parse(code).map_err(|err| Box::new(error(StatusCode::BAD_REQUEST, format!("lang {err}")))),
     }
 }
 
-async fn index(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
-        Err(response) => return *response,
-    };
-    let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    let now = now_ms();
-    let up: std::collections::HashSet<String> =
-        state.live.statuses(now, timeout_ms).into_iter().filter(|h| h.up).map(|h| h.host).collect();
-    let uptime = Arc::clone(&state.uptime);
-    let page = crate::i18n::Page::new(lang, uptime.cfg.timezone.clone());
-    match blocking(move || crate::report::status_rows(&uptime, &|host: &str| up.contains(host), now)).await {
-        Ok(rows) => html_page(crate::report::status_html(&rows, state.metrics.remote_write(), now, &page), lang),
-        Err(response) => response,
-    }
-}
-
-fn html_page(body: String, lang: Lang) -> Response {
+pub(crate) fn html_page(body: String, lang: Lang) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_LANGUAGE, lang.code())], body)
         .into_response()
 }
 
 /// Runs a store call on the blocking pool (never on the async workers): its value, or the
 /// error response (503 on a store error).
-async fn blocking<T, F>(query: F) -> Result<T, Response>
+pub(crate) async fn blocking<T, F>(query: F) -> Result<T, Response>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -163,7 +146,7 @@ where
 }
 
 /// [`blocking`], answered as JSON.
-async fn blocking_json<T, F>(query: F) -> Response
+pub(crate) async fn blocking_json<T, F>(query: F) -> Response
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce() -> Result<T, crate::store::Error> + Send + 'static,
@@ -176,18 +159,18 @@ where
 
 /// Query of `/api/v1/uptime` and `/api/v1/incidents`.
 #[derive(Debug, Deserialize)]
-struct WindowQuery {
-    host: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-    timeline: Option<bool>,
+pub(crate) struct WindowQuery {
+    pub(crate) host: Option<String>,
+    pub(crate) from: Option<i64>,
+    pub(crate) to: Option<i64>,
+    pub(crate) timeline: Option<bool>,
 }
 
 /// Resolves a window: default the last 30 days; `from < to` required.
 /// A refusal: status and message, turned into a JSON error by [`error`].
-type Refusal = (StatusCode, String);
+pub(crate) type Refusal = (StatusCode, String);
 
-fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
+pub(crate) fn window(q: &WindowQuery, now: i64) -> Result<(i64, i64), Refusal> {
     let to = time_param("to", q.to.unwrap_or(now))?;
     let from = time_param("from", q.from.unwrap_or(to.saturating_sub(30 * DAY_MS).max(0)))?;
     if from >= to {
@@ -350,6 +333,9 @@ struct MaintenanceBody {
     to: serde_json::Value,
     #[serde(default)]
     reason: String,
+    /// Who declares it (default: the request's user).
+    #[serde(default)]
+    by: String,
 }
 
 fn time_value(value: &serde_json::Value) -> Option<i64> {
@@ -408,14 +394,22 @@ async fn maintenance_update(
 
 async fn maintenance_add(
     State(state): State<AppState>,
+    user: Option<axum::Extension<crate::auth::RequestUser>>,
     body: Result<axum::Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let by = match &body {
+        Ok(axum::Json(b)) if !b.by.trim().is_empty() => b.by.trim().to_owned(),
+        _ => user.map_or_else(|| "api".to_owned(), |axum::Extension(u)| u.0),
+    };
+    if let Err((code, message)) = bounded("by", &by, MAX_BY_BYTES) {
+        return error(code, message);
+    }
     let (host, from, to, reason) = match maintenance_window(&state, body).await {
         Ok(window) => window,
         Err((code, message)) => return error(code, message),
     };
     let admin = Arc::clone(&state.admin);
-    match blocking(move || admin.add_maintenance(&host, from, to, &reason, now_ms())).await {
+    match blocking(move || admin.add_maintenance(&host, from, to, &reason, &by, now_ms())).await {
         Ok(id) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "from_ms": from, "to_ms": to })))
             .into_response(),
         Err(response) => response,
@@ -437,11 +431,11 @@ fn no_window(id: i64) -> Response {
 
 /// Query of `/reports/sla`.
 #[derive(Debug, Deserialize)]
-struct ReportQuery {
-    month: Option<String>,
-    format: Option<String>,
-    host: Option<String>,
-    lang: Option<String>,
+pub(crate) struct ReportQuery {
+    pub(crate) month: Option<String>,
+    pub(crate) format: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) lang: Option<String>,
 }
 
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
@@ -543,17 +537,28 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(64 * 1024);
+    render_metrics(&state, true, &mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// The `/metrics` exposition. Without `agent_series`, only the series the collector computes
+/// itself (liveness, uptime and incidents, its own metrics): what remote write sends besides the
+/// agents' stored samples ([`crate::remote_write::computed`]), named and labelled the same.
+pub fn render_metrics(state: &AppState, agent_series: bool, out: &mut String) {
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
-    state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), &mut out);
+    if agent_series {
+        state.live.render(now_ms(), timeout_ms, &crate::metrics::own_build_info(), out);
+    } else {
+        state.live.render_computed(now_ms(), timeout_ms, &crate::metrics::own_build_info(), out);
+    }
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     let db = state.store.path();
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
-    state.metrics.render(&mut out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(&state));
-    crate::metrics::render_store_steps(&mut out, &state.store.step_seconds());
-    state.uptime.render(&mut out);
-    crate::metrics::render_links(&mut out, &state.links.external_url, &state.links.runbook_url);
-    crate::metrics::render_process(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    state.metrics.render(out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(state));
+    crate::metrics::render_store_steps(out, &state.store.step_seconds());
+    state.uptime.render(out);
+    crate::metrics::render_links(out, &state.links.external_url, &state.links.runbook_url);
+    crate::metrics::render_process(out);
 }
 
 async fn hosts(State(state): State<AppState>) -> Response {
@@ -563,7 +568,7 @@ async fn hosts(State(state): State<AppState>) -> Response {
 
 /// Query of `/api/v1/hosts/{host}/series`.
 #[derive(Debug, Deserialize)]
-struct SeriesQuery {
+pub(crate) struct SeriesQuery {
     name: String,
     from: Option<i64>,
     to: Option<i64>,
@@ -572,11 +577,21 @@ struct SeriesQuery {
     step: Option<i64>,
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+/// `GET /api/v1/clients`: every configured client with its hosts and contract.
+async fn clients(State(state): State<AppState>) -> Response {
+    let uptime = Arc::clone(&state.uptime);
+    blocking_json(move || Ok(serde_json::json!({ "clients": uptime.client_views()? }))).await
+}
+
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<SeriesQuery>) -> Response {
+pub(crate) async fn series(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Response {
     let (from, to) = match time_param("to", q.to.unwrap_or_else(now_ms))
         .and_then(|to| Ok((time_param("from", q.from.unwrap_or(to.saturating_sub(3_600_000).max(0)))?, to)))
     {
@@ -619,14 +634,18 @@ async fn series(State(state): State<AppState>, Path(host): Path<String>, Query(q
 
 /// Query of `/api/v1/hosts/{host}/errors`.
 #[derive(Debug, Deserialize)]
-struct ErrorsQuery {
+pub(crate) struct ErrorsQuery {
     /// Unix ms; default: 24 hours ago.
     since: Option<i64>,
     /// Groups returned at most (1..=1000, default 50).
     limit: Option<usize>,
 }
 
-async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q): Query<ErrorsQuery>) -> Response {
+pub(crate) async fn errors(
+    State(state): State<AppState>,
+    Path(host): Path<String>,
+    Query(q): Query<ErrorsQuery>,
+) -> Response {
     let since = q.since.unwrap_or_else(|| now_ms() - 86_400_000);
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -639,7 +658,7 @@ async fn errors(State(state): State<AppState>, Path(host): Path<String>, Query(q
     .await
 }
 
-async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| {
         let checks = reader.checks(&host)?;
         Ok(serde_json::json!({ "host": host, "checks": checks }))
@@ -647,6 +666,6 @@ async fn checks(State(state): State<AppState>, Path(host): Path<String>) -> Resp
     .await
 }
 
-async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
+pub(crate) async fn gaps(State(state): State<AppState>, Path(host): Path<String>) -> Response {
     for_known_host(Arc::clone(&state.reader), host, |reader, host| reader.gaps(&host)).await
 }

@@ -143,6 +143,25 @@ messages! {
     NotReporting => "not reporting", "нет связи";
     Updated => "Updated {0}.", "Обновлено {0}.";
     MonthlyReport => "Monthly SLA report", "Ежемесячный отчёт SLA";
+    SignedInAs => "Signed in as {0} ({1}).", "Вы вошли как {0} ({1}).";
+    SignIn => "Sign in", "Войти";
+    SignInToAct => "Operators sign in to acknowledge incidents and declare maintenance here.", "Операторы входят, чтобы подтверждать инциденты и объявлять обслуживание на этой странице.";
+    NeedsOperator => "Acknowledging incidents and declaring maintenance need the operator role.", "Для подтверждения инцидентов и объявления обслуживания нужна роль оператора.";
+    Acknowledge => "Acknowledge", "Подтвердить";
+    AcknowledgedBy => "acknowledged by {0}, {1}", "подтверждён: {0}, {1}";
+    By => "By", "Кто";
+    DeclareMaintenance => "Declare maintenance", "Объявить обслуживание";
+    AllHosts => "all hosts", "все серверы";
+    From => "From", "С";
+    To => "To", "По";
+    ComingMaintenance => "Maintenance windows, current and coming", "Окна обслуживания, текущие и предстоящие";
+    DoneAcknowledged => "Incident {0} acknowledged.", "Инцидент {0} подтверждён.";
+    DoneMaintenance => "Maintenance window {0} declared.", "Окно обслуживания {0} объявлено.";
+    Resolve => "Resolve", "Закрыть";
+    DoneResolved => "Incident {0} resolved.", "Инцидент {0} закрыт.";
+    NotDone => "Not done", "Не выполнено";
+    BackToStatus => "Back to the status page", "Вернуться на страницу состояния";
+    LinkClient => "Client: {0}. This page and its reports show this client's servers only; it is read-only.", "Клиент: {0}. Эта страница и её отчёты показывают только серверы этого клиента; изменить здесь ничего нельзя.";
     ColoursNote => "Percentages are green at or above the host's target, red below it.", "Проценты зелёные, если не ниже цели сервера, и красные, если ниже.";
     Resources => "Resources", "Ресурсы";
     ResourcesNote => "From hourly averages: average, median and 95th percentile (nearest rank) of the hours with data.", "По средним за час: среднее, медиана и 95-й процентиль (ближайший ранг) часов с данными.";
@@ -184,6 +203,23 @@ messages! {
     NewestBackup => "Newest backup", "Последняя резервная копия";
     NewestBackupSize => "Newest backup size", "Размер последней резервной копии";
     BackupSpace => "Free space for backups", "Свободно места для резервных копий";
+    ClientReportTitle => "Report for {0}, {1}", "Отчёт для {0} за {1}";
+    Plan => "Plan", "Тариф";
+    SupportHoursAre => "Support hours: {0}. Reaction and resolution times are counted in support hours only.", "Часы поддержки: {0}. Время реакции и решения считается только в часы поддержки.";
+    ReactionTarget => "Reaction target", "Цель по реакции";
+    ResolutionTarget => "Resolution target", "Цель по решению";
+    WorstResolution => "Worst resolution", "Худшее время решения";
+    ReactionBreaches => "Reaction breaches", "Нарушения по реакции";
+    ResolutionBreaches => "Resolution breaches", "Нарушения по решению";
+    Resolution => "Resolution", "Решение";
+    Breached => "breached", "нарушено";
+    MaintenanceWindows => "Maintenance windows", "Окна обслуживания";
+    DeclaredIn => "Declared in", "Где объявлено";
+    DeclaredBy => "Declared by", "Кем объявлено";
+    FleetTitle => "Clients, {0}", "Клиенты за {0}";
+    Client => "Client", "Клиент";
+    Hosts => "Hosts", "Серверы";
+    NotMonitored => "Not monitored in this period: {0}.", "Не наблюдались в этом периоде: {0}.";
 }
 
 /// Readable names of checks: `(identifier, English, Russian)`.

@@ -10,20 +10,33 @@
 //! - [`metrics`]: the collector's own metrics.
 //! - [`http`]: `/metrics`, probes, `/api/v1`.
 //! - [`resources`]: a host's resources over a report period from the hour tier of the history.
+//! - [`client_link`]: read-only links showing one client its own status page, reports and API.
+//! - [`forms`]: the status page's forms (acknowledge, declare maintenance, sign in), CSRF-safe.
 //! - [`access`]: HTTP roles, credentials, the guard and audit of writes, security headers.
 //! - [`http_tls`]: TLS for the HTTP listener.
 //! - [`i18n`]: English and Russian texts, readable identifiers, numbers, dates and durations per language.
 //! - [`listener`]: the HTTP listener's connection cap, timeouts and body bound.
+//! - [`contract`]: clients and their contracts (plans, support hours, targets per priority).
+//! - [`support_clock`]: support time elapsed between instants and deadlines in support time (pure).
+//! - [`incident`]: incidents on the contract's clock: reaction and resolution against targets, breaches, their series.
+//! - [`client_report`]: the monthly report per client and the fleet summary.
+//! - [`http_contracts`]: incidents opened and resolved by hand, client reports over HTTP.
 //! - [`remote_write`]: Prometheus remote write of every stored sample to `[[remote_write]]` targets.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod auth;
+pub mod client_link;
+pub mod client_report;
 pub mod config;
+pub mod contract;
+pub mod forms;
 pub mod grpc;
 pub mod http;
+pub mod http_contracts;
 pub mod http_tls;
 pub mod i18n;
+pub mod incident;
 pub mod listener;
 pub mod live;
 pub mod metrics;
@@ -32,6 +45,7 @@ pub mod report;
 pub mod resources;
 pub mod sla;
 pub mod store;
+pub mod support_clock;
 pub mod uptime;
 
 use std::sync::Arc;
@@ -121,8 +135,6 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
     let credential_db = Arc::new(std::sync::Mutex::new(credential_db));
     let metrics = Arc::new(metrics::Metrics::default());
     let tracker = TaskTracker::new();
-    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, &shutdown, &tracker)
-        .context("starting remote write")?;
 
     let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
     let http_addr = http.local_addr().context("reading the HTTP address")?;
@@ -170,7 +182,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         .context("configuring TLS for the HTTP listener")?;
     let external_url = config::external_url(cfg.external_url.as_deref(), http_addr, cfg.http.tls.is_some());
     let runbook_url = cfg.runbook_url.clone().unwrap_or_else(|| format!("{external_url}/runbooks"));
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         links: Arc::new(http::Links { external_url, runbook_url }),
         live: Arc::clone(&live),
         metrics: Arc::clone(&metrics),
@@ -180,7 +192,21 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         shutdown: shutdown.clone(),
         uptime: Arc::clone(&uptime),
         admin: Arc::clone(&admin),
-    });
+    };
+    // Started before any listener serves: nothing is ingested yet. The computed series are
+    // rendered as `/metrics` renders them, without the agents' series (those go from the store).
+    let computed: remote_write::computed::Render = {
+        let state = state.clone();
+        Arc::new(move |out: &mut String| http::render_metrics(&state, false, out))
+    };
+    remote_write::start(&cfg.remote_write, &cfg.data_dir, &metrics, Some(computed), &shutdown, &tracker)
+        .context("starting remote write")?;
+    // The status page and its forms, client links and the contract routes, beside the API (their
+    // modules use the API's state; the API does not know them).
+    let app = http::router(state.clone())
+        .merge(http_contracts::routes(state.clone()))
+        .merge(forms::routes().with_state(state.clone()))
+        .merge(client_link::routes().with_state(state));
     let app = access::protect(app, Arc::clone(&access));
     listener::check_descriptor_budget(cfg.http_limits.max_connections);
     let http_server = listener::serve(http, http_tls, app, cfg.http_limits, metrics, shutdown.clone());

@@ -59,7 +59,7 @@ pub fn escape(value: &str) -> String {
 
 /// Parses canonical label text (`a="x",b="y"`, values escaped) into unescaped pairs; `None` when
 /// it does not parse.
-fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -273,6 +273,17 @@ impl Live {
     /// Appends the exposition of every host to `out`. `own_build_info` is the label text of the
     /// collector's own `b24watch_build_info` line, written in the same family as the agents' lines.
     pub fn render(&self, now_ms: i64, timeout_ms: i64, own_build_info: &str, out: &mut String) {
+        self.render_parts(now_ms, timeout_ms, own_build_info, true, out);
+    }
+
+    /// What [`Live::render`] writes minus the agents' own series: liveness, the collector's
+    /// `b24watch_build_info` line and the skipped-series count. Remote write sends these as
+    /// computed series; the agents' series go from their stored samples.
+    pub fn render_computed(&self, now_ms: i64, timeout_ms: i64, own_build_info: &str, out: &mut String) {
+        self.render_parts(now_ms, timeout_ms, own_build_info, false, out);
+    }
+
+    fn render_parts(&self, now_ms: i64, timeout_ms: i64, own_build_info: &str, agent_series: bool, out: &mut String) {
         let statuses = self.statuses(now_ms, timeout_ms);
         family_header(
             out,
@@ -326,6 +337,9 @@ impl Live {
             // Two stored label texts may expose the same series (e.g. differently escaped).
             if !written.insert(format!("{name}{{{label_text}}}")) {
                 skipped += 1;
+                continue;
+            }
+            if !agent_series {
                 continue;
             }
             if name != current {
@@ -506,5 +520,39 @@ mod tests {
         let a = out.find("host=\"a\",mountpoint").expect("a rendered");
         let b = out.find("host=\"b\",mountpoint").expect("b rendered");
         assert!(a < b);
+    }
+
+    /// Remote write sends the computed part; the agents' series go from their stored samples,
+    /// so the computed part is the full exposition minus exactly those.
+    #[test]
+    fn the_computed_part_is_the_exposition_without_the_agents_series() {
+        let live = Live::default();
+        live.observe(
+            "web-1",
+            1_000,
+            &[
+                series("load1", "", 900, 0.5),
+                series("build_info", "component=\"agent\",version=\"1\"", 900, 1.0),
+                series("agent_up", "", 900, 1.0),
+            ],
+        );
+        let (mut full, mut computed) = (String::new(), String::new());
+        live.render(2_000, 30_000, "component=\"collector\"", &mut full);
+        live.render_computed(2_000, 30_000, "component=\"collector\"", &mut computed);
+        for line in ["b24watch_agent_up{host=\"web-1\"} 1", "b24watch_build_info{component=\"collector\"} 1"] {
+            assert!(computed.lines().any(|l| l == line), "{line} in:\n{computed}");
+        }
+        assert!(computed.contains("b24watch_agent_last_seen_timestamp_seconds{host=\"web-1\"} 1\n"));
+        assert!(computed.contains("b24watch_collector_exposition_skipped_series 1\n"), "the reserved name is counted");
+        let samples =
+            |text: &str| -> Vec<String> { text.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect() };
+        let agents: Vec<String> = samples(&full).into_iter().filter(|l| !samples(&computed).contains(l)).collect();
+        assert_eq!(
+            agents,
+            [
+                "b24watch_build_info{host=\"web-1\",component=\"agent\",version=\"1\"} 1",
+                "b24watch_load1{host=\"web-1\"} 0.5"
+            ]
+        );
     }
 }

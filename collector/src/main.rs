@@ -61,6 +61,11 @@ enum Command {
         /// Issue a new token for an already enrolled agent; the old token stops working.
         #[arg(long)]
         rotate: bool,
+        /// Record the client this host belongs to (a [[client]] name in the config). A host
+        /// listed in a client's `hosts` in the config belongs to that client whatever is
+        /// recorded here.
+        #[arg(long)]
+        client: Option<String>,
     },
     /// Revoke an agent's token; its open stream is closed within 10 seconds.
     Revoke {
@@ -91,14 +96,53 @@ enum Command {
         #[arg(long, default_value = "html")]
         format: String,
         /// One host only (default: every host).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["client", "fleet"])]
         host: Option<String>,
+        /// The report of one client ([[client]] name) against its contract: its hosts,
+        /// availability vs the contract's target, incidents by priority with reaction and
+        /// resolution times in support hours vs targets, breaches, maintenance windows. The month
+        /// is in the contract's time zone.
+        #[arg(long, conflicts_with = "fleet")]
+        client: Option<String>,
+        /// The fleet summary: one row per client with availability, breaches and open incidents.
+        #[arg(long)]
+        fleet: bool,
         /// Language of the HTML report: en or ru. Default: [sla] language.
         #[arg(long)]
         lang: Option<String>,
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+    },
+    /// Manage client links: read-only, revocable, unguessable links that show one client its own
+    /// status page, monthly reports (HTML, CSV, JSON) and read API without a login, and only
+    /// its own hosts.
+    ClientLink {
+        #[command(subcommand)]
+        action: ClientLinkCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientLinkCommand {
+    /// Create a link for a client and print its URL once (only a hash of its secret is
+    /// stored). The URL starts with [collector] external_url: set it to the address the client
+    /// reaches. Works at once in the running collector; audited.
+    Create {
+        /// The client: a [[client]] name in the config.
+        client: String,
+        /// What the link is for (who got it), shown by `client-link list`; at most 256 bytes.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List links: id, client, creation and revocation times (unix ms), note. Secrets are not
+    /// stored, so URLs cannot be shown again.
+    List,
+    /// Revoke a link by its id, or every link of a client by the client's name. The running
+    /// collector refuses it from the next request on; audited.
+    Revoke {
+        /// A link id (from `client-link list`) or a client name.
+        link: String,
     },
 }
 
@@ -150,8 +194,14 @@ fn main() -> ExitCode {
             println!("configuration OK: {}", cli.config.display());
             Ok(())
         }
-        Some(Command::Enroll { ref agent_id, rotate }) => admin(&cfg).and_then(|admin| {
+        Some(Command::Enroll { ref agent_id, rotate, ref client }) => admin(&cfg).and_then(|admin| {
+            if let Some(name) = client {
+                enroll_client_check(&cfg, agent_id, name)?;
+            }
             let token = admin.enroll(agent_id, rotate, b24watch_collector::now_ms())?;
+            if client.is_some() {
+                admin.set_client(agent_id, client.as_deref())?;
+            }
             println!("{token}");
             Ok(())
         }),
@@ -182,8 +232,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Some(Command::Report { ref month, ref format, ref host, ref lang, ref output }) => {
-            report(&cfg, month.as_deref(), format, host.as_deref(), lang.as_deref(), output.as_deref())
+        Some(Command::Report { ref month, ref format, ref host, ref lang, ref output, ref client, fleet }) => {
+            if client.is_some() || fleet {
+                contract_report(&cfg, month.as_deref(), format, client.as_deref(), lang.as_deref(), output.as_deref())
+            } else {
+                report(&cfg, month.as_deref(), format, host.as_deref(), lang.as_deref(), output.as_deref())
+            }
         }
         Some(Command::Agents) => reader(&cfg).and_then(|reader| {
             let agents = reader.agents()?;
@@ -195,6 +249,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Some(Command::ClientLink { ref action }) => client_link(&cfg, action),
         Some(Command::Run) | None => serve(cfg),
     };
     match result {
@@ -222,6 +277,23 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         raw.collector.agent_timeout_secs = secs;
     }
     Ok(Config::from_raw(raw, &cli.config)?)
+}
+
+/// Refuses `enroll --client` for a client the config does not define, and for a host the
+/// config already gives to another client (the config would win).
+fn enroll_client_check(cfg: &Config, agent_id: &str, client: &str) -> anyhow::Result<()> {
+    let contracts = &cfg.sla.contracts;
+    if contracts.client(client).is_none() {
+        let known: Vec<&str> = contracts.clients.keys().map(String::as_str).collect();
+        anyhow::bail!("--client {client:?}: no such [[client]] in the config; defined: {known:?}");
+    }
+    if let Some(other) = contracts.client_of(agent_id).filter(|c| c.name != client) {
+        anyhow::bail!(
+            "--client {client:?}: the config lists {agent_id:?} as a host of client {:?}, which takes precedence",
+            other.name
+        );
+    }
+    Ok(())
 }
 
 /// The store's administration side, for the commands that change agents.
@@ -333,6 +405,112 @@ fn report(
         "json" => serde_json::to_string_pretty(&built)? + "\n",
         "csv" => report::csv(&built),
         _ => report::html(&built, lang),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// `client-link create|list|revoke`.
+fn client_link(cfg: &Config, action: &ClientLinkCommand) -> anyhow::Result<()> {
+    use store::client_link;
+    match action {
+        ClientLinkCommand::Create { client, note } => {
+            if cfg.sla.contracts.client(client).is_none() {
+                let known: Vec<&str> = cfg.sla.contracts.clients.keys().map(String::as_str).collect();
+                anyhow::bail!(
+                    "no client {client:?} in the config: add a [[client]] with name = {client:?} first (configured: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                );
+            }
+            let base = config::external_url(cfg.external_url.as_deref(), cfg.http_listen, cfg.http.tls.is_some());
+            user_db(cfg, |conn, now| {
+                let (id, token) = client_link::create(conn, client, note, now)?;
+                println!("{base}/c/{token}/");
+                eprintln!(
+                    "link {id} for client {client:?} created; the URL above is shown once. It opens the client's status \
+                     page, reports and read API without a login; revoke it with `b24watch-collector client-link revoke {id}`"
+                );
+                if cfg.external_url.is_none() {
+                    eprintln!(
+                        "note: [collector] external_url is not set, so the URL starts with the listen address; replace \
+                         {base} with the address the client reaches, or set external_url"
+                    );
+                }
+                Ok(())
+            })
+        }
+        ClientLinkCommand::List => user_db(cfg, |conn, _| {
+            println!("{:>6} {:<24} {:>15} {:>15} NOTE", "ID", "CLIENT", "CREATED_MS", "REVOKED_MS");
+            for link in client_link::list(conn)? {
+                let revoked = link.revoked_ms.map_or_else(|| "-".to_owned(), |r| r.to_string());
+                println!(
+                    "{:>6} {:<24} {:>15} {revoked:>15} {}",
+                    link.id,
+                    link.client,
+                    link.created_ms,
+                    link.note.escape_debug()
+                );
+            }
+            Ok(())
+        }),
+        ClientLinkCommand::Revoke { link } => user_db(cfg, |conn, now| {
+            let ids = client_link::revoke(conn, link, now)?;
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            eprintln!("revoked client link {}; the running collector refuses it from the next request", ids.join(", "));
+            Ok(())
+        }),
+    }
+}
+
+/// `report --client NAME` and `report --fleet`.
+fn contract_report(
+    cfg: &Config,
+    month: Option<&str>,
+    format: &str,
+    client: Option<&str>,
+    lang: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use b24watch_collector::{client_report, i18n, uptime};
+    if !matches!(format, "html" | "csv" | "json") {
+        anyhow::bail!("--format {format:?}: expected html, csv or json");
+    }
+    let lang = match lang {
+        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}"))?,
+        None => cfg.sla.language,
+    };
+    let tz = client
+        .and_then(|c| cfg.sla.contracts.client(c))
+        .map_or_else(|| cfg.sla.timezone.clone(), |c| c.contract.timezone.clone());
+    let now = b24watch_collector::now_ms();
+    let month = month.map_or_else(
+        || {
+            jiff::Timestamp::from_millisecond(now)
+                .map_or_else(|_| String::new(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m").to_string())
+        },
+        str::to_owned,
+    );
+    let service = uptime::Uptime::new(cfg.sla.clone(), std::sync::Arc::new(reader(cfg)?));
+    let text = match client {
+        Some(name) => {
+            let built = client_report::build(&service, name, &month, now).map_err(anyhow::Error::msg)?;
+            match format {
+                "json" => serde_json::to_string_pretty(&built)? + "\n",
+                "csv" => client_report::csv(&built),
+                _ => client_report::html(&built, lang),
+            }
+        }
+        None => {
+            let built = client_report::fleet(&service, &month, now).map_err(anyhow::Error::msg)?;
+            match format {
+                "json" => serde_json::to_string_pretty(&built)? + "\n",
+                "csv" => client_report::fleet_csv(&built),
+                _ => client_report::fleet_html(&built, lang, tz),
+            }
+        }
     };
     match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,

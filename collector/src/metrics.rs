@@ -157,6 +157,9 @@ pub struct RemoteWriteStats {
     pub last_success_ms: AtomicI64,
     /// The last failure, empty after a success.
     pub last_error: std::sync::Mutex<String>,
+    /// Samples of computed series (liveness, uptime, the collector's own) dropped because their
+    /// queue passed `computed_backlog_bytes` (counted with `backlog_full`).
+    pub computed_dropped: AtomicU64,
 }
 
 impl RemoteWriteStats {
@@ -427,7 +430,7 @@ impl Metrics {
             out,
             "b24watch_collector_remote_write_samples_dropped_total",
             "counter",
-            "Samples that will never reach a remote-write target, by reason (rejected: a 4xx answer; invalid_series: a name or labels that cannot be sent; backlog_full: the target fell further behind than max_backlog_bytes).",
+            "Samples that will never reach a remote-write target, by reason (rejected: a 4xx answer; invalid_series: a name or labels that cannot be sent; backlog_full: the target fell further behind than max_backlog_bytes, or computed_backlog_bytes for the computed series).",
         );
         for t in targets {
             for (reason, value) in RW_DROPPED.iter().zip(&t.dropped) {
@@ -442,14 +445,14 @@ impl Metrics {
                 out,
                 "b24watch_collector_remote_write_samples_dropped_total{{target=\"{}\",reason=\"backlog_full\"}} {}",
                 esc(&t.name),
-                load(&t.dropped_backlog)
+                load(&t.dropped_backlog) + load(&t.computed_dropped)
             );
         }
         header(
             out,
             "b24watch_collector_remote_write_pending_samples",
             "gauge",
-            "Samples committed to the store and not yet sent to a remote-write target.",
+            "Samples committed to the store, and computed samples queued, not yet sent to a remote-write target.",
         );
         for t in targets {
             let _ = writeln!(

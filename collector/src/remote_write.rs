@@ -14,7 +14,12 @@
 //! Failures: network errors, timeouts, 5xx and 429 are retried with exponential backoff
 //! (`Retry-After` honoured); any other non-2xx answer drops that request (its samples counted
 //! as `rejected`, the receiver's message logged) and the flow goes on.
+//!
+//! The series the collector computes itself (liveness, uptime, incidents, its own metrics) are
+//! not stored samples: [`computed`] evaluates them every `computed_interval_secs` into a bounded
+//! queue per target that the same sender drains, in order, between reads of stored samples.
 
+pub mod computed;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -64,6 +69,10 @@ pub struct RawRemoteWrite {
     pub max_backoff_ms: u64,
     /// Milliseconds between looks for new samples when caught up.
     pub poll_interval_ms: u64,
+    /// Seconds between evaluations of the computed series sent (0: not sent).
+    pub computed_interval_secs: u64,
+    /// Bytes of encoded computed evaluations queued while the target is behind.
+    pub computed_backlog_bytes: u64,
 }
 
 impl Default for RawRemoteWrite {
@@ -82,6 +91,8 @@ impl Default for RawRemoteWrite {
             min_backoff_ms: 500,
             max_backoff_ms: 60_000,
             poll_interval_ms: 1000,
+            computed_interval_secs: 15,
+            computed_backlog_bytes: 64 << 20,
         }
     }
 }
@@ -156,6 +167,10 @@ pub struct Target {
     pub max_backoff: Duration,
     /// Idle poll interval.
     pub poll_interval: Duration,
+    /// Evaluation interval of the computed series (`None`: not sent).
+    pub computed_interval: Option<Duration>,
+    /// Bound of the computed series' queue, bytes.
+    pub computed_backlog_bytes: usize,
 }
 
 /// Headers the client sets itself.
@@ -292,6 +307,14 @@ pub fn validate(raw: &[RawRemoteWrite], problems: &mut Problems) -> Vec<Target> 
                 10,
                 60_000,
             )),
+            computed_interval: (r.computed_interval_secs != 0)
+                .then(|| problems.secs(&key("computed_interval_secs"), r.computed_interval_secs, 1, 3600)),
+            computed_backlog_bytes: problems.range(
+                &key("computed_backlog_bytes"),
+                r.computed_backlog_bytes,
+                1 << 20,
+                1 << 30,
+            ) as usize,
         });
     }
     out
@@ -387,7 +410,9 @@ fn endpoint(target: &Target, idx: usize) -> anyhow::Result<wire::Endpoint> {
 }
 
 /// Starts one sending task per target (none without targets): registers them in the store
-/// (a target no longer configured stops holding rows), reads their credential files.
+/// (a target no longer configured stops holding rows), reads their credential files. With
+/// `computed`, each target with a `computed_interval_secs` also gets the series it renders
+/// ([`computed`]).
 ///
 /// # Errors
 /// Unreadable credential or TLS files, store errors.
@@ -395,6 +420,7 @@ pub fn start(
     targets: &[Target],
     data_dir: &Path,
     metrics: &Metrics,
+    computed: Option<computed::Render>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
@@ -405,18 +431,34 @@ pub fn start(
         .context("registering the remote-write targets in the store")?;
     let mut all = Vec::new();
     let mut tasks = Vec::new();
+    let mut producers = Vec::new();
     for (idx, target) in targets.iter().enumerate() {
         let endpoint = endpoint(target, idx)?;
         let stats =
             Arc::new(RemoteWriteStats { name: target.name.clone(), url: target.url.clone(), ..Default::default() });
         let outbox = Outbox::open(data_dir).context("opening the store for remote write")?;
         all.push(Arc::clone(&stats));
-        tasks.push(Sender::new(target.clone(), wire::Client::new(endpoint), outbox, stats, shutdown.clone()));
+        let queue = Arc::new(computed::Queue::new(target.computed_backlog_bytes));
+        if let (Some(render), Some(interval)) = (&computed, target.computed_interval) {
+            let snapshotter = computed::Snapshotter::new(target.external_labels.clone(), target.max_samples_per_send);
+            producers.push(computed::produce(
+                Arc::clone(render),
+                snapshotter,
+                Arc::clone(&queue),
+                Arc::clone(&stats),
+                interval,
+                shutdown.clone(),
+            ));
+        }
+        tasks.push(Sender::new(target.clone(), wire::Client::new(endpoint), outbox, stats, queue, shutdown.clone()));
     }
     metrics.set_remote_write(all);
     for sender in tasks {
         info!(target_name = %sender.target.name, url = %sender.target.url, "remote write started");
         tracker.spawn(sender.run());
+    }
+    for producer in producers {
+        tracker.spawn(producer);
     }
     Ok(())
 }
@@ -433,6 +475,8 @@ struct Sender {
     client: wire::Client,
     outbox: Arc<Mutex<Outbox>>,
     stats: Arc<RemoteWriteStats>,
+    /// Evaluations of the computed series, sent before each read of stored rows.
+    computed: Arc<computed::Queue>,
     shutdown: CancellationToken,
     /// The last row the target has whole.
     cursor: i64,
@@ -449,6 +493,7 @@ impl Sender {
         client: wire::Client,
         outbox: Outbox,
         stats: Arc<RemoteWriteStats>,
+        computed: Arc<computed::Queue>,
         shutdown: CancellationToken,
     ) -> Self {
         Sender {
@@ -456,6 +501,7 @@ impl Sender {
             client,
             outbox: Arc::new(Mutex::new(outbox)),
             stats,
+            computed,
             shutdown,
             cursor: 0,
             backlog: VecDeque::new(),
@@ -487,6 +533,11 @@ impl Sender {
     async fn run(mut self) {
         let name = self.target.name.clone();
         while !self.shutdown.is_cancelled() {
+            // The computed series first: a few small requests per interval, in evaluation order,
+            // so they stay current while a long backlog of stored rows goes out.
+            if !self.send_computed().await {
+                break;
+            }
             let n = name.clone();
             let (stored, dropped) = match self.store(move |o| o.cursor(&n)).await {
                 Ok(found) => found,
@@ -517,7 +568,7 @@ impl Sender {
                 }
             };
             let Some(last) = rows.last().map(|r| r.id) else {
-                if !self.pause(self.target.poll_interval).await {
+                if !self.idle().await {
                     break;
                 }
                 continue;
@@ -534,7 +585,15 @@ impl Sender {
             };
             let mut complete = true;
             for (request, samples) in requests {
-                if !self.deliver(&request, samples).await {
+                let body = match wire::encode(&request) {
+                    Ok(body) => body,
+                    Err(err) => {
+                        warn!(target_name = %name, error = %err, samples, "remote write: encoding failed; samples dropped");
+                        self.stats.dropped("rejected", samples);
+                        continue;
+                    }
+                };
+                if !self.deliver(body, samples).await {
                     complete = false;
                     break;
                 }
@@ -577,9 +636,36 @@ impl Sender {
 
     fn publish_backlog(&self) {
         let pending: usize = self.backlog.iter().map(|(_, n, _)| n).sum();
-        self.stats.pending.store(pending as u64, Ordering::Relaxed);
+        let (computed, computed_since) = self.computed.pending();
+        self.stats.pending.store(pending as u64 + computed, Ordering::Relaxed);
         let oldest = self.backlog.iter().find(|(_, n, _)| *n > 0).map_or(0, |(_, _, seen)| *seen);
+        let oldest = match (oldest, computed_since) {
+            (0, c) => c,
+            (o, 0) => o,
+            (o, c) => o.min(c),
+        };
         self.stats.oldest_unsent_ms.store(oldest, Ordering::Relaxed);
+    }
+
+    /// Waits for new stored rows (the poll interval) or a computed evaluation; false on shutdown.
+    async fn idle(&self) -> bool {
+        tokio::select! {
+            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep(self.target.poll_interval) => true,
+            () = self.computed.ready.notified() => true,
+        }
+    }
+
+    /// Sends every queued computed evaluation in order; false on shutdown.
+    async fn send_computed(&mut self) -> bool {
+        while let Some(item) = self.computed.front() {
+            if !self.deliver(item.body, item.samples).await {
+                return false;
+            }
+            self.computed.sent(item.seq);
+            self.publish_backlog();
+        }
+        true
     }
 
     /// The rows as requests of at most `max_samples_per_send` samples each.
@@ -684,16 +770,8 @@ impl Sender {
         Some((labels, family, kind))
     }
 
-    /// Sends one request until it lands or is refused for good; false on shutdown.
-    async fn deliver(&mut self, request: &wire::WriteRequest, samples: u64) -> bool {
-        let body = match wire::encode(request) {
-            Ok(body) => body,
-            Err(err) => {
-                warn!(target_name = %self.target.name, error = %err, samples, "remote write: encoding failed; samples dropped");
-                self.stats.dropped("rejected", samples);
-                return true;
-            }
-        };
+    /// Sends one encoded request until it lands or is refused for good; false on shutdown.
+    async fn deliver(&mut self, body: hyper::body::Bytes, samples: u64) -> bool {
         let mut backoff = self.target.min_backoff;
         loop {
             let answer = tokio::select! {
@@ -790,7 +868,8 @@ mod tests {
         let err = parse(
             "[[remote_write]]\nurl = \"ftp://x\"\n[[remote_write]]\nurl = \"http://a/w\"\nbearer_token_file = \"/t\"\n\
              basic_auth = { username = \"u\" }\ntls = { ca_file = \"/ca\" }\nheaders = { \"Content-Type\" = \"x\" }\n\
-             external_labels = { host = \"h\" }\nmax_samples_per_send = 0\n[[remote_write]]\nurl = \"http://a/w\"\n",
+             external_labels = { host = \"h\" }\nmax_samples_per_send = 0\ncomputed_interval_secs = 7200\n\
+             computed_backlog_bytes = 5\n[[remote_write]]\nurl = \"http://a/w\"\n",
         )
         .expect_err("invalid");
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
@@ -803,6 +882,8 @@ mod tests {
                 "remote_write[1].headers.Content-Type",
                 "remote_write[1].external_labels.host",
                 "remote_write[1].max_samples_per_send",
+                "remote_write[1].computed_interval_secs",
+                "remote_write[1].computed_backlog_bytes",
                 "remote_write[2].name",
             ]
         );

@@ -294,14 +294,18 @@ pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option
 /// CSV: one row per host and signal, then one row per incident (a `kind` column tells them apart).
 /// The last columns repeat figures for people opening the file: availability and target as
 /// percentages (rounded down, like the HTML), and times as ISO 8601 with the offset of the
-/// report's time zone. Identifiers (`check`, `reason`, ...) are never translated.
+/// report's time zone. Identifiers (`check`, `reason`, ...) are never translated. The preventive
+/// section follows each host's resources: one `check` row per latest check result (`status` in
+/// the last column, since when in `start_ms`/`start_at`) and one `figure` row per database or
+/// backup series of the month (`figure` .. `max`).
 pub fn csv(report: &Report) -> String {
     let tz = report_zone(report);
     let mut out = String::from(
         "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
          check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id,\
          availability_percent,sla_target_percent,start_at,end_at,ack_at,\
-         resource,mountpoint,avg,median,p95,max,hours,start_value,end_value,growth,growth_per_day,days_until_full,forecast\n",
+         resource,mountpoint,avg,median,p95,max,hours,start_value,end_value,growth,growth_per_day,days_until_full,forecast,\
+         figure,labels,first,last,change,min,max,status\n",
     );
     let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
     let iso = |v: Option<Ms>| v.map(|v| crate::i18n::iso(v, &tz)).unwrap_or_default();
@@ -310,7 +314,7 @@ pub fn csv(report: &Report) -> String {
         for s in &h.signals {
             let _ = writeln!(
                 out,
-                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,{},{},,,{RESOURCE_EMPTY}",
+                "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,{},{},,,{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&s.signal),
@@ -329,7 +333,7 @@ pub fn csv(report: &Report) -> String {
         for i in &h.incidents {
             let _ = writeln!(
                 out,
-                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{},,,{},{},{}{RESOURCE_EMPTY}",
+                "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{},,,{},{},{}{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
                 field(&report.month),
                 field(&h.host),
                 field(&i.target),
@@ -349,6 +353,7 @@ pub fn csv(report: &Report) -> String {
             );
         }
         resource_rows(&mut out, &report.month, h);
+        preventive_rows(&mut out, &report.month, h, &tz);
     }
     out
 }
@@ -356,11 +361,75 @@ pub fn csv(report: &Report) -> String {
 /// The resource columns of a row that is not a resource.
 const RESOURCE_EMPTY: &str = ",,,,,,,,,,,,,";
 
+/// The preventive columns (40 on) of a row that is not a check or a figure.
+const PREVENTIVE_EMPTY: &str = ",,,,,,,,";
+
+/// Columns of the CSV: 22 base, 5 for people, 13 resource, 8 preventive.
+const CSV_COLUMNS: usize = 48;
+
+/// Canonical label text (`kind="bitrix",site="default"`) as one CSV cell: `kind=bitrix;site=default`
+/// (quotes dropped, pairs separated by `;`; a value's own characters are kept). Pure.
+fn csv_labels(labels: &str) -> String {
+    let mut out = String::with_capacity(labels.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in labels.chars() {
+        match c {
+            _ if escaped => {
+                out.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(';'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// CSV rows of kinds `check` (latest result of each check: `status` in the last column; the
+/// message is left to the HTML, the reason is its machine form) and `figure` (the month's
+/// database and backup figures), as in the preventive section of the HTML.
+fn preventive_rows(out: &mut String, month: &str, h: &HostReport, tz: &jiff::tz::TimeZone) {
+    let base = |kind: &str| {
+        let mut cells = vec![String::new(); CSV_COLUMNS];
+        cells[0] = kind.to_owned();
+        cells[1] = field(month);
+        cells[2] = field(&h.host);
+        cells
+    };
+    for c in &h.checks {
+        let mut cells = base("check");
+        cells[4] = field(&c.target);
+        cells[12] = field(&c.check);
+        cells[13] = c.severity.to_owned();
+        cells[14] = field(&c.reason);
+        cells[15] = c.since_ms.to_string();
+        cells[25] = crate::i18n::iso(c.since_ms, tz);
+        cells[47] = c.status.to_owned();
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    for f in &h.figures {
+        let mut cells = base("figure");
+        cells[40] = f.series.to_owned();
+        cells[41] = field(&csv_labels(&f.labels));
+        cells[42] = format!("{}", f.first);
+        cells[43] = format!("{}", f.last);
+        // A change of a point in time means nothing; sizes and free space change.
+        if !f.series.ends_with("_timestamp_seconds") {
+            cells[44] = format!("{}", f.last - f.first);
+        }
+        cells[45] = format!("{}", f.min);
+        cells[46] = format!("{}", f.max);
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+}
+
 /// CSV rows of kind `resource`: one per figure (CPU, load, memory, each mount, each probed URL).
 fn resource_rows(out: &mut String, month: &str, h: &HostReport) {
     // Cells by column: kind, month, host, target (3), then the resource columns from 27 on.
     let mut row = |target: &str, resource: [String; 13]| {
-        let mut cells = vec![String::new(); 40];
+        let mut cells = vec![String::new(); CSV_COLUMNS];
         cells[0] = "resource".to_owned();
         cells[1] = field(month);
         cells[2] = field(&h.host);
@@ -479,7 +548,11 @@ pub fn time_in(ms: Ms, tz: &jiff::tz::TimeZone) -> String {
 /// The stylesheet of every page (inline, so saved reports keep it; the CSP allows it by hash).
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}\
-.unknown{color:#777}.detail{color:#777;font-size:.9em}h2{margin-top:2em}";
+.unknown{color:#777}.detail{color:#777;font-size:.9em}h2{margin-top:2em}.breached{color:#b00;font-weight:bold}\
+form.inline{display:inline;margin-left:.5em}\
+.notice{background:#eef6ee;border:1px solid #9c9;padding:.5em}.refused{background:#fbeeee;border:1px solid #c99;padding:.5em}\
+@page{size:A4;margin:14mm}@media print{body{margin:0;font-size:9pt}table{width:100%;page-break-inside:auto}\
+tr{break-inside:avoid}h2{break-after:avoid}form,.actions{display:none}}";
 
 /// The class of a figure against its target: `ok` (met), `bad` (missed), `unknown` (no data).
 pub fn against(ratio: Option<f64>, target: f64) -> &'static str {
@@ -491,7 +564,7 @@ pub fn against(ratio: Option<f64>, target: f64) -> &'static str {
 }
 
 /// The page head: `<html lang>`, title and style, then the body's heading.
-fn head(out: &mut String, page: &Page, title: &str, refresh: bool) {
+pub(crate) fn head(out: &mut String, page: &Page, title: &str, refresh: bool) {
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">{refresh}<title>{title}</title>\
@@ -596,7 +669,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
 }
 
 /// One host's sections of the report.
-fn host_html(out: &mut String, p: &Page, h: &HostReport) {
+pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
     let _ = write!(
         out,
         "<h2 id=\"host-{0}\">{0}</h2><p class=\"monitored\">{1}{2}</p>",
@@ -928,9 +1001,22 @@ pub struct StatusRow {
 /// # Errors
 /// SQLite errors.
 pub fn status_rows(uptime: &Uptime, agents_up: &dyn Fn(&str) -> bool, now: Ms) -> Result<Vec<StatusRow>, Error> {
+    status_rows_of(uptime, agents_up, &|_| true, now)
+}
+
+/// [`status_rows`] of the hosts `keep` accepts (a client link's page: its client's hosts).
+///
+/// # Errors
+/// SQLite errors.
+pub fn status_rows_of(
+    uptime: &Uptime,
+    agents_up: &dyn Fn(&str) -> bool,
+    keep: &dyn Fn(&str) -> bool,
+    now: Ms,
+) -> Result<Vec<StatusRow>, Error> {
     const DAY: Ms = 86_400_000;
     let mut rows = Vec::new();
-    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none()) {
+    for agent in uptime.reader().agents()?.into_iter().filter(|a| a.revoked_ms.is_none() && keep(&a.id)) {
         let host = agent.id;
         let mut availability = [None; 4];
         let contract = uptime.cfg.contract_targets.get(&host).map(String::as_str);
@@ -972,9 +1058,36 @@ pub fn status_html(
     now: Ms,
     p: &Page,
 ) -> String {
+    status_html_with(rows, remote_write, now, p, &StatusView::default())
+}
+
+/// How the status page is shown: to the collector's users (with the forms of `crate::forms`
+/// for an operator), or read-only through a client link (`crate::client_link`).
+#[derive(Default)]
+pub struct StatusView<'a> {
+    /// Prefix of the page's own links: empty on the collector, `/c/<token>` through a client link.
+    pub base: &'a str,
+    /// Through a client link: no links to the operators' API, no remote-write state.
+    pub client_link: bool,
+    /// HTML placed above the hosts table (a notice, who is signed in, actions).
+    pub top: String,
+    /// HTML after each open incident (its acknowledge form), or nothing.
+    pub incident_actions: Option<&'a dyn Fn(&IncidentRow) -> String>,
+}
+
+/// Renders the status page as `view` says.
+pub fn status_html_with(
+    rows: &[StatusRow],
+    remote_write: &[std::sync::Arc<crate::metrics::RemoteWriteStats>],
+    now: Ms,
+    p: &Page,
+    view: &StatusView<'_>,
+) -> String {
     const MONTH: Ms = 30 * 86_400_000;
+    let base = html_escape(view.base);
     let mut out = String::new();
     head(&mut out, p, p.t(Msg::StatusTitle), true);
+    out.push_str(&view.top);
     let tz = p.tz.iana_name().unwrap_or("UTC");
     let _ = write!(
         out,
@@ -1006,12 +1119,13 @@ pub fn status_html(
                 .iter()
                 .map(|i| {
                     format!(
-                        "{}: {} {} ({}, {})",
+                        "{}: {} {} ({}, {}){}",
                         p.severity(i.severity),
                         html_escape(&p.check(&i.check)),
                         html_escape(&i.target),
                         html_escape(&p.reason(&i.reason)),
-                        p.duration(i.duration_ms)
+                        p.duration(i.duration_ms),
+                        view.incident_actions.map_or_else(String::new, |actions| actions(i)),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -1027,7 +1141,7 @@ pub fn status_html(
         };
         let _ = write!(
             out,
-            "<tr class=\"host\" data-host=\"{host}\" data-signal=\"{signal_id}\"><td><a href=\"/reports/sla?host={host}&amp;format=html&amp;lang={lang}\">{host}</a>{since}</td>\
+            "<tr class=\"host\" data-host=\"{host}\" data-signal=\"{signal_id}\"><td><a href=\"{base}/reports/sla?host={host}&amp;format=html&amp;lang={lang}\">{host}</a>{since}</td>\
              <td class=\"{class}\">{state}</td><td class=\"last-seen\">{seen}</td><td>{signal}</td><td>{target}</td>",
             host = html_escape(&r.host),
             signal_id = html_escape(&r.signal),
@@ -1043,6 +1157,17 @@ pub fn status_html(
         let _ = write!(out, "<td class=\"open\">{open}</td></tr>");
     }
     out.push_str("</table>");
+    if view.client_link {
+        let _ = writeln!(
+            out,
+            "<p>{} <a href=\"{base}/reports/sla?format=html&amp;lang={lang}\">{}</a> · \
+             <a href=\"{base}/api/v1/hosts\">/api/v1/hosts</a> · <a href=\"{base}/api/v1/incidents\">/api/v1/incidents</a></p>\
+             </body></html>",
+            p.f(Msg::Updated, &[&p.time(now)]),
+            p.t(Msg::MonthlyReport),
+        );
+        return out;
+    }
     remote_write_html(&mut out, remote_write, now, p);
     let _ = writeln!(
         out,
@@ -1099,7 +1224,7 @@ fn remote_write_html(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_message, field};
+    use super::{check_message, csv_labels, field};
     use crate::i18n::{Lang, Page};
     use crate::store::query::CheckRow;
 
@@ -1139,6 +1264,13 @@ mod tests {
         let ok = check_row("", "HTTP 200 in 0.004 s");
         assert_eq!(check_message(&en, &ok), "HTTP 200 in 0.004 s");
         assert_eq!(check_message(&ru, &ok), "<span class=\"detail\">HTTP 200 in 0.004 s</span>");
+    }
+
+    #[test]
+    fn figure_labels_are_one_plain_csv_cell() {
+        assert_eq!(csv_labels(r#"kind="bitrix",site="default""#), "kind=bitrix;site=default");
+        assert_eq!(csv_labels(r#"site="a,b",table="x\"y""#), r#"site=a,b;table=x"y"#);
+        assert_eq!(field(&csv_labels(r#"site="a,b""#)), "\"site=a,b\"");
     }
 
     #[test]

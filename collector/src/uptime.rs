@@ -98,6 +98,18 @@ pub struct IncidentRow {
     pub ack_by: Option<String>,
     /// ack − start, ms.
     pub reaction_ms: Option<Ms>,
+    /// Priority: from the check's severity ([`crate::contract::Priority::from_severity`]), or as
+    /// opened by hand.
+    pub priority: crate::contract::Priority,
+    /// Who opened it by hand (check `manual`); null for one opened by a check or a silent agent.
+    pub opened_by: Option<String>,
+    /// Who resolved it by hand.
+    pub resolved_by: Option<String>,
+    /// Client of the host; null when it has none.
+    pub client: Option<String>,
+    /// Reaction and resolution in the contract's support hours against its targets; null when
+    /// the host has no client.
+    pub clock: Option<crate::incident::Clock>,
 }
 
 /// Inputs every host's computation shares.
@@ -141,6 +153,7 @@ impl Uptime {
                 to_ms: *b,
                 reason: reason.clone(),
                 source: "config",
+                declared_by: String::new(),
             })
             .collect();
         rows.extend(self.reader.maintenance(from, to)?);
@@ -377,13 +390,38 @@ impl Uptime {
                 end_ms,
             });
         }
+        // Opened by hand: check `manual`, the id as target.
+        let manual = self.reader.manual_incidents(host, from, to)?;
+        for m in &manual {
+            let priority = crate::contract::Priority::parse(&m.priority).unwrap_or(crate::contract::Priority::Low);
+            found.push(sla::Incident {
+                host: host.to_owned(),
+                check: "manual".into(),
+                target: m.id.to_string(),
+                severity: crate::incident::severity_of(priority),
+                reason: m.title.clone(),
+                start_ms: m.opened_ms,
+                end_ms: m.resolved_ms.filter(|r| *r <= now),
+            });
+        }
+        let client = self.client_of_host(host)?;
         let mut out: Vec<IncidentRow> = found
             .into_iter()
             .filter(|i| i.start_ms < to && i.end_ms.is_none_or(|e| e > from))
             .map(|i| {
                 let ack = acks.get(&(i.check.clone(), i.target.clone(), i.start_ms));
                 let end = i.end_ms.unwrap_or(now);
+                let priority = crate::contract::Priority::from_severity(i.severity);
+                let by_hand =
+                    (i.check == "manual").then(|| manual.iter().find(|m| m.id.to_string() == i.target)).flatten();
                 IncidentRow {
+                    priority,
+                    opened_by: by_hand.map(|m| m.opened_by.clone()),
+                    resolved_by: by_hand.and_then(|m| m.resolved_by.clone()),
+                    client: client.map(|c| c.name.clone()),
+                    clock: client.map(|c| {
+                        crate::incident::clock(&c.contract, priority, i.start_ms, ack.map(|a| a.0), i.end_ms, now)
+                    }),
                     id: incident_id(&i.host, &i.check, &i.target, i.start_ms),
                     duration_ms: end.saturating_sub(i.start_ms),
                     in_window_ms: end.min(to).saturating_sub(i.start_ms.max(from)).max(0),
@@ -524,6 +562,7 @@ impl Uptime {
         for (host, severity, n) in open {
             let _ = writeln!(out, "b24watch_incidents_open{{host=\"{}\",severity=\"{severity}\"}} {n}", escape(&host));
         }
+        contract_metrics(self, hosts, now, &mut out)?;
         *self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = out;
         Ok(())
     }
@@ -541,9 +580,157 @@ impl Uptime {
         Ok(self.reader.agents()?.into_iter().filter(|a| a.revoked_ms.is_none()).map(|a| a.id).collect())
     }
 
+    /// The service over the same store with other SLA settings (a client's contract).
+    pub fn with_config(&self, cfg: SlaConfig) -> Uptime {
+        Uptime::new(cfg, Arc::clone(&self.reader))
+    }
+
     /// The reader.
     pub fn reader(&self) -> &Reader {
         &self.reader
+    }
+}
+
+impl Uptime {
+    /// Host → client of every host that has one: the config's `[[client]]` lists, then the
+    /// client recorded at enrolment for enrolled, unrevoked hosts no client lists.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn client_assignment(&self) -> Result<BTreeMap<String, String>, Error> {
+        let agents = self.reader().agents()?;
+        Ok(self
+            .cfg
+            .contracts
+            .assign(agents.iter().filter(|a| a.revoked_ms.is_none()).map(|a| (a.id.as_str(), a.client.as_deref()))))
+    }
+
+    /// The client of `host`, if it has one.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn client_of_host(&self, host: &str) -> Result<Option<&crate::contract::Client>, Error> {
+        Ok(self.client_assignment()?.get(host).and_then(|name| self.cfg.contracts.client(name)))
+    }
+
+    /// The hosts of `client`, sorted; `None` for a client not configured.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn hosts_of_client(&self, client: &str) -> Result<Option<Vec<String>>, Error> {
+        if self.cfg.contracts.client(client).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(crate::contract::Contracts::hosts_of(&self.client_assignment()?, client)))
+    }
+
+    /// Every configured client with its hosts and contract, by name.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn client_views(&self) -> Result<Vec<crate::contract::ClientView>, Error> {
+        let assignment = self.client_assignment()?;
+        Ok(self
+            .cfg
+            .contracts
+            .clients
+            .values()
+            .map(|c| crate::contract::ClientView {
+                name: c.name.clone(),
+                hosts: crate::contract::Contracts::hosts_of(&assignment, &c.name),
+                contract: c.contract.view(),
+            })
+            .collect())
+    }
+}
+
+/// Per host and priority: the earliest pending deadlines and the month's breaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Pending {
+    reaction_deadline: Option<Ms>,
+    resolution_deadline: Option<Ms>,
+    reaction_breached: usize,
+    resolution_breached: usize,
+}
+
+/// Appends the contract series of every host that has a client: per host, client and
+/// priority, the earliest deadline of the incidents still waiting for a reaction or a
+/// resolution (absent when none waits), and the incidents of the client's current month (its
+/// time zone) whose reaction or resolution target is breached, open ones included.
+///
+/// # Errors
+/// SQLite errors.
+fn contract_metrics(uptime: &Uptime, hosts: &[String], now: Ms, out: &mut String) -> Result<(), Error> {
+    let assignment = uptime.client_assignment()?;
+    let mut rows: Vec<(String, String, crate::contract::Priority, Pending)> = Vec::new();
+    for host in hosts {
+        let Some(client) = assignment.get(host).and_then(|c| uptime.cfg.contracts.client(c)) else { continue };
+        let from = crate::incident::month_start(now, &client.contract.timezone);
+        let incidents = uptime.incidents(host, from, now.max(from + 1), now)?;
+        let mut per: BTreeMap<crate::contract::Priority, Pending> =
+            crate::contract::Priority::ALL.iter().map(|p| (*p, Pending::default())).collect();
+        for i in &incidents {
+            let Some(c) = &i.clock else { continue };
+            let p = per.entry(i.priority).or_default();
+            if !c.reacted {
+                p.reaction_deadline = min_some(p.reaction_deadline, c.reaction_deadline_ms);
+            }
+            if !c.resolved {
+                p.resolution_deadline = min_some(p.resolution_deadline, c.resolution_deadline_ms);
+            }
+            p.reaction_breached += usize::from(c.reaction_breached);
+            p.resolution_breached += usize::from(c.resolution_breached);
+        }
+        for (priority, p) in per {
+            rows.push((host.clone(), client.name.clone(), priority, p));
+        }
+    }
+    let series: [(&str, &str, Value); 4] = [
+        (
+            "b24watch_incident_reaction_deadline_timestamp_seconds",
+            "Earliest time the reaction target of an incident not yet acknowledged is passed, per host, client and priority (support hours of the client's contract); absent when none waits.",
+            |p| p.reaction_deadline.map(|d| d as f64 / 1000.0),
+        ),
+        (
+            "b24watch_incident_resolution_deadline_timestamp_seconds",
+            "Earliest time the resolution target of an open incident is passed, per host, client and priority; absent when none is open.",
+            |p| p.resolution_deadline.map(|d| d as f64 / 1000.0),
+        ),
+        (
+            "b24watch_incident_reaction_breached",
+            "Incidents of the client's current month whose reaction target is breached (still waiting ones included), per host, client and priority.",
+            |p| Some(p.reaction_breached as f64),
+        ),
+        (
+            "b24watch_incident_resolution_breached",
+            "Incidents of the client's current month whose resolution target is breached (open ones included), per host, client and priority.",
+            |p| Some(p.resolution_breached as f64),
+        ),
+    ];
+    for (name, help, value) in series {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+        for (host, client, priority, p) in &rows {
+            if let Some(v) = value(p) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{host=\"{}\",client=\"{}\",priority=\"{}\"}} {v}",
+                    escape(host),
+                    escape(client),
+                    priority.as_str()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value one series takes from a host's and priority's figures (`None`: no sample).
+type Value = fn(&Pending) -> Option<f64>;
+
+fn min_some(a: Option<Ms>, b: Option<Ms>) -> Option<Ms> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -35,6 +35,7 @@ fn sla_config() -> SlaConfig {
         timezone: jiff::tz::TimeZone::UTC,
         language: b24watch_collector::i18n::Lang::En,
         maintenance: Vec::new(),
+        contracts: Default::default(),
     }
 }
 

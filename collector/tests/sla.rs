@@ -122,7 +122,7 @@ impl Run {
     }
 
     fn add_maintenance(&self, host: &str, from: i64, to: i64, reason: &str, now: i64) -> Result<i64, store::Error> {
-        self.admin.add_maintenance(host, from, to, reason, now)
+        self.admin.add_maintenance(host, from, to, reason, "ops", now)
     }
 }
 
@@ -170,6 +170,7 @@ fn sla_config() -> SlaConfig {
         timezone: jiff::tz::TimeZone::UTC,
         language: b24watch_collector::i18n::Lang::En,
         maintenance: Vec::new(),
+        contracts: Default::default(),
     }
 }
 

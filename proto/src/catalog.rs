@@ -207,6 +207,12 @@ pub const WEB_WORKERS_SATURATION_RATIO: &str = "web_workers_saturation_ratio";
 pub const PUSH_SERVER_UP: &str = "push_server_up";
 /// Push server: time its status page took.
 pub const PUSH_SERVER_RESPONSE_SECONDS: &str = "push_server_response_seconds";
+/// Push server: subscriber connections by transport.
+pub const PUSH_SERVER_CLIENTS: &str = "push_server_clients";
+/// Push server: channels listened on.
+pub const PUSH_SERVER_CHANNELS: &str = "push_server_channels";
+/// Push server: processes that reported.
+pub const PUSH_SERVER_PROCESSES: &str = "push_server_processes";
 /// Backups: modification time of the newest backup.
 pub const BACKUP_LAST_TIMESTAMP_SECONDS: &str = "backup_last_timestamp_seconds";
 /// Backups: size of the newest backup.
@@ -416,8 +422,19 @@ pub const SERIES: &[Descriptor] = &[
     ),
     counter(PHPFPM_SLOW_REQUESTS_TOTAL, &["pool"], "Web workers: requests slower than request_slowlog_timeout."),
     gauge(WEB_WORKERS_SATURATION_RATIO, &["server"], "Web workers: share of workers busy (apache, php-fpm/<pool>)."),
-    gauge(PUSH_SERVER_UP, &[], "Push server: 1 when /server-stat behind BitrixVM's nginx front (8895) answers 200."),
-    gauge(PUSH_SERVER_RESPONSE_SECONDS, &[], "Push server: time /server-stat took to answer."),
+    gauge(PUSH_SERVER_UP, &[], "Push server: 1 when /server-stat/ behind BitrixVM's nginx front (8895) answers 200."),
+    gauge(PUSH_SERVER_RESPONSE_SECONDS, &[], "Push server: time /server-stat/ took to answer."),
+    gauge(
+        PUSH_SERVER_CLIENTS,
+        &["transport"],
+        "Push server: subscriber connections by transport (websocket, polling), all processes (/server-stat/).",
+    ),
+    gauge(PUSH_SERVER_CHANNELS, &[], "Push server: channels subscribers listen on, all processes (/server-stat/)."),
+    gauge(
+        PUSH_SERVER_PROCESSES,
+        &[],
+        "Push server: processes that reported their figures within 40 s (/server-stat/); 0 means Redis is unreachable.",
+    ),
     gauge(
         BACKUP_LAST_TIMESTAMP_SECONDS,
         &["site", "kind"],

@@ -162,62 +162,44 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule() {
     assert_eq!(critical["alerts"][0]["labels"]["host"], "prom", "{critical}");
 
     // Every dashboard query runs on this Prometheus, and names only series that exist.
-    let mut known: std::collections::BTreeSet<String> =
-        b24watch_proto::catalog::SERIES.iter().map(|d| format!("b24watch_{}", d.name)).collect();
-    for line in collector.metrics().lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            known.insert(rest.split_whitespace().next().unwrap_or_default().to_owned());
-        }
-    }
-    let mut queries = 0;
-    for entry in std::fs::read_dir(workspace_root().join("deploy/grafana/dashboards")).expect("dashboards dir") {
-        let path = entry.expect("entry").path();
-        let dashboard: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read dashboard")).expect("dashboard JSON");
-        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()), "{file}: uid");
-        let mut exprs: Vec<String> = dashboard["panels"]
-            .as_array()
-            .expect("panels")
-            .iter()
-            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
-            .collect();
-        for var in dashboard["templating"]["list"].as_array().expect("templating") {
-            if let Some(q) = var["query"]["query"].as_str() {
-                let inner = q.strip_prefix("label_values(").and_then(|q| q.split(',').next()).unwrap_or(q);
-                exprs.push(inner.to_owned());
-            }
-        }
-        if file != "b24watch-fleet.json" {
-            assert!(
-                dashboard["templating"]["list"].as_array().expect("list").iter().any(|v| v["name"] == "host"),
-                "{file} has no $host variable"
-            );
-        }
-        for expr in exprs {
-            for name in
-                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("b24watch_"))
-            {
-                assert!(known.contains(name), "{file}: {name} is not a series b24watch exposes ({expr})");
-            }
-            let query = expr
-                .replace("$__rate_interval", "1m")
-                .replace("$__interval", "15s")
-                .replace("$__range", "1h")
-                .replace("$host", "prom");
-            let encoded: String = query
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-                .collect();
-            let (status, body) =
-                b24watch_e2e::http_get(addr, &format!("/api/v1/query?query={encoded}")).expect("query prometheus");
-            assert_eq!(status, 200, "{file}: {query}: {body}");
-            assert!(body.contains("\"status\":\"success\""), "{file}: {query}: {body}");
-            queries += 1;
-        }
-    }
+    let known = b24watch_e2e::receivers::known_series(&collector.metrics());
+    let queries = b24watch_e2e::receivers::check_dashboard_queries(addr, "prom", &known);
+    let charted: std::collections::BTreeSet<String> = b24watch_e2e::receivers::dashboard_queries()
+        .iter()
+        .flat_map(|q| {
+            q.expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("b24watch_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert!(queries >= 40, "only {queries} dashboard queries found");
+    // Every alert has a panel: one of the series its rule reads is charted on some dashboard
+    // (the PHP fatal alert on the Apache/php-fpm logs by a query naming those logs).
+    let rules_text =
+        std::fs::read_to_string(workspace_root().join("deploy/prometheus/b24watch.rules.yml")).expect("rules");
+    let panels_text: String = std::fs::read_dir(workspace_root().join("deploy/grafana/dashboards"))
+        .expect("dashboards dir")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("dashboard"))
+        .collect();
+    for rule in &rules {
+        let name = rule["name"].as_str().unwrap_or_default();
+        let query = rule["query"].as_str().unwrap_or_default();
+        let series: Vec<&str> = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("b24watch_"))
+            .collect();
+        assert!(
+            series.iter().any(|s| charted.contains(*s)),
+            "alert {name} has no dashboard panel: none of {series:?} is charted"
+        );
+    }
+    assert!(rules_text.contains("log=~\"httpd_error|php_error\""), "the rule's selector changed: update the panel");
+    assert!(
+        panels_text.contains(r#"log=~\"httpd_error|php_error\",severity=\"high\""#),
+        "no panel charts the PHP fatal errors of the Apache/php-fpm logs"
+    );
     let (_, cpu) = b24watch_e2e::http_get(addr, "/api/v1/query?query=b24watch_cpu_usage_ratio%7Bhost%3D%22prom%22%7D")
         .expect("query");
     assert!(cpu.contains("\"host\":\"prom\""), "the host dashboard's series has data: {cpu}");

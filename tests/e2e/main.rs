@@ -6,7 +6,9 @@
 mod access;
 mod agent_faults;
 mod auth;
+mod client_links;
 mod config;
+mod contracts;
 mod delivery;
 mod deploy;
 mod findings;
@@ -22,4 +24,5 @@ mod probe;
 mod remote_write;
 mod shutdown;
 mod sla;
+mod soak;
 mod tls;

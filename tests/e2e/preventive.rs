@@ -180,6 +180,33 @@ fn backups_database_upkeep_and_versions_are_judged_on_real_files_and_a_real_mari
     for needle in ["backup_age", "db_log_tables", "php_version", "backup_last_size_bytes", "db_size_bytes"] {
         assert!(text.contains(needle), "report lacks {needle}: {text}");
     }
+    // The CSV has the same preventive section: the latest result of each check and the month's
+    // database and backup figures, in columns appended after the resource columns.
+    let (status, csv) =
+        b24watch_e2e::http_get(collector.http, &format!("/reports/sla?host={host}&format=csv")).expect("csv");
+    assert_eq!(status, 200, "{csv}");
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    assert_eq!(header.len(), 48, "22 base, 5 for people, 13 resource, 8 preventive columns: {header:?}");
+    assert_eq!(&header[40..], ["figure", "labels", "first", "last", "change", "min", "max", "status"]);
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == header.len()), "{csv}");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column"));
+    let check = |name: &str, target: &str| {
+        rows.iter()
+            .find(|r| r[col("kind")] == "check" && r[col("check")] == name && r[col("target")] == target)
+            .map(|r| (r[col("status")], r[col("reason")], r[col("severity")]))
+    };
+    assert_eq!(check("backup_age", "default"), Some(("failed", "stale", "high")), "{csv}");
+    assert_eq!(check("db_engine", "healthy.example.com"), Some(("ok", "", "low")), "{csv}");
+    assert_eq!(check("php_version", "php"), Some(("failed", "unsupported", "medium")), "{csv}");
+    let figure = |series: &str, labels: &str| {
+        rows.iter()
+            .find(|r| r[col("kind")] == "figure" && r[col("figure")] == series && r[col("labels")] == labels)
+            .map(|r| r[col("last")].parse::<f64>().expect("last is a number"))
+    };
+    let near = |got: Option<f64>, want: f64| got.is_some_and(|v| (v - want).abs() <= want * 1e-9);
+    assert!(near(figure("backup_last_size_bytes", "kind=bitrix;site=default"), 5000.0), "{csv}");
+    assert!(near(figure("db_size_bytes", "site=default"), size), "{csv}");
 }
 
 /// `(year, month, day)` of unix seconds (UTC).

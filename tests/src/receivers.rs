@@ -93,7 +93,8 @@ pub fn raw_points(addr: SocketAddr, selector: &str, hours: u32) -> BTreeSet<(Str
 }
 
 /// An HTTP/1.1 stand-in in front of a receiver: forwards every request, except that it answers
-/// the requests whose number (from 1) is in `refuse` itself with `400` and `message`.
+/// the requests whose number (from 1) is in `refuse` itself with `400` (or another status) and
+/// `message`.
 #[derive(Debug)]
 pub struct RefusingProxy {
     /// Where the collector sends.
@@ -111,6 +112,20 @@ impl RefusingProxy {
     /// # Panics
     /// When no port can be bound.
     pub fn start(upstream: SocketAddr, refuse: Vec<usize>, message: &'static str) -> RefusingProxy {
+        RefusingProxy::start_answering(upstream, refuse, "400 Bad Request", message)
+    }
+
+    /// Like [`RefusingProxy::start`], answering the chosen requests with `status` (e.g.
+    /// `"503 Service Unavailable"`) instead of 400.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub fn start_answering(
+        upstream: SocketAddr,
+        refuse: Vec<usize>,
+        status: &'static str,
+        message: &'static str,
+    ) -> RefusingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
@@ -128,7 +143,7 @@ impl RefusingProxy {
                     let (requests, refused, refuse) =
                         (Arc::clone(&requests), Arc::clone(&refused), Arc::clone(&refuse));
                     std::thread::spawn(move || {
-                        let _ = serve(client, upstream, &requests, &refused, &refuse, message);
+                        let _ = serve(client, upstream, &requests, &refused, &refuse, status, message);
                     });
                 }
             });
@@ -175,6 +190,7 @@ fn serve(
     requests: &AtomicUsize,
     refused: &AtomicUsize,
     refuse: &Mutex<Vec<usize>>,
+    status: &str,
     message: &str,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -186,7 +202,7 @@ fn serve(
             refused.fetch_add(1, Ordering::SeqCst);
             write!(
                 writer,
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{message}",
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{message}",
                 message.len()
             )?;
             continue;
@@ -220,6 +236,100 @@ fn serve(
     Ok(())
 }
 
+/// One query of a shipped Grafana dashboard: a panel's target, or the metric of a
+/// `label_values` template variable.
+#[derive(Debug, Clone)]
+pub struct DashboardQuery {
+    /// Dashboard file name.
+    pub file: String,
+    /// Panel title (`$name` for a template variable).
+    pub panel: String,
+    /// The expression as written.
+    pub expr: String,
+}
+
+/// Every query of the shipped dashboards. Checks what every dashboard needs: a `uid`, and a
+/// `$host` variable (the fleet overview aside).
+///
+/// # Panics
+/// On an unreadable dashboard or a missing `uid` or `$host`.
+pub fn dashboard_queries() -> Vec<DashboardQuery> {
+    let mut out = Vec::new();
+    let mut paths: Vec<std::path::PathBuf> =
+        std::fs::read_dir(crate::workspace_root().join("deploy/grafana/dashboards"))
+            .expect("dashboards dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+    paths.sort();
+    for path in paths {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read dashboard")).expect("dashboard JSON");
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()), "{file}: uid");
+        let variables = dashboard["templating"]["list"].as_array().expect("templating");
+        if file != "b24watch-fleet.json" {
+            assert!(variables.iter().any(|v| v["name"] == "host"), "{file} has no $host variable");
+        }
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            let title = panel["title"].as_str().unwrap_or_default();
+            for target in panel["targets"].as_array().cloned().unwrap_or_default() {
+                if let Some(expr) = target["expr"].as_str() {
+                    out.push(DashboardQuery { file: file.clone(), panel: title.to_owned(), expr: expr.to_owned() });
+                }
+            }
+        }
+        for var in variables {
+            if let Some(q) = var["query"]["query"].as_str() {
+                let inner = q.strip_prefix("label_values(").and_then(|q| q.split(',').next()).unwrap_or(q);
+                let panel = format!("${}", var["name"].as_str().unwrap_or_default());
+                out.push(DashboardQuery { file: file.clone(), panel, expr: inner.to_owned() });
+            }
+        }
+    }
+    out
+}
+
+/// The series names b24watch exposes: the agent catalog's and every family on the collector's
+/// `/metrics` (`exposition`).
+pub fn known_series(exposition: &str) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> =
+        b24watch_proto::catalog::SERIES.iter().map(|d| format!("b24watch_{}", d.name)).collect();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            known.insert(rest.split_whitespace().next().unwrap_or_default().to_owned());
+        }
+    }
+    known
+}
+
+/// Runs one dashboard query as Grafana would (`$host` set to `host`, `$__rate_interval` 1m) at
+/// the Prometheus-API server `addr`: it must succeed and name only series in `known`. Returns
+/// its result (empty: no data).
+///
+/// # Panics
+/// On a failing query or an unknown series name.
+pub fn run_dashboard_query(
+    addr: SocketAddr,
+    host: &str,
+    known: &BTreeSet<String>,
+    q: &DashboardQuery,
+) -> Vec<serde_json::Value> {
+    let (file, expr) = (&q.file, &q.expr);
+    for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("b24watch_")) {
+        assert!(known.contains(name), "{file}: {name} is not a series b24watch exposes ({expr})");
+    }
+    let query = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "1h")
+        .replace("$host", host);
+    let (status, body) = http_get(addr, &format!("/api/v1/query?query={}", encode(&query))).expect("query");
+    assert_eq!(status, 200, "{file}: {query}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+    assert_eq!(json["status"], "success", "{file}: {query}: {body}");
+    json["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
 /// Runs every query of the shipped Grafana dashboards against the Prometheus-API server at
 /// `addr` (`$host` set to `host`): each must succeed and name only series in `known`; returns
 /// how many ran.
@@ -227,41 +337,9 @@ fn serve(
 /// # Panics
 /// On a failing query or an unknown series name.
 pub fn check_dashboard_queries(addr: SocketAddr, host: &str, known: &BTreeSet<String>) -> usize {
-    let mut queries = 0;
-    for entry in std::fs::read_dir(crate::workspace_root().join("deploy/grafana/dashboards")).expect("dashboards dir") {
-        let path = entry.expect("entry").path();
-        let dashboard: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read dashboard")).expect("dashboard JSON");
-        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let mut exprs: Vec<String> = dashboard["panels"]
-            .as_array()
-            .expect("panels")
-            .iter()
-            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
-            .collect();
-        for var in dashboard["templating"]["list"].as_array().expect("templating") {
-            if let Some(q) = var["query"]["query"].as_str() {
-                let inner = q.strip_prefix("label_values(").and_then(|q| q.split(',').next()).unwrap_or(q);
-                exprs.push(inner.to_owned());
-            }
-        }
-        for expr in exprs {
-            for name in
-                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("b24watch_"))
-            {
-                assert!(known.contains(name), "{file}: {name} is not a series b24watch exposes ({expr})");
-            }
-            let query = expr
-                .replace("$__rate_interval", "1m")
-                .replace("$__interval", "15s")
-                .replace("$__range", "1h")
-                .replace("$host", host);
-            let (status, body) = http_get(addr, &format!("/api/v1/query?query={}", encode(&query))).expect("query");
-            assert_eq!(status, 200, "{file}: {query}: {body}");
-            assert!(body.contains("\"status\":\"success\""), "{file}: {query}: {body}");
-            queries += 1;
-        }
+    let queries = dashboard_queries();
+    for q in &queries {
+        run_dashboard_query(addr, host, known, q);
     }
-    queries
+    queries.len()
 }

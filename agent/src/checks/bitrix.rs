@@ -29,8 +29,8 @@ use b24watch_proto::catalog::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::discover::{Endpoint, Site};
-use super::mysql::{self, DbError, MysqlConfig, Target};
+use super::discover::Site;
+use super::mysql::{self, DbError, MysqlConfig};
 use super::{Check, Checker, Findings};
 use crate::observation::{Severity, UnixMs};
 
@@ -85,28 +85,9 @@ impl BitrixChecker {
         BitrixChecker { cfg, mysql, sites }
     }
 
-    fn target(&self, site: &Site) -> Result<Target, DbError> {
-        let Some(db) = &site.db else {
-            let why = if site.problems.is_empty() {
-                "no database connection in its settings".into()
-            } else {
-                site.problems.join("; ")
-            };
-            return Err(DbError { reason: "no_credentials", message: why });
-        };
-        let mut target = Target::from_site(db);
-        if let Some((user, password)) = mysql::configured_login(&self.mysql)? {
-            target = Target::with_login(target, user, password);
-        }
-        if target.endpoint == Endpoint::LocalDefault {
-            target.endpoint = mysql::local_endpoint(&self.mysql)?;
-        }
-        Ok(target)
-    }
-
     async fn read(&self, site: &Site) -> Result<SiteState, DbError> {
         let limit = self.cfg.timeout;
-        let target = self.target(site)?;
+        let target = mysql::site_target(site, &self.mysql)?;
         let (mut conn, _) = mysql::connect(&target, limit).await?;
         let result = read_state(&mut conn, &self.cfg, limit).await;
         mysql::close(conn, limit).await;

@@ -33,8 +33,8 @@ use b24watch_proto::catalog::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::discover::{Endpoint, Site};
-use super::mysql::{self, DbError, MysqlConfig, Target};
+use super::discover::Site;
+use super::mysql::{self, DbError, MysqlConfig};
 use super::{Check, Checker, Findings, version};
 use crate::observation::{Severity, UnixMs};
 
@@ -254,25 +254,9 @@ impl DatabaseChecker {
         DatabaseChecker { cfg, mysql, sites }
     }
 
-    /// The site's database with the monitoring login when one is configured (as the Bitrix
-    /// checker does).
-    fn target(&self, site: &Site) -> Result<Target, DbError> {
-        let Some(db) = &site.db else {
-            return Err(DbError { reason: "no_credentials", message: "no database connection in its settings".into() });
-        };
-        let mut target = Target::from_site(db);
-        if let Some((user, password)) = mysql::configured_login(&self.mysql)? {
-            target = Target::with_login(target, user, password);
-        }
-        if target.endpoint == Endpoint::LocalDefault {
-            target.endpoint = mysql::local_endpoint(&self.mysql)?;
-        }
-        Ok(target)
-    }
-
     async fn read(&self, site: &Site, want_version: bool) -> Result<(Vec<Table>, Option<String>), DbError> {
         let limit = self.cfg.timeout;
-        let (mut conn, _) = mysql::connect(&self.target(site)?, limit).await?;
+        let (mut conn, _) = mysql::connect(&mysql::site_target(site, &self.mysql)?, limit).await?;
         let result = async {
             let rows = mysql::query(
                 &mut conn,

@@ -167,6 +167,33 @@ pub fn configured_login(cfg: &MysqlConfig) -> Result<Option<(String, String)>, D
     Ok(Some((user.clone(), password)))
 }
 
+/// Where to read a site's own database: its server and database from the site's settings, logged
+/// in as the monitoring user of `[mysql]` when one is configured (least privilege), else with
+/// the site's own login; the local server's address when the settings name none. Shared by the
+/// Bitrix and database upkeep checkers.
+///
+/// # Errors
+/// `no_credentials` (no connection in the site's settings, with the problems discovery found,
+/// or an unreadable password file) or `down` (no local socket exists).
+pub fn site_target(site: &Site, cfg: &MysqlConfig) -> Result<Target, DbError> {
+    let Some(db) = &site.db else {
+        let why = if site.problems.is_empty() {
+            "no database connection in its settings".into()
+        } else {
+            site.problems.join("; ")
+        };
+        return Err(DbError { reason: "no_credentials", message: why });
+    };
+    let mut target = Target::from_site(db);
+    if let Some((user, password)) = configured_login(cfg)? {
+        target = Target::with_login(target, user, password);
+    }
+    if target.endpoint == Endpoint::LocalDefault {
+        target.endpoint = local_endpoint(cfg)?;
+    }
+    Ok(target)
+}
+
 /// Opens a connection within `limit`; returns it with the time connecting took.
 pub async fn connect(target: &Target, limit: Duration) -> Result<(mysql_async::Conn, Duration), DbError> {
     let mut opts = mysql_async::OptsBuilder::default()

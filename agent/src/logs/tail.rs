@@ -31,8 +31,11 @@ use crate::observation::{Severity, UnixMs};
 
 /// Bytes of the file head that identify it.
 const HEAD_BYTES: u64 = 256;
-/// Read size per call.
-const CHUNK: usize = 1 << 20;
+/// Read size per call, unless the longest line is longer (the buffer always holds one more byte
+/// than `max_line`, so a chunk without a line end is always past the maximum and consumed). The
+/// buffer stays allocated, zero-filled, for the agent's life: 64 KiB instead of the 1 MiB it was
+/// is 960 KiB less resident memory (bench-agent), for about 16 reads instead of 1 per MiB read.
+const CHUNK: usize = 64 << 10;
 /// Most error groups one poll returns, over all logs: a batch stays far below the collector's
 /// message limit however many distinct errors a burst holds. Past it, a log's new errors are
 /// counted in one catch-all group per severity, so counts stay exact.
@@ -551,9 +554,10 @@ impl Tailer {
         }
         let mut budget = self.budget;
         let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(CHUNK, 0);
+        let size = CHUNK.max(self.max_line + 1);
+        buf.resize(size, 0);
         while budget > 0 && t.pos < limit {
-            let want = (CHUNK as u64).min(limit - t.pos).min(budget) as usize;
+            let want = (size as u64).min(limit - t.pos).min(budget) as usize;
             let n = match t.file.read_at(&mut buf[..want], t.pos) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -896,6 +900,21 @@ mod tests {
         assert_eq!(delivered(&poll), 2);
         assert!(poll.groups.values().any(|g| g.example.contains('\u{fffd}')));
         assert_eq!(t.counters[0].long_lines, 1);
+    }
+
+    #[test]
+    fn a_line_longer_than_a_read_but_within_the_maximum_is_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        let long = format!("[error] {}", "y".repeat(3 * CHUNK));
+        append(&path, &format!("[error] first\n{long}\n[error] last\n"));
+        let mut t = Tailer::new(vec![spec(&path)], Vec::new(), false, 4 * CHUNK, 64 << 20);
+        let poll = t.poll(UnixMs(1));
+        assert_eq!(delivered(&poll), 3);
+        assert_eq!(t.counters[0].long_lines, 0, "no line was cut");
+        // Nothing left behind: the next poll reads only what is new.
+        append(&path, "[error] later\n");
+        assert_eq!(delivered(&t.poll(UnixMs(2))), 1);
     }
 
     #[test]

@@ -81,6 +81,19 @@ impl Admin {
         Ok(token)
     }
 
+    /// Records the client an agent belongs to (`None` forgets it). The config's `[[client]]`
+    /// host lists take precedence over it.
+    ///
+    /// # Errors
+    /// Unknown agent, SQLite errors.
+    pub fn set_client(&self, agent_id: &str, client: Option<&str>) -> Result<(), Error> {
+        let changed = self.conn().execute("UPDATE agent SET client = ?2 WHERE id = ?1", params![agent_id, client])?;
+        if changed == 0 {
+            return Err(Error::Failed(format!("no agent {agent_id:?} is enrolled")));
+        }
+        Ok(())
+    }
+
     /// Revokes an agent's token; open streams are closed within the collector's refresh interval.
     ///
     /// # Errors
@@ -128,11 +141,19 @@ impl Admin {
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn add_maintenance(&self, host: &str, from: i64, to: i64, reason: &str, now: i64) -> Result<i64, Error> {
+    pub fn add_maintenance(
+        &self,
+        host: &str,
+        from: i64,
+        to: i64,
+        reason: &str,
+        declared_by: &str,
+        now: i64,
+    ) -> Result<i64, Error> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![host, from, to, reason, now],
+            "INSERT INTO maintenance(host, from_ms, to_ms, reason, created_ms, declared_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![host, from, to, reason, now, declared_by],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -175,6 +196,48 @@ impl Admin {
         )?;
         Ok(())
     }
+
+    /// Opens an incident by hand at `at` (`priority`: critical, high, medium or low); its id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open_incident(&self, host: &str, priority: &str, title: &str, by: &str, at: i64) -> Result<i64, Error> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO manual_incident(host, priority, title, opened_ms, opened_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![host, priority, title, at, by],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Resolves an incident opened by hand at `at` (not before it was opened).
+    ///
+    /// # Errors
+    /// Unknown or already resolved incident, a time before its opening, SQLite errors.
+    pub fn resolve_incident(&self, id: i64, by: &str, at: i64) -> Result<(), Error> {
+        let conn = self.conn();
+        let row: Option<(i64, Option<i64>)> = conn
+            .query_row("SELECT opened_ms, resolved_ms FROM manual_incident WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match row {
+            None => Err(Error::Failed(format!("no incident opened by hand has id {id}"))),
+            Some((_, Some(resolved))) => {
+                Err(Error::Failed(format!("incident {id} was already resolved at {resolved}")))
+            }
+            Some((opened, None)) if at < opened => {
+                Err(Error::Failed(format!("incident {id} was opened at {opened}, after {at}")))
+            }
+            Some(_) => {
+                conn.execute(
+                    "UPDATE manual_incident SET resolved_ms = ?2, resolved_by = ?3 WHERE id = ?1",
+                    params![id, at, by],
+                )?;
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +252,7 @@ mod tests {
         let admin = Admin::open(dir.path()).expect("open");
         admin.limit(Some(bound)).expect("limit");
         let reason = "r".repeat(1000);
-        let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, i).err());
+        let refused = (0..5_000).find_map(|i| admin.add_maintenance("web-01", i, i + 1, &reason, "ops", i).err());
         assert!(matches!(refused, Some(Error::Full)), "5 MB of windows written past a 1 MiB bound: {refused:?}");
         let conn = admin.conn();
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");

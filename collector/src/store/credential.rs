@@ -60,7 +60,7 @@ pub struct AuditEntry {
     pub path: String,
     /// HTTP status answered (0 for the CLI).
     pub status: u16,
-    /// `done` (2xx), `failed` (the handler refused it: bad input, unknown id), `refused`
+    /// `done` (2xx, or a form's 303 to the page saying what was done), `failed` (the handler refused it: bad input, unknown id), `refused`
     /// (access control, body too large).
     pub outcome: String,
     /// Start of the request body, or why it was refused.
@@ -261,6 +261,14 @@ impl AccessStore {
         audit(&self.conn(), entry)
     }
 
+    /// See [`super::client_link::lookup`]. Blocking.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn client_link(&self, token: &str) -> Result<Option<(i64, String)>, Error> {
+        super::client_link::lookup(&self.conn(), token)
+    }
+
     /// See [`audit_entries`]. Blocking.
     ///
     /// # Errors
@@ -268,6 +276,22 @@ impl AccessStore {
     pub fn audit_entries(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>, Error> {
         audit_entries(&self.conn(), since_ms, limit)
     }
+}
+
+/// The key signing the status page's form tokens (`crate::forms`): 32 random bytes, created on
+/// first use and kept in the database, so tokens stay valid across restarts and every process
+/// on the database agrees.
+///
+/// # Errors
+/// SQLite errors, or the random source failing.
+pub fn form_key(conn: &Connection, now_ms: i64) -> Result<Vec<u8>, Error> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|err| Error::Failed(format!("random source: {err}")))?;
+    conn.execute(
+        "INSERT OR IGNORE INTO http_secret(name, value, created_ms) VALUES ('form_key', ?1, ?2)",
+        params![&fresh[..], now_ms],
+    )?;
+    Ok(conn.query_row("SELECT value FROM http_secret WHERE name = 'form_key'", [], |r| r.get(0))?)
 }
 
 #[cfg(test)]

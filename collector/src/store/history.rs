@@ -374,6 +374,65 @@ mod tests {
         }
     }
 
+    /// A spool resend older than raw retention lands in an hour whose raw block has expired: its
+    /// points are added to the hour's minute and hour rollups (the earlier points' counts, sums,
+    /// minima and maxima stay), the same late points sent again are counted once, and a
+    /// counter's increase stays as counted from the expired raw points.
+    #[test]
+    fn a_backfill_into_an_hour_whose_raw_block_expired_adds_to_its_rollups() {
+        for counter in [false, true] {
+            let mut db = Db::new();
+            let kind = if counter { 2 } else { 1 };
+            // Minutes 0-29 of the first hour at 10 s, and one point in the next hour.
+            let mut stored: Vec<(i64, f64)> = (0..180).map(|i| (T0 + i * 10_000, 10.0 + i as f64)).collect();
+            stored.push((T0 + BLOCK_MS + 30_000, 500.0));
+            db.add(6, kind, stored.clone());
+            db.seal();
+            let now = T0 + 3 * 86_400_000;
+            let retention = Retention { raw_ms: 86_400_000, minute_ms: 10 * 86_400_000, ..Retention::default() };
+            let expire = |db: &mut Db| {
+                let mut upkeep = Upkeep::new(&db.conn, retention).expect("upkeep");
+                for _ in 0..50 {
+                    upkeep.step(&mut db.conn, &db.kinds, now).expect("step");
+                }
+            };
+            expire(&mut db);
+            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("n");
+            assert_eq!(blocks, 0, "raw expired");
+            let (_, before) = db.steps(6, T0, T0 + 2 * BLOCK_MS, BLOCK_MS);
+            // Days later the spool resends minutes 30-59 (after the stored points) and one point
+            // inside minute 10, among the stored ones.
+            let mut late: Vec<(i64, f64)> = (180..360).map(|i| (T0 + i * 10_000, 10.0 + i as f64)).collect();
+            late.push((T0 + 10 * 60_000 + 5_000, 1000.0));
+            db.add(6, kind, late.clone());
+            db.seal();
+            expire(&mut db);
+            // Sent again (another batch carrying the same points): counted once.
+            db.add(6, kind, late.clone());
+            db.seal();
+            expire(&mut db);
+            let all = crate::store::block::merge(&stored, &late);
+            let (_, hourly) = db.steps(6, T0, T0 + 2 * BLOCK_MS, BLOCK_MS);
+            let sum: f64 = all.iter().filter(|p| p.0 < T0 + BLOCK_MS).map(|p| p.1).sum();
+            assert_eq!(
+                (hourly[0].count, hourly[0].min, hourly[0].max, hourly[0].avg),
+                (361, 10.0, 1000.0, sum / 361.0),
+                "counter={counter}: the hour holds the expired points and the late ones"
+            );
+            assert_eq!(hourly[1], before[1], "counter={counter}: the next hour is unchanged");
+            assert_eq!(
+                hourly[0].increase, before[0].increase,
+                "counter={counter}: the increase across the hour was counted from the expired points"
+            );
+            // Minute steps: the stored minutes keep their points, the late minutes are added.
+            let (_, minutes) = db.steps(6, T0, T0 + BLOCK_MS - 1, 60_000);
+            assert_eq!(minutes.len(), 60, "counter={counter}");
+            assert!(minutes.iter().all(|m| m.count == 6 || (m.t == T0 + 10 * 60_000 && m.count == 7)), "{minutes:?}");
+            assert_eq!(minutes[10].max, 1000.0);
+            assert_eq!(minutes[0].min, 10.0);
+        }
+    }
+
     #[test]
     fn retention_removes_exactly_what_is_older_than_its_tier_and_rollups_answer_after_raw_expired() {
         let mut db = Db::new();

@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod block;
+pub mod client_link;
 pub mod credential;
 pub mod history;
 pub mod outbox;

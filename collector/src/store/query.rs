@@ -31,6 +31,8 @@ pub struct AgentRow {
     pub last_seen_ms: Option<i64>,
     /// Agent version of the last batch.
     pub last_version: Option<String>,
+    /// Client recorded at enrolment (`enroll --client`); the config's `[[client]]` lists win.
+    pub client: Option<String>,
 }
 
 /// Points of one series.
@@ -120,6 +122,28 @@ pub struct MaintenanceRow {
     pub reason: String,
     /// "config" or "api".
     pub source: &'static str,
+    /// Who declared it over the API or the status page ("" for the config file's windows and for
+    /// windows declared before this was recorded).
+    pub declared_by: String,
+}
+
+/// An incident opened by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManualIncidentRow {
+    /// Id.
+    pub id: i64,
+    /// critical, high, medium or low.
+    pub priority: String,
+    /// What the problem is.
+    pub title: String,
+    /// Opened, unix ms.
+    pub opened_ms: i64,
+    /// Who opened it.
+    pub opened_by: String,
+    /// Resolved, unix ms.
+    pub resolved_ms: Option<i64>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
 }
 
 /// Label value of a wire check status number.
@@ -212,8 +236,9 @@ impl Reader {
     /// SQLite errors.
     pub fn agents(&self) -> Result<Vec<AgentRow>, Error> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, created_ms, revoked_ms, last_seen_ms, last_version FROM agent ORDER BY id")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, created_ms, revoked_ms, last_seen_ms, last_version, client FROM agent ORDER BY id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(AgentRow {
                 id: r.get(0)?,
@@ -221,6 +246,7 @@ impl Reader {
                 revoked_ms: r.get(2)?,
                 last_seen_ms: r.get(3)?,
                 last_version: r.get(4)?,
+                client: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -438,7 +464,7 @@ impl Reader {
     pub fn maintenance(&self, from: i64, to: i64) -> Result<Vec<MaintenanceRow>, Error> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, host, from_ms, to_ms, reason FROM maintenance WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY from_ms",
+            "SELECT id, host, from_ms, to_ms, reason, declared_by FROM maintenance WHERE to_ms > ?1 AND from_ms < ?2 ORDER BY from_ms",
         )?;
         let rows = stmt.query_map(params![from, to], |r| {
             Ok(MaintenanceRow {
@@ -448,6 +474,7 @@ impl Reader {
                 to_ms: r.get(3)?,
                 reason: r.get(4)?,
                 source: "api",
+                declared_by: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -568,6 +595,39 @@ impl Reader {
             .prepare_cached("SELECT check_name, target, start_ms, ack_ms, by FROM incident_ack WHERE agent_id = ?1")?;
         let rows = stmt.query_map([agent_id], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incidents opened by hand on `host` overlapping `[from, to)`: (id, priority, title,
+    /// opened, opened by, resolved, resolved by).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn manual_incidents(&self, host: &str, from: i64, to: i64) -> Result<Vec<ManualIncidentRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, priority, title, opened_ms, opened_by, resolved_ms, resolved_by FROM manual_incident
+             WHERE host = ?1 AND opened_ms < ?3 AND (resolved_ms IS NULL OR resolved_ms > ?2) ORDER BY opened_ms, id",
+        )?;
+        let rows = stmt.query_map(params![host, from, to], |r| {
+            Ok(ManualIncidentRow {
+                id: r.get(0)?,
+                priority: r.get(1)?,
+                title: r.get(2)?,
+                opened_ms: r.get(3)?,
+                opened_by: r.get(4)?,
+                resolved_ms: r.get(5)?,
+                resolved_by: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The host of the incident opened by hand with this id.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn manual_incident_host(&self, id: i64) -> Result<Option<String>, Error> {
+        Ok(self.conn().query_row("SELECT host FROM manual_incident WHERE id = ?1", [id], |r| r.get(0)).optional()?)
     }
 
     /// Critical log lines of an agent in `[from, to)` (sum of group counts).

@@ -62,9 +62,9 @@ const EVENT_TABLES: [(&str, &str); 6] = [
     ("evidence", "to_ms"),
 ];
 
-/// The deletes bounded by `LIMIT ?2`, each with its cutoff `?1`: minute and hour rollups, dedup keys, and the samples behind the evidence and every check result (kept as long
+/// The deletes bounded by `LIMIT ?2`, each with its cutoff `?1`: minute and hour rollups, points added to expired hours, dedup keys, and the samples behind the evidence and every check result (kept as long
 /// as the events they explain, deleted through their `at_ms` index).
-fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 5] {
+fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 6] {
     [
         (
             "DELETE FROM rollup WHERE tier = 1 AND (start_ms, series_id) IN
@@ -75,6 +75,13 @@ fn limited_deletes(r: &Retention, now_ms: i64) -> [(&'static str, i64); 5] {
             "DELETE FROM rollup WHERE tier = 2 AND (start_ms, series_id) IN
              (SELECT start_ms, series_id FROM rollup WHERE tier = 2 AND start_ms <= ?1 LIMIT ?2)",
             now_ms - r.hour_ms - DAY_MS,
+        ),
+        // Points added to expired hours (rollup::LATE), kept to count a replay once: as long as
+        // the dedup keys (a batch resent later than that is not recognised either).
+        (
+            "DELETE FROM rollup WHERE tier = 3 AND (start_ms, series_id) IN
+             (SELECT start_ms, series_id FROM rollup WHERE tier = 3 AND start_ms <= ?1 LIMIT ?2)",
+            now_ms - r.batch_key_ms - BLOCK_MS,
         ),
         (
             "DELETE FROM batch_key WHERE (agent_id, epoch, seq) IN

@@ -346,6 +346,110 @@ pub(crate) fn materialize_minutes(
     write_row(tx, MINUTE, hour, series_id, &buckets(points, MINUTE_MS, counter, prev))
 }
 
+/// Tier of the points added to an hour after its raw block expired (rows per hour, a sample
+/// block of those points): [`merge_into_expired`] adds only points not in it, so sealing the same
+/// points again (a replay after a crash, the same points in another batch) counts them once.
+pub const LATE: i64 = 3;
+
+/// Adds `points` (sorted, unique, all in the hour at `hour`) to the minute and hour rollups of
+/// an hour whose raw block has expired, when it has: returns false when the hour has no rollup
+/// (nothing expired, the caller writes a block as usual).
+///
+/// The expired raw points are gone, so the late points are merged into the stored buckets
+/// rather than the buckets recomputed from them (which would replace the earlier points' counts):
+/// * min, max, sum and count take the late points in;
+/// * `last`: the stored bucket's last timestamp is known to the minute only (the minute row; the
+///   hour only when the minute tier has expired too). A late point replaces a gauge's `last` only
+///   in a minute later than every stored minute of the bucket (a late minute with no stored
+///   bucket is a bucket of its own); within a stored minute the stored `last` stays;
+/// * counters keep their increase and `last`. A counter's increase across an interval depends
+///   only on its end points: the late points lie between points the expired raw block held (or
+///   the next hour's first point, whose increase was counted from this hour's `last`), so that
+///   increase is already counted. Adding the late points' own increase would count it twice,
+///   and moving `last` would make the next hour's increase, when recomputed, disagree with the
+///   one stored. What is lost: the increase before the first stored point when the hour before
+///   had no value at the time (as for any hour whose previous hour was empty), and a reset only
+///   the late points saw.
+///
+/// # Errors
+/// SQLite errors, corrupt rows.
+pub(crate) fn merge_into_expired(
+    tx: &Transaction<'_>,
+    series_id: i64,
+    hour: i64,
+    points: &[(i64, f64)],
+) -> Result<bool, Error> {
+    let day = hour.div_euclid(DAY_MS) * DAY_MS;
+    let mut day_row = read_row(tx, HOUR, day, series_id)?;
+    let mut minutes = read_row(tx, MINUTE, hour, series_id)?;
+    let at = day_row.partition_point(|b| b.start < hour);
+    let has_hour = day_row.get(at).is_some_and(|b| b.start == hour);
+    if !has_hour && minutes.is_empty() {
+        return Ok(false);
+    }
+    // Points already added (a replay of the same points) are not added again.
+    let done = read_row_raw(tx, LATE, hour, series_id)?;
+    let done = match done {
+        Some(data) => block::decode(&data).map_err(|err| Error::Failed(err.to_string()))?,
+        None => Vec::new(),
+    };
+    let fresh: Vec<(i64, f64)> =
+        points.iter().filter(|p| done.binary_search_by_key(&p.0, |d| d.0).is_err()).copied().collect();
+    if fresh.is_empty() {
+        return Ok(true);
+    }
+    let kind: i32 = tx
+        .prepare_cached("SELECT kind FROM series WHERE id = ?1")?
+        .query_row([series_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let gauge = kind != COUNTER;
+    // The last stored minute: a late minute after it holds the hour's new last value.
+    let last_minute = minutes.last().map(|b| b.start);
+    for late in buckets(&fresh, MINUTE_MS, false, None) {
+        // The late buckets' own increase is 0 (computed as gauges): not counted, see above.
+        let i = minutes.partition_point(|b| b.start < late.start);
+        if minutes.get(i).is_some_and(|b| b.start == late.start) {
+            let stored = &mut minutes[i];
+            let last = stored.last;
+            stored.absorb(&late);
+            stored.last = last;
+        } else if !minutes.is_empty() {
+            minutes.insert(i, late);
+        }
+        if has_hour {
+            let h = &mut day_row[at];
+            let last = h.last;
+            h.absorb(&late);
+            let later = last_minute.is_some_and(|m| late.start > m);
+            if !(gauge && later) {
+                h.last = last;
+            }
+        }
+    }
+    if !minutes.is_empty() {
+        write_row(tx, MINUTE, hour, series_id, &minutes)?;
+    }
+    if has_hour {
+        write_row(tx, HOUR, day, series_id, &day_row)?;
+    }
+    let all = block::merge(&done, &fresh);
+    let data = block::encode(&all).map_err(|err| Error::Failed(err.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO rollup(tier, start_ms, series_id, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(tier, start_ms, series_id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![LATE, hour, series_id, data])?;
+    Ok(true)
+}
+
+fn read_row_raw(tx: &rusqlite::Connection, tier: i64, start: i64, series_id: i64) -> Result<Option<Vec<u8>>, Error> {
+    Ok(tx
+        .prepare_cached("SELECT data FROM rollup WHERE tier = ?1 AND start_ms = ?2 AND series_id = ?3")?
+        .query_row(params![tier, start, series_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// Buckets of a tier for a series overlapping `[from, to]`, sorted.
 ///
 /// # Errors

@@ -220,6 +220,41 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         dropped_samples INTEGER NOT NULL
     );
     CREATE TABLE outbox_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 12: the client an agent was enrolled for (`enroll bx-01 --client acme`); the config's
+    // [[client]] host lists take precedence (contract.rs).
+    "ALTER TABLE agent ADD COLUMN client TEXT;",
+    // 13: incidents opened by hand (a problem the monitoring cannot see), resolved by hand; their
+    // acknowledgements go to incident_ack with check 'manual' and the id as target.
+    "CREATE TABLE manual_incident(
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        title TEXT NOT NULL,
+        opened_ms INTEGER NOT NULL,
+        opened_by TEXT NOT NULL,
+        resolved_ms INTEGER,
+        resolved_by TEXT
+    );
+    CREATE INDEX manual_incident_by_host ON manual_incident(host, opened_ms);",
+    // 14: the HTTP listener's secrets (the key signing the status page's form tokens), and the
+    // read-only links given to clients (secret stored as SHA-256, revocable).
+    "CREATE TABLE http_secret(
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE client_link(
+        id INTEGER PRIMARY KEY,
+        client TEXT NOT NULL,
+        token_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX client_link_by_client ON client_link(client);",
+    // 15: who declared a maintenance window (the signed-in user of the API or the status page's
+    // form; '' for windows declared before this column existed).
+    "ALTER TABLE maintenance ADD COLUMN declared_by TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Schema version this build writes.
