@@ -275,6 +275,8 @@ struct AckBody {
     start_ms: Option<i64>,
     #[serde(default)]
     by: String,
+    /// When the acknowledgement was made, if it is recorded after the fact (default: now).
+    at: Option<serde_json::Value>,
 }
 
 async fn acknowledge(
@@ -282,6 +284,15 @@ async fn acknowledge(
     body: Result<axum::Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     use crate::uptime::IncidentRef;
+    let now = now_ms();
+    let at = match &body {
+        Ok(axum::Json(b)) => past_time(b.at.as_ref(), now),
+        Err(_) => Ok(now),
+    };
+    let at = match at {
+        Ok(at) => at,
+        Err((code, message)) => return error(code, message),
+    };
     let named = match body {
         Ok(axum::Json(AckBody { id: Some(id), by, .. })) => (IncidentRef::Id(id), by),
         Ok(axum::Json(AckBody {
@@ -308,16 +319,21 @@ async fn acknowledge(
         return error(code, message);
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
-    let now = now_ms();
     let found = blocking(move || {
         let Some(incident) = uptime.find_incident(&named, now)? else { return Ok(None) };
-        admin.acknowledge(&incident.host, &incident.check, &incident.target, incident.start_ms, &by, now)?;
-        Ok(Some(incident.id))
+        if at < incident.start_ms {
+            return Ok(Some(Err(incident.start_ms)));
+        }
+        admin.acknowledge(&incident.host, &incident.check, &incident.target, incident.start_ms, &by, at)?;
+        Ok(Some(Ok(incident.id)))
     })
     .await;
     match found {
-        Ok(Some(id)) => {
-            axum::Json(serde_json::json!({ "acknowledged": true, "id": id, "ack_ms": now })).into_response()
+        Ok(Some(Ok(id))) => {
+            axum::Json(serde_json::json!({ "acknowledged": true, "id": id, "ack_ms": at })).into_response()
+        }
+        Ok(Some(Err(start))) => {
+            error(StatusCode::BAD_REQUEST, format!("at {at}: before the incident started ({start})"))
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such incident: use an id from GET /api/v1/incidents".into()),
         Err(response) => response,
@@ -336,6 +352,19 @@ struct MaintenanceBody {
     /// Who declares it (default: the request's user).
     #[serde(default)]
     by: String,
+}
+
+/// When something happened, as a request gives it (`"at"`: unix ms or RFC 3339; absent: `now`):
+/// an acknowledgement, opening or resolution recorded after the fact. Never after `now`.
+pub(crate) fn past_time(at: Option<&serde_json::Value>, now: i64) -> Result<i64, Refusal> {
+    let Some(value) = at else { return Ok(now) };
+    let at = time_value(value)
+        .ok_or_else(|| (StatusCode::BAD_REQUEST, "at: expected unix ms or an RFC 3339 time".to_owned()))?;
+    let at = time_param("at", at)?;
+    if at > now {
+        return Err((StatusCode::BAD_REQUEST, format!("at {at}: in the future (now is {now})")));
+    }
+    Ok(at)
 }
 
 fn time_value(value: &serde_json::Value) -> Option<i64> {

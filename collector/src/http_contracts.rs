@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::contract::Priority;
 use crate::http::{
     AppState, MAX_BY_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES, blocking, bounded, error, html_page, page_lang,
+    past_time,
 };
 use crate::now_ms;
 use crate::uptime::{IncidentRef, incident_id};
@@ -37,6 +38,8 @@ struct OpenBody {
     title: String,
     #[serde(default)]
     by: String,
+    /// When the problem started, if it is recorded after the fact (default: now).
+    at: Option<serde_json::Value>,
 }
 
 async fn open(
@@ -68,7 +71,10 @@ async fn open(
         return error(StatusCode::BAD_REQUEST, "title: empty; say what the problem is".into());
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
-    let now = now_ms();
+    let now = match past_time(body.at.as_ref(), now_ms()) {
+        Ok(at) => at,
+        Err((code, message)) => return error(code, message),
+    };
     let opened = blocking(move || {
         if !uptime.hosts()?.contains(&body.host) {
             return Ok(None);
@@ -96,6 +102,8 @@ struct ResolveBody {
     id: String,
     #[serde(default)]
     by: String,
+    /// When it was resolved, if it is recorded after the fact (default: now; not before it opened).
+    at: Option<serde_json::Value>,
 }
 
 async fn resolve(
@@ -113,6 +121,10 @@ async fn resolve(
     }
     let (uptime, admin) = (Arc::clone(&state.uptime), Arc::clone(&state.admin));
     let now = now_ms();
+    let at = match past_time(body.at.as_ref(), now) {
+        Ok(at) => at,
+        Err((code, message)) => return error(code, message),
+    };
     let done = blocking(move || {
         let Some(incident) = uptime.find_incident(&IncidentRef::Id(body.id.clone()), now)? else {
             return Ok(Err((
@@ -130,7 +142,7 @@ async fn resolve(
             )));
         }
         let number: i64 = incident.target.parse().unwrap_or_default();
-        match admin.resolve_incident(number, &body.by, now) {
+        match admin.resolve_incident(number, &body.by, at) {
             Ok(()) => Ok(Ok(incident.id)),
             Err(crate::store::Error::Failed(message)) => Ok(Err((StatusCode::CONFLICT, message))),
             Err(err) => Err(err),
@@ -138,7 +150,7 @@ async fn resolve(
     })
     .await;
     match done {
-        Ok(Ok(id)) => axum::Json(serde_json::json!({ "resolved": true, "id": id, "resolved_ms": now })).into_response(),
+        Ok(Ok(id)) => axum::Json(serde_json::json!({ "resolved": true, "id": id, "resolved_ms": at })).into_response(),
         Ok(Err((code, message))) => error(code, message),
         Err(response) => response,
     }

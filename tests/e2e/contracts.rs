@@ -197,3 +197,199 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
     let pdf = print_to_pdf(&format!("{base}/reports/fleet"), &tmp.path().join("fleet.pdf"));
     assert_eq!(pdf_pages(&pdf), 1, "fleet summary of two clients");
 }
+
+/// The month of the two clients of the contract tests, scripted against the running collector
+/// over its HTTP API with times recorded after the fact (`"at"`). (host, priority, opened,
+/// acknowledged, resolved), UTC; Moscow is UTC+3 all year. October 2026, so that every time is in
+/// the past whenever the suite runs.
+const OCTOBER: [(&str, &str, &str, Option<&str>, Option<&str>); 7] = [
+    ("bx-01", "critical", "2026-10-06T10:00:00Z", Some("2026-10-06T10:20:00Z"), Some("2026-10-06T12:00:00Z")),
+    ("bx-02", "high", "2026-10-13T08:00:00Z", Some("2026-10-13T09:30:00Z"), Some("2026-10-13T18:00:00Z")),
+    // Never acknowledged: the reaction ends at the resolution.
+    ("bx-01", "medium", "2026-10-23T00:00:00Z", None, Some("2026-10-23T01:00:00Z")),
+    // Never acknowledged nor resolved: still open when the report is read.
+    ("bx-02", "low", "2026-10-31T12:00:00Z", None, None),
+    // Friday 17:00 MSK; acknowledged Monday 10:00, resolved Monday 16:00.
+    ("gx-01", "critical", "2026-10-09T14:00:00Z", Some("2026-10-12T07:00:00Z"), Some("2026-10-12T13:00:00Z")),
+    // Friday 19:00 MSK: the clock starts Monday 09:00; acknowledged Wednesday 11:00.
+    ("gx-01", "low", "2026-10-16T16:00:00Z", Some("2026-10-21T08:00:00Z"), Some("2026-10-23T10:00:00Z")),
+    // Tuesday 10:00 MSK, acknowledged 15:00 (5 h > 4 h), resolved Wednesday 13:00.
+    ("gx-01", "high", "2026-10-27T07:00:00Z", Some("2026-10-27T12:00:00Z"), Some("2026-10-28T10:00:00Z")),
+];
+
+const MONTH_CONFIG: &str = r#"
+[sla]
+timezone = "UTC"
+
+[[plan]]
+name = "premium"
+target = 0.999
+support_hours = "24/7"
+reaction = { critical = "30m", high = "1h", medium = "2h", low = "8h" }
+resolution = { critical = "4h", high = "8h", medium = "24h", low = "48h" }
+
+[[plan]]
+name = "basic"
+timezone = "Europe/Moscow"
+support_hours = "Mon-Fri 09:00-18:00"
+reaction = { critical = "4h", high = "4h", medium = "8h", low = "24h" }
+resolution = { critical = "8h", high = "16h", medium = "40h", low = "80h" }
+
+[[client]]
+name = "acme"
+plan = "premium"
+hosts = ["bx-01", "bx-02"]
+
+[[client]]
+name = "globex"
+plan = "basic"
+hosts = ["gx-01"]
+"#;
+
+/// Acceptance 1, end to end: a month for two clients on different plans (24/7 in UTC, working
+/// days in Moscow), incidents of each priority opened, acknowledged and resolved by hand through
+/// the running collector's API with their own times, some acknowledged in time, some late, some
+/// never. The JSON and CSV client reports equal the figures worked out by hand from the script to
+/// the second, and the still-open incident's deadline series are exact.
+#[test]
+fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_second() {
+    let t = |text: &str| -> i64 {
+        let dt = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("time");
+        (dt.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let config = tmp.path().join("collector.toml");
+    std::fs::write(&config, MONTH_CONFIG).expect("config");
+    for host in ["bx-01", "bx-02", "gx-01"] {
+        let out = collector_with_config(&config, &data, &["enroll", host]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let collector = Collector::start(&data, MONTH_CONFIG);
+    let post = |path: &str, body: String| -> serde_json::Value {
+        let (status, text) = http_post(collector.http, path, &body).expect("post");
+        assert!(status == 200 || status == 201, "{path} {body}: {status} {text}");
+        serde_json::from_str(&text).expect("json")
+    };
+    for (host, priority, opened, ack, resolved) in OCTOBER {
+        let incident = post(
+            "/api/v1/incidents/open",
+            format!(r#"{{"host":"{host}","priority":"{priority}","title":"{priority} on {host}","by":"ops","at":"{opened}"}}"#),
+        );
+        assert_eq!(incident["opened_ms"].as_i64(), Some(t(opened)), "{incident}");
+        let id = incident["id"].as_str().expect("id").to_owned();
+        if let Some(at) = ack {
+            let done = post("/api/v1/incidents/ack", format!(r#"{{"id":"{id}","by":"duty","at":"{at}"}}"#));
+            assert_eq!(done["ack_ms"].as_i64(), Some(t(at)), "{done}");
+        }
+        if let Some(at) = resolved {
+            let done = post("/api/v1/incidents/resolve", format!(r#"{{"id":"{id}","by":"duty","at":{}}}"#, t(at)));
+            assert_eq!(done["resolved_ms"].as_i64(), Some(t(at)), "{done}");
+        }
+    }
+    // Times after the fact are checked: not in the future, not before the incident.
+    let open = post(
+        "/api/v1/incidents/open",
+        r#"{"host":"bx-01","priority":"low","title":"probe","at":"2026-09-02T00:00:00Z"}"#.to_owned(),
+    );
+    let probe_id = open["id"].as_str().expect("id").to_owned();
+    for (path, body, code) in [
+        ("/api/v1/incidents/open", r#"{"host":"bx-01","priority":"low","title":"x","at":"2999-01-01T00:00:00Z"}"#.to_owned(), 400),
+        ("/api/v1/incidents/open", r#"{"host":"bx-01","priority":"low","title":"x","at":"yesterday"}"#.to_owned(), 400),
+        ("/api/v1/incidents/ack", format!(r#"{{"id":"{probe_id}","at":"2026-09-01T00:00:00Z"}}"#), 400),
+        ("/api/v1/incidents/resolve", format!(r#"{{"id":"{probe_id}","at":"2026-09-01T00:00:00Z"}}"#), 409),
+    ] {
+        let (status, text) = http_post(collector.http, path, &body).expect("post");
+        assert_eq!(status, code, "{path} {body}: {text}");
+    }
+    post("/api/v1/incidents/resolve", format!(r#"{{"id":"{probe_id}","at":"2026-09-02T00:00:00Z"}}"#));
+
+    type Figures = (String, i64, bool, i64, bool);
+    let open_since = t("2026-10-31T12:00:00Z");
+    let acme_report = collector.api("/reports/client/acme?month=2026-10&format=json");
+    // The open incident's times run to the moment of the report (24/7: wall time), breached.
+    let open_for = (acme_report["generated_ms"].as_i64().expect("generated_ms") - open_since) / 1000;
+    let figures = |report: &serde_json::Value| -> Vec<Figures> {
+        report["incidents"]
+            .as_array()
+            .expect("incidents")
+            .iter()
+            .map(|i| {
+                let c = &i["clock"];
+                (
+                    i["priority"].as_str().expect("priority").to_owned(),
+                    c["reaction_support_ms"].as_i64().expect("ms") / 1000,
+                    c["reaction_breached"].as_bool().expect("bool"),
+                    c["resolution_support_ms"].as_i64().expect("ms") / 1000,
+                    c["resolution_breached"].as_bool().expect("bool"),
+                )
+            })
+            .collect()
+    };
+    let want = |rows: &[(&str, i64, bool, i64, bool)]| -> Vec<Figures> {
+        rows.iter().map(|(p, a, b, c, d)| ((*p).to_owned(), *a, *b, *c, *d)).collect()
+    };
+    // acme, 24/7: critical acknowledged in 20 min of 30, resolved in 2 h of 4; high acknowledged
+    // in 1 h 30 of 1 h (late) and resolved in 10 h of 8 (late); medium never acknowledged,
+    // resolved in 1 h (its reaction ends there, within 2 h).
+    let acme = figures(&acme_report);
+    assert_eq!(acme.len(), 4, "{acme_report}");
+    assert_eq!(
+        acme[..3],
+        want(&[("critical", 1200, false, 7200, false), ("high", 5400, true, 36_000, true), ("medium", 3600, false, 3600, false)])[..],
+        "{acme_report}"
+    );
+    assert_eq!(acme[3], ("low".to_owned(), open_for, true, open_for, true), "the open incident: {acme_report}");
+    assert_eq!(
+        (acme_report["reaction_breaches"].as_u64(), acme_report["resolution_breaches"].as_u64(), acme_report["open_incidents"].as_u64()),
+        (Some(2), Some(2), Some(1)),
+        "{acme_report}"
+    );
+    // globex, Mon-Fri 09:00-18:00 Moscow: critical Fri 1 h + Mon 1 h = 2 h of 4, resolved Fri 1 h
+    // + Mon 7 h = 8 h of 8 (met); low Mon 9 h + Tue 9 h + Wed 2 h = 20 h of 24, resolved
+    // 4 x 9 h + Fri 4 h = 40 h of 80; high 5 h of 4 (late), resolved Tue 8 h + Wed 4 h = 12 h of 16.
+    let globex_report = collector.api("/reports/client/globex?month=2026-10&format=json");
+    assert_eq!(
+        figures(&globex_report),
+        want(&[("critical", 7200, false, 28_800, false), ("low", 72_000, false, 144_000, false), ("high", 18_000, true, 43_200, false)]),
+        "{globex_report}"
+    );
+    assert_eq!(
+        (globex_report["reaction_breaches"].as_u64(), globex_report["resolution_breaches"].as_u64(), globex_report["open_incidents"].as_u64()),
+        (Some(1), Some(0), Some(0)),
+        "{globex_report}"
+    );
+    // The CSV says the same, in seconds.
+    let (status, csv) = http_get(collector.http, "/reports/client/globex?month=2026-10&format=csv").expect("csv");
+    assert_eq!(status, 200, "{csv}");
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
+    let from_csv: Vec<Figures> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[0] == "incident")
+        .map(|r| {
+            (
+                r[col("priority")].to_owned(),
+                r[col("reaction_s")].parse().expect("secs"),
+                r[col("reaction_breached")] == "true",
+                r[col("resolution_s")].parse().expect("secs"),
+                r[col("resolution_breached")] == "true",
+            )
+        })
+        .collect();
+    assert_eq!(from_csv, figures(&globex_report), "globex CSV");
+    // The open incident's deadlines, exported for Alertmanager: 8 h and 48 h after its opening.
+    let labels = [("host", "bx-02"), ("client", "acme"), ("priority", "low")];
+    let exposition = collector.metrics();
+    assert_eq!(
+        metric(&exposition, "b24watch_incident_reaction_deadline_timestamp_seconds", &labels),
+        Some((open_since + 8 * 3_600_000) as f64 / 1000.0)
+    );
+    assert_eq!(
+        metric(&exposition, "b24watch_incident_resolution_deadline_timestamp_seconds", &labels),
+        Some((open_since + 48 * 3_600_000) as f64 / 1000.0)
+    );
+}
