@@ -12,8 +12,7 @@ use serde::Deserialize;
 
 use crate::contract::Priority;
 use crate::http::{
-    AppState, MAX_BY_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES, blocking, bounded, error, html_page, page_lang,
-    past_time,
+    AppState, MAX_BY_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES, blocking, bounded, error, html_page, page_lang, past_time,
 };
 use crate::now_ms;
 use crate::uptime::{IncidentRef, incident_id};

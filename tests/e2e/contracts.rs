@@ -124,7 +124,7 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
     }
     // Premium, 24/7: reaction due 30 minutes after the opening, resolution 4 hours.
     let labels = [("host", "bx-01"), ("client", "acme"), ("priority", "critical")];
-    let due = eventually("deadline series", Duration::from_secs(30), || {
+    let due = eventually("deadline series", Duration::from_secs(75), || {
         metric(&collector.metrics(), "b24watch_incident_reaction_deadline_timestamp_seconds", &labels)
     });
     assert_eq!(due, (opened_ms + 1_800_000) as f64 / 1000.0);
@@ -136,7 +136,7 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
     let (status, body) =
         http_post(collector.http, "/api/v1/incidents/ack", &format!(r#"{{"id": "{id}", "by": "anna"}}"#)).expect("ack");
     assert_eq!(status, 200, "{body}");
-    eventually("reaction series gone once acknowledged", Duration::from_secs(30), || {
+    eventually("reaction series gone once acknowledged", Duration::from_secs(75), || {
         metric(&collector.metrics(), "b24watch_incident_reaction_deadline_timestamp_seconds", &labels)
             .is_none()
             .then_some(())
@@ -202,7 +202,10 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
 /// over its HTTP API with times recorded after the fact (`"at"`). (host, priority, opened,
 /// acknowledged, resolved), UTC; Moscow is UTC+3 all year. October 2026, so that every time is in
 /// the past whenever the suite runs.
-const OCTOBER: [(&str, &str, &str, Option<&str>, Option<&str>); 7] = [
+/// (host, priority, opened, acknowledged, resolved).
+type Step = (&'static str, &'static str, &'static str, Option<&'static str>, Option<&'static str>);
+
+const OCTOBER: [Step; 7] = [
     ("bx-01", "critical", "2026-10-06T10:00:00Z", Some("2026-10-06T10:20:00Z"), Some("2026-10-06T12:00:00Z")),
     ("bx-02", "high", "2026-10-13T08:00:00Z", Some("2026-10-13T09:30:00Z"), Some("2026-10-13T18:00:00Z")),
     // Never acknowledged: the reaction ends at the resolution.
@@ -253,9 +256,14 @@ hosts = ["gx-01"]
 /// the second, and the still-open incident's deadline series are exact.
 #[test]
 fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_second() {
+    // "YYYY-MM-DDTHH:MM:SSZ" as unix ms.
     let t = |text: &str| -> i64 {
-        let dt = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("time");
-        (dt.unix_timestamp_nanos() / 1_000_000) as i64
+        let n = |range: std::ops::Range<usize>| text[range].parse::<u8>().expect("digits");
+        let year: i32 = text[0..4].parse().expect("year");
+        let month = time::Month::try_from(n(5..7)).expect("month");
+        let date = time::Date::from_calendar_date(year, month, n(8..10)).expect("date");
+        let at = date.with_hms(n(11..13), n(14..16), n(17..19)).expect("time").assume_utc();
+        (at.unix_timestamp_nanos() / 1_000_000) as i64
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
@@ -266,6 +274,11 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
         let out = collector_with_config(&config, &data, &["enroll", host]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // The hosts have been monitored since September (a report covers a host from its enrolment):
+    // the enrolment time is set back in the database before the collector starts.
+    let db = rusqlite::Connection::open(data.join("b24watch.db")).expect("open db");
+    db.execute("UPDATE agent SET created_ms = ?1", [t("2026-09-01T00:00:00Z")]).expect("backdate enrolment");
+    drop(db);
     let collector = Collector::start(&data, MONTH_CONFIG);
     let post = |path: &str, body: String| -> serde_json::Value {
         let (status, text) = http_post(collector.http, path, &body).expect("post");
@@ -275,7 +288,9 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     for (host, priority, opened, ack, resolved) in OCTOBER {
         let incident = post(
             "/api/v1/incidents/open",
-            format!(r#"{{"host":"{host}","priority":"{priority}","title":"{priority} on {host}","by":"ops","at":"{opened}"}}"#),
+            format!(
+                r#"{{"host":"{host}","priority":"{priority}","title":"{priority} on {host}","by":"ops","at":"{opened}"}}"#
+            ),
         );
         assert_eq!(incident["opened_ms"].as_i64(), Some(t(opened)), "{incident}");
         let id = incident["id"].as_str().expect("id").to_owned();
@@ -295,7 +310,11 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     );
     let probe_id = open["id"].as_str().expect("id").to_owned();
     for (path, body, code) in [
-        ("/api/v1/incidents/open", r#"{"host":"bx-01","priority":"low","title":"x","at":"2999-01-01T00:00:00Z"}"#.to_owned(), 400),
+        (
+            "/api/v1/incidents/open",
+            r#"{"host":"bx-01","priority":"low","title":"x","at":"2999-01-01T00:00:00Z"}"#.to_owned(),
+            400,
+        ),
         ("/api/v1/incidents/open", r#"{"host":"bx-01","priority":"low","title":"x","at":"yesterday"}"#.to_owned(), 400),
         ("/api/v1/incidents/ack", format!(r#"{{"id":"{probe_id}","at":"2026-09-01T00:00:00Z"}}"#), 400),
         ("/api/v1/incidents/resolve", format!(r#"{{"id":"{probe_id}","at":"2026-09-01T00:00:00Z"}}"#), 409),
@@ -337,12 +356,20 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     assert_eq!(acme.len(), 4, "{acme_report}");
     assert_eq!(
         acme[..3],
-        want(&[("critical", 1200, false, 7200, false), ("high", 5400, true, 36_000, true), ("medium", 3600, false, 3600, false)])[..],
+        want(&[
+            ("critical", 1200, false, 7200, false),
+            ("high", 5400, true, 36_000, true),
+            ("medium", 3600, false, 3600, false)
+        ])[..],
         "{acme_report}"
     );
     assert_eq!(acme[3], ("low".to_owned(), open_for, true, open_for, true), "the open incident: {acme_report}");
     assert_eq!(
-        (acme_report["reaction_breaches"].as_u64(), acme_report["resolution_breaches"].as_u64(), acme_report["open_incidents"].as_u64()),
+        (
+            acme_report["reaction_breaches"].as_u64(),
+            acme_report["resolution_breaches"].as_u64(),
+            acme_report["open_incidents"].as_u64()
+        ),
         (Some(2), Some(2), Some(1)),
         "{acme_report}"
     );
@@ -352,11 +379,19 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     let globex_report = collector.api("/reports/client/globex?month=2026-10&format=json");
     assert_eq!(
         figures(&globex_report),
-        want(&[("critical", 7200, false, 28_800, false), ("low", 72_000, false, 144_000, false), ("high", 18_000, true, 43_200, false)]),
+        want(&[
+            ("critical", 7200, false, 28_800, false),
+            ("low", 72_000, false, 144_000, false),
+            ("high", 18_000, true, 43_200, false)
+        ]),
         "{globex_report}"
     );
     assert_eq!(
-        (globex_report["reaction_breaches"].as_u64(), globex_report["resolution_breaches"].as_u64(), globex_report["open_incidents"].as_u64()),
+        (
+            globex_report["reaction_breaches"].as_u64(),
+            globex_report["resolution_breaches"].as_u64(),
+            globex_report["open_incidents"].as_u64()
+        ),
         (Some(1), Some(0), Some(0)),
         "{globex_report}"
     );
@@ -383,11 +418,13 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     assert_eq!(from_csv, figures(&globex_report), "globex CSV");
     // The open incident's deadlines, exported for Alertmanager: 8 h and 48 h after its opening.
     let labels = [("host", "bx-02"), ("client", "acme"), ("priority", "low")];
-    let exposition = collector.metrics();
-    assert_eq!(
-        metric(&exposition, "b24watch_incident_reaction_deadline_timestamp_seconds", &labels),
-        Some((open_since + 8 * 3_600_000) as f64 / 1000.0)
+    let due = eventually(
+        "the open incident's deadline series (uptime series are recomputed every 30 s)",
+        Duration::from_secs(75),
+        || metric(&collector.metrics(), "b24watch_incident_reaction_deadline_timestamp_seconds", &labels),
     );
+    assert_eq!(due, (open_since + 8 * 3_600_000) as f64 / 1000.0);
+    let exposition = collector.metrics();
     assert_eq!(
         metric(&exposition, "b24watch_incident_resolution_deadline_timestamp_seconds", &labels),
         Some((open_since + 48 * 3_600_000) as f64 / 1000.0)
