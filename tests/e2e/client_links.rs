@@ -280,8 +280,11 @@ fn status_page_forms_refuse_viewers_and_posts_without_a_valid_token() {
     assert_eq!(r.status, 201, "{}", r.body);
     let manual =
         serde_json::from_str::<serde_json::Value>(&r.body).expect("json")["id"].as_str().expect("id").to_owned();
-    let page = get(addr, "/ops", &operator);
-    assert!(page.body.contains("action=\"/actions/resolve\""), "{}", page.body);
+    // The page lists it once the incident is read back (it may lag the API's write briefly).
+    let page = b24watch_e2e::eventually("the manual incident on the page", Duration::from_secs(60), || {
+        let page = get(addr, "/ops", &operator);
+        page.body.contains("action=\"/actions/resolve\"").then_some(page)
+    });
     assert_eq!(page.body.matches("action=\"/actions/resolve\"").count(), 1, "only the manual incident: {}", page.body);
     let token = field(&page.body, "csrf").expect("token");
     let resolve = |csrf: &str, id: &str| {
