@@ -25,12 +25,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::http::{AppState, ErrorsQuery, PageQuery, Refusal, ReportQuery, SeriesQuery, WindowQuery, error};
+use crate::http::{
+    AppState, ErrorsQuery, PageQuery, Refusal, ReportAsk, ReportQuery, SeriesQuery, WindowQuery, csv_response, error,
+};
 use crate::i18n::{Msg, Page};
 use crate::report::{StatusView, html_escape};
 
@@ -81,20 +84,43 @@ impl Scope {
             None => Ok(self.hosts.iter().cloned().collect()),
         }
     }
+
+    /// The window and hosts of an uptime or incidents query through the link.
+    fn resolve(&self, q: &WindowQuery, now: i64) -> Result<(i64, i64, Vec<String>), Refusal> {
+        let (from, to) = crate::http::window(q, now)?;
+        Ok((from, to, self.hosts_or(q.host.as_deref())?))
+    }
+
+    /// `then` with the `{host}` of `path` when it is one of the client's hosts, else the 404 of
+    /// an unknown host.
+    async fn on_host(self, path: Path<(String, String)>, then: impl AsyncFnOnce(Path<String>) -> Response) -> Response {
+        let Path((_, host)) = path;
+        match self.host(&host) {
+            Ok(()) => then(Path(host)).await,
+            Err((code, message)) => error(code, message),
+        }
+    }
 }
 
-async fn scope(state: &AppState, link: Option<Extension<LinkScope>>) -> Result<Scope, Response> {
-    let Some(Extension(link)) = link else {
-        return Err(error(StatusCode::NOT_FOUND, "not a client link".into()));
-    };
-    let uptime = Arc::clone(&state.uptime);
-    let client = link.client.clone();
-    match crate::http::blocking(move || uptime.hosts_of_client(&client)).await? {
-        Some(hosts) => Ok(Scope { client: link.client, hosts: hosts.into_iter().collect() }),
-        None => Err(error(
-            StatusCode::NOT_FOUND,
-            format!("client {:?} is no longer configured on this collector", link.client),
-        )),
+/// The scope of the link a request came through: 404 without one, or when its client is no
+/// longer configured. Handlers take it after their other extractors, so a malformed query is
+/// refused first.
+impl FromRequestParts<AppState> for Scope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(link) = parts.extensions.get::<LinkScope>().cloned() else {
+            return Err(error(StatusCode::NOT_FOUND, "not a client link".into()));
+        };
+        let uptime = Arc::clone(&state.uptime);
+        let client = link.client.clone();
+        match crate::http::blocking(move || uptime.hosts_of_client(&client)).await? {
+            Some(hosts) => Ok(Scope { client: link.client, hosts: hosts.into_iter().collect() }),
+            None => Err(error(
+                StatusCode::NOT_FOUND,
+                format!("client {:?} is no longer configured on this collector", link.client),
+            )),
+        }
     }
 }
 
@@ -106,15 +132,7 @@ async fn to_page(Path(token): Path<String>) -> Response {
     }
 }
 
-async fn status(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let scope = match scope(&state, link).await {
-        Ok(scope) => scope,
-        Err(response) => return response,
-    };
+async fn status(State(state): State<AppState>, Query(q): Query<PageQuery>, scope: Scope) -> Response {
     let lang = match crate::http::page_lang(&state, q.lang.as_deref()) {
         Ok(lang) => lang,
         Err(response) => return *response,
@@ -152,113 +170,47 @@ async fn status(
 /// The client's monthly report (`crate::client_report`: its hosts, availability against its
 /// contract, incidents by priority with breaches, maintenance); with `host=`, that one host's
 /// section of the collector's report, on the client's contract. Formats html, csv and json.
-async fn report(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Query(q): Query<ReportQuery>,
-) -> Response {
-    let scope = match scope(&state, link).await {
-        Ok(scope) => scope,
-        Err(response) => return response,
-    };
+async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>, scope: Scope) -> Response {
     let now = crate::now_ms();
     let Some(client) = state.uptime.cfg.contracts.client(&scope.client).cloned() else {
         return error(StatusCode::NOT_FOUND, format!("client {:?} is no longer configured", scope.client));
     };
-    let month = q.month.clone().unwrap_or_else(|| {
-        jiff::Timestamp::from_millisecond(now).map_or_else(
-            |_| String::new(),
-            |t| t.to_zoned(client.contract.timezone.clone()).strftime("%Y-%m").to_string(),
-        )
-    });
-    let format = q.format.clone().unwrap_or_else(|| "html".into());
-    if !matches!(format.as_str(), "html" | "csv" | "json") {
-        return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
-    }
-    let lang = match crate::http::page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
+    let contract = &client.contract;
+    let ask = match ReportAsk::of(&state, q.month, q.format, q.lang.as_deref(), now, &contract.timezone) {
+        Ok(ask) => ask,
         Err(response) => return *response,
     };
-    let uptime = Arc::clone(&state.uptime);
-    let name = scope.client.clone();
-    let Some(host) = q.host.clone() else {
-        let built = crate::http::blocking(move || Ok(crate::client_report::build(&uptime, &name, &month, now))).await;
-        let report = match built {
-            Ok(Ok(report)) => report,
-            Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
-            Err(response) => return response,
-        };
-        return match format.as_str() {
-            "json" => axum::Json(report).into_response(),
-            "csv" => csv_response(
-                &format!("b24watch-{}-{}", report.client, report.month),
-                crate::client_report::csv(&report),
-            ),
-            _ => crate::http::html_page(crate::client_report::html(&report, lang), lang),
-        };
+    let Some(host) = q.host else {
+        return crate::http_contracts::client_report_as(&state, scope.client, ask, now).await;
     };
     if let Err((code, message)) = scope.host(&host) {
         return error(code, message);
     }
-    let built = crate::http::blocking(move || {
-        let service = uptime.with_config(contract_config(&uptime.cfg, &client.contract, &host));
-        Ok(crate::report::build(&service, &month, Some(&host), now))
-    })
-    .await;
-    let report = match built {
-        Ok(Ok(report)) => report,
-        Ok(Err(message)) if message.starts_with("unknown host") => return error(StatusCode::NOT_FOUND, message),
-        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+    let service = Arc::new(state.uptime.with_config(crate::client_report::on_contract(
+        &state.uptime.cfg,
+        contract,
+        std::slice::from_ref(&host),
+    )));
+    let report = match crate::http::sla_report_of(service, ask.month, Some(host), now).await {
+        Ok(report) => report,
         Err(response) => return response,
     };
-    match format.as_str() {
+    match ask.format.as_str() {
         "json" => axum::Json(report).into_response(),
         "csv" => csv_response(
             &format!(
                 "b24watch-{}-{}-{}",
                 scope.client,
                 report.hosts.first().map_or("", |h| h.host.as_str()),
-                report.month
+                report.period.month
             ),
             crate::report::csv(&report),
         ),
-        _ => crate::http::html_page(crate::report::html(&report, lang), lang),
+        _ => crate::http::html_page(crate::report::html(&report, ask.lang), ask.lang),
     }
 }
 
-/// The SLA settings of `host` under `contract`: its target, service hours and time zone (as
-/// the client report computes them).
-fn contract_config(
-    sla: &crate::config::SlaConfig,
-    contract: &crate::contract::Contract,
-    host: &str,
-) -> crate::config::SlaConfig {
-    let mut cfg = sla.clone();
-    cfg.target = contract.target;
-    cfg.targets = std::iter::once((host.to_owned(), contract.target)).collect();
-    cfg.calendar.clone_from(&contract.calendar);
-    cfg.timezone = contract.timezone.clone();
-    cfg
-}
-
-/// A CSV attachment named `name.csv` (characters outside `[A-Za-z0-9._-]` left out).
-fn csv_response(name: &str, body: String) -> Response {
-    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn hosts(State(state): State<AppState>, link: Option<Extension<LinkScope>>) -> Response {
-    let scope = match scope(&state, link).await {
-        Ok(scope) => scope,
-        Err(response) => return response,
-    };
+async fn hosts(State(state): State<AppState>, scope: Scope) -> Response {
     let timeout_ms = i64::try_from(state.agent_timeout.as_millis()).unwrap_or(i64::MAX);
     let mine: Vec<_> = state
         .live
@@ -269,73 +221,26 @@ async fn hosts(State(state): State<AppState>, link: Option<Extension<LinkScope>>
     axum::Json(mine).into_response()
 }
 
-/// The window and hosts of an uptime or incidents query through a link.
-async fn resolve(
-    state: &AppState,
-    link: Option<Extension<LinkScope>>,
-    q: &WindowQuery,
-    now: i64,
-) -> Result<(i64, i64, Vec<String>), Response> {
-    let scope = scope(state, link).await?;
-    let (from, to) = crate::http::window(q, now).map_err(|(code, message)| error(code, message))?;
-    let hosts = scope.hosts_or(q.host.as_deref()).map_err(|(code, message)| error(code, message))?;
-    Ok((from, to, hosts))
+async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>, scope: Scope) -> Response {
+    let now = crate::now_ms();
+    match scope.resolve(&q, now) {
+        Ok((from, to, hosts)) => {
+            crate::http::uptime_of(&state, (from, to), hosts, now, q.timeline.unwrap_or(false)).await
+        }
+        Err((code, message)) => error(code, message),
+    }
 }
 
-async fn uptime(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Query(q): Query<WindowQuery>,
-) -> Response {
+async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>, scope: Scope) -> Response {
     let now = crate::now_ms();
-    let (from, to, hosts) = match resolve(&state, link, &q, now).await {
-        Ok(resolved) => resolved,
-        Err(response) => return response,
-    };
-    let uptime = Arc::clone(&state.uptime);
-    let with_timeline = q.timeline.unwrap_or(false);
-    crate::http::blocking_json(move || {
-        let mut out = Vec::new();
-        for host in hosts {
-            let signals = uptime.host_uptime(&host, from, to, now, with_timeline)?;
-            out.push(serde_json::json!({ "host": host, "target": uptime.cfg.target_of(&host), "signals": signals }));
-        }
-        Ok(serde_json::json!({ "from": from, "to": to, "hosts": out }))
-    })
-    .await
-}
-
-async fn incidents(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Query(q): Query<WindowQuery>,
-) -> Response {
-    let now = crate::now_ms();
-    let (from, to, hosts) = match resolve(&state, link, &q, now).await {
-        Ok(resolved) => resolved,
-        Err(response) => return response,
-    };
-    let uptime = Arc::clone(&state.uptime);
-    crate::http::blocking_json(move || {
-        let mut all = Vec::new();
-        for host in hosts {
-            all.extend(uptime.incidents(&host, from, to, now)?);
-        }
-        Ok(serde_json::json!({ "from": from, "to": to, "incidents": all }))
-    })
-    .await
+    match scope.resolve(&q, now) {
+        Ok((from, to, hosts)) => crate::http::incidents_of(&state, (from, to), hosts, now).await,
+        Err((code, message)) => error(code, message),
+    }
 }
 
 /// Maintenance windows of the client's hosts and those for every host.
-async fn maintenance(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Query(q): Query<WindowQuery>,
-) -> Response {
-    let scope = match scope(&state, link).await {
-        Ok(scope) => scope,
-        Err(response) => return response,
-    };
+async fn maintenance(State(state): State<AppState>, Query(q): Query<WindowQuery>, scope: Scope) -> Response {
     let (from, to) = (q.from.unwrap_or(i64::MIN), q.to.unwrap_or(i64::MAX));
     let uptime = Arc::clone(&state.uptime);
     crate::http::blocking_json(move || {
@@ -346,52 +251,18 @@ async fn maintenance(
     .await
 }
 
-/// Runs `then` for one of the client's hosts, 404 for any other.
-async fn for_host<F>(state: AppState, link: Option<Extension<LinkScope>>, host: &str, then: F) -> Response
-where
-    F: AsyncFnOnce(AppState) -> Response,
-{
-    match scope(&state, link).await.map(|scope| scope.host(host)) {
-        Ok(Ok(())) => then(state).await,
-        Ok(Err((code, message))) => error(code, message),
-        Err(response) => response,
-    }
+async fn series(state: State<AppState>, path: Path<(String, String)>, q: Query<SeriesQuery>, scope: Scope) -> Response {
+    scope.on_host(path, async move |host| crate::http::series(state, host, q).await).await
 }
 
-async fn series(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Path((_, host)): Path<(String, String)>,
-    q: Query<SeriesQuery>,
-) -> Response {
-    let h = host.clone();
-    for_host(state, link, &h, async move |state| crate::http::series(State(state), Path(host), q).await).await
+async fn errors(state: State<AppState>, path: Path<(String, String)>, q: Query<ErrorsQuery>, scope: Scope) -> Response {
+    scope.on_host(path, async move |host| crate::http::errors(state, host, q).await).await
 }
 
-async fn errors(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Path((_, host)): Path<(String, String)>,
-    q: Query<ErrorsQuery>,
-) -> Response {
-    let h = host.clone();
-    for_host(state, link, &h, async move |state| crate::http::errors(State(state), Path(host), q).await).await
+async fn checks(state: State<AppState>, path: Path<(String, String)>, scope: Scope) -> Response {
+    scope.on_host(path, async move |host| crate::http::checks(state, host).await).await
 }
 
-async fn checks(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Path((_, host)): Path<(String, String)>,
-) -> Response {
-    let h = host.clone();
-    for_host(state, link, &h, async move |state| crate::http::checks(State(state), Path(host)).await).await
-}
-
-async fn gaps(
-    State(state): State<AppState>,
-    link: Option<Extension<LinkScope>>,
-    Path((_, host)): Path<(String, String)>,
-) -> Response {
-    let h = host.clone();
-    for_host(state, link, &h, async move |state| crate::http::gaps(State(state), Path(host)).await).await
+async fn gaps(state: State<AppState>, path: Path<(String, String)>, scope: Scope) -> Response {
+    scope.on_host(path, async move |host| crate::http::gaps(state, host).await).await
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::contract::{ContractView, Priority};
 use crate::i18n::{Lang, Msg, Page};
-use crate::report::{HostReport, against, field, html_escape};
+use crate::report::{HostReport, Period, against, field, foot, heading_row, html_escape};
 use crate::sla::Ms;
 use crate::store::query::MaintenanceRow;
 use crate::uptime::{IncidentRow, Uptime};
@@ -47,27 +47,10 @@ pub struct PriorityRow {
     pub resolution_breached: usize,
 }
 
-/// One client's month.
+/// A client's month against its contract in figures: its report's summary and its row of the
+/// fleet summary (its fields are theirs in JSON).
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientReport {
-    /// Client.
-    pub client: String,
-    /// Its contract.
-    pub contract: ContractView,
-    /// `YYYY-MM`.
-    pub month: String,
-    /// Time zone of the month (the contract's).
-    pub timezone: String,
-    /// Start, unix ms.
-    pub from_ms: Ms,
-    /// End, unix ms (the month's end, or now for the current month).
-    pub to_ms: Ms,
-    /// Start, ISO 8601.
-    pub from_iso: String,
-    /// End, ISO 8601.
-    pub to_iso: String,
-    /// When it was made.
-    pub generated_ms: Ms,
+pub struct Totals {
     /// Availability over every host: Σ up / Σ (up + down) of the signals the SLA is judged on.
     pub availability: Option<f64>,
     /// The contract's target.
@@ -80,6 +63,21 @@ pub struct ClientReport {
     pub resolution_breaches: usize,
     /// Incidents still open at the report's end.
     pub open_incidents: usize,
+}
+
+/// One client's month.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    /// Client.
+    pub client: String,
+    /// Its contract.
+    pub contract: ContractView,
+    /// The month, in the contract's time zone.
+    #[serde(flatten)]
+    pub period: Period,
+    /// Its figures.
+    #[serde(flatten)]
+    pub totals: Totals,
     /// Per priority, critical first.
     pub by_priority: Vec<PriorityRow>,
     /// Every incident of its hosts, by start.
@@ -103,14 +101,9 @@ pub fn build(uptime: &Uptime, client: &str, month: &str, now: Ms) -> Result<Clie
     };
     let hosts = uptime.hosts_of_client(client).map_err(|e| e.to_string())?.unwrap_or_default();
     let contract = &c.contract;
-    let mut cfg = uptime.cfg.clone();
-    cfg.target = contract.target;
-    cfg.targets = hosts.iter().map(|h| (h.clone(), contract.target)).collect();
-    cfg.calendar.clone_from(&contract.calendar);
-    cfg.timezone = contract.timezone.clone();
-    let service = uptime.with_config(cfg);
-    let (from, month_end) = service.month_bounds(month)?;
-    let to = month_end.min(now.max(from));
+    let service = uptime.with_config(on_contract(&uptime.cfg, contract, &hosts));
+    let period = Period::of_month(&service, month, contract.timezone_name.clone(), now)?;
+    let (from, to) = (period.from_ms, period.to_ms);
     let mut reports = Vec::new();
     let mut not_monitored = Vec::new();
     for host in &hosts {
@@ -157,23 +150,18 @@ pub fn build(uptime: &Uptime, client: &str, month: &str, now: Ms) -> Result<Clie
         .into_iter()
         .filter(|m| m.host.is_empty() || hosts.contains(&m.host))
         .collect();
-    let tz = &contract.timezone;
     Ok(ClientReport {
         client: client.to_owned(),
         contract: contract.view(),
-        month: month.to_owned(),
-        timezone: contract.timezone_name.clone(),
-        from_ms: from,
-        to_ms: to,
-        from_iso: crate::i18n::iso(from, tz),
-        to_iso: crate::i18n::iso(to, tz),
-        generated_ms: now,
-        availability,
-        target: contract.target,
-        met: availability.map(|a| a >= contract.target),
-        reaction_breaches: by_priority.iter().map(|p| p.reaction_breached).sum(),
-        resolution_breaches: by_priority.iter().map(|p| p.resolution_breached).sum(),
-        open_incidents: by_priority.iter().map(|p| p.open).sum(),
+        period,
+        totals: Totals {
+            availability,
+            target: contract.target,
+            met: availability.map(|a| a >= contract.target),
+            reaction_breaches: by_priority.iter().map(|p| p.reaction_breached).sum(),
+            resolution_breaches: by_priority.iter().map(|p| p.resolution_breached).sum(),
+            open_incidents: by_priority.iter().map(|p| p.open).sum(),
+        },
         by_priority,
         incidents,
         maintenance,
@@ -182,216 +170,202 @@ pub fn build(uptime: &Uptime, client: &str, month: &str, now: Ms) -> Result<Clie
     })
 }
 
+/// The SLA settings of `hosts` under `contract`: its target, service hours and time zone.
+pub(crate) fn on_contract(
+    sla: &crate::config::SlaConfig,
+    contract: &crate::contract::Contract,
+    hosts: &[String],
+) -> crate::config::SlaConfig {
+    let mut cfg = sla.clone();
+    cfg.target = contract.target;
+    cfg.targets = hosts.iter().map(|h| (h.clone(), contract.target)).collect();
+    cfg.calendar.clone_from(&contract.calendar);
+    cfg.timezone = contract.timezone.clone();
+    cfg
+}
+
 /// Seconds with up to three decimals (`600`, `600.5`).
 fn secs(ms: Ms) -> String {
     let text = format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// Columns of the report's CSV, in order.
+const COLUMNS: [&str; 29] = [
+    "kind",
+    "client",
+    "month",
+    "host",
+    "priority",
+    "id",
+    "check",
+    "reason",
+    "start_ms",
+    "end_ms",
+    "ack_ms",
+    "ack_by",
+    "start_at",
+    "end_at",
+    "ack_at",
+    "reaction_s",
+    "reaction_target_s",
+    "reaction_breached",
+    "resolution_s",
+    "resolution_target_s",
+    "resolution_breached",
+    "incidents",
+    "acknowledged",
+    "open",
+    "availability",
+    "target",
+    "met",
+    "source",
+    "declared_by",
+];
+
+/// One line of CSV: each cell through [`field`].
+fn csv_line(out: &mut String, cells: &[String]) {
+    out.push_str(&cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+    out.push('\n');
+}
+
+/// A row of the report's CSV: its `kind`, the client and the month; every other cell empty
+/// until [`Row::set`].
+struct Row([String; COLUMNS.len()]);
+
+impl Row {
+    fn new(kind: &str, r: &ClientReport) -> Row {
+        Row(std::array::from_fn(|_| String::new()))
+            .set("kind", kind)
+            .set("client", r.client.as_str())
+            .set("month", r.period.month.as_str())
+    }
+
+    /// The row with `value` in `column`.
+    ///
+    /// # Panics
+    /// When `column` is not one of [`COLUMNS`] (a typo in this file, which the tests would show).
+    fn set(mut self, column: &str, value: impl Into<String>) -> Row {
+        let idx = COLUMNS.iter().position(|c| *c == column).expect("a column of COLUMNS");
+        self.0[idx] = value.into();
+        self
+    }
+
+    fn write(self, out: &mut String) {
+        csv_line(out, &self.0);
+    }
+}
+
 /// The report as CSV: one `kind` per row: `client` (the totals), `host`, `priority`,
 /// `incident`, `maintenance` (with `source` and `declared_by`). Times as unix ms and ISO 8601 in
 /// the contract's time zone; support times and targets in seconds.
 pub fn csv(r: &ClientReport) -> String {
-    let tz = jiff::tz::TimeZone::get(&r.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let iso = |v: Option<Ms>| v.map(|v| crate::i18n::iso(v, &tz)).unwrap_or_default();
+    let tz = r.period.zone();
+    let iso = |v: Ms| crate::i18n::iso(v, &tz);
     let opt = |v: Option<Ms>| v.map(|v| v.to_string()).unwrap_or_default();
     let ratio = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let mut out = String::from(
-        "kind,client,month,host,priority,id,check,reason,start_ms,end_ms,ack_ms,ack_by,start_at,end_at,ack_at,\
-         reaction_s,reaction_target_s,reaction_breached,resolution_s,resolution_target_s,resolution_breached,\
-         incidents,acknowledged,open,availability,target,met,source,declared_by\n",
-    );
-    let mut row = |cols: [String; 29]| {
-        out.push_str(&cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    };
-    let e = String::new;
     let met = |m: Option<bool>| m.map(|m| m.to_string()).unwrap_or_default();
-    let total: usize = r.by_priority.iter().map(|p| p.incidents).sum();
-    let acknowledged: usize = r.by_priority.iter().map(|p| p.acknowledged).sum();
-    row([
-        "client".into(),
-        r.client.clone(),
-        r.month.clone(),
-        e(),
-        e(),
-        e(),
-        e(),
-        e(),
-        r.from_ms.to_string(),
-        r.to_ms.to_string(),
-        e(),
-        e(),
-        r.from_iso.clone(),
-        r.to_iso.clone(),
-        e(),
-        e(),
-        e(),
-        r.reaction_breaches.to_string(),
-        e(),
-        e(),
-        r.resolution_breaches.to_string(),
-        total.to_string(),
-        acknowledged.to_string(),
-        r.open_incidents.to_string(),
-        ratio(r.availability),
-        r.target.to_string(),
-        met(r.met),
-        e(),
-        e(),
-    ]);
+    let mut out = COLUMNS.join(",");
+    out.push('\n');
+    let t = &r.totals;
+    Row::new("client", r)
+        .set("start_ms", r.period.from_ms.to_string())
+        .set("end_ms", r.period.to_ms.to_string())
+        .set("start_at", r.period.from_iso.as_str())
+        .set("end_at", r.period.to_iso.as_str())
+        .set("reaction_breached", t.reaction_breaches.to_string())
+        .set("resolution_breached", t.resolution_breaches.to_string())
+        .set("incidents", r.by_priority.iter().map(|p| p.incidents).sum::<usize>().to_string())
+        .set("acknowledged", r.by_priority.iter().map(|p| p.acknowledged).sum::<usize>().to_string())
+        .set("open", t.open_incidents.to_string())
+        .set("availability", ratio(t.availability))
+        .set("target", t.target.to_string())
+        .set("met", met(t.met))
+        .write(&mut out);
     for h in &r.hosts {
-        row([
-            "host".into(),
-            r.client.clone(),
-            r.month.clone(),
-            h.host.clone(),
-            e(),
-            e(),
-            h.sla_signal.clone(),
-            e(),
-            h.monitored_from_ms.to_string(),
-            h.monitored_to_ms.to_string(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            h.incidents.len().to_string(),
-            e(),
-            e(),
-            ratio(h.availability),
-            h.target.to_string(),
-            met(h.met),
-            e(),
-            e(),
-        ]);
+        Row::new("host", r)
+            .set("host", h.host.as_str())
+            .set("check", h.sla_signal.as_str())
+            .set("start_ms", h.monitored_from_ms.to_string())
+            .set("end_ms", h.monitored_to_ms.to_string())
+            .set("incidents", h.incidents.len().to_string())
+            .set("availability", ratio(h.availability))
+            .set("target", h.target.to_string())
+            .set("met", met(h.met))
+            .write(&mut out);
     }
     for p in &r.by_priority {
-        row([
-            "priority".into(),
-            r.client.clone(),
-            r.month.clone(),
-            e(),
-            p.priority.into(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            p.worst_reaction_ms.map(secs).unwrap_or_default(),
-            secs(p.reaction_target_ms),
-            p.reaction_breached.to_string(),
-            p.worst_resolution_ms.map(secs).unwrap_or_default(),
-            secs(p.resolution_target_ms),
-            p.resolution_breached.to_string(),
-            p.incidents.to_string(),
-            p.acknowledged.to_string(),
-            p.open.to_string(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-        ]);
+        Row::new("priority", r)
+            .set("priority", p.priority)
+            .set("reaction_s", p.worst_reaction_ms.map(secs).unwrap_or_default())
+            .set("reaction_target_s", secs(p.reaction_target_ms))
+            .set("reaction_breached", p.reaction_breached.to_string())
+            .set("resolution_s", p.worst_resolution_ms.map(secs).unwrap_or_default())
+            .set("resolution_target_s", secs(p.resolution_target_ms))
+            .set("resolution_breached", p.resolution_breached.to_string())
+            .set("incidents", p.incidents.to_string())
+            .set("acknowledged", p.acknowledged.to_string())
+            .set("open", p.open.to_string())
+            .write(&mut out);
     }
     for i in &r.incidents {
-        let c = i.clock.as_ref();
-        row([
-            "incident".into(),
-            r.client.clone(),
-            r.month.clone(),
-            i.host.clone(),
-            i.priority.as_str().into(),
-            i.id.clone(),
-            i.check.clone(),
-            i.reason.clone(),
-            i.start_ms.to_string(),
-            opt(i.end_ms),
-            opt(i.ack_ms),
-            i.ack_by.clone().unwrap_or_default(),
-            iso(Some(i.start_ms)),
-            iso(i.end_ms),
-            iso(i.ack_ms),
-            c.map(|c| secs(c.reaction_support_ms)).unwrap_or_default(),
-            c.map(|c| secs(c.reaction_target_ms)).unwrap_or_default(),
-            c.map(|c| c.reaction_breached.to_string()).unwrap_or_default(),
-            c.map(|c| secs(c.resolution_support_ms)).unwrap_or_default(),
-            c.map(|c| secs(c.resolution_target_ms)).unwrap_or_default(),
-            c.map(|c| c.resolution_breached.to_string()).unwrap_or_default(),
-            e(),
-            e(),
-            usize::from(i.end_ms.is_none()).to_string(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-        ]);
+        let mut row = Row::new("incident", r)
+            .set("host", i.host.as_str())
+            .set("priority", i.priority.as_str())
+            .set("id", i.id.as_str())
+            .set("check", i.check.as_str())
+            .set("reason", i.reason.as_str())
+            .set("start_ms", i.start_ms.to_string())
+            .set("end_ms", opt(i.end_ms))
+            .set("ack_ms", opt(i.ack_ms))
+            .set("ack_by", i.ack_by.clone().unwrap_or_default())
+            .set("start_at", iso(i.start_ms))
+            .set("end_at", i.end_ms.map(iso).unwrap_or_default())
+            .set("ack_at", i.ack_ms.map(iso).unwrap_or_default())
+            .set("open", usize::from(i.end_ms.is_none()).to_string());
+        if let Some(c) = &i.clock {
+            row = row
+                .set("reaction_s", secs(c.reaction_support_ms))
+                .set("reaction_target_s", secs(c.reaction_target_ms))
+                .set("reaction_breached", c.reaction_breached.to_string())
+                .set("resolution_s", secs(c.resolution_support_ms))
+                .set("resolution_target_s", secs(c.resolution_target_ms))
+                .set("resolution_breached", c.resolution_breached.to_string());
+        }
+        row.write(&mut out);
     }
     for m in &r.maintenance {
-        row([
-            "maintenance".into(),
-            r.client.clone(),
-            r.month.clone(),
-            m.host.clone(),
-            e(),
-            m.id.to_string(),
-            e(),
-            m.reason.clone(),
-            m.from_ms.to_string(),
-            m.to_ms.to_string(),
-            e(),
-            e(),
-            iso(Some(m.from_ms)),
-            iso(Some(m.to_ms)),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            e(),
-            m.source.into(),
-            m.declared_by.clone(),
-        ]);
+        Row::new("maintenance", r)
+            .set("host", m.host.as_str())
+            .set("id", m.id.to_string())
+            .set("reason", m.reason.as_str())
+            .set("start_ms", m.from_ms.to_string())
+            .set("end_ms", m.to_ms.to_string())
+            .set("start_at", iso(m.from_ms))
+            .set("end_at", iso(m.to_ms))
+            .set("source", m.source)
+            .set("declared_by", m.declared_by.as_str())
+            .write(&mut out);
     }
     out
 }
 
 /// The report as an HTML page in `lang`, for the screen and for print on A4.
 pub fn html(r: &ClientReport, lang: Lang) -> String {
-    let tz = jiff::tz::TimeZone::get(&r.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let p = Page::new(lang, tz);
+    let p = Page::new(lang, r.period.zone());
     let mut out = String::new();
-    let title = p.f(Msg::ClientReportTitle, &[&r.client, &crate::i18n::month(lang, &r.month)]);
+    let title = p.f(Msg::ClientReportTitle, &[&r.client, &crate::i18n::month(lang, &r.period.month)]);
     crate::report::head(&mut out, &p, &title, false);
     let _ = write!(
         out,
         "<p class=\"period\">{} {}</p><p>{}: <b>{}</b>. {}</p>",
-        p.f(Msg::Period, &[&p.time(r.from_ms), &p.time(r.to_ms)]),
-        p.f(Msg::TimesIn, &[&html_escape(&r.timezone)]),
+        p.f(Msg::Period, &[&p.time(r.period.from_ms), &p.time(r.period.to_ms)]),
+        p.f(Msg::TimesIn, &[&html_escape(&r.period.timezone)]),
         p.t(Msg::Plan),
         html_escape(&r.contract.plan),
         p.f(Msg::SupportHoursAre, &[&html_escape(&r.contract.support_hours)]),
     );
+    let t = &r.totals;
     let _ = write!(
         out,
         "<table id=\"client-summary\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\
@@ -402,17 +376,13 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
         p.t(Msg::ReactionBreaches),
         p.t(Msg::ResolutionBreaches),
         p.t(Msg::OpenIncidents),
-        p.percent(r.availability),
-        p.percent(Some(r.target)),
-        p.t(match r.met {
-            Some(true) => Msg::Yes,
-            Some(false) => Msg::No,
-            None => Msg::NoData,
-        }),
-        r.reaction_breaches,
-        r.resolution_breaches,
-        r.open_incidents,
-        class = against(r.availability, r.target),
+        p.percent(t.availability),
+        p.percent(Some(t.target)),
+        p.met(t.met),
+        t.reaction_breaches,
+        t.resolution_breaches,
+        t.open_incidents,
+        class = against(t.availability, t.target),
     );
     if !r.not_monitored.is_empty() {
         let _ = write!(
@@ -421,11 +391,8 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
             p.f(Msg::NotMonitored, &[&html_escape(&r.not_monitored.join(", "))])
         );
     }
-    out.push_str("<table id=\"hosts\"><tr>");
-    for th in [Msg::Host, Msg::Signal, Msg::Availability, Msg::Target, Msg::Met, Msg::Downtime] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    out.push_str("<table id=\"hosts\">");
+    heading_row(&mut out, &p, &[Msg::Host, Msg::Signal, Msg::Availability, Msg::Target, Msg::Met, Msg::Downtime]);
     for h in &r.hosts {
         let _ = write!(
             out,
@@ -435,31 +402,28 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
             class = against(h.availability, h.target),
             avail = p.percent(h.availability),
             target = p.percent(Some(h.target)),
-            met = p.t(match h.met {
-                Some(true) => Msg::Yes,
-                Some(false) => Msg::No,
-                None => Msg::NoData,
-            }),
+            met = p.met(h.met),
             down = p.duration(h.totals.down_ms),
         );
     }
     out.push_str("</table>");
-    let _ = write!(out, "<h2>{}</h2><table id=\"priorities\"><tr>", p.t(Msg::ReactionByPriority));
-    for th in [
-        Msg::Severity,
-        Msg::Incidents,
-        Msg::Acknowledged,
-        Msg::OpenIncidents,
-        Msg::ReactionTarget,
-        Msg::WorstReaction,
-        Msg::ReactionBreaches,
-        Msg::ResolutionTarget,
-        Msg::WorstResolution,
-        Msg::ResolutionBreaches,
-    ] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    let _ = write!(out, "<h2>{}</h2><table id=\"priorities\">", p.t(Msg::ReactionByPriority));
+    heading_row(
+        &mut out,
+        &p,
+        &[
+            Msg::Severity,
+            Msg::Incidents,
+            Msg::Acknowledged,
+            Msg::OpenIncidents,
+            Msg::ReactionTarget,
+            Msg::WorstReaction,
+            Msg::ReactionBreaches,
+            Msg::ResolutionTarget,
+            Msg::WorstResolution,
+            Msg::ResolutionBreaches,
+        ],
+    );
     let dur = |ms: Option<Ms>| ms.map_or_else(|| "—".to_owned(), |ms| p.duration(ms));
     for row in &r.by_priority {
         let _ = write!(
@@ -482,21 +446,22 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
     }
     out.push_str("</table>");
     if !r.incidents.is_empty() {
-        let _ = write!(out, "<h2>{}</h2><table id=\"incidents\"><tr>", p.t(Msg::Incidents));
-        for th in [
-            Msg::Host,
-            Msg::Severity,
-            Msg::Check,
-            Msg::Reason,
-            Msg::Start,
-            Msg::End,
-            Msg::Acknowledged,
-            Msg::Reaction,
-            Msg::Resolution,
-        ] {
-            let _ = write!(out, "<th>{}</th>", p.t(th));
-        }
-        out.push_str("</tr>");
+        let _ = write!(out, "<h2>{}</h2><table id=\"incidents\">", p.t(Msg::Incidents));
+        heading_row(
+            &mut out,
+            &p,
+            &[
+                Msg::Host,
+                Msg::Severity,
+                Msg::Check,
+                Msg::Reason,
+                Msg::Start,
+                Msg::End,
+                Msg::Acknowledged,
+                Msg::Reaction,
+                Msg::Resolution,
+            ],
+        );
         for i in &r.incidents {
             let measure = |support: Ms, target: Ms, breached: bool| {
                 format!(
@@ -534,11 +499,8 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
         out.push_str("</table>");
     }
     if !r.maintenance.is_empty() {
-        let _ = write!(out, "<h2>{}</h2><table id=\"maintenance\"><tr>", p.t(Msg::MaintenanceWindows));
-        for th in [Msg::Host, Msg::Start, Msg::End, Msg::Reason, Msg::DeclaredIn, Msg::DeclaredBy] {
-            let _ = write!(out, "<th>{}</th>", p.t(th));
-        }
-        out.push_str("</tr>");
+        let _ = write!(out, "<h2>{}</h2><table id=\"maintenance\">", p.t(Msg::MaintenanceWindows));
+        heading_row(&mut out, &p, &[Msg::Host, Msg::Start, Msg::End, Msg::Reason, Msg::DeclaredIn, Msg::DeclaredBy]);
         for m in &r.maintenance {
             let _ = write!(
                 out,
@@ -556,8 +518,7 @@ pub fn html(r: &ClientReport, lang: Lang) -> String {
     for h in &r.hosts {
         crate::report::host_html(&mut out, &p, h);
     }
-    let _ =
-        writeln!(out, "<p class=\"generated\">{}</p></body></html>", p.f(Msg::Generated, &[&p.time(r.generated_ms)]));
+    foot(&mut out, &p, r.period.generated_ms);
     out
 }
 
@@ -570,18 +531,9 @@ pub struct FleetRow {
     pub plan: String,
     /// Hosts.
     pub hosts: Vec<String>,
-    /// Availability over its hosts.
-    pub availability: Option<f64>,
-    /// Target.
-    pub target: f64,
-    /// availability >= target.
-    pub met: Option<bool>,
-    /// Reaction breaches.
-    pub reaction_breaches: usize,
-    /// Resolution breaches.
-    pub resolution_breaches: usize,
-    /// Open incidents.
-    pub open_incidents: usize,
+    /// Its figures.
+    #[serde(flatten)]
+    pub totals: Totals,
 }
 
 /// The fleet summary: one row per client.
@@ -608,12 +560,7 @@ pub fn fleet(uptime: &Uptime, month: &str, now: Ms) -> Result<Fleet, String> {
             client: r.client,
             plan: r.contract.plan,
             hosts: r.hosts.iter().map(|h| h.host.clone()).collect(),
-            availability: r.availability,
-            target: r.target,
-            met: r.met,
-            reaction_breaches: r.reaction_breaches,
-            resolution_breaches: r.resolution_breaches,
-            open_incidents: r.open_incidents,
+            totals: r.totals,
         });
     }
     Ok(Fleet { month: month.to_owned(), generated_ms: now, clients })
@@ -625,20 +572,20 @@ pub fn fleet_csv(f: &Fleet) -> String {
         "client,month,plan,hosts,availability,target,met,reaction_breaches,resolution_breaches,open_incidents\n",
     );
     for c in &f.clients {
-        let cols = [
+        let t = &c.totals;
+        let cells = [
             c.client.clone(),
             f.month.clone(),
             c.plan.clone(),
             c.hosts.join(" "),
-            c.availability.map(|a| a.to_string()).unwrap_or_default(),
-            c.target.to_string(),
-            c.met.map(|m| m.to_string()).unwrap_or_default(),
-            c.reaction_breaches.to_string(),
-            c.resolution_breaches.to_string(),
-            c.open_incidents.to_string(),
+            t.availability.map(|a| a.to_string()).unwrap_or_default(),
+            t.target.to_string(),
+            t.met.map(|m| m.to_string()).unwrap_or_default(),
+            t.reaction_breaches.to_string(),
+            t.resolution_breaches.to_string(),
+            t.open_incidents.to_string(),
         ];
-        out.push_str(&cols.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
+        csv_line(&mut out, &cells);
     }
     out
 }
@@ -648,21 +595,22 @@ pub fn fleet_html(f: &Fleet, lang: Lang, tz: jiff::tz::TimeZone) -> String {
     let p = Page::new(lang, tz);
     let mut out = String::new();
     crate::report::head(&mut out, &p, &p.f(Msg::FleetTitle, &[&crate::i18n::month(lang, &f.month)]), false);
-    out.push_str("<table id=\"fleet\"><tr>");
-    for th in [
-        Msg::Client,
-        Msg::Plan,
-        Msg::Hosts,
-        Msg::Availability,
-        Msg::Target,
-        Msg::Met,
-        Msg::ReactionBreaches,
-        Msg::ResolutionBreaches,
-        Msg::OpenIncidents,
-    ] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    out.push_str("<table id=\"fleet\">");
+    heading_row(
+        &mut out,
+        &p,
+        &[
+            Msg::Client,
+            Msg::Plan,
+            Msg::Hosts,
+            Msg::Availability,
+            Msg::Target,
+            Msg::Met,
+            Msg::ReactionBreaches,
+            Msg::ResolutionBreaches,
+            Msg::OpenIncidents,
+        ],
+    );
     for c in &f.clients {
         let _ = write!(
             out,
@@ -670,21 +618,16 @@ pub fn fleet_html(f: &Fleet, lang: Lang, tz: jiff::tz::TimeZone) -> String {
             client = html_escape(&c.client),
             plan = html_escape(&c.plan),
             hosts = html_escape(&c.hosts.join(", ")),
-            class = against(c.availability, c.target),
-            avail = p.percent(c.availability),
-            target = p.percent(Some(c.target)),
-            met = p.t(match c.met {
-                Some(true) => Msg::Yes,
-                Some(false) => Msg::No,
-                None => Msg::NoData,
-            }),
-            rb = c.reaction_breaches,
-            sb = c.resolution_breaches,
-            open = c.open_incidents,
+            class = against(c.totals.availability, c.totals.target),
+            avail = p.percent(c.totals.availability),
+            target = p.percent(Some(c.totals.target)),
+            met = p.met(c.totals.met),
+            rb = c.totals.reaction_breaches,
+            sb = c.totals.resolution_breaches,
+            open = c.totals.open_incidents,
         );
     }
     out.push_str("</table>");
-    let _ =
-        writeln!(out, "<p class=\"generated\">{}</p></body></html>", p.f(Msg::Generated, &[&p.time(f.generated_ms)]));
+    foot(&mut out, &p, f.generated_ms);
     out
 }

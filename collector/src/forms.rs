@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -464,6 +464,29 @@ async fn admit<T: serde::de::DeserializeOwned>(
     Ok((who, form))
 }
 
+/// A form post that passed [`admit`], for a form handler: the page it answers with, who posted
+/// and the form. Extracted as the handlers before took the post apart (user, headers, body), so
+/// a refusal is [`admit`]'s page, or the body's own rejection.
+struct Posted<T> {
+    /// In the language of the form (its hidden `lang` field).
+    p: Page,
+    who: Principal,
+    form: T,
+}
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = req.extensions().get::<Principal>().cloned().map(Extension);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let p = posted_page(state, &body);
+        let (who, form) = admit::<T>(state, principal, &headers, &body, &p).await?;
+        Ok(Posted { p, who, form })
+    }
+}
+
 /// Reads the language of a posted form (its hidden `lang` field) before anything else.
 fn posted_page(state: &AppState, body: &Bytes) -> Page {
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
@@ -482,7 +505,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The acknowledge form.
+/// The acknowledge form (and the resolve form).
 #[derive(Debug, Deserialize)]
 struct AckForm {
     id: String,
@@ -490,23 +513,32 @@ struct AckForm {
     by: String,
 }
 
+impl AckForm {
+    /// Who acts on the incident the form names: the signed-in user or, on a loopback listener
+    /// without users, the name typed in the form (that user when none was typed).
+    ///
+    /// # Errors
+    /// The 400 page of an id not shaped like one from the status page (boxed: a response is
+    /// large).
+    fn actor(&self, who: &Principal, p: &Page) -> Result<String, Box<Response>> {
+        if !incident_id_shaped(&self.id) {
+            return Err(Box::new(refused(
+                StatusCode::BAD_REQUEST,
+                p,
+                "id: expected an incident id from the status page",
+            )));
+        }
+        Ok(if who.signed_in || self.by.trim().is_empty() { who.user.clone() } else { self.by.trim().to_owned() })
+    }
+}
+
 /// `POST /actions/ack`: acknowledges an open or past incident as the signed-in user (or, on a
 /// loopback listener without users, as the name typed in the form).
-async fn acknowledge(
-    State(state): State<AppState>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = posted_page(&state, &body);
-    let (who, form) = match admit::<AckForm>(&state, principal, &headers, &body, &p).await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
+async fn acknowledge(State(state): State<AppState>, Posted { p, who, form }: Posted<AckForm>) -> Response {
+    let by = match form.actor(&who, &p) {
+        Ok(by) => by,
+        Err(response) => return *response,
     };
-    if !incident_id_shaped(&form.id) {
-        return refused(StatusCode::BAD_REQUEST, &p, "id: expected an incident id from the status page");
-    }
-    let by = if who.signed_in || form.by.trim().is_empty() { who.user.clone() } else { form.by.trim().to_owned() };
     if by.len() > crate::http::MAX_BY_BYTES {
         return refused(StatusCode::BAD_REQUEST, &p, &format!("by: at most {} bytes", crate::http::MAX_BY_BYTES));
     }
@@ -527,21 +559,11 @@ async fn acknowledge(
 
 /// `POST /actions/resolve`: resolves an incident opened by hand (`POST /api/v1/incidents/open`)
 /// as the signed-in user; one opened by a check ends when the check is ok again (409).
-async fn resolve(
-    State(state): State<AppState>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = posted_page(&state, &body);
-    let (who, form) = match admit::<AckForm>(&state, principal, &headers, &body, &p).await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
+async fn resolve(State(state): State<AppState>, Posted { p, who, form }: Posted<AckForm>) -> Response {
+    let by = match form.actor(&who, &p) {
+        Ok(by) => by,
+        Err(response) => return *response,
     };
-    if !incident_id_shaped(&form.id) {
-        return refused(StatusCode::BAD_REQUEST, &p, "id: expected an incident id from the status page");
-    }
-    let by = if who.signed_in || form.by.trim().is_empty() { who.user.clone() } else { form.by.trim().to_owned() };
     let (uptime, admin, id) = (Arc::clone(&state.uptime), Arc::clone(&state.admin), form.id.clone());
     let now = crate::now_ms();
     let done_or = blocking(&p, move || {
@@ -681,15 +703,8 @@ struct MaintenanceForm {
 /// shows them).
 async fn declare_maintenance(
     State(state): State<AppState>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { p, who, form }: Posted<MaintenanceForm>,
 ) -> Response {
-    let p = posted_page(&state, &body);
-    let (who, form) = match admit::<MaintenanceForm>(&state, principal, &headers, &body, &p).await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
-    };
     let (Some(from), Some(to)) = (form_time(&form.from, &p.tz), form_time(&form.to, &p.tz)) else {
         return refused(StatusCode::BAD_REQUEST, &p, "from and to: expected a date and time such as 2026-11-30T22:00");
     };

@@ -229,12 +229,21 @@ async fn resolve(state: &AppState, q: &WindowQuery, now: i64) -> Result<(i64, i6
 
 async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to, hosts) = match resolve(&state, &q, now).await {
-        Ok(resolved) => resolved,
-        Err((code, message)) => return error(code, message),
-    };
+    match resolve(&state, &q, now).await {
+        Ok((from, to, hosts)) => uptime_of(&state, (from, to), hosts, now, q.timeline.unwrap_or(false)).await,
+        Err((code, message)) => error(code, message),
+    }
+}
+
+/// The answer of `/api/v1/uptime`: each of `hosts`' target and signals in `[from, to)`.
+pub(crate) async fn uptime_of(
+    state: &AppState,
+    (from, to): (i64, i64),
+    hosts: Vec<String>,
+    now: i64,
+    with_timeline: bool,
+) -> Response {
     let uptime = Arc::clone(&state.uptime);
-    let with_timeline = q.timeline.unwrap_or(false);
     blocking_json(move || {
         let mut out = Vec::new();
         for host in hosts {
@@ -248,10 +257,14 @@ async fn uptime(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> 
 
 async fn incidents(State(state): State<AppState>, Query(q): Query<WindowQuery>) -> Response {
     let now = now_ms();
-    let (from, to, hosts) = match resolve(&state, &q, now).await {
-        Ok(resolved) => resolved,
-        Err((code, message)) => return error(code, message),
-    };
+    match resolve(&state, &q, now).await {
+        Ok((from, to, hosts)) => incidents_of(&state, (from, to), hosts, now).await,
+        Err((code, message)) => error(code, message),
+    }
+}
+
+/// The answer of `/api/v1/incidents`: the incidents of `hosts` overlapping `[from, to)`.
+pub(crate) async fn incidents_of(state: &AppState, (from, to): (i64, i64), hosts: Vec<String>, now: i64) -> Response {
     let uptime = Arc::clone(&state.uptime);
     blocking_json(move || {
         let mut all = Vec::new();
@@ -467,46 +480,95 @@ pub(crate) struct ReportQuery {
     pub(crate) lang: Option<String>,
 }
 
+/// What a report request asks for.
+pub(crate) struct ReportAsk {
+    /// `YYYY-MM`.
+    pub(crate) month: String,
+    /// html, csv or json.
+    pub(crate) format: String,
+    /// Language of the page.
+    pub(crate) lang: Lang,
+}
+
+impl ReportAsk {
+    /// A report request's `month` (default: the current one in `tz`), `format` (default: html)
+    /// and `lang`.
+    ///
+    /// # Errors
+    /// The 400 of a format other than html, csv or json, or of an unknown language (boxed: a
+    /// response is large).
+    pub(crate) fn of(
+        state: &AppState,
+        month: Option<String>,
+        format: Option<String>,
+        lang: Option<&str>,
+        now: i64,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<ReportAsk, Box<Response>> {
+        let month = month.unwrap_or_else(|| current_month(now, tz));
+        let format = format.unwrap_or_else(|| "html".into());
+        if !matches!(format.as_str(), "html" | "csv" | "json") {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("format {format:?}: expected html, csv or json"),
+            )));
+        }
+        let lang = page_lang(state, lang)?;
+        Ok(ReportAsk { month, format, lang })
+    }
+}
+
+/// The month of `now` in `tz`, `YYYY-MM`.
+pub(crate) fn current_month(now: i64, tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(now)
+        .map_or_else(|_| String::new(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m").to_string())
+}
+
+/// Builds `uptime`'s SLA report of `month` (one host's when `host` is set) on the blocking pool.
+///
+/// # Errors
+/// The 404 of an unknown host, the 400 of a bad month, the store's failure.
+pub(crate) async fn sla_report_of(
+    uptime: Arc<crate::uptime::Uptime>,
+    month: String,
+    host: Option<String>,
+    now: i64,
+) -> Result<crate::report::Report, Response> {
+    match blocking(move || Ok(crate::report::build(&uptime, &month, host.as_deref(), now))).await? {
+        Ok(report) => Ok(report),
+        Err(message) if message.starts_with("unknown host") => Err(error(StatusCode::NOT_FOUND, message)),
+        Err(message) => Err(error(StatusCode::BAD_REQUEST, message)),
+    }
+}
+
+/// A CSV attachment named `name.csv` (characters outside `[A-Za-z0-9._-]` left out).
+pub(crate) fn csv_response(name: &str, body: String) -> Response {
+    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 async fn sla_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
     let now = now_ms();
     let uptime = Arc::clone(&state.uptime);
-    let month = q.month.unwrap_or_else(|| {
-        jiff::Timestamp::from_millisecond(now)
-            .map_or_else(|_| String::new(), |t| t.to_zoned(uptime.cfg.timezone.clone()).strftime("%Y-%m").to_string())
-    });
-    let format = q.format.unwrap_or_else(|| "html".into());
-    if !matches!(format.as_str(), "html" | "csv" | "json") {
-        return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
-    }
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
+    let ask = match ReportAsk::of(&state, q.month, q.format, q.lang.as_deref(), now, &uptime.cfg.timezone) {
+        Ok(ask) => ask,
         Err(response) => return *response,
     };
-    let built = blocking(move || Ok(crate::report::build(&uptime, &month, q.host.as_deref(), now))).await;
-    let report = match built {
-        Ok(Ok(report)) => report,
-        Ok(Err(message)) if message.starts_with("unknown host") => return error(StatusCode::NOT_FOUND, message),
-        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+    let report = match sla_report_of(uptime, ask.month, q.host, now).await {
+        Ok(report) => report,
         Err(response) => return response,
     };
-    match format.as_str() {
+    match ask.format.as_str() {
         "json" => axum::Json(report).into_response(),
-        "csv" => {
-            let name: String = format!("b24watch-sla-{}", report.month)
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect();
-            let disposition = format!("attachment; filename=\"{name}.csv\"");
-            (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                    (header::CONTENT_DISPOSITION, disposition),
-                ],
-                crate::report::csv(&report),
-            )
-                .into_response()
-        }
-        _ => html_page(crate::report::html(&report, lang), lang),
+        "csv" => csv_response(&format!("b24watch-sla-{}", report.period.month), crate::report::csv(&report)),
+        _ => html_page(crate::report::html(&report, ask.lang), ask.lang),
     }
 }
 

@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::contract::Priority;
 use crate::http::{
-    AppState, MAX_BY_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES, blocking, bounded, error, html_page, page_lang, past_time,
+    AppState, MAX_BY_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES, ReportAsk, blocking, bounded, csv_response, error,
+    html_page, past_time,
 };
 use crate::now_ms;
 use crate::uptime::{IncidentRef, incident_id};
@@ -163,21 +164,23 @@ struct ReportQuery {
     lang: Option<String>,
 }
 
-fn current_month(now: i64, tz: &jiff::tz::TimeZone) -> String {
-    jiff::Timestamp::from_millisecond(now)
-        .map_or_else(|_| String::new(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m").to_string())
-}
-
-fn csv_response(name: &str, body: String) -> Response {
-    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
-        ],
-        body,
-    )
-        .into_response()
+/// `client`'s report (a configured client) as `ask` says; a bad month is a 400.
+pub(crate) async fn client_report_as(state: &AppState, client: String, ask: ReportAsk, now: i64) -> Response {
+    let uptime = Arc::clone(&state.uptime);
+    let month = ask.month;
+    let report = match blocking(move || Ok(crate::client_report::build(&uptime, &client, &month, now))).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+        Err(response) => return response,
+    };
+    match ask.format.as_str() {
+        "json" => axum::Json(report).into_response(),
+        "csv" => csv_response(
+            &format!("b24watch-{}-{}", report.client, report.period.month),
+            crate::client_report::csv(&report),
+        ),
+        _ => html_page(crate::client_report::html(&report, ask.lang), ask.lang),
+    }
 }
 
 async fn client_report(
@@ -189,51 +192,28 @@ async fn client_report(
     let Some(c) = state.uptime.cfg.contracts.client(&client) else {
         return error(StatusCode::NOT_FOUND, format!("unknown client {client:?}"));
     };
-    let month = q.month.unwrap_or_else(|| current_month(now, &c.contract.timezone));
-    let format = q.format.unwrap_or_else(|| "html".into());
-    if !matches!(format.as_str(), "html" | "csv" | "json") {
-        return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
-    }
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
-        Err(response) => return *response,
-    };
-    let uptime = Arc::clone(&state.uptime);
-    let report = match blocking(move || Ok(crate::client_report::build(&uptime, &client, &month, now))).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
-        Err(response) => return response,
-    };
-    match format.as_str() {
-        "json" => axum::Json(report).into_response(),
-        "csv" => {
-            csv_response(&format!("b24watch-{}-{}", report.client, report.month), crate::client_report::csv(&report))
-        }
-        _ => html_page(crate::client_report::html(&report, lang), lang),
+    match ReportAsk::of(&state, q.month, q.format, q.lang.as_deref(), now, &c.contract.timezone) {
+        Ok(ask) => client_report_as(&state, client, ask, now).await,
+        Err(response) => *response,
     }
 }
 
 async fn fleet_report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
     let now = now_ms();
     let tz = state.uptime.cfg.timezone.clone();
-    let month = q.month.unwrap_or_else(|| current_month(now, &tz));
-    let format = q.format.unwrap_or_else(|| "html".into());
-    if !matches!(format.as_str(), "html" | "csv" | "json") {
-        return error(StatusCode::BAD_REQUEST, format!("format {format:?}: expected html, csv or json"));
-    }
-    let lang = match page_lang(&state, q.lang.as_deref()) {
-        Ok(lang) => lang,
+    let ask = match ReportAsk::of(&state, q.month, q.format, q.lang.as_deref(), now, &tz) {
+        Ok(ask) => ask,
         Err(response) => return *response,
     };
-    let uptime = Arc::clone(&state.uptime);
+    let (uptime, month) = (Arc::clone(&state.uptime), ask.month);
     let fleet = match blocking(move || Ok(crate::client_report::fleet(&uptime, &month, now))).await {
         Ok(Ok(fleet)) => fleet,
         Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
         Err(response) => return response,
     };
-    match format.as_str() {
+    match ask.format.as_str() {
         "json" => axum::Json(fleet).into_response(),
         "csv" => csv_response(&format!("b24watch-fleet-{}", fleet.month), crate::client_report::fleet_csv(&fleet)),
-        _ => html_page(crate::client_report::fleet_html(&fleet, lang, tz), lang),
+        _ => html_page(crate::client_report::fleet_html(&fleet, ask.lang, tz), ask.lang),
     }
 }

@@ -527,6 +527,15 @@ impl Page {
         if target.is_empty() { name } else { format!("{name} ({target})") }
     }
 
+    /// Whether a target is met: yes, no, or no data when nothing was counted.
+    pub fn met(&self, met: Option<bool>) -> &'static str {
+        self.t(match met {
+            Some(true) => Msg::Yes,
+            Some(false) => Msg::No,
+            None => Msg::NoData,
+        })
+    }
+
     /// A severity name.
     pub fn severity(&self, severity: &str) -> &'static str {
         let [en, ru] = match severity {

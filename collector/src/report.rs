@@ -149,9 +149,10 @@ fn figure_text(p: &Page, series: &str, value: f64) -> String {
     }
 }
 
-/// The report.
+/// The month a report covers, and when it was made: the head of the SLA report and of a
+/// client's report (its fields are the reports' own in JSON).
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct Period {
     /// `YYYY-MM`.
     pub month: String,
     /// Time zone of the month.
@@ -166,6 +167,41 @@ pub struct Report {
     pub to_iso: String,
     /// When it was made.
     pub generated_ms: Ms,
+}
+
+impl Period {
+    /// `month` in the time zone of `uptime`'s SLA settings (named `timezone` in the report), up
+    /// to its end or, for the current month, to `now`.
+    ///
+    /// # Errors
+    /// `Err(message)` for a bad month.
+    pub(crate) fn of_month(uptime: &Uptime, month: &str, timezone: String, now: Ms) -> Result<Period, String> {
+        let (from, month_end) = uptime.month_bounds(month)?;
+        let to = month_end.min(now.max(from));
+        let tz = &uptime.cfg.timezone;
+        Ok(Period {
+            month: month.to_owned(),
+            timezone,
+            from_ms: from,
+            to_ms: to,
+            from_iso: crate::i18n::iso(from, tz),
+            to_iso: crate::i18n::iso(to, tz),
+            generated_ms: now,
+        })
+    }
+
+    /// The time zone of the month (UTC if the name no longer resolves).
+    pub(crate) fn zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The month, its time zone and bounds.
+    #[serde(flatten)]
+    pub period: Period,
     /// Service hours, if any.
     pub service_hours: Option<String>,
     /// Hosts.
@@ -177,8 +213,9 @@ pub struct Report {
 /// # Errors
 /// `Err(message)` for a bad month or unknown host; SQLite errors as text.
 pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Result<Report, String> {
-    let (from, month_end) = uptime.month_bounds(month)?;
-    let to = month_end.min(now.max(from));
+    let timezone = uptime.cfg.timezone.iana_name().unwrap_or("UTC").to_owned();
+    let period = Period::of_month(uptime, month, timezone, now)?;
+    let (from, to) = (period.from_ms, period.to_ms);
     // Hosts enrolled before the period's end and not revoked before its start: revoking a host
     // later does not change a past month's report.
     let all: Vec<crate::store::query::AgentRow> = uptime
@@ -207,18 +244,7 @@ pub fn build(uptime: &Uptime, month: &str, host: Option<&str>, now: Ms) -> Resul
         report.revoked_ms = agent.revoked_ms;
         out.push(report);
     }
-    let tz = &uptime.cfg.timezone;
-    Ok(Report {
-        month: month.to_owned(),
-        timezone: uptime.cfg.timezone.iana_name().unwrap_or("UTC").to_owned(),
-        from_ms: from,
-        to_ms: to,
-        from_iso: crate::i18n::iso(from, tz),
-        to_iso: crate::i18n::iso(to, tz),
-        generated_ms: now,
-        service_hours: uptime.cfg.calendar.as_ref().map(|_| "configured".to_owned()),
-        hosts: out,
-    })
+    Ok(Report { period, service_hours: uptime.cfg.calendar.as_ref().map(|_| "configured".to_owned()), hosts: out })
 }
 
 /// The downtime `up` allows at `target` and what is left of it after `down`, ms.
@@ -299,7 +325,7 @@ pub fn judged<'a>(signals: &'a [SignalUptime], contract: Option<&str>) -> Option
 /// the last column, since when in `start_ms`/`start_at`) and one `figure` row per database or
 /// backup series of the month (`figure` .. `max`).
 pub fn csv(report: &Report) -> String {
-    let tz = report_zone(report);
+    let tz = report.period.zone();
     let mut out = String::from(
         "kind,month,host,signal,target,availability,sla_target,met,up_ms,down_ms,unknown_ms,maintenance_ms,\
          check,severity,reason,start_ms,end_ms,duration_ms,ack_ms,reaction_ms,in_period_ms,id,\
@@ -315,7 +341,7 @@ pub fn csv(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "uptime,{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,{},{},,,{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
-                field(&report.month),
+                field(&report.period.month),
                 field(&h.host),
                 field(&s.signal),
                 field(&s.target),
@@ -334,7 +360,7 @@ pub fn csv(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "incident,{},{},,{},,,,,,,,{},{},{},{},{},{},{},{},{},{},,,{},{},{}{RESOURCE_EMPTY}{PREVENTIVE_EMPTY}",
-                field(&report.month),
+                field(&report.period.month),
                 field(&h.host),
                 field(&i.target),
                 field(&i.check),
@@ -352,8 +378,8 @@ pub fn csv(report: &Report) -> String {
                 iso(i.ack_ms),
             );
         }
-        resource_rows(&mut out, &report.month, h);
-        preventive_rows(&mut out, &report.month, h, &tz);
+        resource_rows(&mut out, &report.period.month, h);
+        preventive_rows(&mut out, &report.period.month, h, &tz);
     }
     out
 }
@@ -496,11 +522,6 @@ fn resource_rows(out: &mut String, month: &str, h: &HostReport) {
     }
 }
 
-/// The report's time zone (UTC if the name no longer resolves).
-fn report_zone(report: &Report) -> jiff::tz::TimeZone {
-    jiff::tz::TimeZone::get(&report.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
-}
-
 /// A CSV cell. Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
 /// or carriage return; OWASP "CSV injection") gets a leading `'` and is quoted, so it is shown as
 /// text; cells with separators, quotes or line breaks are quoted.
@@ -575,41 +596,56 @@ pub(crate) fn head(out: &mut String, page: &Page, title: &str, refresh: bool) {
     );
 }
 
+/// A table's heading row: one `<th>` per message, in order.
+pub(crate) fn heading_row(out: &mut String, p: &Page, headings: &[Msg]) {
+    out.push_str("<tr>");
+    for msg in headings {
+        let _ = write!(out, "<th>{}</th>", p.t(*msg));
+    }
+    out.push_str("</tr>");
+}
+
+/// The page foot: when the page was made, then the end of the page.
+pub(crate) fn foot(out: &mut String, p: &Page, generated_ms: Ms) {
+    let _ = writeln!(out, "<p class=\"generated\">{}</p></body></html>", p.f(Msg::Generated, &[&p.time(generated_ms)]));
+}
+
 /// The report as an HTML page in `lang`, times in the report's time zone with the zone named.
 pub fn html(report: &Report, lang: Lang) -> String {
-    let p = Page::new(lang, report_zone(report));
+    let p = Page::new(lang, report.period.zone());
     let mut out = String::new();
-    head(&mut out, &p, &p.f(Msg::ReportTitle, &[&crate::i18n::month(lang, &report.month)]), false);
+    head(&mut out, &p, &p.f(Msg::ReportTitle, &[&crate::i18n::month(lang, &report.period.month)]), false);
     let _ = write!(
         out,
         "<p class=\"period\">{} {}{}</p><p>{} {} {}</p>",
-        p.f(Msg::Period, &[&p.time(report.from_ms), &p.time(report.to_ms)]),
-        p.f(Msg::TimesIn, &[&html_escape(&report.timezone)]),
+        p.f(Msg::Period, &[&p.time(report.period.from_ms), &p.time(report.period.to_ms)]),
+        p.f(Msg::TimesIn, &[&html_escape(&report.period.timezone)]),
         report.service_hours.as_ref().map_or(String::new(), |_| format!(" {}", p.t(Msg::ServiceHours))),
         p.t(Msg::AvailabilityRule),
         p.t(Msg::ColoursNote),
         p.t(Msg::BudgetNote),
     );
-    out.push_str("<table id=\"summary\"><tr>");
-    for th in [
-        Msg::Host,
-        Msg::Signal,
-        Msg::Availability,
-        Msg::Target,
-        Msg::Met,
-        Msg::Downtime,
-        Msg::DowntimeBudget,
-        Msg::Unknown,
-        Msg::Maintenance,
-        Msg::IncidentsBySeverity,
-        Msg::CriticalLogLines,
-    ] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    out.push_str("<table id=\"summary\">");
+    heading_row(
+        &mut out,
+        &p,
+        &[
+            Msg::Host,
+            Msg::Signal,
+            Msg::Availability,
+            Msg::Target,
+            Msg::Met,
+            Msg::Downtime,
+            Msg::DowntimeBudget,
+            Msg::Unknown,
+            Msg::Maintenance,
+            Msg::IncidentsBySeverity,
+            Msg::CriticalLogLines,
+        ],
+    );
     for h in &report.hosts {
         let count = |s: &str| h.incidents_by_severity.get(s).map_or(0, |t| t.count);
-        let since = if h.monitored_from_ms > report.from_ms {
+        let since = if h.monitored_from_ms > report.period.from_ms {
             format!(
                 "<br><span class=\"detail monitored\">{}</span>",
                 p.f(Msg::MonitoredSince, &[&p.time(h.monitored_from_ms)])
@@ -641,11 +677,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
             avail = p.percent(h.availability),
             target = p.percent(Some(h.target)),
             class = against(h.availability, h.target),
-            met = p.t(match h.met {
-                Some(true) => Msg::Yes,
-                Some(false) => Msg::No,
-                None => Msg::NoData,
-            }),
+            met = p.met(h.met),
             down = p.duration(h.totals.down_ms),
             unknown = p.duration(h.totals.unknown_ms),
             maint = p.duration(h.totals.maintenance_ms),
@@ -660,11 +692,7 @@ pub fn html(report: &Report, lang: Lang) -> String {
     for h in &report.hosts {
         host_html(&mut out, &p, h);
     }
-    let _ = writeln!(
-        out,
-        "<p class=\"generated\">{}</p></body></html>",
-        p.f(Msg::Generated, &[&p.time(report.generated_ms)])
-    );
+    foot(&mut out, &p, report.period.generated_ms);
     out
 }
 
@@ -684,17 +712,8 @@ pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
         ),
         h.revoked_ms.map_or_else(String::new, |r| format!(" {}", p.f(Msg::Revoked, &[&p.time(r)]))),
     );
-    let _ = write!(
-        out,
-        "<h3>{}</h3><table class=\"signals\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        p.t(Msg::Signals),
-        p.t(Msg::Signal),
-        p.t(Msg::Availability),
-        p.t(Msg::Up),
-        p.t(Msg::Downtime),
-        p.t(Msg::Unknown),
-        p.t(Msg::Maintenance),
-    );
+    let _ = write!(out, "<h3>{}</h3><table class=\"signals\">", p.t(Msg::Signals));
+    heading_row(out, p, &[Msg::Signal, Msg::Availability, Msg::Up, Msg::Downtime, Msg::Unknown, Msg::Maintenance]);
     for s in &h.signals {
         let _ = write!(
             out,
@@ -709,16 +728,11 @@ pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
             p.duration(s.summary.maintenance_ms)
         );
     }
-    let _ = write!(
+    let _ = write!(out, "</table><h3>{}</h3><table class=\"reaction\">", p.t(Msg::ReactionByPriority));
+    heading_row(
         out,
-        "</table><h3>{}</h3><table class=\"reaction\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        p.t(Msg::ReactionByPriority),
-        p.t(Msg::Severity),
-        p.t(Msg::Count),
-        p.t(Msg::InPeriod),
-        p.t(Msg::Acknowledged),
-        p.t(Msg::MeanReaction),
-        p.t(Msg::WorstReaction),
+        p,
+        &[Msg::Severity, Msg::Count, Msg::InPeriod, Msg::Acknowledged, Msg::MeanReaction, Msg::WorstReaction],
     );
     for severity in ["critical", "high", "medium", "low"] {
         let t = h.incidents_by_severity.get(severity).cloned().unwrap_or_default();
@@ -738,21 +752,22 @@ pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
     if h.incidents.is_empty() {
         let _ = write!(out, "<p>{}</p>", p.t(Msg::NoIncidents));
     } else {
-        out.push_str("<table class=\"incidents\"><tr>");
-        for th in [
-            Msg::Severity,
-            Msg::Check,
-            Msg::CheckTarget,
-            Msg::Reason,
-            Msg::Start,
-            Msg::End,
-            Msg::Duration,
-            Msg::InPeriod,
-            Msg::Reaction,
-        ] {
-            let _ = write!(out, "<th>{}</th>", p.t(th));
-        }
-        out.push_str("</tr>");
+        out.push_str("<table class=\"incidents\">");
+        heading_row(
+            out,
+            p,
+            &[
+                Msg::Severity,
+                Msg::Check,
+                Msg::CheckTarget,
+                Msg::Reason,
+                Msg::Start,
+                Msg::End,
+                Msg::Duration,
+                Msg::InPeriod,
+                Msg::Reaction,
+            ],
+        );
         for i in &h.incidents {
             let _ = write!(
                 out,
@@ -778,11 +793,8 @@ pub(crate) fn host_html(out: &mut String, p: &Page, h: &HostReport) {
     if h.checks.is_empty() {
         let _ = write!(out, "<p>{}</p>", p.t(Msg::NoChecks));
     } else {
-        out.push_str("<table class=\"checks\"><tr>");
-        for th in [Msg::Check, Msg::CheckTarget, Msg::Status, Msg::Severity, Msg::Message, Msg::Since] {
-            let _ = write!(out, "<th>{}</th>", p.t(th));
-        }
-        out.push_str("</tr>");
+        out.push_str("<table class=\"checks\">");
+        heading_row(out, p, &[Msg::Check, Msg::CheckTarget, Msg::Status, Msg::Severity, Msg::Message, Msg::Since]);
         for c in &h.checks {
             let _ = write!(
                 out,
@@ -809,11 +821,12 @@ fn figures_html(out: &mut String, p: &Page, h: &HostReport) {
     if h.figures.is_empty() {
         let _ = write!(out, "<p>{}</p>", p.t(Msg::NoFigures));
     } else {
-        out.push_str("<table><tr>");
-        for th in [Msg::Figure, Msg::Of, Msg::MonthStart, Msg::MonthEnd, Msg::Change, Msg::Lowest, Msg::Highest] {
-            let _ = write!(out, "<th>{}</th>", p.t(th));
-        }
-        out.push_str("</tr>");
+        out.push_str("<table>");
+        heading_row(
+            out,
+            p,
+            &[Msg::Figure, Msg::Of, Msg::MonthStart, Msg::MonthEnd, Msg::Change, Msg::Lowest, Msg::Highest],
+        );
         for f in &h.figures {
             let change = if f.series.ends_with("_timestamp_seconds") {
                 String::new()
@@ -888,11 +901,8 @@ fn resources_html(out: &mut String, p: &Page, r: &Resources) {
         let _ = write!(out, "<p class=\"resources\">{}</p>", p.t(Msg::NoResources));
         return;
     }
-    out.push_str("<table class=\"resources\"><tr>");
-    for th in [Msg::Resource, Msg::Average, Msg::Median, Msg::P95, Msg::HighestHour, Msg::Hours] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    out.push_str("<table class=\"resources\">");
+    heading_row(out, p, &[Msg::Resource, Msg::Average, Msg::Median, Msg::P95, Msg::HighestHour, Msg::Hours]);
     let stat_row = |out: &mut String, name: &str, s: &Stat, fmt: &dyn Fn(f64) -> String| {
         let _ = write!(
             out,
@@ -932,20 +942,21 @@ fn resources_html(out: &mut String, p: &Page, r: &Resources) {
         let _ = write!(out, "<p>{}</p>", p.t(Msg::NoDisks));
         return;
     }
-    out.push_str("<table class=\"disks\"><tr>");
-    for th in [
-        Msg::Mount,
-        Msg::Device,
-        Msg::Size,
-        Msg::UsedAtStart,
-        Msg::UsedAtEnd,
-        Msg::Growth,
-        Msg::PerDay,
-        Msg::DaysUntilFull,
-    ] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
+    out.push_str("<table class=\"disks\">");
+    heading_row(
+        out,
+        p,
+        &[
+            Msg::Mount,
+            Msg::Device,
+            Msg::Size,
+            Msg::UsedAtStart,
+            Msg::UsedAtEnd,
+            Msg::Growth,
+            Msg::PerDay,
+            Msg::DaysUntilFull,
+        ],
+    );
     for d in &r.disks {
         let _ = write!(
             out,
@@ -1089,27 +1100,24 @@ pub fn status_html_with(
     head(&mut out, p, p.t(Msg::StatusTitle), true);
     out.push_str(&view.top);
     let tz = p.tz.iana_name().unwrap_or("UTC");
-    let _ = write!(
-        out,
-        "<p>{} {}</p><table id=\"hosts\"><tr>",
-        p.f(Msg::TimesIn, &[&html_escape(tz)]),
-        p.t(Msg::ColoursNote)
+    let _ =
+        write!(out, "<p>{} {}</p><table id=\"hosts\">", p.f(Msg::TimesIn, &[&html_escape(tz)]), p.t(Msg::ColoursNote));
+    heading_row(
+        &mut out,
+        p,
+        &[
+            Msg::Host,
+            Msg::State,
+            Msg::LastSeen,
+            Msg::Signal,
+            Msg::Target,
+            Msg::Day1,
+            Msg::Days7,
+            Msg::Days30,
+            Msg::ThisMonth,
+            Msg::OpenIncidents,
+        ],
     );
-    for th in [
-        Msg::Host,
-        Msg::State,
-        Msg::LastSeen,
-        Msg::Signal,
-        Msg::Target,
-        Msg::Day1,
-        Msg::Days7,
-        Msg::Days30,
-        Msg::ThisMonth,
-        Msg::OpenIncidents,
-    ] {
-        let _ = write!(out, "<th>{}</th>", p.t(th));
-    }
-    out.push_str("</tr>");
     let lang = p.lang.code();
     for r in rows {
         let open = if r.open.is_empty() {

@@ -19,6 +19,9 @@ use b24watch_collector::uptime::Uptime;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+#[path = "support/report_figures.rs"]
+mod report_figures;
+
 const CONFIG: &str = r#"
 [sla]
 timezone = "Europe/Moscow"
@@ -114,8 +117,6 @@ fn clients_list_their_hosts_from_the_config_and_from_enrolment() {
 
 /// One incident of the script: host, priority, opened, acknowledged, resolved.
 type Step<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
-/// Priority, reaction s, reaction breached, resolution s, resolution breached.
-type Figures = (String, i64, bool, i64, bool);
 
 /// A scripted November 2026 for two clients on different plans: acme on premium (24/7, UTC) and
 /// globex on basic (Mon-Fri 09:00-18:00 Moscow time), incidents of every priority, some
@@ -123,34 +124,7 @@ type Figures = (String, i64, bool, i64, bool);
 /// hand from the script (support hours counted on the calendar), not by the code under test.
 #[test]
 fn a_scripted_month_gives_reaction_resolution_and_breaches_to_the_second() {
-    const MONTH_CONFIG: &str = r#"
-[sla]
-timezone = "UTC"
-
-[[plan]]
-name = "premium"
-target = 0.999
-support_hours = "24/7"
-reaction = { critical = "30m", high = "1h", medium = "2h", low = "8h" }
-resolution = { critical = "4h", high = "8h", medium = "24h", low = "48h" }
-
-[[plan]]
-name = "basic"
-timezone = "Europe/Moscow"
-support_hours = "Mon-Fri 09:00-18:00"
-reaction = { critical = "4h", high = "4h", medium = "8h", low = "24h" }
-resolution = { critical = "8h", high = "16h", medium = "40h", low = "80h" }
-
-[[client]]
-name = "acme"
-plan = "premium"
-hosts = ["bx-01", "bx-02"]
-
-[[client]]
-name = "globex"
-plan = "basic"
-hosts = ["gx-01"]
-"#;
+    const MONTH_CONFIG: &str = include_str!("fixtures/contracts.toml");
     let t = |text: &str| text.parse::<jiff::Timestamp>().expect("time").as_millisecond();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_store, reader, _writer) =
@@ -208,23 +182,8 @@ hosts = ["gx-01"]
     for (client, expected, breaches) in [("acme", &acme, (2, 2, 1)), ("globex", &globex, (2, 1, 1))] {
         let report = b24watch_collector::client_report::build(&uptime, client, "2026-11", now).expect("report");
         let json = serde_json::to_value(&report).expect("json");
-        let got: Vec<Figures> = json["incidents"]
-            .as_array()
-            .expect("incidents")
-            .iter()
-            .map(|i| {
-                let c = &i["clock"];
-                (
-                    i["priority"].as_str().expect("priority").to_owned(),
-                    c["reaction_support_ms"].as_i64().expect("ms") / 1000,
-                    c["reaction_breached"].as_bool().expect("bool"),
-                    c["resolution_support_ms"].as_i64().expect("ms") / 1000,
-                    c["resolution_breached"].as_bool().expect("bool"),
-                )
-            })
-            .collect();
-        let want: Vec<Figures> = expected.iter().map(|(p, a, b, c, d)| ((*p).to_owned(), *a, *b, *c, *d)).collect();
-        assert_eq!(got, want, "{client}");
+        let want = report_figures::want(expected);
+        assert_eq!(report_figures::from_json(&json), want, "{client}");
         for i in json["incidents"].as_array().expect("incidents") {
             assert_eq!(i["clock"]["reaction_support_ms"].as_i64().expect("ms") % 1000, 0, "whole seconds: {i}");
         }
@@ -237,25 +196,7 @@ hosts = ["gx-01"]
         let csv = b24watch_collector::client_report::csv(&report);
         let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
         let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
-        let rows: Vec<Vec<String>> = csv
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').map(str::to_owned).collect())
-            .filter(|r: &Vec<String>| r[0] == "incident")
-            .collect();
-        let from_csv: Vec<Figures> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r[col("priority")].clone(),
-                    r[col("reaction_s")].parse().expect("secs"),
-                    r[col("reaction_breached")] == "true",
-                    r[col("resolution_s")].parse().expect("secs"),
-                    r[col("resolution_breached")] == "true",
-                )
-            })
-            .collect();
-        assert_eq!(from_csv, want, "{client} CSV");
+        assert_eq!(report_figures::from_csv(&csv), want, "{client} CSV");
         let client_row: Vec<&str> = csv.lines().nth(1).expect("client row").split(',').collect();
         assert_eq!(client_row[0], "client");
         assert_eq!(client_row[col("reaction_breached")], breaches.0.to_string(), "{client} CSV totals");
@@ -278,12 +219,12 @@ hosts = ["gx-01"]
     let globex = b24watch_collector::client_report::build(&uptime, "globex", "2026-11", now).expect("report");
     assert!(globex.maintenance.is_empty(), "bx-01's window is not globex's");
     assert_eq!(globex.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), ["gx-01"]);
-    assert_eq!(globex.from_iso, "2026-11-01T00:00:00+03:00", "the month in the contract's time zone");
+    assert_eq!(globex.period.from_iso, "2026-11-01T00:00:00+03:00", "the month in the contract's time zone");
     let fleet = b24watch_collector::client_report::fleet(&uptime, "2026-11", now).expect("fleet");
     let rows: Vec<(&str, usize, usize, usize)> = fleet
         .clients
         .iter()
-        .map(|c| (c.client.as_str(), c.reaction_breaches, c.resolution_breaches, c.open_incidents))
+        .map(|c| (c.client.as_str(), c.totals.reaction_breaches, c.totals.resolution_breaches, c.totals.open_incidents))
         .collect();
     assert_eq!(rows, [("acme", 2, 2, 1), ("globex", 2, 1, 1)]);
     assert!(b24watch_collector::client_report::fleet_csv(&fleet).contains("\nacme,2026-11,premium,bx-01 bx-02,"));

@@ -859,6 +859,6 @@ fn an_incident_across_a_dst_change_prints_local_times_with_the_zone() {
         ("2026-03-29T01:30:00+01:00", "2026-03-29T03:30:00+02:00", ""),
         "{row}"
     );
-    assert_eq!(report.from_iso, "2026-03-01T00:00:00+01:00");
-    assert_eq!(report.to_iso, "2026-04-01T00:00:00+02:00");
+    assert_eq!(report.period.from_iso, "2026-03-01T00:00:00+01:00");
+    assert_eq!(report.period.to_iso, "2026-04-01T00:00:00+02:00");
 }

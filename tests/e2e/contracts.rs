@@ -7,34 +7,21 @@ use std::time::Duration;
 
 use b24watch_e2e::{Collector, bin, chromium, eventually, http_get, http_post, metric};
 
-const CONFIG: &str = r#"
-[sla]
-timezone = "UTC"
+#[path = "../../collector/tests/support/report_figures.rs"]
+mod report_figures;
+use report_figures::{from_csv, from_json, want};
 
-[[plan]]
-name = "premium"
-target = 0.999
-support_hours = "24/7"
-reaction = { critical = "30m", high = "1h", medium = "2h", low = "8h" }
-resolution = { critical = "4h", high = "8h", medium = "24h", low = "48h" }
+/// The contract tests' plans and clients: acme on premium (24/7 in UTC), globex (gx-01) on basic
+/// (working days in Moscow); the collector's own contract tests read the same file.
+const MONTH_CONFIG: &str = include_str!("../../collector/tests/fixtures/contracts.toml");
 
-[[plan]]
-name = "basic"
-timezone = "Europe/Moscow"
-support_hours = "Mon-Fri 09:00-18:00"
-reaction = { critical = "4h", high = "4h", medium = "8h", low = "24h" }
-resolution = { critical = "8h", high = "16h", medium = "40h", low = "80h" }
-
-[[client]]
-name = "acme"
-plan = "premium"
-hosts = ["bx-01", "bx-02"]
-
-[[client]]
-name = "globex"
-plan = "basic"
-hosts = []
-"#;
+/// [`MONTH_CONFIG`] without globex's host in the config: the first test gives it gx-01 at
+/// enrolment (`enroll --client globex`) instead.
+fn enrolment_config() -> String {
+    let config = MONTH_CONFIG.replace("hosts = [\"gx-01\"]", "hosts = []");
+    assert_ne!(config, MONTH_CONFIG, "the fixture lists globex's host");
+    config
+}
 
 fn collector_with_config(config: &Path, data_dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(bin("b24watch-collector"))
@@ -73,7 +60,7 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let config = tmp.path().join("collector.toml");
-    std::fs::write(&config, CONFIG).expect("config");
+    std::fs::write(&config, enrolment_config()).expect("config");
     for host in ["bx-01", "bx-02"] {
         let out = collector_with_config(&config, &data, &["enroll", host]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -87,7 +74,7 @@ fn a_client_with_its_hosts_incidents_by_hand_deadlines_and_its_report() {
     assert!(!out.status.success(), "the config gives bx-02 to acme");
     assert!(String::from_utf8_lossy(&out.stderr).contains("takes precedence"), "{out:?}");
 
-    let collector = Collector::start(&data, CONFIG);
+    let collector = Collector::start(&data, &enrolment_config());
     let clients = collector.api("/api/v1/clients");
     let hosts: Vec<(String, serde_json::Value)> = clients["clients"]
         .as_array()
@@ -220,11 +207,6 @@ const OCTOBER: [Step; 7] = [
     ("gx-01", "high", "2026-10-27T07:00:00Z", Some("2026-10-27T12:00:00Z"), Some("2026-10-28T10:00:00Z")),
 ];
 
-/// The contract tests' plans and clients, with globex's host in the config.
-fn month_config() -> String {
-    CONFIG.replace("hosts = []", "hosts = [\"gx-01\"]")
-}
-
 /// Acceptance 1, end to end: a month for two clients on different plans (24/7 in UTC, working
 /// days in Moscow), incidents of each priority opened, acknowledged and resolved by hand through
 /// the running collector's API with their own times, some acknowledged in time, some late, some
@@ -245,7 +227,7 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let config = tmp.path().join("collector.toml");
-    std::fs::write(&config, month_config()).expect("config");
+    std::fs::write(&config, MONTH_CONFIG).expect("config");
     for host in ["bx-01", "bx-02", "gx-01"] {
         let out = collector_with_config(&config, &data, &["enroll", host]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -255,7 +237,7 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     let db = rusqlite::Connection::open(data.join("b24watch.db")).expect("open db");
     db.execute("UPDATE agent SET created_ms = ?1", [t("2026-09-01T00:00:00Z")]).expect("backdate enrolment");
     drop(db);
-    let collector = Collector::start(&data, &month_config());
+    let collector = Collector::start(&data, MONTH_CONFIG);
     let post = |path: &str, body: String| -> serde_json::Value {
         let (status, text) = http_post(collector.http, path, &body).expect("post");
         assert!(status == 200 || status == 201, "{path} {body}: {status} {text}");
@@ -300,35 +282,14 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     }
     post("/api/v1/incidents/resolve", format!(r#"{{"id":"{probe_id}","at":"2026-09-02T00:00:00Z"}}"#));
 
-    type Figures = (String, i64, bool, i64, bool);
     let open_since = t("2026-10-31T12:00:00Z");
     let acme_report = collector.api("/reports/client/acme?month=2026-10&format=json");
     // The open incident's times run to the moment of the report (24/7: wall time), breached.
     let open_for = (acme_report["generated_ms"].as_i64().expect("generated_ms") - open_since) / 1000;
-    let figures = |report: &serde_json::Value| -> Vec<Figures> {
-        report["incidents"]
-            .as_array()
-            .expect("incidents")
-            .iter()
-            .map(|i| {
-                let c = &i["clock"];
-                (
-                    i["priority"].as_str().expect("priority").to_owned(),
-                    c["reaction_support_ms"].as_i64().expect("ms") / 1000,
-                    c["reaction_breached"].as_bool().expect("bool"),
-                    c["resolution_support_ms"].as_i64().expect("ms") / 1000,
-                    c["resolution_breached"].as_bool().expect("bool"),
-                )
-            })
-            .collect()
-    };
-    let want = |rows: &[(&str, i64, bool, i64, bool)]| -> Vec<Figures> {
-        rows.iter().map(|(p, a, b, c, d)| ((*p).to_owned(), *a, *b, *c, *d)).collect()
-    };
     // acme, 24/7: critical acknowledged in 20 min of 30, resolved in 2 h of 4; high acknowledged
     // in 1 h 30 of 1 h (late) and resolved in 10 h of 8 (late); medium never acknowledged,
     // resolved in 1 h (its reaction ends there, within 2 h).
-    let acme = figures(&acme_report);
+    let acme = from_json(&acme_report);
     assert_eq!(acme.len(), 4, "{acme_report}");
     assert_eq!(
         acme[..3],
@@ -354,7 +315,7 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     // 4 x 9 h + Fri 4 h = 40 h of 80; high 5 h of 4 (late), resolved Tue 8 h + Wed 4 h = 12 h of 16.
     let globex_report = collector.api("/reports/client/globex?month=2026-10&format=json");
     assert_eq!(
-        figures(&globex_report),
+        from_json(&globex_report),
         want(&[
             ("critical", 7200, false, 28_800, false),
             ("low", 72_000, false, 144_000, false),
@@ -374,24 +335,7 @@ fn a_scripted_month_through_the_running_collector_equals_the_contract_to_the_sec
     // The CSV says the same, in seconds.
     let (status, csv) = http_get(collector.http, "/reports/client/globex?month=2026-10&format=csv").expect("csv");
     assert_eq!(status, 200, "{csv}");
-    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
-    let from_csv: Vec<Figures> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|r| r[0] == "incident")
-        .map(|r| {
-            (
-                r[col("priority")].to_owned(),
-                r[col("reaction_s")].parse().expect("secs"),
-                r[col("reaction_breached")] == "true",
-                r[col("resolution_s")].parse().expect("secs"),
-                r[col("resolution_breached")] == "true",
-            )
-        })
-        .collect();
-    assert_eq!(from_csv, figures(&globex_report), "globex CSV");
+    assert_eq!(from_csv(&csv), from_json(&globex_report), "globex CSV");
     // The open incident's deadlines, exported for Alertmanager: 8 h and 48 h after its opening.
     let labels = [("host", "bx-02"), ("client", "acme"), ("priority", "low")];
     let due = eventually(
