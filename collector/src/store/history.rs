@@ -5,7 +5,8 @@
 //! while they are kept and from the minute rollups written when they expire
 //! ([`rollup::materialize_minutes`], the same computation). Hours that still have samples in the
 //! head (not yet sealed) or whose blocks wait for their hour rollup ([`series::due_hours`]) are
-//! computed from the raw samples. Steps a tier
+//! computed from the raw samples, and for counters the hour after each of them too while its
+//! block is kept (its increase starts from their last value). Steps a tier
 //! cannot answer because its data has expired are filled from the next coarser tier, so a range
 //! reaching past raw retention is answered from rollups.
 
@@ -126,6 +127,21 @@ pub fn steps(
                 .iter()
                 .map(|p| series::block_start(p.0)),
         );
+        if counter {
+            // A counter's increase starts from the last value of the hour before: the hour after
+            // one computed from raw samples is computed from them too while its block is kept.
+            // Its stored rollup still counts from the hour's earlier last value until it is
+            // refreshed (due once the hour before is: `rollup::refresh_hour`).
+            let next: Vec<i64> =
+                unsealed.iter().map(|h| h + BLOCK_MS).filter(|h| *h <= to && !unsealed.contains(h)).collect();
+            let mut has_block = conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sample_block WHERE start_ms = ?1 AND series_id = ?2)")?;
+            for hour in next {
+                if has_block.query_row(rusqlite::params![hour, series_id], |r| r.get::<_, bool>(0))? {
+                    unsealed.insert(hour);
+                }
+            }
+        }
         // Minute buckets folded into the step, as the rollups are built: the same sums bit for bit.
         let width = 60_000;
         let mut fresh = Vec::new();
@@ -430,6 +446,62 @@ mod tests {
             assert!(minutes.iter().all(|m| m.count == 6 || (m.t == T0 + 10 * 60_000 && m.count == 7)), "{minutes:?}");
             assert_eq!(minutes[10].max, 1000.0);
             assert_eq!(minutes[0].min, 10.0);
+        }
+    }
+
+    /// A counter's increase over an hour starts from the last value of the hour before, so a
+    /// spool backfilling an hour after the next hours were rolled up (an hour that had no point,
+    /// or points after the hour's last) moves the next hour's increase too. At every stage
+    /// (backfill in the head, sealed, rolled up, raw expired; raw expiring before compaction
+    /// ran, the backfilled hour and the next one in the same expiry step) hour and minute steps
+    /// equal brute force, and hour increases sum to the counter's growth.
+    #[test]
+    fn a_backfill_before_rolled_up_hours_moves_the_next_hours_increase() {
+        let value = |t: i64| ((t - T0) / 60_000 * 3) as f64;
+        let points =
+            |from: i64, to: i64| -> Vec<(i64, f64)> { (from..to).step_by(600_000).map(|t| (t, value(t))).collect() };
+        let h = T0 + BLOCK_MS;
+        for (gap, compact_first) in [(true, true), (false, true), (true, false), (false, false)] {
+            let mut db = Db::new();
+            // Hours H-1, H+1 and H+2 (H empty: the agent was offline), or H's first half too.
+            let mut stored = points(T0, if gap { h } else { h + 30 * 60_000 });
+            stored.extend(points(h + BLOCK_MS, h + 3 * BLOCK_MS));
+            db.add(7, 2, stored.clone());
+            db.seal();
+            let late = points(if gap { h } else { h + 30 * 60_000 }, h + BLOCK_MS);
+            let all = crate::store::block::merge(&stored, &late);
+            let growth = all.last().expect("points").1 - all[0].1;
+            let (from, to) = (T0, h + 3 * BLOCK_MS - 1);
+            let check = |db: &Db, stage: &str| {
+                let (_, hourly) = db.steps(7, from, to, BLOCK_MS);
+                let sum: f64 = hourly.iter().map(|s| s.increase).sum();
+                let by_hour: Vec<f64> = hourly.iter().map(|s| s.increase).collect();
+                assert_eq!(sum, growth, "gap={gap} compact_first={compact_first} {stage}: {by_hour:?}");
+                agrees(&hourly, &brute(&all, BLOCK_MS, true)).expect(stage);
+                agrees(&db.steps(7, from, to, 60_000).1, &brute(&all, 60_000, true)).expect(stage);
+            };
+            db.add(7, 2, late);
+            check(&db, "in the head");
+            db.seal_only();
+            check(&db, "sealed");
+            let compact = |db: &mut Db| {
+                let mut compaction = Compaction::default();
+                while compaction.step(&mut db.conn, &db.kinds, i64::MAX, true).expect("compact") {}
+            };
+            if compact_first {
+                compact(&mut db);
+                check(&db, "rolled up");
+            }
+            let retention = Retention { raw_ms: 86_400_000, minute_ms: 10 * 86_400_000, ..Retention::default() };
+            let mut upkeep = Upkeep::new(&db.conn, retention).expect("upkeep");
+            for _ in 0..50 {
+                upkeep.step(&mut db.conn, &db.kinds, T0 + 3 * 86_400_000).expect("step");
+            }
+            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("n");
+            assert_eq!(blocks, 0, "raw expired");
+            check(&db, "raw expired");
+            compact(&mut db);
+            check(&db, "raw expired, compaction after");
         }
     }
 

@@ -192,7 +192,7 @@ type ExpiringBlock = (i64, i64, i64, bool, Option<Vec<u8>>);
 /// the hour rollup of those still due for it.
 fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutoff: i64) -> Result<usize, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let blocks: Vec<ExpiringBlock> = {
+    let mut blocks: Vec<ExpiringBlock> = {
         let mut stmt = tx.prepare_cached(
             "SELECT b.id, b.start_ms, b.series_id, d.series_id IS NOT NULL,
                     CASE WHEN b.start_ms > ?3 OR d.series_id IS NOT NULL THEN b.data END
@@ -205,18 +205,30 @@ fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutof
         .collect::<Result<_, _>>()?
     };
     let mut points = Vec::new();
-    for (id, start, series_id, due, data) in &blocks {
+    for (id, start, series_id, due, data) in blocks.iter_mut() {
+        let (id, start, series_id) = (*id, *start, *series_id);
+        // A counter's hour refreshed earlier in this step may have made this one (the next) due.
+        if !*due {
+            *due = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM block_due WHERE series_id = ?1 AND start_ms = ?2)")?
+                .query_row(params![series_id, start], |r| r.get(0))?;
+            if *due && data.is_none() {
+                *data = Some(
+                    tx.prepare_cached("SELECT data FROM sample_block WHERE id = ?1")?.query_row([id], |r| r.get(0))?,
+                );
+            }
+        }
         if let Some(data) = data {
             points.clear();
             block::decode_into(data, &mut points).map_err(|err| Error::Failed(err.to_string()))?;
-            let kind = kinds.get(series_id).copied().unwrap_or(0);
+            let kind = kinds.get(&series_id).copied().unwrap_or(0);
             if *due {
-                super::rollup::refresh_hour(&tx, *series_id, *start, &points, kind)?;
+                super::rollup::refresh_hour(&tx, series_id, start, &points, kind)?;
                 tx.prepare_cached("DELETE FROM block_due WHERE series_id = ?1 AND start_ms = ?2")?
                     .execute(params![series_id, start])?;
             }
-            if *start > minute_cutoff {
-                super::rollup::materialize_minutes(&tx, *series_id, *start, &points, kind)?;
+            if start > minute_cutoff {
+                super::rollup::materialize_minutes(&tx, series_id, start, &points, kind)?;
             }
         }
         tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;

@@ -9,7 +9,9 @@
 //! twice would only double the bytes per sample. Rows written by earlier versions at seal time
 //! stay valid and expire with their tier.
 //! A counter's increase handles resets (a drop counts the new value as the increase) and starts
-//! from the last value of the previous hour.
+//! from the last value of the previous hour: when a refresh changes a counter's hour's last value
+//! (a backfill after its last point, or into an hour that had none), the next hour's block is
+//! marked due in the same transaction, so its rollup is recomputed from the new value.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -317,16 +319,35 @@ fn refresh_hour_timed(
     let day = hour.div_euclid(DAY_MS) * DAY_MS;
     let mut day_row = read_row(tx, HOUR, day, series_id)?;
     let at = day_row.partition_point(|b| b.start < hour);
-    match (day_row.get(at).is_some_and(|b| b.start == hour), hour_bucket) {
-        (true, Some(bucket)) if day_row[at] == bucket => return Ok(()),
-        (true, Some(bucket)) => day_row[at] = bucket,
-        (true, None) => {
+    let stored = day_row.get(at).filter(|b| b.start == hour).copied();
+    match (stored, hour_bucket) {
+        (Some(old), Some(bucket)) if old == bucket => return Ok(()),
+        (Some(_), Some(bucket)) => day_row[at] = bucket,
+        (Some(_), None) => {
             day_row.remove(at);
         }
-        (false, Some(bucket)) => day_row.insert(at, bucket),
-        (false, None) => return Ok(()),
+        (None, Some(bucket)) => day_row.insert(at, bucket),
+        (None, None) => return Ok(()),
     }
-    write_row(tx, HOUR, day, series_id, &day_row)
+    write_row(tx, HOUR, day, series_id, &day_row)?;
+    if counter && stored.map(|b| b.last.to_bits()) != hour_bucket.map(|b| b.last.to_bits()) {
+        next_hour_due(tx, series_id, hour)?;
+    }
+    Ok(())
+}
+
+/// Marks the next hour's block due after a counter's hour changed its last value (or gained or
+/// lost its bucket): the next hour's increase starts from it, so its rollup is recomputed by the
+/// compaction, and reads compute it from the raw samples until then, as they do for any due hour.
+/// In the same transaction as the change, so a crash leaves both or neither. Nothing when the next
+/// hour has no raw block (no points, or expired: see [`merge_into_expired`]).
+fn next_hour_due(tx: &Transaction<'_>, series_id: i64, hour: i64) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO block_due(series_id, start_ms)
+         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM sample_block WHERE start_ms = ?2 AND series_id = ?1)",
+    )?
+    .execute(params![series_id, hour + BLOCK_MS])?;
+    Ok(())
 }
 
 /// Writes the minute buckets of the hour at `hour` from all `points` of its raw block (sorted,
