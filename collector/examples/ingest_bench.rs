@@ -4,7 +4,8 @@
 //! agents (default 1,000: each opens its stream and sends one batch, then stays connected) and
 //! lets `AGENTS` of them (default 200) stream time-compressed history over their own gRPC stream
 //! (16 batches in flight, as the agent does): `SERIES` series per agent, `POINTS` points per series
-//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 60: one hour, aligned).
+//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 300: five hours,
+//! aligned; 108 M samples, so the flatness figures reach the hundredth million).
 //! The first two thirds are sent as fast as the collector acks them (saturation); the last third
 //! paced at `PACE_PERCENT` (default 70) % of the measured saturated rate, for the ack latency
 //! below saturation.
@@ -27,18 +28,20 @@
 //! Prints, in one run:
 //!
 //! `samples_per_s=` (stored and acked, saturated), `ack_p50_ms=`, `ack_p99_ms=` (saturated and
-//! `_below_saturation`), the ingest rate of each million samples (flatness), `bytes_per_sample=`
+//! `_below_saturation`), the ingest rate of each million and of each ten million samples
+//! (flatness: deviation from the mean and from the first ten million), `bytes_per_sample=`
 //! (pages in use after the collector's clean stop, which seals the head, and a WAL checkpoint,
 //! / samples in blocks; the file size too, whose free pages are reused by later writes),
 //! `disk_write_bytes_per_sample=` (`write_bytes` of `/proc/PID/io` of the collector during the
 //! run), `collector_rss_mib=` (peak, with `CONNECTED` agents connected), `max_step_ms_*=` (the
 //! longest run of each store writer step: seal, rollup, retention, conversion, commit, from
-//! `/metrics`), `render_us_per_series=` (one `/metrics` render of 1,000 hosts × 100 series), and,
+//! `/metrics`), `head_peak_points=` and `head_peak_mib=` (the most unsealed points the
+//! collector held in memory, from its gauges), `render_us_per_series=` (one `/metrics` render of 1,000 hosts × 100 series), and,
 //! when `victoria-metrics` is installed, `vm_samples_per_s=` and `vm_bytes_per_sample=` for the
 //! same samples sent through its `/api/v1/import` and force-merged.
 //!
-//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=60 CONNECTED=1000
-//!   AGENTS=200 BATCHES=30 NO_VM=1 make bench-ingest     # a quicker run
+//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=300 CONNECTED=1000
+//!   BATCHES=60 NO_VM=1 make bench-ingest                # a quicker run: one hour
 //!   AGENTS=1 POINTS=360 BATCHES=720 make bench-ingest   # one host, a time-compressed month
 //!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics; NO_PACED=1
 //!   sends everything saturated)
@@ -497,6 +500,45 @@ fn store_steps(port: u16) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
+/// Polls the collector's head gauges every 200 ms; keeps the largest head seen.
+struct HeadWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl HeadWatch {
+    fn start(port: u16) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some((_, body)) = http(port, "GET", "/metrics", b"") {
+                    let text = String::from_utf8_lossy(&body);
+                    let gauge = |name: &str| -> u64 {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                            .unwrap_or(0)
+                    };
+                    let bytes = gauge("b24watch_collector_store_head_bytes");
+                    if bytes > peak.1 {
+                        peak = (gauge("b24watch_collector_store_head_points"), bytes);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            peak
+        });
+        HeadWatch { stop, thread }
+    }
+
+    /// `(points, bytes)` of the largest head seen.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
 fn render_us_per_series() -> f64 {
     use b24watch_collector::live::Live;
     use b24watch_collector::store::SeriesIn;
@@ -606,7 +648,7 @@ fn main() {
     let agents = env_num("AGENTS", 200) as usize;
     let series = env_num("SERIES", 300) as usize;
     let points = env_num("POINTS", 6) as usize;
-    let batches = env_num("BATCHES", 60) as usize;
+    let batches = env_num("BATCHES", 300) as usize;
     let connected = (env_num("CONNECTED", 1000) as usize).max(agents);
     let pace_share = env_num("PACE_PERCENT", 70) as f64 / 100.0;
     // The last third of every agent's batches is sent paced below saturation.
@@ -658,6 +700,7 @@ fn main() {
     });
     let paced: Vec<Vec<Batch>> = all.iter_mut().map(|b| b.split_off(b.len() - paced_batches)).collect();
     let io_before = proc_field(pid, "io", "write_bytes:");
+    let head_watch = HeadWatch::start(http_port);
     let progress = std::sync::Arc::new(Progress::default());
     let (stored, latencies, elapsed) = phase(&runtime, &clients, &tokens[..agents], all, None, &progress);
     let saturated_millions = progress.millions.lock().expect("lock").clone();
@@ -674,6 +717,7 @@ fn main() {
     let written = proc_field(pid, "io", "write_bytes:").saturating_sub(io_before);
     let rss_kib = proc_field(pid, "status", "VmHWM:");
     let steps = store_steps(http_port);
+    let (head_points, head_bytes) = head_watch.stop();
     drop(idle_streams);
     drop(clients);
     let acked = stored + paced_stored;
@@ -718,12 +762,23 @@ fn main() {
         println!("ack_p50_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.5));
         println!("ack_p99_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.99));
     }
-    let segments: Vec<f64> = saturated_millions.windows(2).map(|w| 1e6 / (w[1] - w[0]).as_secs_f64()).collect();
-    if !segments.is_empty() {
+    // Flatness: the rate of each million acked, and of each ten millions (a group commit acks
+    // up to ~0.5 M samples at once, so single millions are noisy); the first ten millions'
+    // rate against every later one's.
+    for (width, label) in [(1, "million"), (10, "10_million")] {
+        let marks: Vec<&Instant> = saturated_millions.iter().step_by(width).collect();
+        let segments: Vec<f64> = marks.windows(2).map(|w| width as f64 * 1e6 / (*w[1] - *w[0]).as_secs_f64()).collect();
+        let Some(first) = segments.first() else { continue };
         let mean = segments.iter().sum::<f64>() / segments.len() as f64;
         let worst = segments.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
+        let from_first = segments.iter().map(|r| (r / first - 1.0).abs()).fold(0.0, f64::max);
         let shown: Vec<String> = segments.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
-        println!("ingest_k_per_s_per_million=[{}] max_deviation_from_mean={:.0}%", shown.join(","), worst * 100.0);
+        println!(
+            "ingest_k_per_s_per_{label}=[{}] max_deviation_from_mean={:.0}% max_deviation_from_first={:.0}%",
+            shown.join(","),
+            worst * 100.0,
+            from_first * 100.0
+        );
     }
     println!(
         "bytes_per_sample={:.3} (used pages {used} B after the clean stop and a checkpoint; file {db_bytes} B = {:.3}/sample, {} free pages)",
@@ -744,6 +799,11 @@ fn main() {
         "collector_rss_mib={:.1} (peak; {:.1} with {connected} agents connected before the run)",
         rss_kib as f64 / 1024.0,
         rss_idle_kib as f64 / 1024.0
+    );
+    println!(
+        "head_peak_points={head_points} head_peak_mib={:.1} ({:.2} bytes per point held)",
+        head_bytes as f64 / 1048576.0,
+        head_bytes as f64 / head_points.max(1) as f64
     );
     for (step, max, total) in &steps {
         println!("max_step_ms_{step}={:.1} (writer busy {total:.1} s in all)", max * 1000.0);

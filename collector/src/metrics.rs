@@ -497,7 +497,20 @@ impl Metrics {
 
 /// Appends the longest run and the total time of each kind of the store writer's work
 /// (`(step, longest, total)` in seconds).
-pub fn render_store_steps(out: &mut String, steps: &[crate::store::StepTime]) {
+pub fn render_store_steps(
+    out: &mut String,
+    steps: &[crate::store::StepTime],
+    (head_points, head_bytes): (usize, usize),
+) {
+    header(
+        out,
+        "b24watch_collector_store_head_points",
+        "gauge",
+        "Committed points held in memory until they are sealed into blocks (sealing starts at 8 M; at 16 M ingest waits).",
+    );
+    let _ = writeln!(out, "b24watch_collector_store_head_points {head_points}");
+    header(out, "b24watch_collector_store_head_bytes", "gauge", "Memory the head's points take, encoded.");
+    let _ = writeln!(out, "b24watch_collector_store_head_bytes {head_bytes}");
     header(
         out,
         "b24watch_collector_store_step_max_seconds",

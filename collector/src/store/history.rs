@@ -123,7 +123,7 @@ pub fn steps(
         unsealed.extend(
             head.read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .points(series_id, from, to)
+                .points(series_id, from, to)?
                 .iter()
                 .map(|p| series::block_start(p.0)),
         );

@@ -234,6 +234,7 @@ pub struct Store {
     path: PathBuf,
     results_dropped: Arc<AtomicU64>,
     step_times: Arc<StepTimes>,
+    head: series::SharedHead,
 }
 
 /// Joins the writer thread when dropped by [`Store::open`]'s caller.
@@ -292,14 +293,14 @@ impl Store {
             max_series_per_agent,
             evidence_span_ms,
             (Arc::clone(&results_dropped), Arc::clone(&step_times)),
-            (head, last_pending),
+            (Arc::clone(&head), last_pending),
             retention,
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
-        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped, step_times };
+        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped, step_times, head };
         Ok((store, reader, WriterHandle(Some(handle))))
     }
 
@@ -342,6 +343,13 @@ impl Store {
             let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
             (STEPS[i], secs(&t.max[i]), secs(&t.total[i]))
         })
+    }
+
+    /// Points in the in-memory head (committed, not yet in blocks) and the bytes they take
+    /// (encoded). Sealing starts at [`series::SEAL_POINTS`]; at twice that ingest waits for it.
+    pub fn head_size(&self) -> (usize, usize) {
+        let head = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (head.len(), head.bytes())
     }
 
     /// Database file path (for size metrics).

@@ -147,11 +147,21 @@ impl Upkeep {
         // Raw blocks first (their minute rollups are written as they go), then the rest.
         let tasks = 1 + limited.len() + EVENT_TABLES.len();
         let deleted = match self.task {
-            0 => {
-                let n = expire_blocks(conn, kinds, now_ms - r.raw_ms - BLOCK_MS, now_ms - r.minute_ms - BLOCK_MS)?;
+            0 => match expire_blocks(conn, kinds, now_ms - r.raw_ms - BLOCK_MS, now_ms - r.minute_ms - BLOCK_MS) {
                 // A full step leaves more to do: counted as a full delete step.
-                if n == EXPIRE_BLOCKS as usize { DELETE_ROWS as usize } else { n }
-            }
+                Ok(n) if n == EXPIRE_BLOCKS as usize => DELETE_ROWS as usize,
+                Ok(n) => n,
+                // At `max_db_bytes` the expiring hours' minute rollups find no pages: the
+                // deletes that only free pages (rollups past a lowered retention, dedup keys,
+                // events) still run this round, and the raw blocks go once they made room.
+                Err(Error::Full) => {
+                    tracing::warn!(
+                        "database at max_db_bytes: expired raw blocks wait for room for their minute rollups; lower minute_days or raise max_db_bytes"
+                    );
+                    0
+                }
+                Err(err) => return Err(err),
+            },
             n if n <= limited.len() => {
                 let (sql, cutoff) = limited[n - 1];
                 delete_limited(conn, sql, cutoff)?
@@ -373,5 +383,60 @@ mod tests {
                 .expect("count");
             assert_eq!((n, oldest), (1500, cut), "{table}: older rows removed, the rest kept");
         }
+    }
+
+    /// At `max_db_bytes` the expiring raw hours' minute rollups find no pages: the deletes that
+    /// only free pages (here expired dedup keys) still run, the raw blocks wait for the room they
+    /// make (none is dropped without its minute rollups), and all expire once there is room.
+    #[test]
+    fn a_full_database_still_runs_the_deletes_that_free_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(dir.path()).expect("open");
+        let now = 1_000 * DAY_MS;
+        let retention = Retention::default();
+        let hour = (now - retention.raw_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
+        let mut rng = 0x9e37_79b9_u64;
+        // Six noisy points an hour: each block is far smaller than its minute rollups.
+        for series in 1..=600_i64 {
+            let points: Vec<(i64, f64)> = (0..6)
+                .map(|i| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (hour + i * 600_000, f64::from_bits(rng >> 2))
+                })
+                .collect();
+            let data = block::encode(&points).expect("sorted");
+            conn.execute(
+                "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 6, ?4)",
+                params![hour, series, points[5].0, data],
+            )
+            .expect("block");
+        }
+        for seq in 0..3000_i64 {
+            conn.execute(
+                "INSERT INTO batch_key(agent_id, epoch, seq, received_ms, payload_hash, points) VALUES ('a', 1, ?1, ?2, x'00', 1)",
+                params![seq, now - retention.batch_key_ms - DAY_MS],
+            )
+            .expect("batch key");
+        }
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).expect("bound");
+        let count = |conn: &Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        for _ in 0..100 {
+            let _ = upkeep.step(&mut conn, &Kinds::new(), now);
+        }
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM batch_key"), 0, "expired dedup keys deleted at the bound");
+        // Raw blocks go only with their minute rollups, as the freed pages make room.
+        let left = count(&conn, "SELECT COUNT(*) FROM sample_block");
+        assert_eq!(left + count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "{left} blocks left");
+        conn.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(())).expect("room");
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        for _ in 0..100 {
+            upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        }
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 0, "raw blocks expired");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "each with its minute rollups");
     }
 }

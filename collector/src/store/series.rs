@@ -41,7 +41,7 @@ pub type Staged = Vec<(i64, Vec<(i64, f64)>)>;
 /// Length of a block, aligned to multiples since the epoch.
 pub const BLOCK_MS: i64 = 3_600_000;
 /// The head is sealed when it holds this many points ...
-pub(crate) const SEAL_POINTS: usize = 2_000_000;
+pub(crate) const SEAL_POINTS: usize = 8_000_000;
 /// ... or when its oldest point arrived this long ago.
 pub(crate) const SEAL_AGE: Duration = Duration::from_secs(300);
 /// Points merged into blocks per seal step (a step is one short transaction).
@@ -58,13 +58,16 @@ pub fn block_start(ts: i64) -> i64 {
     ts.div_euclid(BLOCK_MS) * BLOCK_MS
 }
 
-/// Points not yet in blocks, by series, in arrival order.
+/// Points not yet in blocks, by series, in arrival order, kept encoded ([`block::Appender`]):
+/// about 2 bytes a point rather than 16, so the head holds more points between seals (fewer
+/// seals rewrite each hour's block) in less memory.
 #[derive(Debug, Default)]
 pub struct Head {
-    open: HashMap<i64, Vec<(i64, f64)>>,
+    open: HashMap<i64, block::Appender>,
     /// Points being moved to blocks by the running seal.
-    sealing: HashMap<i64, Vec<(i64, f64)>>,
+    sealing: HashMap<i64, block::Appender>,
     open_points: usize,
+    sealing_points: usize,
     open_since: Option<Instant>,
 }
 
@@ -72,36 +75,80 @@ pub struct Head {
 pub type SharedHead = Arc<RwLock<Head>>;
 
 impl Head {
-    /// Adds committed points.
+    /// Adds committed points (as [`write_pending`] wrote them).
     pub(crate) fn add(&mut self, staged: &[(i64, Vec<(i64, f64)>)]) {
         for (series_id, points) in staged {
-            self.open_points += points.len();
-            self.open.entry(*series_id).or_default().extend_from_slice(points);
+            self.push(*series_id, points);
         }
-        if self.open_points > 0 && self.open_since.is_none() {
+    }
+
+    /// Adds the points of one pending row (the bytes written to `sample_pending`).
+    ///
+    /// # Errors
+    /// A corrupt row.
+    pub(crate) fn add_row(&mut self, data: &[u8]) -> Result<(), Error> {
+        let corrupt = |err: block::BlockError| Error::Failed(format!("pending samples: {err}"));
+        let mut pos = 0;
+        while pos < data.len() {
+            let series_id = get_varint(data, &mut pos).map_err(corrupt)? as i64;
+            let len = get_varint(data, &mut pos).map_err(corrupt)? as usize;
+            let bytes =
+                data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("pending samples: truncated".into()))?;
+            pos += len;
+            self.add_block(series_id, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn add_block(&mut self, series_id: i64, encoded: &[u8]) -> Result<(), Error> {
+        let mut points = Vec::new();
+        block::decode_into(encoded, &mut points).map_err(|err| Error::Failed(format!("pending samples: {err}")))?;
+        self.push(series_id, &points);
+        Ok(())
+    }
+
+    fn push(&mut self, series_id: i64, points: &[(i64, f64)]) {
+        if points.is_empty() {
+            return;
+        }
+        self.open_points += points.len();
+        let appender = self.open.entry(series_id).or_default();
+        for &(ts, value) in points {
+            appender.push(ts, value);
+        }
+        if self.open_since.is_none() {
             self.open_since = Some(Instant::now());
         }
     }
 
     /// Points of a series in `[from, to]`, in arrival order (sealing before open).
-    pub fn points(&self, series_id: i64, from: i64, to: i64) -> Vec<(i64, f64)> {
-        [&self.sealing, &self.open]
-            .into_iter()
-            .filter_map(|map| map.get(&series_id))
-            .flatten()
-            .filter(|p| (from..=to).contains(&p.0))
-            .copied()
-            .collect()
+    ///
+    /// # Errors
+    /// Corrupt head data (never written by this build).
+    pub fn points(&self, series_id: i64, from: i64, to: i64) -> Result<Vec<(i64, f64)>, Error> {
+        let mut all = Vec::new();
+        for map in [&self.sealing, &self.open] {
+            if let Some(chunks) = map.get(&series_id) {
+                chunks.decode_into(&mut all).map_err(|err| Error::Failed(format!("head samples: {err}")))?;
+            }
+        }
+        all.retain(|p| (from..=to).contains(&p.0));
+        Ok(all)
     }
 
     /// Points held (open and sealing).
     pub fn len(&self) -> usize {
-        self.open_points + self.sealing.values().map(Vec::len).sum::<usize>()
+        self.open_points + self.sealing_points
     }
 
     /// Whether the head holds no point.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes the head's encoded points take (open and sealing).
+    pub fn bytes(&self) -> usize {
+        [&self.open, &self.sealing].iter().flat_map(|m| m.values()).map(block::Appender::bytes).sum()
     }
 }
 
@@ -154,12 +201,9 @@ pub(crate) fn load_head(conn: &rusqlite::Connection) -> Result<(Head, i64), Erro
     let mut last = sealed;
     let mut stmt = conn.prepare("SELECT id, data FROM sample_pending WHERE id > ?1 ORDER BY id")?;
     let mut rows = stmt.query([sealed])?;
-    let mut staged = Vec::new();
     while let Some(row) = rows.next()? {
         last = row.get(0)?;
-        staged.clear();
-        decode_pending(row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?, &mut staged)?;
-        head.add(&staged);
+        head.add_row(row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?;
     }
     Ok((head, last))
 }
@@ -187,7 +231,7 @@ pub(crate) fn start_seal(head: &SharedHead, last_pending: i64, force: bool) -> O
         return None;
     }
     head.sealing = std::mem::take(&mut head.open);
-    head.open_points = 0;
+    head.sealing_points = std::mem::take(&mut head.open_points);
     head.open_since = None;
     let mut todo: Vec<i64> = head.sealing.keys().copied().collect();
     todo.sort_unstable_by(|a, b| b.cmp(a));
@@ -203,23 +247,26 @@ pub(crate) type Kinds = HashMap<i64, super::Kind>;
 /// SQLite errors (the step rolls back and can be retried; nothing is lost).
 pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal: &mut Seal) -> Result<bool, Error> {
     let mut batch: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
+    // Points taken from the head (before normalizing drops repeated timestamps).
+    let mut taken = 0;
     {
         let head = head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut points = 0;
-        while let Some(&series_id) = seal.todo.last() {
-            if batch.len() >= STEP_SERIES || (points >= STEP_POINTS && !batch.is_empty()) {
+        // Series leave the to-do list only once their step committed: a failed step is retried.
+        for &series_id in seal.todo.iter().rev() {
+            if batch.len() >= STEP_SERIES || (taken >= STEP_POINTS && !batch.is_empty()) {
                 break;
             }
-            seal.todo.pop();
-            let p = head.sealing.get(&series_id).cloned().unwrap_or_default();
-            points += p.len();
+            let mut p = Vec::new();
+            if let Some(chunks) = head.sealing.get(&series_id) {
+                chunks.decode_into(&mut p).map_err(|err| Error::Failed(format!("head samples: {err}")))?;
+            }
+            taken += p.len();
             batch.push((series_id, p));
         }
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (series_id, points) in &mut batch {
-        let mut points = std::mem::take(points);
-        block::normalize(&mut points);
+        block::normalize(points);
         let mut rest = &points[..];
         while let Some(&(ts, _)) = rest.first() {
             let start = block_start(ts);
@@ -231,18 +278,21 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
             rest = &rest[n..];
         }
     }
-    let done = seal.todo.is_empty();
+    let done = seal.todo.len() == batch.len();
     if done {
         // Sealed rows go once every remote-write target has them.
         outbox::after_seal(&tx, seal.cut)?;
     }
     tx.commit()?;
+    seal.todo.truncate(seal.todo.len() - batch.len());
     let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (series_id, _) in &batch {
         head.sealing.remove(series_id);
     }
+    head.sealing_points = head.sealing_points.saturating_sub(taken);
     if done {
         head.sealing.clear();
+        head.sealing_points = 0;
     }
     Ok(done)
 }
@@ -426,7 +476,7 @@ pub fn series_points(
     to: i64,
 ) -> Result<Vec<(i64, f64)>, Error> {
     // The head first: a seal that commits after this read leaves its points in the blocks read next.
-    let recent = head.read().unwrap_or_else(std::sync::PoisonError::into_inner).points(series_id, from, to);
+    let recent = head.read().unwrap_or_else(std::sync::PoisonError::into_inner).points(series_id, from, to)?;
     // One snapshot for the old rows and the blocks: a conversion step moves rows between them.
     let tx = conn.unchecked_transaction()?;
     let mut old = super::retention::old_points(&tx, series_id, from, to)?;
@@ -617,5 +667,41 @@ mod tests {
         }
         let stored: i64 = conn.query_row("SELECT SUM(n) FROM sample_block", [], |r| r.get(0)).expect("sum");
         assert_eq!(stored as usize, want.len() * 30);
+    }
+
+    /// A seal step that fails (disk full, I/O error) rolls back; the series it held are sealed
+    /// by a later step, not skipped (their pending rows are deleted when the seal completes).
+    #[test]
+    fn a_failed_seal_step_is_retried_and_loses_no_series() {
+        let (_dir, mut conn) = store();
+        let head = SharedHead::default();
+        let t0 = 1_795_000_000_000;
+        let mut want = HashMap::new();
+        for series in 1..=(STEP_SERIES as i64 + 10) {
+            let points: Vec<(i64, f64)> = (0..30).map(|i| (t0 + i * 10_000, (series + i) as f64)).collect();
+            want.insert(series, points.clone());
+            commit(&mut conn, &head, vec![(series, points)]);
+        }
+        let last: i64 = conn.query_row("SELECT MAX(id) FROM sample_pending", [], |r| r.get(0)).expect("max");
+        let mut seal = start_seal(&head, last, true).expect("due");
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON sample_block BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .expect("trigger");
+        assert!(seal_step(&mut conn, &head, &mut seal).is_err(), "the step fails");
+        conn.execute_batch("DROP TRIGGER refuse").expect("drop");
+        while !seal_step(&mut conn, &head, &mut seal).expect("step") {}
+        assert!(head.read().expect("head").is_empty());
+        let pending: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(pending, 0, "the sealed rows are gone");
+        for (series, points) in &want {
+            assert_eq!(
+                &series_points(&conn, &head, *series, t0, t0 + BLOCK_MS).expect("read"),
+                points,
+                "series {series}"
+            );
+        }
     }
 }

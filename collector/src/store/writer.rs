@@ -158,18 +158,33 @@ impl Writer {
             if self.seal.is_none() {
                 self.seal = series::start_seal(&self.head, self.last_pending, false);
             }
+            // At `max_db_bytes` sealing and compaction fail for want of pages; retention still
+            // runs then, and its deletes may make the room they need (a lowered retention).
+            let mut full = false;
             if let Some(seal) = &mut self.seal {
-                if series::seal_step(&mut self.conn, &self.head, seal)? {
-                    self.compaction.touch(&seal.hours);
-                    self.seal = None;
+                match series::seal_step(&mut self.conn, &self.head, seal) {
+                    Ok(done) => {
+                        if done {
+                            self.compaction.touch(&seal.hours);
+                            self.seal = None;
+                        }
+                        return Ok((true, super::STEP_SEAL));
+                    }
+                    Err(Error::Full) => full = true,
+                    Err(err) => return Err(err),
                 }
-                return Ok((true, super::STEP_SEAL));
             }
-            if self.compaction.step(&mut self.conn, &self.kinds, now_ms(), false)? {
-                return Ok((true, super::STEP_COMPACTION));
+            match self.compaction.step(&mut self.conn, &self.kinds, now_ms(), false) {
+                Ok(true) => return Ok((true, super::STEP_COMPACTION)),
+                Ok(false) => {}
+                Err(Error::Full) => full = true,
+                Err(err) => return Err(err),
             }
             let step = if self.upkeep.converting() { super::STEP_CONVERSION } else { super::STEP_RETENTION };
-            Ok((self.upkeep.step(&mut self.conn, &self.kinds, now_ms())?, step))
+            match self.upkeep.step(&mut self.conn, &self.kinds, now_ms())? {
+                false if full => Err(Error::Full),
+                worked => Ok((worked, step)),
+            }
         })();
         let rollup = super::rollup::take_elapsed();
         if let Ok((true, step)) = result {
