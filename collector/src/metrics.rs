@@ -506,7 +506,7 @@ pub fn render_store_steps(
         out,
         "b24watch_collector_store_head_points",
         "gauge",
-        "Committed points held in memory until they are sealed into blocks (sealing starts at 8 M; at 16 M ingest waits).",
+        "Committed points held in memory until they are sealed into blocks (sealing starts at 8 M points or 24 MiB; at twice either ingest waits).",
     );
     let _ = writeln!(out, "b24watch_collector_store_head_points {head_points}");
     header(out, "b24watch_collector_store_head_bytes", "gauge", "Memory the head's points take, encoded.");

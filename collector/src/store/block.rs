@@ -423,9 +423,9 @@ impl Appender {
         self.n
     }
 
-    /// Memory held, in bytes (the bit stream's allocation and the state).
-    pub(crate) fn bytes(&self) -> usize {
-        self.w.out.capacity() + std::mem::size_of::<Self>()
+    /// Bytes allocated for the bit stream.
+    pub(crate) fn stream_bytes(&self) -> usize {
+        self.w.out.capacity()
     }
 
     /// Appends every point to `out`, in arrival order.

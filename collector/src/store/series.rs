@@ -40,8 +40,10 @@ pub type Staged = Vec<(i64, Vec<(i64, f64)>)>;
 
 /// Length of a block, aligned to multiples since the epoch.
 pub const BLOCK_MS: i64 = 3_600_000;
-/// The head is sealed when it holds this many points ...
+/// The head is sealed when it holds this many points, or this many bytes (a noisy value takes
+/// up to ~10 bytes encoded, a smooth one ~1) ...
 pub(crate) const SEAL_POINTS: usize = 8_000_000;
+pub(crate) const SEAL_BYTES: usize = 24 << 20;
 /// ... or when its oldest point arrived this long ago.
 pub(crate) const SEAL_AGE: Duration = Duration::from_secs(300);
 /// Points merged into blocks per seal step (a step is one short transaction).
@@ -68,8 +70,14 @@ pub struct Head {
     sealing: HashMap<i64, block::Appender>,
     open_points: usize,
     sealing_points: usize,
+    /// Memory of the open and sealing appenders (their bit streams and map entries).
+    open_bytes: usize,
+    sealing_bytes: usize,
     open_since: Option<Instant>,
 }
+
+/// Memory of one series' entry in the head beyond its bit stream.
+const ENTRY_BYTES: usize = std::mem::size_of::<(i64, block::Appender)>() + 8;
 
 /// The head shared by the writer and readers.
 pub type SharedHead = Arc<RwLock<Head>>;
@@ -112,10 +120,15 @@ impl Head {
             return;
         }
         self.open_points += points.len();
-        let appender = self.open.entry(series_id).or_default();
+        let appender = self.open.entry(series_id).or_insert_with(|| {
+            self.open_bytes += ENTRY_BYTES;
+            block::Appender::default()
+        });
+        let before = appender.stream_bytes();
         for &(ts, value) in points {
             appender.push(ts, value);
         }
+        self.open_bytes += appender.stream_bytes() - before;
         if self.open_since.is_none() {
             self.open_since = Some(Instant::now());
         }
@@ -148,7 +161,12 @@ impl Head {
 
     /// Bytes the head's encoded points take (open and sealing).
     pub fn bytes(&self) -> usize {
-        [&self.open, &self.sealing].iter().flat_map(|m| m.values()).map(block::Appender::bytes).sum()
+        self.open_bytes + self.sealing_bytes
+    }
+
+    /// Whether the head is over twice its sealing bound (ingest waits for sealing then).
+    pub(crate) fn over_bound(&self) -> bool {
+        self.len() >= 2 * SEAL_POINTS || self.bytes() >= 2 * SEAL_BYTES
     }
 }
 
@@ -225,13 +243,16 @@ pub(crate) fn start_seal(head: &SharedHead, last_pending: i64, force: bool) -> O
     if !head.sealing.is_empty() || head.open_points == 0 {
         return None;
     }
-    let due =
-        force || head.open_points >= SEAL_POINTS || head.open_since.is_some_and(|since| since.elapsed() >= SEAL_AGE);
+    let due = force
+        || head.open_points >= SEAL_POINTS
+        || head.open_bytes >= SEAL_BYTES
+        || head.open_since.is_some_and(|since| since.elapsed() >= SEAL_AGE);
     if !due {
         return None;
     }
     head.sealing = std::mem::take(&mut head.open);
     head.sealing_points = std::mem::take(&mut head.open_points);
+    head.sealing_bytes = std::mem::take(&mut head.open_bytes);
     head.open_since = None;
     let mut todo: Vec<i64> = head.sealing.keys().copied().collect();
     todo.sort_unstable_by(|a, b| b.cmp(a));
@@ -287,12 +308,15 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
     seal.todo.truncate(seal.todo.len() - batch.len());
     let mut head = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (series_id, _) in &batch {
-        head.sealing.remove(series_id);
+        if let Some(appender) = head.sealing.remove(series_id) {
+            head.sealing_bytes = head.sealing_bytes.saturating_sub(appender.stream_bytes() + ENTRY_BYTES);
+        }
     }
     head.sealing_points = head.sealing_points.saturating_sub(taken);
     if done {
         head.sealing.clear();
         head.sealing_points = 0;
+        head.sealing_bytes = 0;
     }
     Ok(done)
 }
@@ -703,5 +727,36 @@ mod tests {
                 "series {series}"
             );
         }
+    }
+
+    /// Noisy values take several bytes a point encoded: the head is sealed by its bytes before
+    /// its point count, so its memory stays bounded whatever the values.
+    #[test]
+    fn a_head_of_noisy_values_is_sealed_by_its_bytes_before_its_point_count() {
+        let head = SharedHead::default();
+        let t0 = 1_795_000_000_000;
+        let mut rng = 0x9e37_79b9_u64;
+        let staged: Vec<(i64, Vec<(i64, f64)>)> = (1..=1000_i64)
+            .map(|series| {
+                let points = (0..3000)
+                    .map(|i| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        (t0 + i * 10_000, f64::from_bits(rng >> 2))
+                    })
+                    .collect();
+                (series, points)
+            })
+            .collect();
+        head.write().expect("head").add(&staged);
+        {
+            let head = head.read().expect("head");
+            assert!(head.len() < SEAL_POINTS, "{} points", head.len());
+            assert!(head.bytes() >= SEAL_BYTES, "{} bytes for {} points", head.bytes(), head.len());
+        }
+        let seal = start_seal(&head, 0, false).expect("due by its bytes");
+        assert_eq!(seal.todo.len(), 1000);
+        assert_eq!(head.read().expect("head").len(), 3_000_000, "moved aside for sealing, still counted");
     }
 }

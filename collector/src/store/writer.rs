@@ -61,6 +61,8 @@ pub(super) struct Writer {
     upkeep: Upkeep,
     /// Background work pauses after an error until then.
     backoff_until: Option<std::time::Instant>,
+    /// Sealing and compaction found the database at `max_db_bytes`: skipped until then.
+    full_until: Option<std::time::Instant>,
     /// Time of each kind of work.
     step_times: Arc<super::StepTimes>,
 }
@@ -108,6 +110,7 @@ impl Writer {
             compaction: series::Compaction::default(),
             upkeep,
             backoff_until: None,
+            full_until: None,
             step_times,
         })
     }
@@ -160,8 +163,8 @@ impl Writer {
             }
             // At `max_db_bytes` sealing and compaction fail for want of pages; retention still
             // runs then, and its deletes may make the room they need (a lowered retention).
-            let mut full = false;
-            if let Some(seal) = &mut self.seal {
+            let mut full = self.full_until.is_some_and(|until| std::time::Instant::now() < until);
+            if let Some(seal) = self.seal.as_mut().filter(|_| !full) {
                 match series::seal_step(&mut self.conn, &self.head, seal) {
                     Ok(done) => {
                         if done {
@@ -174,11 +177,19 @@ impl Writer {
                     Err(err) => return Err(err),
                 }
             }
-            match self.compaction.step(&mut self.conn, &self.kinds, now_ms(), false) {
-                Ok(true) => return Ok((true, super::STEP_COMPACTION)),
-                Ok(false) => {}
-                Err(Error::Full) => full = true,
-                Err(err) => return Err(err),
+            if !full {
+                match self.compaction.step(&mut self.conn, &self.kinds, now_ms(), false) {
+                    Ok(true) => return Ok((true, super::STEP_COMPACTION)),
+                    Ok(false) => {}
+                    Err(Error::Full) => full = true,
+                    Err(err) => return Err(err),
+                }
+            }
+            if full && self.full_until.is_none_or(|until| std::time::Instant::now() >= until) {
+                // Sealing and compaction are not tried again for a while: retention gets the
+                // steps meanwhile.
+                tracing::warn!("database at max_db_bytes: sealing waits while retention frees pages");
+                self.full_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
             }
             let step = if self.upkeep.converting() { super::STEP_CONVERSION } else { super::STEP_RETENTION };
             match self.upkeep.step(&mut self.conn, &self.kinds, now_ms())? {
@@ -229,7 +240,11 @@ impl Writer {
             }
             let batches: Vec<&IngestBatch> = group.iter().map(|(batch, _)| batch).collect();
             let started = std::time::Instant::now();
-            let committed = self.commit_group(&batches);
+            // The head over its bound with sealing held back (a step failing and waiting to be
+            // retried): agents wait (`Busy`, their spools keep the batches) rather than memory
+            // growing.
+            let head_full = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound();
+            let committed = if head_full { Err(Error::Busy) } else { self.commit_group(&batches) };
             self.step_times.record(super::STEP_COMMIT, started.elapsed());
             match committed {
                 Ok(outcomes) => {
@@ -252,7 +267,7 @@ impl Writer {
             // group, and while the head is over its bound sealing goes first (backpressure: the
             // queue fills and agents wait, rather than memory growing).
             self.background_step();
-            while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).len() >= 2 * series::SEAL_POINTS
+            while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound()
                 && self.background_step()
             {}
         }
