@@ -313,44 +313,11 @@ pub(crate) fn encode_legacy(points: &[(i64, f64)]) -> Vec<u8> {
 }
 
 fn encode_gorilla(points: &[(i64, f64)]) -> Vec<u8> {
-    let mut head = vec![VERSION_GORILLA];
-    put_varint(&mut head, points.len() as u64);
-    let mut w = BitWriter { out: head, acc: 0, bits: 0 };
-    let Some(&(first_ts, first_value)) = points.first() else {
-        return w.finish();
-    };
-    w.write(first_ts as u64, 64);
-    w.write(first_value.to_bits(), 64);
-    let (mut prev_ts, mut prev_delta) = (first_ts, 0i64);
-    let mut prev_bits = first_value.to_bits();
-    let (mut lead, mut trail) = (u32::MAX, 0u32);
-    for &(ts, value) in &points[1..] {
-        let delta = ts.wrapping_sub(prev_ts);
-        write_code(&mut w, &TS_CODES, zigzag(delta.wrapping_sub(prev_delta)));
-        prev_ts = ts;
-        prev_delta = delta;
-        let bits = value.to_bits();
-        let xor = bits ^ prev_bits;
-        prev_bits = bits;
-        if xor == 0 {
-            w.write(0, 1);
-            continue;
-        }
-        let (l, t) = (xor.leading_zeros().min(31), xor.trailing_zeros());
-        if lead != u32::MAX && l >= lead && t >= trail {
-            w.write(0b10, 2);
-            w.write(xor >> trail, 64 - lead - trail);
-        } else {
-            let len = 64 - l - t;
-            w.write(0b11, 2);
-            w.write(u64::from(l), 5);
-            w.write(u64::from(len & 63), 6); // 64 is written as 0
-            w.write(xor >> t, len);
-            lead = l;
-            trail = t;
-        }
+    let mut appender = Appender::default();
+    for &(ts, value) in points {
+        appender.push(ts, value);
     }
-    w.finish()
+    appender.to_block()
 }
 
 /// A format-1 (Gorilla) block built one point at a time, in arrival order (timestamps may go
@@ -382,7 +349,7 @@ impl Default for Appender {
 }
 
 impl Appender {
-    /// Appends a point (as [`encode_gorilla`] codes the points after the first).
+    /// Appends a point.
     pub(crate) fn push(&mut self, ts: i64, value: f64) {
         let bits = value.to_bits();
         let w = &mut self.w;
@@ -428,13 +395,18 @@ impl Appender {
         self.w.out.capacity()
     }
 
-    /// Appends every point to `out`, in arrival order.
-    pub(crate) fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+    /// The points as a format-1 block.
+    fn to_block(&self) -> Vec<u8> {
         let mut block = vec![VERSION_GORILLA];
         put_varint(&mut block, self.n as u64);
         block.extend_from_slice(&self.w.out);
         block.extend_from_slice(&self.w.acc.to_be_bytes()[..self.w.bits.div_ceil(8) as usize]);
-        decode_into(&block, out)
+        block
+    }
+
+    /// Appends every point to `out`, in arrival order.
+    pub(crate) fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+        decode_into(&self.to_block(), out)
     }
 }
 
