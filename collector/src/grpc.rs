@@ -11,6 +11,12 @@
 //! at most [`CREDENTIAL_LOOKUPS`](IngestService::lookups) at once; every open stream re-checks it
 //! against [`auth::Credentials`] (memory, refreshed every [`auth::CREDENTIAL_REFRESH`]) every
 //! [`auth::CREDENTIAL_RECHECK`] and before every batch.
+//!
+//! Memory: a stream handles one batch at a time (the next stays in its HTTP/2 window, bounded in
+//! `lib.rs`), and every batch holds its encoded size of the shared [`IngestBudget`]
+//! ([`INGEST_BUDGET_BYTES`]) from validation until its ack; the writer reads the decoded batch
+//! through an `Arc` rather than a copy. A batch that finds the budget spent waits (counted), it is
+//! never refused for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +69,88 @@ pub struct IngestService {
     pub tracker: TaskTracker,
     /// Open streams per agent, bounded by [`MAX_STREAMS_PER_AGENT`].
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Bytes of batches received and not yet acked, all streams together ([`INGEST_BUDGET_BYTES`]).
+    pub budget: Arc<IngestBudget>,
+}
+
+/// Bytes (as encoded on the wire) of the batches being validated, queued for the writer or
+/// committed, all streams together. A stream whose batch finds the budget spent waits for it
+/// before decoding further: it reads nothing more, so HTTP/2 flow control holds the agent's next
+/// batches in the agent's spool, and the agent is never refused for it
+/// (`b24watch_collector_ingest_budget_waits_total`). 16 MiB is ~400 batches of 300 series,
+/// more than the writer commits in one group ([`store::GROUP_MAX`]), so it only holds back a
+/// burst the writer could not take anyway.
+pub const INGEST_BUDGET_BYTES: usize = 16 << 20;
+
+/// The shared budget of [`INGEST_BUDGET_BYTES`]: a semaphore of bytes.
+#[derive(Debug)]
+pub struct IngestBudget {
+    bytes: u32,
+    semaphore: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for IngestBudget {
+    fn default() -> Self {
+        IngestBudget::new(INGEST_BUDGET_BYTES)
+    }
+}
+
+/// Bytes of the budget held by one batch; given back when dropped.
+struct Held {
+    bytes: u32,
+    metrics: Arc<Metrics>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.metrics.ingest_released(u64::from(self.bytes));
+    }
+}
+
+/// One batch counted as waiting for the budget while this lives.
+struct Waiting<'a>(&'a Metrics);
+
+impl<'a> Waiting<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.ingest_waiting(1);
+        Waiting(metrics)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.ingest_waiting(-1);
+    }
+}
+
+impl IngestBudget {
+    /// A budget of `bytes` (at least 1).
+    pub fn new(bytes: usize) -> Self {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
+        IngestBudget { bytes, semaphore: Arc::new(tokio::sync::Semaphore::new(bytes as usize)) }
+    }
+
+    /// Takes `bytes` of the budget (all of it for a batch larger than the whole budget, which
+    /// then goes alone), waiting while it is spent.
+    async fn acquire(&self, bytes: usize, metrics: &Arc<Metrics>) -> Result<Held, Status> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.bytes);
+        let closed = |_| Status::unavailable("the collector is shutting down");
+        let permit = match Arc::clone(&self.semaphore).try_acquire_many_owned(n) {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Status::unavailable("the collector is shutting down")),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let started = Instant::now();
+                let waiting = Waiting::new(metrics);
+                let permit = Arc::clone(&self.semaphore).acquire_many_owned(n).await;
+                drop(waiting);
+                metrics.ingest_waited(started.elapsed());
+                permit.map_err(closed)?
+            }
+        };
+        metrics.ingest_held(u64::from(n));
+        Ok(Held { bytes: n, metrics: Arc::clone(metrics), _permit: permit })
+    }
 }
 
 /// Concurrent streams one agent may hold. An agent needs one; a few more cover a reconnect while
@@ -191,6 +279,8 @@ impl IngestService {
             )));
         }
         self.check_standing(agent_id, hash)?;
+        // Held until the batch is acked: its decoded form, the writer's queue and group.
+        let _held = self.budget.acquire(batch.encoded_len(), &self.metrics).await?;
         let received_ms = now_ms();
         let mut corrections = Corrections::default();
         let (ingest, mut rejections) =
@@ -204,7 +294,8 @@ impl IngestService {
         let (epoch, seq) = (ingest.epoch, ingest.seq);
         let dropped: u64 = ingest.gaps.iter().map(|g| g.dropped_points).sum();
         let started = Instant::now();
-        let outcome = self.store.ingest(ingest.clone()).await;
+        let ingest = Arc::new(ingest);
+        let outcome = self.store.ingest_shared(Arc::clone(&ingest)).await;
         self.metrics.commit_latency(started.elapsed());
         let outcome = match outcome {
             Ok(outcome) => outcome,
@@ -234,9 +325,17 @@ impl IngestService {
                     .filter(|r| r.reason == RejectReason::SeriesLimit as i32)
                     .map(|r| (r.series_index, r.telemetry))
                     .collect();
-                let stored: Vec<SeriesIn> =
-                    ingest.series.into_iter().filter(|s| !limited.contains(&(s.index, s.telemetry))).collect();
-                self.live.observe(agent_id, received_ms, &stored);
+                if limited.is_empty() {
+                    self.live.observe(agent_id, received_ms, &ingest.series);
+                } else {
+                    let stored: Vec<SeriesIn> = ingest
+                        .series
+                        .iter()
+                        .filter(|s| !limited.contains(&(s.index, s.telemetry)))
+                        .cloned()
+                        .collect();
+                    self.live.observe(agent_id, received_ms, &stored);
+                }
             }
             Outcome::Duplicate => {
                 self.metrics.batch(BatchResult::Duplicate);
@@ -773,6 +872,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             streams: Arc::default(),
+            budget: Arc::default(),
         };
         let ran = Arc::new(AtomicBool::new(false));
         let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -811,6 +911,89 @@ mod tests {
         assert_eq!(agents.0.expect("authenticated"), "web");
         assert_eq!(agents.1.expect("authenticated"), "new");
         assert!(holder.join().expect("holder"), "other tasks could not run while authentication waited for the reader");
+    }
+
+    /// Issue 15: batches beyond the ingest budget wait for it instead of being refused. With a
+    /// budget smaller than what the agents send at once (one batch larger than all of it), every
+    /// batch is stored and acked, and the bytes held never exceed the budget.
+    #[test]
+    fn batches_beyond_the_ingest_budget_wait_and_are_all_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin = store::admin::Admin::open(dir.path()).expect("db");
+        let names: Vec<String> = (0..6).map(|i| format!("web{i}")).collect();
+        for name in &names {
+            admin.enroll(name, false, 1).expect("enroll");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let _guard = runtime.enter();
+        let (store, _reader, _writer) =
+            Store::open(dir.path(), 1_000, None, 60_000, store::Retention::default()).expect("store");
+        let credential_db = store::open_connection(dir.path()).expect("db");
+        let stored = store::credentials(&credential_db).expect("credentials");
+        let credentials = Arc::new(auth::Credentials::default());
+        credentials.replace(stored.clone());
+        let now = now_ms();
+        // 40 series of 10 points: a few KB encoded; the last agent sends four times as many.
+        let agent_batch = |n: usize| {
+            let points: Vec<(i64, f64)> = (0..10).map(|i| (now - 10_000 * (10 - i), i as f64 + 0.5)).collect();
+            batch((0..n).map(|i| series(&format!("m{i}"), &points)).collect())
+        };
+        let batches: Vec<Batch> = (0..names.len()).map(|i| agent_batch(if i == 5 { 160 } else { 40 })).collect();
+        let one = batches[0].encoded_len();
+        let budget = 5 * one / 2;
+        assert!(batches[5].encoded_len() > budget, "one batch is larger than the whole budget");
+        let service = IngestService {
+            store,
+            credentials,
+            credential_db: Arc::new(std::sync::Mutex::new(credential_db)),
+            lookups: Arc::new(tokio::sync::Semaphore::new(2)),
+            live: Arc::default(),
+            metrics: Arc::default(),
+            limits: Limits::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            streams: Arc::default(),
+            budget: Arc::new(IngestBudget::new(budget)),
+        };
+        let hash = |name: &str| stored.iter().find(|(id, _)| id == name).map(|(_, s)| s.hash.clone()).expect("hash");
+        let acks = runtime.block_on(async {
+            // The budget is spent (a burst before these batches): every batch waits for it.
+            let burst = service.budget.acquire(budget, &service.metrics).await.expect("budget");
+            let tasks: Vec<_> = names
+                .iter()
+                .zip(batches)
+                .map(|(name, batch)| {
+                    let (service, name, hash) = (service.clone(), name.clone(), hash(name));
+                    tokio::spawn(async move { service.handle(&name, &hash, batch).await })
+                })
+                .collect();
+            for _ in 0..10_000 {
+                if service.metrics.ingest_budget().2 == 6 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(service.metrics.ingest_budget().2, 6, "every batch waits for the budget");
+            assert!(tasks.iter().all(|t| !t.is_finished()), "no batch is answered while the budget is spent");
+            drop(burst);
+            let mut acks = Vec::new();
+            for task in tasks {
+                acks.push(task.await.expect("task"));
+            }
+            acks
+        });
+        for (i, ack) in acks.into_iter().enumerate() {
+            let ack = ack.expect("stored, not refused");
+            let series = if i == 5 { 160 } else { 40 };
+            assert_eq!(ack.stored_points, series * 10, "agent {i}");
+            assert!(!ack.duplicate && ack.rejections.is_empty(), "{ack:?}");
+        }
+        let (held, held_max, waiting) = service.metrics.ingest_budget();
+        assert_eq!((held, waiting), (0, 0), "everything given back");
+        assert!(held_max <= budget as u64, "held {held_max} bytes at once, budget {budget}");
+        let mut text = String::new();
+        service.metrics.render(&mut text, 0, 0, 0, true);
+        assert!(text.contains("b24watch_collector_ingest_budget_waits_total 6\n"), "{text}");
     }
 
     mod property {

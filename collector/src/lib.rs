@@ -149,6 +149,7 @@ pub async fn run(cfg: Config, grpc: TcpListener, http: TcpListener, shutdown: Ca
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         streams: Arc::default(),
+        budget: Arc::default(),
     };
     let ingest = service.into_server(cfg.limits.max_message_bytes);
     let mut builder = tonic::transport::Server::builder();

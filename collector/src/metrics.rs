@@ -123,6 +123,11 @@ pub struct Metrics {
     commit_sum_micros: AtomicU64,
     http_connections_active: AtomicI64,
     http_connections_refused: AtomicU64,
+    ingest_held_bytes: AtomicU64,
+    ingest_held_max_bytes: AtomicU64,
+    ingest_waiting: AtomicI64,
+    ingest_waits: AtomicU64,
+    ingest_wait_micros: AtomicU64,
     /// Remote-write targets, set once at startup.
     remote_write: std::sync::OnceLock<Vec<std::sync::Arc<RemoteWriteStats>>>,
 }
@@ -267,6 +272,37 @@ impl Metrics {
         self.http_connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Tracks bytes of the ingest budget taken by a batch.
+    pub fn ingest_held(&self, bytes: u64) {
+        let held = self.ingest_held_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.ingest_held_max_bytes.fetch_max(held, Ordering::Relaxed);
+    }
+
+    /// Tracks bytes of the ingest budget given back.
+    pub fn ingest_released(&self, bytes: u64) {
+        self.ingest_held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Tracks batches waiting for the ingest budget (`+1` when one starts, `-1` when it ends).
+    pub fn ingest_waiting(&self, delta: i64) {
+        self.ingest_waiting.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts a batch that waited for the ingest budget, and for how long.
+    pub fn ingest_waited(&self, elapsed: Duration) {
+        self.ingest_waits.fetch_add(1, Ordering::Relaxed);
+        self.ingest_wait_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// `(bytes held now, most bytes held at once since start, batches waiting now)` of the ingest budget.
+    pub fn ingest_budget(&self) -> (u64, u64, i64) {
+        (
+            self.ingest_held_bytes.load(Ordering::Relaxed),
+            self.ingest_held_max_bytes.load(Ordering::Relaxed),
+            self.ingest_waiting.load(Ordering::Relaxed),
+        )
+    }
+
     /// Records one store round trip (queue + commit).
     pub fn commit_latency(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
@@ -375,6 +411,46 @@ impl Metrics {
         let _ =
             writeln!(out, "b24watch_collector_store_commit_seconds_sum {}", load(&self.commit_sum_micros) as f64 / 1e6);
         let _ = writeln!(out, "b24watch_collector_store_commit_seconds_count {count}");
+        let (held, held_max, waiting) = self.ingest_budget();
+        header(
+            out,
+            "b24watch_collector_ingest_inflight_bytes",
+            "gauge",
+            "Bytes (encoded) of agent batches received and not yet acked, held against the ingest budget.",
+        );
+        let _ = writeln!(out, "b24watch_collector_ingest_inflight_bytes {held}");
+        header(
+            out,
+            "b24watch_collector_ingest_inflight_max_bytes",
+            "gauge",
+            "Most bytes of agent batches held against the ingest budget at once since start.",
+        );
+        let _ = writeln!(out, "b24watch_collector_ingest_inflight_max_bytes {held_max}");
+        header(
+            out,
+            "b24watch_collector_ingest_budget_waiting",
+            "gauge",
+            "Agent batches waiting now for the ingest budget (their streams read nothing meanwhile).",
+        );
+        let _ = writeln!(out, "b24watch_collector_ingest_budget_waiting {waiting}");
+        header(
+            out,
+            "b24watch_collector_ingest_budget_waits_total",
+            "counter",
+            "Agent batches that waited for the ingest budget before being stored.",
+        );
+        let _ = writeln!(out, "b24watch_collector_ingest_budget_waits_total {}", load(&self.ingest_waits));
+        header(
+            out,
+            "b24watch_collector_ingest_budget_wait_seconds_total",
+            "counter",
+            "Time agent batches spent waiting for the ingest budget, summed.",
+        );
+        let _ = writeln!(
+            out,
+            "b24watch_collector_ingest_budget_wait_seconds_total {}",
+            load(&self.ingest_wait_micros) as f64 / 1e6
+        );
         header(out, "b24watch_collector_db_size_bytes", "gauge", "Size of the SQLite database file.");
         let _ = writeln!(out, "b24watch_collector_db_size_bytes {db_bytes}");
         header(out, "b24watch_collector_wal_size_bytes", "gauge", "Size of the SQLite write-ahead log.");

@@ -229,7 +229,7 @@ pub type StepTime = (&'static str, f64, f64);
 /// Cheap, cloneable handle to the store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    tx: mpsc::Sender<(IngestBatch, Reply)>,
+    tx: mpsc::Sender<(Arc<IngestBatch>, Reply)>,
     healthy: Arc<AtomicBool>,
     path: PathBuf,
     results_dropped: Arc<AtomicU64>,
@@ -309,6 +309,15 @@ impl Store {
     /// # Errors
     /// `Busy`/`Full` (retry later), `Unavailable` (store poisoned or closing), `Failed`.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<Outcome, Error> {
+        self.ingest_shared(Arc::new(batch)).await
+    }
+
+    /// [`Store::ingest`] of a batch the caller still reads afterwards: the writer shares it
+    /// rather than a copy (a decoded batch is about as large as its 16-byte points).
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    pub async fn ingest_shared(&self, batch: Arc<IngestBatch>) -> Result<Outcome, Error> {
         if !self.is_healthy() {
             return Err(Error::Unavailable(
                 "a previous commit failed; restart the collector after fixing the disk".into(),

@@ -215,7 +215,7 @@ impl Writer {
     }
 
     /// Serves requests until every sender is gone, then closes the connection.
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<(IngestBatch, Reply)>) {
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<(Arc<IngestBatch>, Reply)>) {
         let mut group = Vec::with_capacity(GROUP_MAX);
         loop {
             let first = match rx.try_recv() {
@@ -238,7 +238,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let batches: Vec<&IngestBatch> = group.iter().map(|(batch, _)| batch).collect();
+            let batches: Vec<&IngestBatch> = group.iter().map(|(batch, _)| &**batch).collect();
             let started = std::time::Instant::now();
             // The head over its bound with sealing held back (a step failing and waiting to be
             // retried): agents wait (`Busy`, their spools keep the batches) rather than memory
