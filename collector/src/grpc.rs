@@ -138,8 +138,7 @@ impl IngestBudget {
         let closed = |_| Status::unavailable("the collector is shutting down");
         let permit = match Arc::clone(&self.semaphore).try_acquire_many_owned(n) {
             Ok(permit) => permit,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Status::unavailable("the collector is shutting down")),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
+            Err(_) => {
                 let started = Instant::now();
                 let waiting = Waiting::new(metrics);
                 let permit = Arc::clone(&self.semaphore).acquire_many_owned(n).await;
@@ -328,12 +327,8 @@ impl IngestService {
                 if limited.is_empty() {
                     self.live.observe(agent_id, received_ms, &ingest.series);
                 } else {
-                    let stored: Vec<SeriesIn> = ingest
-                        .series
-                        .iter()
-                        .filter(|s| !limited.contains(&(s.index, s.telemetry)))
-                        .cloned()
-                        .collect();
+                    let stored: Vec<SeriesIn> =
+                        ingest.series.iter().filter(|s| !limited.contains(&(s.index, s.telemetry))).cloned().collect();
                     self.live.observe(agent_id, received_ms, &stored);
                 }
             }
