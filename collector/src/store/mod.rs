@@ -400,14 +400,21 @@ impl Store {
 /// Room kept below `max_db_bytes` for one step of the store's own upkeep (a retention step
 /// turning a few hundred raw hours into minute rollups, a compaction step, and
 /// the group commit that crossed the line), clamped to between 5 % and a quarter of the bound.
-/// Ingest stops this far below the bound, and further by [`SEAL_ROOM_PER_HEAD_BYTE`] times the
-/// head ([`ingest_reserve`]).
+/// Ingest stops this far below the bound, and further by the head's seal room
+/// ([`ingest_reserve`]).
 pub const UPKEEP_STEP_BYTES: u64 = 4 << 20;
-/// Pages a seal takes per byte of the head until its pending rows are deleted: the blocks it
-/// writes (on partly filled pages) and their `block_due` marks. Measured about 1.2 on a filled
-/// month database (43 MB of pending rows made 31 MB of blocks and 18 MB of marks); 2 leaves
-/// margin.
-pub const SEAL_ROOM_PER_HEAD_BYTE: u64 = 2;
+/// Bytes of pages a seal takes per byte of the head until it deletes the pending rows (the
+/// blocks it writes and their `block_due` marks), assumed until the writer has measured its own
+/// seal steps: dense series (a point every 10 s) take about 1.2, sparse ones far more (a block
+/// row, its index entry and its due mark per series and hour whatever the points: about 5 at
+/// one point per 10 minutes). The writer keeps the largest ratio its recent seal steps took
+/// (decaying towards what it measures), never below [`SEAL_ROOM_MIN`].
+pub const SEAL_ROOM_PER_HEAD_BYTE: f64 = 8.0;
+/// The least seal room per head byte the writer assumes, whatever it measured.
+pub const SEAL_ROOM_MIN: f64 = 1.5;
+/// The head is sealed early, before [`series::SEAL_BYTES`], once its seal room would take more
+/// than this share of `max_db_bytes` (a small bound keeps its reserve small).
+pub const SEAL_ROOM_SHARE: u64 = 4;
 
 /// The upkeep step's share of the reserve for a bound of `max_db_bytes` ([`UPKEEP_STEP_BYTES`],
 /// at least 5 % and at most a quarter of the bound): writes from outside the writer
@@ -416,14 +423,15 @@ pub fn upkeep_reserve(max_db_bytes: u64) -> u64 {
     UPKEEP_STEP_BYTES.clamp(max_db_bytes / 20, max_db_bytes / 4)
 }
 
-/// Bytes below `max_db_bytes` where ingest is refused ([`Error::Full`]) while the head holds
-/// `head_bytes`: room to seal that head ([`SEAL_ROOM_PER_HEAD_BYTE`]) plus one upkeep step
-/// ([`upkeep_reserve`]). The head seals at [`series::SEAL_BYTES`] and ingest waits at twice
-/// that, so the reserve is at most `2 × SEAL_ROOM_PER_HEAD_BYTE × SEAL_BYTES` plus the step's
-/// share. Sealing and compaction may use every page up to the bound; retention may turn raw
-/// hours into minute rollups up to the head's share.
-pub fn ingest_reserve(max_db_bytes: u64, head_bytes: usize) -> u64 {
-    SEAL_ROOM_PER_HEAD_BYTE.saturating_mul(head_bytes as u64).saturating_add(upkeep_reserve(max_db_bytes))
+/// Bytes below `max_db_bytes` where ingest is refused ([`Error::Full`]) while sealing the head
+/// takes `seal_room` bytes (its bytes times the seal ratio, [`SEAL_ROOM_PER_HEAD_BYTE`]): that
+/// room plus one upkeep step ([`upkeep_reserve`]). The head is sealed once its seal room
+/// passes a quarter of the bound ([`SEAL_ROOM_SHARE`]) or at [`series::SEAL_BYTES`], so the
+/// reserve stays near a quarter of the bound plus the step's share. Sealing and compaction may
+/// use every page up to the bound; retention may turn raw hours into minute rollups up to the
+/// head's seal room.
+pub fn ingest_reserve(max_db_bytes: u64, seal_room: u64) -> u64 {
+    seal_room.saturating_add(upkeep_reserve(max_db_bytes))
 }
 
 /// Pages of `max_db_bytes` on `conn`'s database (its page size).

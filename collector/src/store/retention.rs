@@ -478,4 +478,47 @@ mod tests {
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 0, "raw blocks expired");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "each with its minute rollups");
     }
+
+    /// Without room (the database at `max_db_bytes` less the head's seal room), raw hours the
+    /// minute tier still keeps wait for room for their minute rollups and say so; raw hours
+    /// older than the minute retention need no rollup pages and still go. With room again the
+    /// waiting hours expire into their minute rollups.
+    #[test]
+    fn without_room_only_the_raw_hours_that_need_no_minute_rollups_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(dir.path()).expect("open");
+        let now = 1_000 * DAY_MS;
+        let retention = Retention::default();
+        let kept = (now - retention.raw_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
+        let gone = (now - retention.minute_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
+        for (series, hour) in [(1_i64, kept), (2, gone)] {
+            let points = [(hour, 1.0), (hour + 60_000, 2.0)];
+            let data = block::encode(&points).expect("sorted");
+            conn.execute(
+                "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 2, ?4)",
+                params![hour, series, hour + 60_000, data],
+            )
+            .expect("block");
+        }
+        let blocks = |conn: &Connection| -> Vec<i64> {
+            let mut stmt = conn.prepare("SELECT series_id FROM sample_block ORDER BY series_id").expect("select");
+            stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        upkeep.set_room(false);
+        upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        assert_eq!(blocks(&conn), vec![1], "the hour past the minute retention expired, the other waits");
+        assert!(upkeep.waiting_for_room(), "the waiting hour is reported");
+        upkeep.set_room(true);
+        upkeep.wake();
+        for _ in 0..20 {
+            upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        }
+        assert!(blocks(&conn).is_empty(), "with room the waiting hour expired");
+        assert!(!upkeep.waiting_for_room());
+        let minutes: i64 = conn
+            .query_row("SELECT COUNT(*) FROM rollup WHERE tier = 1 AND series_id = 1", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(minutes, 1, "its minute rollups written");
+    }
 }

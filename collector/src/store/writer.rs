@@ -74,6 +74,8 @@ pub(super) struct Writer {
     seal_now: bool,
     /// When the store last logged that it is full (once per [`FULL_LOG_EVERY`]).
     full_logged: Option<std::time::Instant>,
+    /// Bytes of pages a seal step took per byte of head it sealed (the largest recently).
+    seal_ratio: f64,
 }
 
 /// A full store says so in the log at most this often.
@@ -139,7 +141,52 @@ impl Writer {
             fullness,
             seal_now: false,
             full_logged: None,
+            seal_ratio: super::SEAL_ROOM_PER_HEAD_BYTE,
         })
+    }
+
+    /// Pages in use (`None` without a bound).
+    fn used_pages(&self) -> Result<Option<i64>, Error> {
+        if self.bound.is_none() {
+            return Ok(None);
+        }
+        let (pages, free): (i64, i64) = self
+            .conn
+            .prepare_cached("SELECT * FROM pragma_page_count, pragma_freelist_count")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Some((pages - free).max(0)))
+    }
+
+    fn head_bytes(&self) -> usize {
+        self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).bytes()
+    }
+
+    /// Bytes of pages sealing the head as it is now takes (its bytes times the seal ratio).
+    fn seal_room(&self) -> u64 {
+        (self.head_bytes() as f64 * self.seal_ratio) as u64
+    }
+
+    /// Whether the head's seal room passed its share of `max_db_bytes` ([`super::SEAL_ROOM_SHARE`]):
+    /// the head is sealed now rather than at its size or age bound.
+    fn seal_early(&self) -> bool {
+        self.bound.is_some_and(|(max_pages, page_size)| {
+            self.seal_room() > u64::try_from(max_pages * page_size).unwrap_or(0) / super::SEAL_ROOM_SHARE
+        })
+    }
+
+    /// Learns the seal ratio from one seal step that did not finish its seal (the pending rows
+    /// are deleted by the last one): the pages it added per head byte it sealed. The ratio kept
+    /// is the larger of that and the last one decayed by a tenth.
+    fn learn_seal_ratio(&mut self, before: (Option<i64>, usize)) {
+        let (Some(used_before), head_before) = before else { return };
+        let Some((_, page_size)) = self.bound else { return };
+        let Ok(Some(used_after)) = self.used_pages() else { return };
+        let sealed = head_before.saturating_sub(self.head_bytes());
+        if sealed < 4096 {
+            return;
+        }
+        let ratio = ((used_after - used_before).max(0) * page_size) as f64 / sealed as f64;
+        self.seal_ratio = ratio.max(self.seal_ratio * 0.9).max(super::SEAL_ROOM_MIN);
     }
 
     /// What the pages in use leave room for: ingest stops at `max_db_bytes` less
@@ -147,17 +194,14 @@ impl Writer {
     /// database at `max_db_bytes` less the head's seal room; sealing and compaction may use every
     /// page up to the bound (`PRAGMA max_page_count` on this connection).
     fn room(&self) -> Result<Room, Error> {
-        let Some((max_pages, page_size)) = self.bound else { return Ok(Room { ingest: true, grow: true }) };
-        let (pages, free): (i64, i64) = self
-            .conn
-            .prepare_cached("SELECT * FROM pragma_page_count, pragma_freelist_count")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let used = (pages - free).max(0);
+        let (Some((max_pages, page_size)), Some(used)) = (self.bound, self.used_pages()?) else {
+            return Ok(Room { ingest: true, grow: true });
+        };
         let max_bytes = u64::try_from(max_pages * page_size).unwrap_or(0);
-        let head_bytes = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).bytes();
         let to_pages = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
-        let seal = to_pages(super::SEAL_ROOM_PER_HEAD_BYTE.saturating_mul(head_bytes as u64));
-        let reserve = to_pages(super::ingest_reserve(max_bytes, head_bytes));
+        let seal_room = self.seal_room();
+        let seal = to_pages(seal_room);
+        let reserve = to_pages(super::ingest_reserve(max_bytes, seal_room));
         Ok(Room { ingest: used.saturating_add(reserve) < max_pages, grow: used.saturating_add(seal) < max_pages })
     }
 
@@ -245,18 +289,22 @@ impl Writer {
         let started = std::time::Instant::now();
         let result = (|| -> Result<(bool, usize), Error> {
             if self.seal.is_none() {
-                self.seal = series::start_seal(&self.head, self.last_pending, self.seal_now);
+                self.seal = series::start_seal(&self.head, self.last_pending, self.seal_now || self.seal_early());
                 self.seal_now = false;
             }
             // At `max_db_bytes` sealing and compaction fail for want of pages; retention still
             // runs then, and its deletes may make the room they need (a lowered retention).
             let mut full = self.full_until.is_some_and(|until| std::time::Instant::now() < until);
+            let before =
+                if self.seal.is_some() { (self.used_pages().ok().flatten(), self.head_bytes()) } else { (None, 0) };
             if let Some(seal) = self.seal.as_mut().filter(|_| !full) {
                 match series::seal_step(&mut self.conn, &self.head, seal) {
                     Ok(done) => {
                         if done {
                             self.compaction.touch(&seal.hours);
                             self.seal = None;
+                        } else {
+                            self.learn_seal_ratio(before);
                         }
                         return Ok((true, super::STEP_SEAL));
                     }
