@@ -321,8 +321,7 @@ impl Store {
             evidence_span_ms,
             (Arc::clone(&results_dropped), Arc::clone(&step_times)),
             (Arc::clone(&head), last_pending),
-            retention,
-            (bound, Arc::clone(&fullness)),
+            (retention, bound, Arc::clone(&fullness)),
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())

@@ -93,7 +93,8 @@ struct Room {
 
 impl Writer {
     /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows;
-    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle.
+    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle;
+    /// `bound` is `max_db_bytes` in pages and the page size, `fullness` shared with the handle.
     pub(super) fn new(
         conn: Connection,
         healthy: Arc<AtomicBool>,
@@ -101,8 +102,7 @@ impl Writer {
         evidence_span_ms: i64,
         (results_dropped, step_times): (Arc<AtomicU64>, Arc<super::StepTimes>),
         (head, last_pending): (SharedHead, i64),
-        retention: Retention,
-        (bound, fullness): (Option<(i64, i64)>, Arc<super::Fullness>),
+        (retention, bound, fullness): (Retention, Option<(i64, i64)>, Arc<super::Fullness>),
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
