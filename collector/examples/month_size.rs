@@ -17,7 +17,10 @@
 //! each tier's rows and data bytes (raw blocks, minute rollups, hour rollups) and the pages of
 //! every table over 1 MB (dbstat), then the page bytes per tier, `per_host_day_bytes` and
 //! `bytes_per_host_month` per tier, `steady_state_bytes_per_host` (every tier full at this
-//! retention) and `kept_bytes_per_host=`. Fails when a write was refused as full, when the file
+//! retention) and `kept_bytes_per_host=`; with the retention wait, whether the last keep-alive
+//! was stored (`last_keepalive_stored=`: ingest resumed after refusals as full) and the store's
+//! `store_full=` and `retention_blocked=` (expired raw hours waiting for room for their minute
+//! rollups: the retention keeps more than `max_db_bytes` holds). Fails when a write was refused as full, when the file
 //! is larger than `max_db_bytes`, when a raw block, minute rollup or hour rollup older than its
 //! tier's retention remains, when rows newer than it were deleted, or when hours whose raw block
 //! expired inside the minute retention have no minute rollup.
@@ -242,6 +245,9 @@ fn main() {
     let mut last = (u64::MAX, (-1, -1, -1));
     let mut stalled = 0;
     let mut refused_waiting = 0u64;
+    // Whether the last keep-alive was stored (ingest resumed after a refusal as full).
+    let mut last_stored = false;
+    let mut fullness = store.fullness();
     for seq in 1u64.. {
         std::thread::sleep(Duration::from_secs(5));
         // One point now, as an agent sends: the writer works between batches, and after a failed
@@ -267,10 +273,15 @@ fn main() {
             checks: Vec::new(),
         };
         match rt.block_on(store.ingest(keepalive)) {
-            Err(store::Error::Full) => refused_waiting += 1,
-            Err(store::Error::Busy) | Ok(_) => {}
+            Err(store::Error::Full) => {
+                refused_waiting += 1;
+                last_stored = false;
+            }
+            Err(store::Error::Busy) => {}
+            Ok(_) => last_stored = true,
             Err(err) => panic!("ingest: {err}"),
         }
+        fullness = store.fullness();
         let used = used_bytes(&data).1;
         let expired = expired_rows(&conn, &retention, now_ms());
         // The keep-alive points move a page now and then: stable is within 1 MB.
@@ -278,8 +289,10 @@ fn main() {
         stalled = if expired == last.1 && used.abs_diff(last.0) < 1 << 20 { stalled + 1 } else { 0 };
         if waited.elapsed().as_secs() % 60 < 5 {
             println!(
-                "retention: {:.0} s, used {used} B, rows still expired (raw, minute, hour) {expired:?}, keep-alive batches refused as full {refused_waiting}",
-                waited.elapsed().as_secs_f64()
+                "retention: {:.0} s, used {used} B, rows still expired (raw, minute, hour) {expired:?}, keep-alive batches refused as full {refused_waiting}, store_full={} retention_blocked={}",
+                waited.elapsed().as_secs_f64(),
+                fullness.full,
+                fullness.retention_blocked
             );
         }
         // Retention idles 60 s between rounds that found nothing: stalled for 3 minutes (`STALL_S`) is stuck.
@@ -295,7 +308,8 @@ fn main() {
     let check_now = now_ms();
     let (file, used) = used_bytes(&data);
     println!(
-        "after_retention: db_file_bytes={file} db_used_bytes={used} retention_wait_s={retention_s:.0} keepalive_refused_full={refused_waiting}"
+        "after_retention: db_file_bytes={file} db_used_bytes={used} retention_wait_s={retention_s:.0} keepalive_refused_full={refused_waiting} last_keepalive_stored={last_stored} store_full={} retention_blocked={}",
+        fullness.full, fullness.retention_blocked
     );
     let ([raw, minute, hour], pages) = tier_bytes(&conn, "after_retention");
     let expired = expired_rows(&conn, &retention, check_now);

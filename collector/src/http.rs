@@ -647,6 +647,7 @@ pub fn render_metrics(state: &AppState, agent_series: bool, out: &mut String) {
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     state.metrics.render(out, size(db), size(&wal), state.store.check_results_dropped(), is_ready(state));
     crate::metrics::render_store_steps(out, &state.store.step_seconds(), state.store.head_size());
+    crate::metrics::render_store_full(out, state.store.fullness());
     state.uptime.render(out);
     crate::metrics::render_links(out, &state.links.external_url, &state.links.runbook_url);
     crate::metrics::render_process(out);

@@ -607,6 +607,33 @@ pub fn render_store_steps(
     }
 }
 
+/// Appends whether the store refuses ingest at its disk bound (`max_db_bytes` less the upkeep
+/// reserve), whether expired raw hours wait for room for their minute rollups (the retention
+/// keeps more than the bound holds), and the batches refused as full.
+pub fn render_store_full(out: &mut String, state: crate::store::FullState) {
+    header(
+        out,
+        "b24watch_collector_store_full",
+        "gauge",
+        "1 while batches are refused because the database reached max_db_bytes less the reserve kept for sealing and retention.",
+    );
+    let _ = writeln!(out, "b24watch_collector_store_full {}", u8::from(state.full));
+    header(
+        out,
+        "b24watch_collector_store_retention_blocked",
+        "gauge",
+        "1 while expired raw hours wait for room for their minute rollups: the retention keeps more than max_db_bytes holds.",
+    );
+    let _ = writeln!(out, "b24watch_collector_store_retention_blocked {}", u8::from(state.retention_blocked));
+    header(
+        out,
+        "b24watch_collector_store_full_refused_batches_total",
+        "counter",
+        "Batches refused because the database was full (their agents keep them and resend).",
+    );
+    let _ = writeln!(out, "b24watch_collector_store_full_refused_batches_total {}", state.refused_batches);
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -235,6 +235,32 @@ pub struct Store {
     results_dropped: Arc<AtomicU64>,
     step_times: Arc<StepTimes>,
     head: series::SharedHead,
+    fullness: Arc<Fullness>,
+}
+
+/// Where the database stands against `max_db_bytes`, as the writer last saw it (shared with
+/// [`Store`] for the metrics).
+#[derive(Debug, Default)]
+pub(crate) struct Fullness {
+    /// Ingest is refused: the used pages reached `max_db_bytes` less [`ingest_reserve`].
+    pub(crate) full: AtomicBool,
+    /// Expired raw hours wait for room for their minute rollups (the retention keeps more
+    /// than `max_db_bytes` holds).
+    pub(crate) retention_blocked: AtomicBool,
+    /// Batches refused because the database was full.
+    pub(crate) refused: AtomicU64,
+}
+
+/// What [`Store::fullness`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FullState {
+    /// Ingest is refused now: the database is at `max_db_bytes` less the upkeep reserve.
+    pub full: bool,
+    /// Expired raw hours wait for room for their minute rollups: the retention keeps more than
+    /// `max_db_bytes` holds (lower `minute_days` or raise the bound).
+    pub retention_blocked: bool,
+    /// Batches refused as full since start.
+    pub refused_batches: u64,
 }
 
 /// Joins the writer thread when dropped by [`Store::open`]'s caller.
@@ -279,13 +305,14 @@ impl Store {
         retention: Retention,
     ) -> Result<(Store, query::Reader, WriterHandle), Error> {
         let conn = open_connection(data_dir)?;
-        bound_size(&conn, max_db_bytes)?;
+        let bound = bound_writer(&conn, max_db_bytes)?;
         let (head, last_pending) = series::load_head(&conn)?;
         let head: series::SharedHead = Arc::new(std::sync::RwLock::new(head));
         let reader = query::Reader::with_head(open_connection(data_dir)?, Arc::clone(&head));
         let healthy = Arc::new(AtomicBool::new(true));
         let results_dropped = Arc::new(AtomicU64::new(0));
         let step_times = Arc::new(StepTimes::default());
+        let fullness = Arc::new(Fullness::default());
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let writer = writer::Writer::new(
             conn,
@@ -294,13 +321,13 @@ impl Store {
             evidence_span_ms,
             (Arc::clone(&results_dropped), Arc::clone(&step_times)),
             (Arc::clone(&head), last_pending),
-            retention,
+            (retention, bound, Arc::clone(&fullness)),
         )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|err| Error::Failed(format!("starting the writer thread: {err}")))?;
-        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped, step_times, head };
+        let store = Store { tx, healthy, path: data_dir.join(DB_FILE), results_dropped, step_times, head, fullness };
         Ok((store, reader, WriterHandle(Some(handle))))
     }
 
@@ -362,24 +389,93 @@ impl Store {
         (head.len(), head.bytes())
     }
 
+    /// Whether ingest is refused at the disk bound, whether retention waits for room, and the
+    /// batches refused as full since start.
+    pub fn fullness(&self) -> FullState {
+        FullState {
+            full: self.fullness.full.load(Ordering::Relaxed),
+            retention_blocked: self.fullness.retention_blocked.load(Ordering::Relaxed),
+            refused_batches: self.fullness.refused.load(Ordering::Relaxed),
+        }
+    }
+
     /// Database file path (for size metrics).
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-/// Holds the database to `max_db_bytes` for writes through `conn` (`PRAGMA max_page_count` is
-/// per connection, so every connection that writes gets it): past the bound a write fails with
-/// [`Error::Full`] and nothing of it is stored.
+/// Room kept below `max_db_bytes` for one step of the store's own upkeep (a retention step
+/// turning a few hundred raw hours into minute rollups, a compaction step, and
+/// the group commit that crossed the line), clamped to between 5 % and a quarter of the bound.
+/// Ingest stops this far below the bound, and further by the head's seal room
+/// ([`ingest_reserve`]).
+pub const UPKEEP_STEP_BYTES: u64 = 4 << 20;
+/// Bytes of pages a seal takes per byte of the head until it deletes the pending rows (the
+/// blocks it writes and their `block_due` marks), assumed until the writer has measured its own
+/// seal steps: dense series (a point every 10 s) take about 1.2, sparse ones far more (a block
+/// row, its index entry and its due mark per series and hour whatever the points: about 5 at
+/// one point per 10 minutes). The writer keeps the largest ratio its recent seal steps took
+/// (decaying towards what it measures), never below [`SEAL_ROOM_MIN`].
+pub const SEAL_ROOM_PER_HEAD_BYTE: f64 = 8.0;
+/// The least seal room per head byte the writer assumes, whatever it measured.
+pub const SEAL_ROOM_MIN: f64 = 1.5;
+/// The head is sealed early, before [`series::SEAL_BYTES`], once its seal room would take more
+/// than this share of `max_db_bytes` (a small bound keeps its reserve small).
+pub const SEAL_ROOM_SHARE: u64 = 4;
+
+/// The upkeep step's share of the reserve for a bound of `max_db_bytes` ([`UPKEEP_STEP_BYTES`],
+/// at least 5 % and at most a quarter of the bound): writes from outside the writer
+/// (administration, HTTP audit) stop this far below the bound too.
+pub fn upkeep_reserve(max_db_bytes: u64) -> u64 {
+    UPKEEP_STEP_BYTES.clamp(max_db_bytes / 20, max_db_bytes / 4)
+}
+
+/// Bytes below `max_db_bytes` where ingest is refused ([`Error::Full`]) while sealing the head
+/// takes `seal_room` bytes (its bytes times the seal ratio, [`SEAL_ROOM_PER_HEAD_BYTE`]): that
+/// room plus one upkeep step ([`upkeep_reserve`]). The head is sealed once its seal room
+/// passes a quarter of the bound ([`SEAL_ROOM_SHARE`]) or at [`series::SEAL_BYTES`], so the
+/// reserve stays near a quarter of the bound plus the step's share. Sealing and compaction may
+/// use every page up to the bound; retention may turn raw hours into minute rollups up to the
+/// head's seal room.
+pub fn ingest_reserve(max_db_bytes: u64, seal_room: u64) -> u64 {
+    seal_room.saturating_add(upkeep_reserve(max_db_bytes))
+}
+
+/// Pages of `max_db_bytes` on `conn`'s database (its page size).
+fn pages_of(conn: &Connection, bytes: u64) -> Result<i64, Error> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512))
+}
+
+/// Holds writes through `conn` to `max_db_bytes` less the upkeep step's share of the reserve
+/// ([`upkeep_reserve`]): the administration and HTTP connections, whose writes are small and
+/// must not take the pages the store's upkeep needs. `PRAGMA max_page_count` is per connection,
+/// so every connection that writes gets it; past it a write fails with [`Error::Full`] and
+/// nothing of it is stored. (The writer's own connection is bounded at `max_db_bytes` itself
+/// and refuses ingest lower, see [`ingest_reserve`].)
 ///
 /// # Errors
 /// SQLite errors.
 pub fn bound_size(conn: &Connection, max_db_bytes: Option<u64>) -> Result<(), Error> {
     if let Some(bytes) = max_db_bytes {
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
-        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        set_max_pages(conn, pages_of(conn, bytes - upkeep_reserve(bytes))?)?;
     }
+    Ok(())
+}
+
+/// Bounds the writer's connection at `max_db_bytes`; returns the bound in pages and the page
+/// size (`None` without a bound).
+fn bound_writer(conn: &Connection, max_db_bytes: Option<u64>) -> Result<Option<(i64, i64)>, Error> {
+    let Some(bytes) = max_db_bytes else { return Ok(None) };
+    let pages = pages_of(conn, bytes)?;
+    set_max_pages(conn, pages)?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(Some((pages, page_size)))
+}
+
+fn set_max_pages(conn: &Connection, pages: i64) -> Result<(), Error> {
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     Ok(())
 }
 

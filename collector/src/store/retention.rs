@@ -114,6 +114,10 @@ pub(crate) struct Upkeep {
     cursors: HashMap<&'static str, i64>,
     /// Whether the current round deleted anything.
     round_found: bool,
+    /// The database has room to grow ([`Upkeep::set_room`]).
+    room: bool,
+    /// Expired raw hours wait for room for their minute rollups.
+    waiting: bool,
 }
 
 impl Upkeep {
@@ -125,7 +129,30 @@ impl Upkeep {
             task: 0,
             cursors: HashMap::new(),
             round_found: false,
+            room: true,
+            waiting: false,
         })
+    }
+
+    /// Whether the next steps may grow the database (the writer's room below `max_db_bytes`,
+    /// see [`super::ingest_reserve`]). Without room, raw hours the minute tier still keeps are
+    /// not expired (their minute rollups would need pages, about twice their raw size); raw
+    /// hours older than the minute retention still go (pure deletes), and every other delete
+    /// runs as usual.
+    pub(crate) fn set_room(&mut self, room: bool) {
+        self.room = room;
+    }
+
+    /// Starts the next retention round now rather than after the idle pause (the database just
+    /// became full: what retention frees is needed now).
+    pub(crate) fn wake(&mut self) {
+        self.next_round = Instant::now();
+    }
+
+    /// Whether expired raw hours wait for room for their minute rollups: the retention keeps
+    /// more than `max_db_bytes` holds.
+    pub(crate) fn waiting_for_room(&self) -> bool {
+        self.waiting
     }
 
     /// Whether old sample rows are still being converted (the next steps are conversion steps).
@@ -147,21 +174,25 @@ impl Upkeep {
         // Raw blocks first (their minute rollups are written as they go), then the rest.
         let tasks = 1 + limited.len() + EVENT_TABLES.len();
         let deleted = match self.task {
-            0 => match expire_blocks(conn, kinds, now_ms - r.raw_ms - BLOCK_MS, now_ms - r.minute_ms - BLOCK_MS) {
-                // A full step leaves more to do: counted as a full delete step.
-                Ok(n) if n == EXPIRE_BLOCKS as usize => DELETE_ROWS as usize,
-                Ok(n) => n,
-                // At `max_db_bytes` the expiring hours' minute rollups find no pages: the
-                // deletes that only free pages (rollups past a lowered retention, dedup keys,
-                // events) still run this round, and the raw blocks go once they made room.
-                Err(Error::Full) => {
-                    tracing::warn!(
-                        "database at max_db_bytes: expired raw blocks wait for room for their minute rollups; lower minute_days or raise max_db_bytes"
-                    );
-                    0
+            0 => {
+                let (cutoff, minute_cutoff) = (now_ms - r.raw_ms - BLOCK_MS, now_ms - r.minute_ms - BLOCK_MS);
+                // Without room only the raw hours that need no minute rollups go.
+                let expiring = if self.room { cutoff } else { cutoff.min(minute_cutoff) };
+                self.waiting = expiring < cutoff && blocks_between(conn, expiring, cutoff)?;
+                match expire_blocks(conn, kinds, expiring, minute_cutoff) {
+                    // A full step leaves more to do: counted as a full delete step.
+                    Ok(n) if n == EXPIRE_BLOCKS as usize => DELETE_ROWS as usize,
+                    Ok(n) => n,
+                    // At `max_db_bytes` the expiring hours' minute rollups find no pages: the
+                    // deletes that only free pages (rollups past a lowered retention, dedup keys,
+                    // events) still run this round, and the raw blocks go once they made room.
+                    Err(Error::Full) => {
+                        self.waiting = true;
+                        0
+                    }
+                    Err(err) => return Err(err),
                 }
-                Err(err) => return Err(err),
-            },
+            }
             n if n <= limited.len() => {
                 let (sql, cutoff) = limited[n - 1];
                 delete_limited(conn, sql, cutoff)?
@@ -192,6 +223,14 @@ impl Upkeep {
         }
         Ok(true)
     }
+}
+
+/// Whether a raw block starts in `(from, to]` (raw hours past the raw retention that still
+/// wait for their minute rollups).
+fn blocks_between(conn: &Connection, from: i64, to: i64) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sample_block WHERE start_ms > ?1 AND start_ms <= ?2)")?
+        .query_row([from, to], |r| r.get(0))?)
 }
 
 /// A block to expire: id, start, series, whether its hour rollup is due, and its data when needed.
@@ -438,5 +477,48 @@ mod tests {
         }
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 0, "raw blocks expired");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "each with its minute rollups");
+    }
+
+    /// Without room (the database at `max_db_bytes` less the head's seal room), raw hours the
+    /// minute tier still keeps wait for room for their minute rollups and say so; raw hours
+    /// older than the minute retention need no rollup pages and still go. With room again the
+    /// waiting hours expire into their minute rollups.
+    #[test]
+    fn without_room_only_the_raw_hours_that_need_no_minute_rollups_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(dir.path()).expect("open");
+        let now = 1_000 * DAY_MS;
+        let retention = Retention::default();
+        let kept = (now - retention.raw_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
+        let gone = (now - retention.minute_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
+        for (series, hour) in [(1_i64, kept), (2, gone)] {
+            let points = [(hour, 1.0), (hour + 60_000, 2.0)];
+            let data = block::encode(&points).expect("sorted");
+            conn.execute(
+                "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 2, ?4)",
+                params![hour, series, hour + 60_000, data],
+            )
+            .expect("block");
+        }
+        let blocks = |conn: &Connection| -> Vec<i64> {
+            let mut stmt = conn.prepare("SELECT series_id FROM sample_block ORDER BY series_id").expect("select");
+            stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        upkeep.set_room(false);
+        upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        assert_eq!(blocks(&conn), vec![1], "the hour past the minute retention expired, the other waits");
+        assert!(upkeep.waiting_for_room(), "the waiting hour is reported");
+        upkeep.set_room(true);
+        upkeep.wake();
+        for _ in 0..20 {
+            upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        }
+        assert!(blocks(&conn).is_empty(), "with room the waiting hour expired");
+        assert!(!upkeep.waiting_for_room());
+        let minutes: i64 = conn
+            .query_row("SELECT COUNT(*) FROM rollup WHERE tier = 1 AND series_id = 1", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(minutes, 1, "its minute rollups written");
     }
 }

@@ -65,11 +65,36 @@ pub(super) struct Writer {
     full_until: Option<std::time::Instant>,
     /// Time of each kind of work.
     step_times: Arc<super::StepTimes>,
+    /// `max_db_bytes` in pages and the page size (`None` without a bound).
+    bound: Option<(i64, i64)>,
+    /// Whether ingest is refused at the bound (shared with the handle, for the metrics).
+    fullness: Arc<super::Fullness>,
+    /// Ingest was refused as full: the head is sealed now rather than when due, so its pending
+    /// rows become blocks that retention can expire.
+    seal_now: bool,
+    /// When the store last logged that it is full (once per [`FULL_LOG_EVERY`]).
+    full_logged: Option<std::time::Instant>,
+    /// Bytes of pages a seal step took per byte of head it sealed (the largest recently).
+    seal_ratio: f64,
+}
+
+/// A full store says so in the log at most this often.
+const FULL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the used pages leave room for (see [`super::ingest_reserve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Room {
+    /// A group commit: below `max_db_bytes` less the whole reserve.
+    ingest: bool,
+    /// Upkeep that grows the database (raw hours turned into minute rollups): below
+    /// `max_db_bytes` less the head's seal room.
+    grow: bool,
 }
 
 impl Writer {
     /// `(head, last_pending)` is what [`series::load_head`] replayed from the pending rows;
-    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle.
+    /// `(results_dropped, step_times)` are the counters shared with the [`super::Store`] handle;
+    /// `bound` is `max_db_bytes` in pages and the page size, `fullness` shared with the handle.
     pub(super) fn new(
         conn: Connection,
         healthy: Arc<AtomicBool>,
@@ -77,7 +102,7 @@ impl Writer {
         evidence_span_ms: i64,
         (results_dropped, step_times): (Arc<AtomicU64>, Arc<super::StepTimes>),
         (head, last_pending): (SharedHead, i64),
-        retention: Retention,
+        (retention, bound, fullness): (Retention, Option<(i64, i64)>, Arc<super::Fullness>),
     ) -> Result<Self, Error> {
         let mut series_ids = HashMap::new();
         let mut series_per_agent: HashMap<String, usize> = HashMap::new();
@@ -112,7 +137,112 @@ impl Writer {
             backoff_until: None,
             full_until: None,
             step_times,
+            bound,
+            fullness,
+            seal_now: false,
+            full_logged: None,
+            seal_ratio: super::SEAL_ROOM_PER_HEAD_BYTE,
         })
+    }
+
+    /// Pages in use (`None` without a bound).
+    fn used_pages(&self) -> Result<Option<i64>, Error> {
+        if self.bound.is_none() {
+            return Ok(None);
+        }
+        let (pages, free): (i64, i64) = self
+            .conn
+            .prepare_cached("SELECT * FROM pragma_page_count, pragma_freelist_count")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Some((pages - free).max(0)))
+    }
+
+    fn head_bytes(&self) -> usize {
+        self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).bytes()
+    }
+
+    /// Bytes of pages sealing the head as it is now takes (its bytes times the seal ratio).
+    fn seal_room(&self) -> u64 {
+        (self.head_bytes() as f64 * self.seal_ratio) as u64
+    }
+
+    /// Whether the head's seal room passed its share of `max_db_bytes` ([`super::SEAL_ROOM_SHARE`]):
+    /// the head is sealed now rather than at its size or age bound.
+    fn seal_early(&self) -> bool {
+        self.bound.is_some_and(|(max_pages, page_size)| {
+            self.seal_room() > u64::try_from(max_pages * page_size).unwrap_or(0) / super::SEAL_ROOM_SHARE
+        })
+    }
+
+    /// Learns the seal ratio from one seal step that did not finish its seal (the pending rows
+    /// are deleted by the last one): the pages it added per head byte it sealed. The ratio kept
+    /// is the larger of that and the last one decayed by a tenth.
+    fn learn_seal_ratio(&mut self, before: (Option<i64>, usize)) {
+        let (Some(used_before), head_before) = before else { return };
+        let Some((_, page_size)) = self.bound else { return };
+        let Ok(Some(used_after)) = self.used_pages() else { return };
+        let sealed = head_before.saturating_sub(self.head_bytes());
+        if sealed < 4096 {
+            return;
+        }
+        let ratio = ((used_after - used_before).max(0) * page_size) as f64 / sealed as f64;
+        self.seal_ratio = ratio.max(self.seal_ratio * 0.9).max(super::SEAL_ROOM_MIN);
+    }
+
+    /// What the pages in use leave room for: ingest stops at `max_db_bytes` less
+    /// [`super::ingest_reserve`] (the head's seal room and one upkeep step), upkeep that grows the
+    /// database at `max_db_bytes` less the head's seal room; sealing and compaction may use every
+    /// page up to the bound (`PRAGMA max_page_count` on this connection).
+    fn room(&self) -> Result<Room, Error> {
+        let (Some((max_pages, page_size)), Some(used)) = (self.bound, self.used_pages()?) else {
+            return Ok(Room { ingest: true, grow: true });
+        };
+        let max_bytes = u64::try_from(max_pages * page_size).unwrap_or(0);
+        let to_pages = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
+        let seal_room = self.seal_room();
+        let seal = to_pages(seal_room);
+        let reserve = to_pages(super::ingest_reserve(max_bytes, seal_room));
+        Ok(Room { ingest: used.saturating_add(reserve) < max_pages, grow: used.saturating_add(seal) < max_pages })
+    }
+
+    /// [`Self::room`], or room for everything when the page counts cannot be read (the bound
+    /// itself still holds).
+    fn room_or_any(&self) -> Room {
+        self.room().unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "reading the page counts failed");
+            Room { ingest: true, grow: true }
+        })
+    }
+
+    /// Refuses a group at the reserve: counted, logged once per [`FULL_LOG_EVERY`], and the head
+    /// sealed next. Clears the flag when there is room again.
+    fn note_full(&mut self, full: bool, batches: usize) {
+        let was = self.fullness.full.swap(full, Ordering::Relaxed);
+        if !full {
+            if was {
+                tracing::info!("database below max_db_bytes less its upkeep reserve again: ingest resumes");
+            }
+            return;
+        }
+        self.seal_now = true;
+        if !was {
+            self.upkeep.wake();
+        }
+        self.fullness.refused.fetch_add(batches as u64, Ordering::Relaxed);
+        if self.full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+            self.full_logged = Some(std::time::Instant::now());
+            let blocked = self.fullness.retention_blocked.load(Ordering::Relaxed);
+            tracing::warn!(
+                refused_batches = self.fullness.refused.load(Ordering::Relaxed),
+                retention_blocked = blocked,
+                "database at max_db_bytes less its upkeep reserve: batches are refused (agents keep them in their spools) while sealing and retention free pages{}",
+                if blocked {
+                    "; expired raw hours wait for room for their minute rollups: the retention keeps more than max_db_bytes holds (lower minute_days or raw_days, or raise max_db_bytes)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 
     /// On a clean stop: moves the whole head into blocks, so a stopped store is compact (the
@@ -159,17 +289,22 @@ impl Writer {
         let started = std::time::Instant::now();
         let result = (|| -> Result<(bool, usize), Error> {
             if self.seal.is_none() {
-                self.seal = series::start_seal(&self.head, self.last_pending, false);
+                self.seal = series::start_seal(&self.head, self.last_pending, self.seal_now || self.seal_early());
+                self.seal_now = false;
             }
             // At `max_db_bytes` sealing and compaction fail for want of pages; retention still
             // runs then, and its deletes may make the room they need (a lowered retention).
             let mut full = self.full_until.is_some_and(|until| std::time::Instant::now() < until);
+            let before =
+                if self.seal.is_some() { (self.used_pages().ok().flatten(), self.head_bytes()) } else { (None, 0) };
             if let Some(seal) = self.seal.as_mut().filter(|_| !full) {
                 match series::seal_step(&mut self.conn, &self.head, seal) {
                     Ok(done) => {
                         if done {
                             self.compaction.touch(&seal.hours);
                             self.seal = None;
+                        } else {
+                            self.learn_seal_ratio(before);
                         }
                         return Ok((true, super::STEP_SEAL));
                     }
@@ -192,7 +327,10 @@ impl Writer {
                 self.full_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
             }
             let step = if self.upkeep.converting() { super::STEP_CONVERSION } else { super::STEP_RETENTION };
-            match self.upkeep.step(&mut self.conn, &self.kinds, now_ms())? {
+            self.upkeep.set_room(self.room_or_any().grow);
+            let result = self.upkeep.step(&mut self.conn, &self.kinds, now_ms());
+            self.fullness.retention_blocked.store(self.upkeep.waiting_for_room(), Ordering::Relaxed);
+            match result? {
                 false if full => Err(Error::Full),
                 worked => Ok((worked, step)),
             }
@@ -244,7 +382,7 @@ impl Writer {
             // retried): agents wait (`Busy`, their spools keep the batches) rather than memory
             // growing.
             let head_full = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound();
-            let committed = if head_full { Err(Error::Busy) } else { self.commit_group(&batches) };
+            let committed = if head_full { Err(Error::Busy) } else { self.commit_within_reserve(&batches) };
             self.step_times.record(super::STEP_COMMIT, started.elapsed());
             match committed {
                 Ok(outcomes) => {
@@ -275,6 +413,14 @@ impl Writer {
         if let Err((_, err)) = self.conn.close() {
             error!(error = %err, "closing the database");
         }
+    }
+
+    /// Commits the group unless the database is at `max_db_bytes` less the upkeep reserve: then
+    /// nothing of it is stored and every batch gets [`Error::Full`] (its agent keeps it).
+    fn commit_within_reserve(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
+        let result = if self.room_or_any().ingest { self.commit_group(batches) } else { Err(Error::Full) };
+        self.note_full(matches!(result, Err(Error::Full)), batches.len());
+        result
     }
 
     fn commit_group(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
