@@ -70,7 +70,7 @@ pub(crate) const SEAL_AGE: Duration = Duration::from_secs(2);
 /// ~10 bytes encoded, a smooth one ~1), is sealed whole, open hour included; at twice either
 /// ingest waits. An hour of 200 agents × 300 series at 10 s (21.6 M points) fits below both.
 pub(crate) const SEAL_POINTS: usize = 40_000_000;
-pub(crate) const SEAL_BYTES: usize = 80 << 20;
+pub(crate) const SEAL_BYTES: usize = 128 << 20;
 /// Points merged into blocks per seal step (a step is one short transaction).
 const STEP_POINTS: usize = 25_000;
 /// Points decoded per seal step at most (most of them may stay in the head).
@@ -947,7 +947,7 @@ mod tests {
         let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
         let mut rng = 0x9e37_79b9_u64;
         // Within one hour: the valve, not a closed hour, makes the seal due.
-        for series in 1..=4000_i64 {
+        for series in 1..=5000_i64 {
             let points: Vec<(i64, f64)> = (0..3000)
                 .map(|i| {
                     rng ^= rng << 13;
@@ -964,9 +964,9 @@ mod tests {
             assert!(head.bytes() >= SEAL_BYTES, "{} bytes for {} points", head.bytes(), head.len());
         }
         let seal = start_seal(&head, 0, false).expect("due by its bytes");
-        assert_eq!(seal.todo.len(), 4000);
+        assert_eq!(seal.todo.len(), 5000);
         assert_eq!(seal.below, i64::MAX, "sealed whole");
-        assert_eq!(head.read().expect("head").len(), 12_000_000, "still in the head until sealed");
+        assert_eq!(head.read().expect("head").len(), 15_000_000, "still in the head until sealed");
     }
 
     /// Seals the head when due as if its closed points had waited [`SEAL_AGE`]; true when it did.
