@@ -373,7 +373,7 @@ fn start_seal_at(head: &SharedHead, last_pending: i64, force: bool, now: Instant
         .filter(|(_, e)| e.oldest < below || (cut.is_some() && (e.n > e.carried || (recarry && e.carried > 0))))
         .map(|(id, e)| (*id, e.n))
         .collect();
-    todo.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    todo.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
     Some(Seal { todo, cut, below, recarry, drop_carry, carry: Vec::new(), carry_span: None, hours: Vec::new() })
 }
 
