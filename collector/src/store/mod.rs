@@ -382,8 +382,8 @@ impl Store {
     }
 
     /// Points in the in-memory head (committed, not yet in blocks) and the bytes they take
-    /// (encoded). Sealing starts at [`series::SEAL_POINTS`] or [`series::SEAL_BYTES`]; at twice
-    /// either ingest waits for it.
+    /// (encoded). The whole head is sealed at [`series::SEAL_POINTS`] or [`series::SEAL_BYTES`]
+    /// (otherwise each hour once it is closed); at twice either ingest waits for it.
     pub fn head_size(&self) -> (usize, usize) {
         let head = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         (head.len(), head.bytes())

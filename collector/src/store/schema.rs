@@ -255,6 +255,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 15: who declared a maintenance window (the signed-in user of the API or the status page's
     // form; '' for windows declared before this column existed).
     "ALTER TABLE maintenance ADD COLUMN declared_by TEXT NOT NULL DEFAULT '';",
+    // 16: points a seal kept in the head (an hour still open) whose pending rows it deleted, in
+    // the pending row encoding, with the span of their timestamps (store::series).
+    "CREATE TABLE sample_carry(
+        id INTEGER PRIMARY KEY,
+        min_ts INTEGER NOT NULL,
+        max_ts INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );",
 ];
 
 /// Schema version this build writes.
