@@ -66,7 +66,10 @@ fn used_bytes(data: &std::path::Path) -> (u64, u64) {
 fn expired_rows(conn: &rusqlite::Connection, r: &Retention, now: i64) -> (i64, i64, i64) {
     let count = |sql: &str, cut: i64| -> i64 { conn.query_row(sql, [cut], |row| row.get(0)).expect("count") };
     (
-        count("SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1", now - r.raw_ms - HOUR),
+        count(
+            "SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1",
+            now - r.raw_ms - HOUR,
+        ),
         count("SELECT COUNT(*) FROM rollup WHERE tier = 1 AND start_ms <= ?1", now - r.minute_ms - HOUR),
         count("SELECT COUNT(*) FROM rollup WHERE tier = 2 AND start_ms <= ?1", now - r.hour_ms - DAY),
     )
@@ -96,7 +99,9 @@ fn tier_bytes(conn: &rusqlite::Connection, label: &str) -> ([TierRows; 3], Vec<(
         .expect("tier")
     };
     let tiers = [
-        tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour)"),
+        tier(
+            "SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour)",
+        ),
         tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM rollup WHERE tier = 1"),
         tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM rollup WHERE tier = 2"),
     ];
@@ -356,8 +361,11 @@ fn main() {
     // that crossed its cutoff meanwhile (hours are whole) is allowed.
     let slack = 5 * 60_000;
     let cut = |keep: i64, width: i64| check_now - keep - width;
-    let raw_left =
-        count_le(&conn, "SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1", cut(retention.raw_ms, HOUR) - slack);
+    let raw_left = count_le(
+        &conn,
+        "SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1",
+        cut(retention.raw_ms, HOUR) - slack,
+    );
     let minute_left = count_le(
         &conn,
         "SELECT COUNT(*) FROM rollup WHERE tier = 1 AND start_ms <= ?1",

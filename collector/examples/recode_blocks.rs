@@ -13,9 +13,9 @@ fn main() {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open");
-    let mut stmt =
-        conn.prepare("SELECT s.name, b.id, b.data FROM series_hour b JOIN series s ON s.id = b.id % 16777216")
-            .expect("prepare");
+    let mut stmt = conn
+        .prepare("SELECT s.name, b.id, b.data FROM series_hour b JOIN series s ON s.id = b.id % 16777216")
+        .expect("prepare");
     let mut rows = stmt.query([]).expect("query");
     let mut by_name: std::collections::BTreeMap<String, (u64, u64, u64)> = std::collections::BTreeMap::new();
     let (mut n, mut before, mut after) = (0u64, 0u64, 0u64);

@@ -75,9 +75,8 @@ fn history_steps_agree_before_and_after_sealing_across_hours_and_tiers() {
             n
         })
         .sum();
-    let pending: i64 = db
-        .query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0))
-        .expect("pending");
+    let pending: i64 =
+        db.query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0)).expect("pending");
     assert_eq!((blocks, pending), (3 * 360, 0), "a clean stop seals every sample once");
 }
 

@@ -392,8 +392,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = crate::store::open_connection(dir.path()).expect("open");
         for id in 1..=3_i64 {
-            conn.execute("INSERT INTO series(id, agent_id, name, labels, kind) VALUES (?1, 'a', ?2, '', 1)", params![id, format!("s{id}")])
-                .expect("series");
+            conn.execute(
+                "INSERT INTO series(id, agent_id, name, labels, kind) VALUES (?1, 'a', ?2, '', 1)",
+                params![id, format!("s{id}")],
+            )
+            .expect("series");
         }
         let now = 1_000 * DAY_MS;
         let retention = Retention::default();
@@ -423,7 +426,11 @@ mod tests {
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 3, "expired hours gone");
         assert_eq!(count(&conn, &format!("SELECT COUNT(*) FROM tick_hour WHERE id >= {kept}")), 1);
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM tick_hour"), 1, "expired hours' tick sets gone");
-        assert_eq!(count(&conn, "SELECT COUNT(DISTINCT start_ms) FROM rollup WHERE tier = 1"), 2, "minute rollups written");
+        assert_eq!(
+            count(&conn, "SELECT COUNT(DISTINCT start_ms) FROM rollup WHERE tier = 1"),
+            2,
+            "minute rollups written"
+        );
         let head = series::SharedHead::default();
         for id in 1..=3 {
             let got = series::series_points(&conn, &head, id, hours[0], now).expect("read");

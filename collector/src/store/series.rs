@@ -392,9 +392,8 @@ impl Ticks {
                 let mut pos = 0;
                 while pos < data.len() {
                     let len = get_varint(&data, &mut pos).map_err(corrupt)? as usize;
-                    let bytes = data
-                        .get(pos..pos.saturating_add(len))
-                        .ok_or(Error::Failed("tick sets: truncated".into()))?;
+                    let bytes =
+                        data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("tick sets: truncated".into()))?;
                     pos += len;
                     sets.push(block::decode_ticks(bytes).map_err(corrupt)?);
                 }
@@ -956,7 +955,8 @@ mod tests {
     /// The tick set references of an hour's blocks: (series, group, index), `None` for blocks
     /// holding their own timestamps.
     fn refs(conn: &rusqlite::Connection, hour: i64) -> Vec<(i64, Option<(u64, u32)>)> {
-        let mut stmt = conn.prepare("SELECT id, data FROM series_hour WHERE id BETWEEN ?1 AND ?2 ORDER BY id").expect("q");
+        let mut stmt =
+            conn.prepare("SELECT id, data FROM series_hour WHERE id BETWEEN ?1 AND ?2 ORDER BY id").expect("q");
         stmt.query_map([block_key(hour, 0), block_key(hour, MAX_SERIES_ID)], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
         })
@@ -1099,16 +1099,17 @@ mod tests {
                 want.entry(series).or_default().extend(points);
             }
         }
-        let check = |conn: &rusqlite::Connection, head: &SharedHead, want: &HashMap<i64, Vec<(i64, f64)>>, what: &str| {
-            for (series, points) in want {
-                let got = series_points(conn, head, *series, t0, t0 + 3 * BLOCK_MS).expect("read");
-                assert!(
-                    got.len() == points.len()
-                        && got.iter().zip(points).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()),
-                    "{what}: series {series}"
-                );
-            }
-        };
+        let check =
+            |conn: &rusqlite::Connection, head: &SharedHead, want: &HashMap<i64, Vec<(i64, f64)>>, what: &str| {
+                for (series, points) in want {
+                    let got = series_points(conn, head, *series, t0, t0 + 3 * BLOCK_MS).expect("read");
+                    assert!(
+                        got.len() == points.len()
+                            && got.iter().zip(points).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()),
+                        "{what}: series {series}"
+                    );
+                }
+            };
         check(&conn, &head, &want, "before");
         // A late point for an hour still in the earlier table: the seal moves the block.
         let late = (t0 + BLOCK_MS + 5, 42.0);
@@ -1116,7 +1117,8 @@ mod tests {
         seal_all(&mut conn, &head);
         let seven = want.get_mut(&7).expect("7");
         *seven = block::merge(seven, &[late]);
-        let count = |conn: &rusqlite::Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("n") };
+        let count =
+            |conn: &rusqlite::Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("n") };
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 1, "moved with the late point");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 719);
         check(&conn, &head, &want, "one block moved");
