@@ -726,14 +726,15 @@ fn main() {
     let status = collector.wait().expect("collector exit");
     assert!(status.success(), "collector exited with {status}");
     let conn = b24watch_collector::store::open_connection(&data).expect("reopen");
-    let in_blocks: i64 = conn.query_row("SELECT COALESCE(SUM(n), 0) FROM sample_block", [], |r| r.get(0)).expect("n");
-    let (block_bytes, minute_bytes, hour_bytes): (i64, i64, i64) = conn
+    let in_blocks = b24watch_collector::store::series::stored_samples(&conn).expect("n");
+    let (block_bytes, tick_bytes, minute_bytes, hour_bytes): (i64, i64, i64, i64) = conn
         .query_row(
-            "SELECT (SELECT COALESCE(SUM(length(data)), 0) FROM sample_block),
+            "SELECT (SELECT COALESCE(SUM(length(data)), 0) FROM series_hour),
+                    (SELECT COALESCE(SUM(length(data)), 0) FROM tick_hour),
                     (SELECT COALESCE(SUM(length(data)), 0) FROM rollup WHERE tier = 1),
                     (SELECT COALESCE(SUM(length(data)), 0) FROM rollup WHERE tier = 2)",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .expect("sizes");
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
@@ -787,8 +788,9 @@ fn main() {
         freelist
     );
     println!(
-        "payload_bytes_per_sample: raw_blocks={:.3} minute_rollups={:.3} hour_rollups={:.3}",
+        "payload_bytes_per_sample: raw_blocks={:.3} tick_sets={:.4} minute_rollups={:.3} hour_rollups={:.3}",
         per(block_bytes),
+        per(tick_bytes),
         per(minute_bytes),
         per(hour_bytes)
     );

@@ -69,7 +69,10 @@ fn used_bytes(data: &std::path::Path) -> (u64, u64) {
 fn expired_rows(conn: &rusqlite::Connection, r: &Retention, now: i64) -> (i64, i64, i64) {
     let count = |sql: &str, cut: i64| -> i64 { conn.query_row(sql, [cut], |row| row.get(0)).expect("count") };
     (
-        count("SELECT COUNT(*) FROM sample_block WHERE start_ms <= ?1", now - r.raw_ms - HOUR),
+        count(
+            "SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1",
+            now - r.raw_ms - HOUR,
+        ),
         count("SELECT COUNT(*) FROM rollup WHERE tier = 1 AND start_ms <= ?1", now - r.minute_ms - HOUR),
         count("SELECT COUNT(*) FROM rollup WHERE tier = 2 AND start_ms <= ?1", now - r.hour_ms - DAY),
     )
@@ -99,11 +102,13 @@ fn tier_bytes(conn: &rusqlite::Connection, label: &str) -> ([TierRows; 3], Vec<(
         .expect("tier")
     };
     let tiers = [
-        tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM sample_block"),
+        tier(
+            "SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour)",
+        ),
         tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM rollup WHERE tier = 1"),
         tier("SELECT COUNT(*), SUM(length(data)), MIN(start_ms), MAX(start_ms) FROM rollup WHERE tier = 2"),
     ];
-    for (name, t) in ["sample_block", "rollup_tier1_minute", "rollup_tier2_hour"].iter().zip(&tiers) {
+    for (name, t) in ["series_hour", "rollup_tier1_minute", "rollup_tier2_hour"].iter().zip(&tiers) {
         let hours_ago = |ts: Option<i64>| ts.map_or(-1, |ts| (now_ms() - ts) / HOUR);
         println!(
             "{label}: {name} rows={} data_bytes={} oldest_h_ago={} newest_h_ago={}",
@@ -318,7 +323,7 @@ fn main() {
     // Page bytes per tier: a table with its indexes; the rollup table's pages split between the
     // tiers by their data bytes plus ~15 bytes a row (start, series, id), its index by rows.
     let page = |name: &str| pages.iter().find(|(n, _)| n == name).map_or(0, |(_, b)| *b) as f64;
-    let raw_pages = page("sample_block") + page("sample_block_by_start");
+    let raw_pages = page("series_hour") + page("tick_hour");
     let weight = |t: &TierRows| (t.data_bytes + 15 * t.rows) as f64;
     let rollup_rows = (minute.rows + hour.rows).max(1) as f64;
     let rollup_weight = (weight(&minute) + weight(&hour)).max(1.0);
@@ -370,8 +375,11 @@ fn main() {
     // that crossed its cutoff meanwhile (hours are whole) is allowed.
     let slack = 5 * 60_000;
     let cut = |keep: i64, width: i64| check_now - keep - width;
-    let raw_left =
-        count_le(&conn, "SELECT COUNT(*) FROM sample_block WHERE start_ms <= ?1", cut(retention.raw_ms, HOUR) - slack);
+    let raw_left = count_le(
+        &conn,
+        "SELECT COUNT(*) FROM (SELECT (id >> 24) * 3600000 AS start_ms, data FROM series_hour) WHERE start_ms <= ?1",
+        cut(retention.raw_ms, HOUR) - slack,
+    );
     let minute_left = count_le(
         &conn,
         "SELECT COUNT(*) FROM rollup WHERE tier = 1 AND start_ms <= ?1",

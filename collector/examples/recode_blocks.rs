@@ -1,9 +1,10 @@
 //! Re-encodes every sample block of a kept database (`KEEP=1 make bench-ingest`) with this
-//! build's codec and prints bytes per sample before and after, by value shape of the block.
+//! build's codec without tick sets (format 3) and prints bytes per sample as stored (format 4
+//! blocks without their shared tick sets) and re-encoded, by value shape of the block.
 //!
 //!   cargo run --release -p b24watch-collector --example recode_blocks -- /tmp/.tmpXXXX/data
 
-use b24watch_collector::store::block;
+use b24watch_collector::store::{block, series};
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: recode_blocks DATA_DIR");
@@ -12,8 +13,9 @@ fn main() {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open");
-    let mut stmt =
-        conn.prepare("SELECT s.name, b.data FROM sample_block b JOIN series s ON s.id = b.series_id").expect("prepare");
+    let mut stmt = conn
+        .prepare("SELECT s.name, b.id, b.data FROM series_hour b JOIN series s ON s.id = b.id % 16777216")
+        .expect("prepare");
     let mut rows = stmt.query([]).expect("query");
     let mut by_name: std::collections::BTreeMap<String, (u64, u64, u64)> = std::collections::BTreeMap::new();
     let (mut n, mut before, mut after) = (0u64, 0u64, 0u64);
@@ -21,8 +23,9 @@ fn main() {
     let mut encode_time = std::time::Duration::ZERO;
     while let Some(row) = rows.next().expect("row") {
         let name: String = row.get(0).expect("name");
-        let data: Vec<u8> = row.get(1).expect("data");
-        let points = block::decode(&data).expect("decode");
+        let id: i64 = row.get(1).expect("id");
+        let data: Vec<u8> = row.get(2).expect("data");
+        let points = series::decode_stored(&conn, id, &data).expect("decode");
         let t = std::time::Instant::now();
         let recoded = block::encode(&points).expect("encode");
         encode_time += t.elapsed();

@@ -56,13 +56,27 @@ fn history_steps_agree_before_and_after_sealing_across_hours_and_tiers() {
         assert_eq!(&query(&collector, *step), want, "step {step}: answer changed by sealing");
     }
     let db = rusqlite::Connection::open(data.join("b24watch.db")).expect("open db");
-    let (blocks, pending): (i64, i64) = db
-        .query_row(
-            "SELECT (SELECT SUM(n) FROM sample_block), (SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("counts");
+    // A block's point count is the varint after its format byte.
+    let blocks: i64 = db
+        .prepare("SELECT data FROM series_hour")
+        .expect("prepare")
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .expect("blocks")
+        .map(|data| {
+            let data = data.expect("block");
+            let (mut n, mut shift) = (0i64, 0);
+            for byte in &data[1..] {
+                n |= i64::from(byte & 0x7f) << shift;
+                shift += 7;
+                if *byte < 0x80 {
+                    break;
+                }
+            }
+            n
+        })
+        .sum();
+    let pending: i64 =
+        db.query_row("SELECT COUNT(*) FROM sample_pending WHERE length(data) > 0", [], |r| r.get(0)).expect("pending");
     assert_eq!((blocks, pending), (3 * 360, 0), "a clean stop seals every sample once");
 }
 

@@ -1,4 +1,4 @@
-//! Sample block codec: sorted unique `(ts_ms, value)` points, written in an adaptive format (3); the Gorilla (1) and scaled-decimal (2) formats of earlier versions still decode.
+//! Sample block codec: sorted unique `(ts_ms, value)` points, written in an adaptive format (3) or as format 3 with shared timestamps (4); the Gorilla (1) and scaled-decimal (2) formats of earlier versions still decode.
 //!
 //! ## Format 3 (written now)
 //! `3 | n (varint) | value kind | first timestamp | interval | stream codes | value header | bits`.
@@ -18,6 +18,15 @@
 //! zeros, as runs of zeros each ended by its nonzero value: a constant hour costs a few bytes.
 //! Blocks of at most `LEGACY_POINTS` points (a pending row's share of a group commit) are also
 //! tried in formats 1 and 2, whose headers are shorter.
+//!
+//! ## Format 4 (stored raw blocks)
+//! `4 | n (varint) | value kind | group (varint) | index (varint) | value header | value bits`:
+//! format 3 without its timestamps, which are tick set `index` of `group` in the block's hour
+//! ([`TickRef`]). The store keeps the sets (`tick_hour`, see `store/series.rs`): all series of an
+//! agent are sampled on the agent's tick, so one set serves the blocks of an agent-hour.
+//! [`encode_ticked`] writes it, [`tick_ref`] reads the reference and [`decode_ticked`] decodes
+//! with the set; [`decode`] refuses such a block. A set is coded by [`encode_ticks`] (a format-3
+//! block of the timestamps with zero values).
 //!
 //! ## Formats 1 and 2 (earlier versions)
 //! `version (1 byte) | n (varint) | bit stream`. The bit stream holds the first timestamp and
@@ -729,13 +738,22 @@ fn encode_adaptive(
     ts_code: Seq,
     kind: u8,
     values: &Values,
+    tick: Option<TickRef>,
 ) -> Vec<u8> {
-    let mut out = vec![VERSION_ADAPTIVE];
+    let mut out = vec![if tick.is_some() { VERSION_TICKED } else { VERSION_ADAPTIVE }];
     put_varint(&mut out, points.len() as u64);
     out.push(kind);
-    put_varint(&mut out, zigzag(points[0].0));
-    put_varint(&mut out, zigzag(interval));
-    ts_code.put(&mut out);
+    match tick {
+        Some(tick) => {
+            put_varint(&mut out, tick.group);
+            put_varint(&mut out, u64::from(tick.index));
+        }
+        None => {
+            put_varint(&mut out, zigzag(points[0].0));
+            put_varint(&mut out, zigzag(interval));
+            ts_code.put(&mut out);
+        }
+    }
     match values {
         Values::Xor => {}
         Values::Decimal { k, divisor, first, offset, code, .. } => {
@@ -759,7 +777,9 @@ fn encode_adaptive(
         }
     }
     let mut w = BitWriter { out, acc: 0, bits: 0 };
-    ts_code.write_all(&mut w, ts_residuals);
+    if tick.is_none() {
+        ts_code.write_all(&mut w, ts_residuals);
+    }
     match values {
         Values::Xor => xor_values(&mut w, points),
         Values::Decimal { codes, code, .. } => code.write_all(&mut w, codes),
@@ -874,7 +894,13 @@ fn read_xor_values(r: &mut BitReader<'_>, out: &mut [(i64, f64)]) -> Result<(), 
 
 /// The shortest adaptive encoding of sorted unique points (at least one).
 fn encode_v3(points: &[(i64, f64)]) -> Vec<u8> {
-    let deltas: Vec<i64> = points.windows(2).map(|w| w[1].0.wrapping_sub(w[0].0)).collect();
+    encode_adaptive_any(points, None)
+}
+
+/// Format 3, or format 4 with the timestamps replaced by `tick`.
+fn encode_adaptive_any(points: &[(i64, f64)], tick: Option<TickRef>) -> Vec<u8> {
+    let deltas: Vec<i64> =
+        if tick.is_some() { Vec::new() } else { points.windows(2).map(|w| w[1].0.wrapping_sub(w[0].0)).collect() };
     // The block's interval: the median gap (the agent's tick), so jitter costs a short code once.
     let interval = if deltas.is_empty() {
         0
@@ -884,7 +910,7 @@ fn encode_v3(points: &[(i64, f64)]) -> Vec<u8> {
     };
     let residuals: Vec<u64> = deltas.iter().map(|d| zigzag(d.wrapping_sub(interval))).collect();
     let ts_code = Seq::best(&residuals);
-    let xor = encode_adaptive(points, &residuals, interval, ts_code, KIND_XOR, &Values::Xor);
+    let xor = encode_adaptive(points, &residuals, interval, ts_code, KIND_XOR, &Values::Xor, tick);
     if points.len() < 2 {
         return xor;
     }
@@ -895,14 +921,88 @@ fn encode_v3(points: &[(i64, f64)]) -> Vec<u8> {
     };
     match other {
         Some((kind, values)) => {
-            let data = encode_adaptive(points, &residuals, interval, ts_code, kind, &values);
+            let data = encode_adaptive(points, &residuals, interval, ts_code, kind, &values, tick);
             if data.len() < xor.len() { data } else { xor }
         }
         None => xor,
     }
 }
 
-fn decode_v3(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+// ---- Format 4: format 3 whose timestamps are a tick set shared by the blocks of an agent-hour ----
+
+/// Format byte of a block whose timestamps are a shared tick set.
+const VERSION_TICKED: u8 = 4;
+
+/// Where a format-4 block's timestamps are: set `index` of the tick sets of `group` in the
+/// block's hour (the store keeps them, see `store/series.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TickRef {
+    /// The group of series sharing tick sets (the store uses the agent's first series id).
+    pub group: u64,
+    /// Position of the set in the group's list for the hour.
+    pub index: u32,
+}
+
+/// Encodes sorted unique points (at least one) in format 4: values as format 3, timestamps as
+/// a reference to a tick set equal to them (the caller keeps the set).
+///
+/// # Errors
+/// [`BlockError::Unsorted`] when timestamps are not strictly increasing.
+pub fn encode_ticked(points: &[(i64, f64)], tick: TickRef) -> Result<Vec<u8>, BlockError> {
+    if points.is_empty() || points.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(BlockError::Unsorted);
+    }
+    Ok(encode_adaptive_any(points, Some(tick)))
+}
+
+/// The tick set a block refers to (`None` for blocks holding their own timestamps).
+///
+/// # Errors
+/// A truncated block.
+pub fn tick_ref(data: &[u8]) -> Result<Option<TickRef>, BlockError> {
+    if data.first() != Some(&VERSION_TICKED) {
+        return Ok(None);
+    }
+    let mut pos = 1;
+    get_varint(data, &mut pos)?;
+    pos += 1; // value kind
+    let group = get_varint(data, &mut pos)?;
+    let index = u32::try_from(get_varint(data, &mut pos)?).map_err(|_| BlockError::Corrupt("tick set index"))?;
+    Ok(Some(TickRef { group, index }))
+}
+
+/// Decodes a block, appending its points to `out`; a format-4 block takes its timestamps from
+/// `ticks` (the set [`tick_ref`] names), others ignore it.
+///
+/// # Errors
+/// A truncated or unknown block, or a tick set of another length.
+pub fn decode_ticked(data: &[u8], ticks: &[i64], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
+    if data.first() == Some(&VERSION_TICKED) { decode_v3(data, Some(ticks), out) } else { decode_into(data, out) }
+}
+
+/// Encodes a tick set (sorted unique timestamps) for the store.
+///
+/// # Errors
+/// [`BlockError::Unsorted`] when timestamps are not strictly increasing.
+pub fn encode_ticks(ticks: &[i64]) -> Result<Vec<u8>, BlockError> {
+    let points: Vec<(i64, f64)> = ticks.iter().map(|&t| (t, 0.0)).collect();
+    if points.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(BlockError::Unsorted);
+    }
+    Ok(if points.is_empty() { encode_gorilla(&points) } else { encode_v3(&points) })
+}
+
+/// Decodes a tick set written by [`encode_ticks`].
+///
+/// # Errors
+/// A truncated or unknown set.
+pub fn decode_ticks(data: &[u8]) -> Result<Vec<i64>, BlockError> {
+    let mut points = Vec::new();
+    decode_into(data, &mut points)?;
+    Ok(points.into_iter().map(|p| p.0).collect())
+}
+
+fn decode_v3(data: &[u8], ticks: Option<&[i64]>, out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
     let mut pos = 1;
     let n = usize::try_from(get_varint(data, &mut pos)?).map_err(|_| BlockError::Corrupt("count"))?;
     if n == 0 {
@@ -910,9 +1010,21 @@ fn decode_v3(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
     }
     let kind = *data.get(pos).ok_or(BlockError::Corrupt("truncated header"))?;
     pos += 1;
-    let first_ts = unzigzag(get_varint(data, &mut pos)?);
-    let interval = unzigzag(get_varint(data, &mut pos)?);
-    let ts_code = Seq::get(data, &mut pos)?;
+    let (first_ts, interval, ts_code) = match ticks {
+        Some(ticks) => {
+            get_varint(data, &mut pos)?;
+            get_varint(data, &mut pos)?;
+            if ticks.len() != n {
+                return Err(BlockError::Corrupt("tick set of another length"));
+            }
+            (0, 0, Seq::Plain(Code { zero: true, w1: 1, w2: 1 }))
+        }
+        None => {
+            let first_ts = unzigzag(get_varint(data, &mut pos)?);
+            let interval = unzigzag(get_varint(data, &mut pos)?);
+            (first_ts, interval, Seq::get(data, &mut pos)?)
+        }
+    };
     enum Head {
         Xor,
         Decimal { pow: f64, divisor: i64, first: i64, offset: Option<i64>, code: Seq },
@@ -957,12 +1069,17 @@ fn decode_v3(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
     out.reserve(n);
     let mut r = BitReader { data: &data[pos..], pos: 0 };
     let mut codes = Vec::new();
-    ts_code.read_all(&mut r, n - 1, &mut codes)?;
-    let mut ts = first_ts;
-    out.push((ts, 0.0));
-    for &c in &codes {
-        ts = ts.wrapping_add(interval).wrapping_add(unzigzag(c));
-        out.push((ts, 0.0));
+    match ticks {
+        Some(ticks) => out.extend(ticks.iter().map(|&t| (t, 0.0))),
+        None => {
+            ts_code.read_all(&mut r, n - 1, &mut codes)?;
+            let mut ts = first_ts;
+            out.push((ts, 0.0));
+            for &c in &codes {
+                ts = ts.wrapping_add(interval).wrapping_add(unzigzag(c));
+                out.push((ts, 0.0));
+            }
+        }
     }
     let points = &mut out[base..];
     match head {
@@ -1000,7 +1117,7 @@ fn decode_v3(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockError> {
 /// # Errors
 /// A block this build does not understand.
 pub fn count(data: &[u8]) -> Result<usize, BlockError> {
-    if !matches!(data.first(), Some(&(VERSION_GORILLA | VERSION_DECIMAL | VERSION_ADAPTIVE))) {
+    if !matches!(data.first(), Some(&(VERSION_GORILLA | VERSION_DECIMAL | VERSION_ADAPTIVE | VERSION_TICKED))) {
         return Err(BlockError::Corrupt("unknown block version"));
     }
     let mut pos = 1;
@@ -1016,7 +1133,10 @@ pub fn decode_into(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), BlockEr
         return decode_decimal(data, out);
     }
     if data.first() == Some(&VERSION_ADAPTIVE) {
-        return decode_v3(data, out);
+        return decode_v3(data, None, out);
+    }
+    if data.first() == Some(&VERSION_TICKED) {
+        return Err(BlockError::Corrupt("block needs its tick set"));
     }
     if data.first() != Some(&VERSION_GORILLA) {
         return Err(BlockError::Corrupt("unknown block version"));
@@ -1210,6 +1330,71 @@ mod tests {
             all.extend_from_slice(&new);
             normalize(&mut all);
             prop_assert!(same(&merge(&old, &new), &all));
+        }
+    }
+
+    /// Format 4 round trip: the block's values and the tick set it refers to give back every
+    /// point bit for bit; the block is no longer than format 3 and never decodes without its set.
+    fn ticked_round_trip(points: &[(i64, f64)]) -> Result<(), TestCaseError> {
+        if points.is_empty() {
+            let tick = TickRef { group: 1, index: 0 };
+            prop_assert!(encode_ticked(points, tick).is_err());
+            return Ok(());
+        }
+        let ticks: Vec<i64> = points.iter().map(|p| p.0).collect();
+        let set = encode_ticks(&ticks).expect("sorted");
+        prop_assert_eq!(decode_ticks(&set).expect("set"), ticks.clone());
+        let tick = TickRef { group: 16_777_215, index: 31 };
+        let data = encode_ticked(points, tick).expect("sorted");
+        prop_assert_eq!(tick_ref(&data).expect("ref"), Some(tick));
+        prop_assert_eq!(count(&data).expect("count"), points.len());
+        let mut back = Vec::new();
+        decode_ticked(&data, &ticks, &mut back).expect("decode");
+        prop_assert!(same(&back, points));
+        prop_assert!(decode(&data).is_err(), "a format-4 block needs its tick set");
+        prop_assert!(decode_ticked(&data, &ticks[1..], &mut Vec::new()).is_err(), "a set of another length");
+        // Blocks of other formats ignore the set.
+        let plain = encode(points).expect("sorted");
+        prop_assert_eq!(tick_ref(&plain).expect("ref"), None);
+        back.clear();
+        decode_ticked(&plain, &[], &mut back).expect("decode");
+        prop_assert!(same(&back, points));
+        if points.len() > LEGACY_POINTS {
+            prop_assert!(data.len() <= plain.len(), "{} > {}", data.len(), plain.len());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn ticked_blocks_round_trip_any_values(
+            raw in prop::collection::vec((-5i64..5_000, special()), 0..300),
+            base in prop_oneof![Just(0i64), Just(1_795_000_000_000i64), Just(i64::MIN / 2), Just(-1i64)],
+        ) {
+            // Equal and out-of-order timestamps as they arrive, normalised as the store does.
+            let mut points: Vec<(i64, f64)> = raw.into_iter().map(|(t, v)| (base + t * 997, v)).collect();
+            normalize(&mut points);
+            ticked_round_trip(&points)?;
+        }
+
+        #[test]
+        fn ticked_blocks_round_trip_counters_with_resets_and_constant_runs(
+            jitter in prop::collection::vec(-40i64..40, 1..2000),
+            resets in prop::collection::vec(0usize..2000, 0..5),
+            step in 0u32..5000,
+            shares in any::<bool>(),
+        ) {
+            let mut value = 0.0f64;
+            let points: Vec<(i64, f64)> = jitter
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    value = if resets.contains(&i) { 0.0 } else { value + f64::from(step) };
+                    let v = if shares { (value % 977.0) / 977.0 } else { value };
+                    (1_795_000_000_000 + i as i64 * 10_000 + j, v)
+                })
+                .collect();
+            ticked_round_trip(&points)?;
         }
     }
 

@@ -134,10 +134,8 @@ pub fn steps(
             // refreshed (due once the hour before is: `rollup::refresh_hour`).
             let next: Vec<i64> =
                 unsealed.iter().map(|h| h + BLOCK_MS).filter(|h| *h <= to && !unsealed.contains(h)).collect();
-            let mut has_block = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sample_block WHERE start_ms = ?1 AND series_id = ?2)")?;
             for hour in next {
-                if has_block.query_row(rusqlite::params![hour, series_id], |r| r.get::<_, bool>(0))? {
+                if series::has_block(conn, series_id, hour)? {
                     unsealed.insert(hour);
                 }
             }
@@ -413,7 +411,7 @@ mod tests {
                 }
             };
             expire(&mut db);
-            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("n");
+            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM series_hour", [], |r| r.get(0)).expect("n");
             assert_eq!(blocks, 0, "raw expired");
             let (_, before) = db.steps(6, T0, T0 + 2 * BLOCK_MS, BLOCK_MS);
             // Days later the spool resends minutes 30-59 (after the stored points) and one point
@@ -497,7 +495,7 @@ mod tests {
             for _ in 0..50 {
                 upkeep.step(&mut db.conn, &db.kinds, T0 + 3 * 86_400_000).expect("step");
             }
-            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("n");
+            let blocks: i64 = db.conn.query_row("SELECT COUNT(*) FROM series_hour", [], |r| r.get(0)).expect("n");
             assert_eq!(blocks, 0, "raw expired");
             check(&db, "raw expired");
             compact(&mut db);
@@ -522,7 +520,7 @@ mod tests {
         let raw_cut = now - retention.raw_ms;
         let minute_cut = now - retention.minute_ms;
         // Blocks whose hour ended before the cutoff are gone; the block holding the cutoff stays.
-        assert_eq!(oldest("SELECT MIN(start_ms) FROM sample_block"), series::block_start(raw_cut));
+        assert_eq!(oldest("SELECT (MIN(id) >> 24) * 3600000 FROM series_hour"), series::block_start(raw_cut));
         assert_eq!(oldest("SELECT MIN(start_ms) FROM rollup WHERE tier = 1"), series::block_start(minute_cut));
         assert_eq!(oldest("SELECT MIN(start_ms) FROM rollup WHERE tier = 2"), T0, "hour rollups kept 2 years");
         // A raw query over the whole range: raw where kept, minute rollups after that, hours before.
@@ -562,7 +560,7 @@ mod tests {
                 upkeep.step(&mut db.conn, &db.kinds, now).expect("step");
             }
             let oldest: i64 =
-                db.conn.query_row("SELECT MIN(start_ms) FROM sample_block", [], |r| r.get(0)).expect("min");
+                db.conn.query_row("SELECT (MIN(id) >> 24) * 3600000 FROM series_hour", [], |r| r.get(0)).expect("min");
             assert!(oldest > T0 + BLOCK_MS && minute_rows(&db) > 0, "raw expired into minute rows");
             let after = db.steps(4, from, to, 60_000);
             assert_eq!(after, before, "counter={counter}: minute steps changed when raw expired");

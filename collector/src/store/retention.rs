@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::series::{BLOCK_MS, Kinds};
+use super::series::{self, BLOCK_MS, Kinds};
 use super::{Error, block};
 
 /// How long each kind of history is kept, in milliseconds.
@@ -107,6 +107,8 @@ pub(crate) struct Upkeep {
     retention: Retention,
     /// The old `sample` table still holds rows.
     migrating: bool,
+    /// The earlier layout's `sample_block` table still exists (its rows move in steps).
+    moving_blocks: bool,
     next_round: Instant,
     /// Position of the next retention task in the round.
     task: usize,
@@ -125,6 +127,7 @@ impl Upkeep {
         Ok(Upkeep {
             retention,
             migrating: old_samples_exist(conn)?,
+            moving_blocks: series::old_blocks_exist(conn)?,
             next_round: Instant::now(),
             task: 0,
             cursors: HashMap::new(),
@@ -157,13 +160,17 @@ impl Upkeep {
 
     /// Whether old sample rows are still being converted (the next steps are conversion steps).
     pub(crate) fn converting(&self) -> bool {
-        self.migrating
+        self.migrating || self.moving_blocks
     }
 
     /// Runs one step when there is work; true when it did something (call again soon).
     pub(crate) fn step(&mut self, conn: &mut Connection, kinds: &Kinds, now_ms: i64) -> Result<bool, Error> {
         if self.migrating {
             self.migrating = migrate_step(conn)?;
+            return Ok(true);
+        }
+        if self.moving_blocks {
+            self.moving_blocks = series::convert_step(conn)?;
             return Ok(true);
         }
         if Instant::now() < self.next_round {
@@ -228,50 +235,39 @@ impl Upkeep {
 /// Whether a raw block starts in `(from, to]` (raw hours past the raw retention that still
 /// wait for their minute rollups).
 fn blocks_between(conn: &Connection, from: i64, to: i64) -> Result<bool, Error> {
+    let (lo, hi) = (
+        series::block_key(series::block_start(from) + BLOCK_MS, 0),
+        series::block_key(series::block_start(to) + BLOCK_MS, 0),
+    );
     Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sample_block WHERE start_ms > ?1 AND start_ms <= ?2)")?
-        .query_row([from, to], |r| r.get(0))?)
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM series_hour WHERE id >= ?1 AND id < ?2)")?
+        .query_row([lo, hi], |r| r.get(0))?)
 }
 
-/// A block to expire: id, start, series, whether its hour rollup is due, and its data when needed.
-type ExpiringBlock = (i64, i64, i64, bool, Option<Vec<u8>>);
-
-/// Deletes up to [`EXPIRE_BLOCKS`] raw blocks starting at or before `cutoff`, first writing the
-/// minute rollups of those that the minute tier still keeps (starting after `minute_cutoff`) and
-/// the hour rollup of those still due for it.
+/// Deletes up to [`EXPIRE_BLOCKS`] raw blocks of hours starting at or before `cutoff` (a range
+/// of `series_hour` ids), first writing the minute rollups of those that the minute tier still
+/// keeps (starting after `minute_cutoff`) and the hour rollup of those still due for it; then the
+/// tick sets of the hours left without blocks.
 fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutoff: i64) -> Result<usize, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut blocks: Vec<ExpiringBlock> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT b.id, b.start_ms, b.series_id, d.series_id IS NOT NULL,
-                    CASE WHEN b.start_ms > ?3 OR d.series_id IS NOT NULL THEN b.data END
-             FROM sample_block b LEFT JOIN block_due d ON d.series_id = b.series_id AND d.start_ms = b.start_ms
-             WHERE b.start_ms <= ?1 ORDER BY b.start_ms LIMIT ?2",
-        )?;
-        stmt.query_map(params![cutoff, EXPIRE_BLOCKS, minute_cutoff], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<_, _>>()?
-    };
+    let end = series::block_key(series::block_start(cutoff) + BLOCK_MS, 0);
+    let blocks: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, data FROM series_hour WHERE id < ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![end, EXPIRE_BLOCKS], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut ticks = series::Ticks::default();
     let mut points = Vec::new();
-    for (id, start, series_id, due, data) in blocks.iter_mut() {
-        let (id, start, series_id) = (*id, *start, *series_id);
+    for (id, data) in &blocks {
+        let (start, series_id) = series::key_parts(*id);
         // A counter's hour refreshed earlier in this step may have made this one (the next) due.
-        if !*due {
-            *due = tx
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM block_due WHERE series_id = ?1 AND start_ms = ?2)")?
-                .query_row(params![series_id, start], |r| r.get(0))?;
-            if *due && data.is_none() {
-                *data = Some(
-                    tx.prepare_cached("SELECT data FROM sample_block WHERE id = ?1")?.query_row([id], |r| r.get(0))?,
-                );
-            }
-        }
-        if let Some(data) = data {
+        let due: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM block_due WHERE series_id = ?1 AND start_ms = ?2)")?
+            .query_row(params![series_id, start], |r| r.get(0))?;
+        if due || start > minute_cutoff {
             points.clear();
-            block::decode_into(data, &mut points).map_err(|err| Error::Failed(err.to_string()))?;
+            ticks.decode(&tx, start, data, &mut points)?;
             let kind = kinds.get(&series_id).copied().unwrap_or(0);
-            if *due {
+            if due {
                 super::rollup::refresh_hour(&tx, series_id, start, &points, kind)?;
                 tx.prepare_cached("DELETE FROM block_due WHERE series_id = ?1 AND start_ms = ?2")?
                     .execute(params![series_id, start])?;
@@ -280,8 +276,14 @@ fn expire_blocks(conn: &mut Connection, kinds: &Kinds, cutoff: i64, minute_cutof
                 super::rollup::materialize_minutes(&tx, series_id, start, &points, kind)?;
             }
         }
-        tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;
     }
+    if let (Some((first, _)), Some((last, _))) = (blocks.first(), blocks.last()) {
+        tx.prepare_cached("DELETE FROM series_hour WHERE id BETWEEN ?1 AND ?2")?.execute(params![first, last])?;
+    }
+    // Tick sets go with the last block of their hour.
+    let next: Option<i64> = tx.prepare_cached("SELECT MIN(id) FROM series_hour")?.query_row([], |r| r.get(0))?;
+    let tick_end = next.map_or(end, |id| end.min(series::block_key(series::key_parts(id).0, 0)));
+    tx.prepare_cached("DELETE FROM tick_hour WHERE id < ?1")?.execute([tick_end])?;
     tx.commit()?;
     Ok(blocks.len())
 }
@@ -350,13 +352,14 @@ fn migrate_step(conn: &mut Connection) -> Result<bool, Error> {
             _ => by_series.push((series_id, vec![(ts, value)])),
         }
     }
+    let mut ticks = series::Ticks::default();
     for (series_id, points) in &mut by_series {
         block::normalize(points);
         let mut rest = &points[..];
         while let Some(&(ts, _)) = rest.first() {
-            let start = super::series::block_start(ts);
+            let start = series::block_start(ts);
             let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
-            super::series::merge_block(&tx, *series_id, start, &rest[..n])?;
+            series::merge_block(&tx, &mut ticks, *series_id, start, &rest[..n])?;
             rest = &rest[n..];
         }
     }
@@ -424,6 +427,60 @@ mod tests {
         }
     }
 
+    /// Raw expiry deletes the whole hours at or before the cutoff (a range of block ids) with
+    /// their tick sets, after writing their minute rollups; the next hour keeps its blocks and
+    /// tick sets and reads the same.
+    #[test]
+    fn raw_expiry_removes_whole_hours_with_their_tick_sets_and_nothing_newer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = crate::store::open_connection(dir.path()).expect("open");
+        for id in 1..=3_i64 {
+            conn.execute(
+                "INSERT INTO series(id, agent_id, name, labels, kind) VALUES (?1, 'a', ?2, '', 1)",
+                params![id, format!("s{id}")],
+            )
+            .expect("series");
+        }
+        let now = 1_000 * DAY_MS;
+        let retention = Retention::default();
+        let cut = series::block_start(now - retention.raw_ms - BLOCK_MS);
+        let hours = [cut - BLOCK_MS, cut, cut + BLOCK_MS];
+        let points = |hour: i64, id: i64| -> Vec<(i64, f64)> {
+            (0..360).map(|k| (hour + k * 10_000 + k % 7, (k * id % 11) as f64)).collect()
+        };
+        {
+            let tx = conn.transaction().expect("tx");
+            let mut ticks = series::Ticks::default();
+            for hour in hours {
+                for id in 1..=3 {
+                    series::merge_block(&tx, &mut ticks, id, hour, &points(hour, id)).expect("block");
+                }
+            }
+            tx.commit().expect("commit");
+        }
+        let count = |conn: &Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM tick_hour"), 3);
+        let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
+        for _ in 0..50 {
+            upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
+        }
+        let kept = series::block_key(cut + BLOCK_MS, 0);
+        assert_eq!(count(&conn, &format!("SELECT COUNT(*) FROM series_hour WHERE id >= {kept}")), 3, "next hour kept");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 3, "expired hours gone");
+        assert_eq!(count(&conn, &format!("SELECT COUNT(*) FROM tick_hour WHERE id >= {kept}")), 1);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM tick_hour"), 1, "expired hours' tick sets gone");
+        assert_eq!(
+            count(&conn, "SELECT COUNT(DISTINCT start_ms) FROM rollup WHERE tier = 1"),
+            2,
+            "minute rollups written"
+        );
+        let head = series::SharedHead::default();
+        for id in 1..=3 {
+            let got = series::series_points(&conn, &head, id, hours[0], now).expect("read");
+            assert_eq!(got, points(cut + BLOCK_MS, id), "series {id}");
+        }
+    }
+
     /// At `max_db_bytes` the expiring raw hours' minute rollups find no pages: the deletes that
     /// only free pages (here expired dedup keys) still run, the raw blocks wait for the room they
     /// make (none is dropped without its minute rollups), and all expire once there is room.
@@ -447,8 +504,8 @@ mod tests {
                 .collect();
             let data = block::encode(&points).expect("sorted");
             conn.execute(
-                "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 6, ?4)",
-                params![hour, series, points[5].0, data],
+                "INSERT INTO series_hour(id, data) VALUES (?1, ?2)",
+                params![series::block_key(hour, series), data],
             )
             .expect("block");
         }
@@ -468,14 +525,14 @@ mod tests {
         }
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM batch_key"), 0, "expired dedup keys deleted at the bound");
         // Raw blocks go only with their minute rollups, as the freed pages make room.
-        let left = count(&conn, "SELECT COUNT(*) FROM sample_block");
+        let left = count(&conn, "SELECT COUNT(*) FROM series_hour");
         assert_eq!(left + count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "{left} blocks left");
         conn.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(())).expect("room");
         let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
         for _ in 0..100 {
             upkeep.step(&mut conn, &Kinds::new(), now).expect("step");
         }
-        assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 0, "raw blocks expired");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 0, "raw blocks expired");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM rollup WHERE tier = 1"), 600, "each with its minute rollups");
     }
 
@@ -491,18 +548,25 @@ mod tests {
         let retention = Retention::default();
         let kept = (now - retention.raw_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
         let gone = (now - retention.minute_ms - 5 * DAY_MS) / BLOCK_MS * BLOCK_MS;
-        for (series, hour) in [(1_i64, kept), (2, gone)] {
-            let points = [(hour, 1.0), (hour + 60_000, 2.0)];
-            let data = block::encode(&points).expect("sorted");
-            conn.execute(
-                "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 2, ?4)",
-                params![hour, series, hour + 60_000, data],
-            )
-            .expect("block");
+        {
+            let tx = conn.transaction().expect("tx");
+            let mut ticks = series::Ticks::default();
+            for (series, hour) in [(1_i64, kept), (2, gone)] {
+                tx.execute(
+                    "INSERT INTO series(id, agent_id, name, labels, kind) VALUES (?1, 'a', ?2, '', 1)",
+                    params![series, format!("s{series}")],
+                )
+                .expect("series");
+                series::merge_block(&tx, &mut ticks, series, hour, &[(hour, 1.0), (hour + 60_000, 2.0)]).expect("block");
+            }
+            tx.commit().expect("commit");
         }
         let blocks = |conn: &Connection| -> Vec<i64> {
-            let mut stmt = conn.prepare("SELECT series_id FROM sample_block ORDER BY series_id").expect("select");
-            stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+            let mut stmt = conn.prepare("SELECT id FROM series_hour ORDER BY id").expect("select");
+            let keys: Vec<i64> = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+            let mut ids: Vec<i64> = keys.into_iter().map(|key| series::key_parts(key).1).collect();
+            ids.sort_unstable();
+            ids
         };
         let mut upkeep = Upkeep::new(&conn, retention).expect("upkeep");
         upkeep.set_room(false);

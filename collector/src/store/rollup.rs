@@ -342,11 +342,10 @@ fn refresh_hour_timed(
 /// In the same transaction as the change, so a crash leaves both or neither. Nothing when the next
 /// hour has no raw block (no points, or expired: see [`merge_into_expired`]).
 fn next_hour_due(tx: &Transaction<'_>, series_id: i64, hour: i64) -> Result<(), Error> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO block_due(series_id, start_ms)
-         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM sample_block WHERE start_ms = ?2 AND series_id = ?1)",
-    )?
-    .execute(params![series_id, hour + BLOCK_MS])?;
+    if super::series::has_block(tx, series_id, hour + BLOCK_MS)? {
+        tx.prepare_cached("INSERT OR IGNORE INTO block_due(series_id, start_ms) VALUES (?1, ?2)")?
+            .execute(params![series_id, hour + BLOCK_MS])?;
+    }
     Ok(())
 }
 

@@ -263,6 +263,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         max_ts INTEGER NOT NULL,
         data BLOB NOT NULL
     );",
+    // 17: raw blocks keyed by hour and series in the rowid (store/series.rs): `series_hour.id` is
+    // the hour number shifted left 24 bits plus the series id, with no other column or index, so
+    // an hour's blocks are neighbours in series order, a new hour is appended at the table's end
+    // and raw retention deletes a range of ids. `tick_hour` (same key, the agent's first series
+    // id for the series) holds the timestamp sets the blocks of an agent-hour share (format 4 in
+    // store/block.rs). The rows of `sample_block` move to `series_hour` in steps by the writer
+    // (series::convert_step); the table is dropped once empty.
+    "CREATE TABLE series_hour(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE tick_hour(id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
 ];
 
 /// Schema version this build writes.

@@ -8,9 +8,24 @@
 //!   open) whose pending rows it deleted, in the pending row encoding, with the span of their
 //!   timestamps. Read back before the pending rows. Remote write never reads them.
 //! * The head ([`Head`]): the points of the carry and pending rows in memory, shared with readers.
-//! * `sample_block(id, start_ms, series_id, end_ms, n, data)`: one block per series per hour
-//!   ([`BLOCK_MS`], aligned), found by `(start_ms, series_id)`; the blocks of one hour are
-//!   created together, so they are neighbours on disk.
+//! * `series_hour(id, data)`: one block per series per hour ([`BLOCK_MS`], aligned); the row id is
+//!   [`block_key`], the hour number shifted left [`SERIES_BITS`] bits plus the series id. No
+//!   other column and no index: the point count and the last timestamp are in the block, an
+//!   hour's blocks are neighbours in series order, a new hour goes at the end of the table, and
+//!   raw retention deletes a range of ids. Series ids above [`MAX_SERIES_ID`] are refused when a
+//!   series is created (the writer rejects its points as at the per-agent series limit).
+//! * `tick_hour(id, data)`: the distinct timestamp sets ("tick sets") of an agent's blocks in an
+//!   hour, keyed like a block by the agent's first series id (its group). All series of an agent
+//!   are sampled on the agent's tick, so their blocks share one set: a block whose timestamps
+//!   equal a set refers to it ([`block::TickRef`], format 4) instead of holding them (about
+//!   0.1-0.17 bytes a sample). The list is append-only (a set referenced is never changed), at
+//!   most [`MAX_TICK_SETS`] sets; a block matching none of them once the list is full keeps its
+//!   own timestamps (format 3). Every decode of a stored block resolves the reference
+//!   ([`Ticks`]); retention deletes an hour's tick sets with the hour's last block.
+//! * `sample_block`: the layout before schema 17. Its rows move to `series_hour` in steps
+//!   ([`convert_step`], run by the writer's upkeep; each step one transaction) and the table is
+//!   dropped once empty. Meanwhile reads look there for an hour `series_hour` does not hold, and a
+//!   seal into such an hour moves the block with it (at most one of the two holds an hour).
 //!
 //! ## Sealing
 //! Each hour is sealed once, when it is closed: the newest timestamp the head has seen (data
@@ -35,15 +50,19 @@
 //! the seal, and the next seal merges again what was merged: merging is idempotent, so nothing
 //! is lost or doubled.
 //!
-//! ## Compaction
-//! A block rewritten by later seals of its hour (backfills, late agents, the safety valve) grows
-//! in place, and SQLite splits its page each time it no longer fits. Once an hour is
-//! over and no seal has written into it for [`COMPACT_IDLE`] (or at a clean stop), [`Compaction`]
-//! takes its due blocks in series order, [`COMPACT_ROWS`] a step: refreshes each one's hour rollup
-//! ([`super::rollup`]; once per hour rather than at every seal) and moves it to the end of the
-//! table, where SQLite fills pages completely; the pages left go to the free list and are reused.
+//! ## Compaction and page fill
+//! Once an hour is over and no seal has written into it for [`COMPACT_IDLE`] (or at a clean
+//! stop), [`Compaction`] takes its due blocks in series order, [`COMPACT_ROWS`] a step, and
+//! refreshes each one's hour rollup ([`super::rollup`]; once per hour rather than at every seal).
 //! Until then reads compute those hours from the raw samples ([`due_hours`]). Each step is one
-//! transaction, so a crash leaves every block once and due until it is done.
+//! transaction, so a crash leaves every block due until it is done.
+//!
+//! Blocks are not moved: their key is their place. An hour sealed once (the head seals an hour
+//! when it closes) is inserted in key order at the end of the table, where SQLite fills pages
+//! completely. An hour written again (late points, a backfill, a seal before the hour closed)
+//! grows its blocks in place: a page that no longer fits is split and balanced with its
+//! neighbours, leaving those pages partly filled. That costs less than moving every hour's
+//! blocks once more, and such hours are a small share of the data kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -462,13 +481,14 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
     // A step that only read the points to carry writes nothing.
     if moved > 0 || done {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut ticks = Ticks::default();
         for split in &mut batch {
             block::normalize(&mut split.sealed);
             let mut rest = &split.sealed[..];
             while let Some(&(ts, _)) = rest.first() {
                 let start = block_start(ts);
                 let n = rest.iter().position(|p| p.0 >= start + BLOCK_MS).unwrap_or(rest.len());
-                merge_block(&tx, split.series_id, start, &rest[..n])?;
+                merge_block(&tx, &mut ticks, split.series_id, start, &rest[..n])?;
                 if !seal.hours.contains(&start) {
                     seal.hours.push(start);
                 }
@@ -531,16 +551,212 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
     Ok(done)
 }
 
-/// A due block: series, and the block's id, end, count and data (none when it is gone).
-type DueBlock = (i64, Option<i64>, Option<i64>, Option<i64>, Option<Vec<u8>>);
+/// Series ids fit this many bits: a block's row id is its hour number shifted past them.
+pub const SERIES_BITS: u32 = 24;
+/// The largest series id the block layout can hold ([`SERIES_BITS`]).
+pub const MAX_SERIES_ID: i64 = (1 << SERIES_BITS) - 1;
+/// Tick sets kept per agent-hour at most: a block whose timestamps match none of them once the
+/// list is full keeps its own timestamps (format 3).
+const MAX_TICK_SETS: usize = 32;
 
-/// When seals last wrote into each hour, and the hour being compacted (see the module docs).
+/// Row id of the block of `series_id` for the hour at `start` in `series_hour` (also the row id
+/// of a group's tick sets in `tick_hour`): the hour number, then the series id in the low
+/// [`SERIES_BITS`] bits, so an hour's blocks are neighbours in series order.
+pub fn block_key(start: i64, series_id: i64) -> i64 {
+    start.div_euclid(BLOCK_MS) * (1 << SERIES_BITS) + series_id
+}
+
+/// The hour start and series id of a `series_hour` row id.
+pub fn key_parts(key: i64) -> (i64, i64) {
+    (key.div_euclid(1 << SERIES_BITS) * BLOCK_MS, key.rem_euclid(1 << SERIES_BITS))
+}
+
+/// Tick sets read or written, by `tick_hour` row id; and, when writing, each series' group.
+/// Lives for one transaction (a seal step, a conversion step, one read): a rolled-back step
+/// leaves nothing of what it wrote behind in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Ticks {
+    sets: HashMap<i64, Vec<Vec<i64>>>,
+    /// Series id → its group (the first series id of its agent).
+    groups: HashMap<i64, i64>,
+    /// Agent → its group.
+    agents: HashMap<String, i64>,
+    /// Whether the table of the earlier layout still exists (checked once).
+    old: Option<bool>,
+}
+
+fn corrupt(err: block::BlockError) -> Error {
+    Error::Failed(err.to_string())
+}
+
+impl Ticks {
+    /// The tick sets of a `tick_hour` row (empty when there is none).
+    fn sets(&mut self, conn: &rusqlite::Connection, id: i64) -> Result<&mut Vec<Vec<i64>>, Error> {
+        if !self.sets.contains_key(&id) {
+            let data: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT data FROM tick_hour WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            let mut sets = Vec::new();
+            if let Some(data) = data {
+                let mut pos = 0;
+                while pos < data.len() {
+                    let len = get_varint(&data, &mut pos).map_err(corrupt)? as usize;
+                    let bytes =
+                        data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("tick sets: truncated".into()))?;
+                    pos += len;
+                    sets.push(block::decode_ticks(bytes).map_err(corrupt)?);
+                }
+            }
+            self.sets.insert(id, sets);
+        }
+        Ok(self.sets.get_mut(&id).expect("inserted above"))
+    }
+
+    /// Decodes a block of the hour at `start`, resolving its tick set.
+    pub(crate) fn decode(
+        &mut self,
+        conn: &rusqlite::Connection,
+        start: i64,
+        data: &[u8],
+        out: &mut Vec<(i64, f64)>,
+    ) -> Result<(), Error> {
+        match block::tick_ref(data).map_err(corrupt)? {
+            None => block::decode_into(data, out).map_err(corrupt),
+            Some(tick) => {
+                let id = block_key(start, tick.group as i64);
+                let set = self
+                    .sets(conn, id)?
+                    .get(tick.index as usize)
+                    .ok_or(Error::Failed(format!("sample block refers to a missing tick set {id}/{}", tick.index)))?;
+                block::decode_ticked(data, set, out).map_err(corrupt)
+            }
+        }
+    }
+
+    /// The group of a series: the first series id of its agent.
+    fn group(&mut self, conn: &rusqlite::Connection, series_id: i64) -> Result<Option<i64>, Error> {
+        if let Some(group) = self.groups.get(&series_id) {
+            return Ok(Some(*group));
+        }
+        let agent: Option<String> = conn
+            .prepare_cached("SELECT agent_id FROM series WHERE id = ?1")?
+            .query_row([series_id], |r| r.get(0))
+            .optional()?;
+        let Some(agent) = agent else { return Ok(None) };
+        let group = match self.agents.get(&agent) {
+            Some(group) => *group,
+            None => {
+                let group: i64 = conn
+                    .prepare_cached("SELECT MIN(id) FROM series WHERE agent_id = ?1")?
+                    .query_row([&agent], |r| r.get(0))?;
+                self.agents.insert(agent, group);
+                group
+            }
+        };
+        self.groups.insert(series_id, group);
+        Ok(Some(group))
+    }
+
+    /// Whether the `sample_block` table of the earlier layout still exists.
+    fn old_table(&mut self, conn: &rusqlite::Connection) -> Result<bool, Error> {
+        if self.old.is_none() {
+            self.old = Some(old_blocks_exist(conn)?);
+        }
+        Ok(self.old == Some(true))
+    }
+}
+
+/// Whether the `sample_block` table of the earlier layout (schema before 17) still exists: its
+/// rows are moved to `series_hour` in steps ([`convert_step`]).
+///
+/// # Errors
+/// SQLite errors.
+pub(crate) fn old_blocks_exist(conn: &rusqlite::Connection) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sample_block')")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The stored block of a series' hour: `series_hour`, else (while the conversion runs) the
+/// earlier layout's `sample_block`.
+fn read_block(
+    conn: &rusqlite::Connection,
+    ticks: &mut Ticks,
+    series_id: i64,
+    start: i64,
+) -> Result<Option<(Vec<u8>, bool)>, Error> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM series_hour WHERE id = ?1")?
+        .query_row([block_key(start, series_id)], |r| r.get(0))
+        .optional()?;
+    if let Some(data) = data {
+        return Ok(Some((data, false)));
+    }
+    if !ticks.old_table(conn)? {
+        return Ok(None);
+    }
+    let data: Option<Vec<u8>> = conn
+        .prepare("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
+        .query_row(params![start, series_id], |r| r.get(0))
+        .optional()?;
+    Ok(data.map(|data| (data, true)))
+}
+
+/// Decodes the stored block of `series_hour` row `id` (resolving its tick set), for tools.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks.
+pub fn decode_stored(conn: &rusqlite::Connection, id: i64, data: &[u8]) -> Result<Vec<(i64, f64)>, Error> {
+    let mut out = Vec::new();
+    Ticks::default().decode(conn, key_parts(id).0, data, &mut out)?;
+    Ok(out)
+}
+
+/// Whether the series has a raw block for the hour at `start`.
+///
+/// # Errors
+/// SQLite errors.
+pub(crate) fn has_block(conn: &rusqlite::Connection, series_id: i64, start: i64) -> Result<bool, Error> {
+    let found: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM series_hour WHERE id = ?1)")?
+        .query_row([block_key(start, series_id)], |r| r.get(0))?;
+    if found || !old_blocks_exist(conn)? {
+        return Ok(found);
+    }
+    Ok(conn
+        .prepare("SELECT EXISTS (SELECT 1 FROM sample_block WHERE start_ms = ?1 AND series_id = ?2)")?
+        .query_row(params![start, series_id], |r| r.get(0))?)
+}
+
+/// Samples held in raw blocks (both layouts), counted from the blocks' headers.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks.
+pub fn stored_samples(conn: &rusqlite::Connection) -> Result<i64, Error> {
+    let mut total = 0i64;
+    let mut tables = vec!["series_hour"];
+    if old_blocks_exist(conn)? {
+        tables.push("sample_block");
+    }
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT data FROM {table}"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            total += block::count(data).map_err(corrupt)? as i64;
+        }
+    }
+    Ok(total)
+}
+
+/// When seals last wrote into each hour, and the hour being rolled up (see the module docs).
 /// The blocks due are in `block_due`, so a crash loses nothing of this but the idle times.
 #[derive(Debug, Default)]
 pub(crate) struct Compaction {
     /// Hour start → when a seal last wrote into it (since start).
     touched: HashMap<i64, Instant>,
-    /// The hour being compacted and the last series id done.
+    /// The hour being rolled up and the last series id done.
     current: Option<(i64, i64)>,
 }
 
@@ -553,10 +769,10 @@ impl Compaction {
         }
     }
 
-    /// Rolls up and moves the next [`COMPACT_ROWS`] due blocks of the oldest hour with due
-    /// blocks, when that hour is over (`now_ms`) and no seal wrote into it for [`COMPACT_IDLE`]
-    /// (or with `force`, a clean stop). Hours go oldest first, so a counter's increase always
-    /// starts from a refreshed hour before. True when it did something.
+    /// Refreshes the hour rollups of the next [`COMPACT_ROWS`] due blocks of the oldest hour with
+    /// due blocks, when that hour is over (`now_ms`) and no seal wrote into it for
+    /// [`COMPACT_IDLE`] (or with `force`, a clean stop). Hours go oldest first, so a counter's
+    /// increase always starts from a refreshed hour before. True when it did something.
     ///
     /// # Errors
     /// SQLite errors, corrupt blocks (the step rolls back and is retried).
@@ -583,40 +799,27 @@ impl Compaction {
             }
         };
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let rows: Vec<DueBlock> = tx
+        let due: Vec<i64> = tx
             .prepare_cached(
-                "SELECT d.series_id, b.id, b.end_ms, b.n, b.data FROM block_due d
-                 LEFT JOIN sample_block b ON b.start_ms = d.start_ms AND b.series_id = d.series_id
-                 WHERE d.start_ms = ?1 AND d.series_id > ?2 ORDER BY d.series_id LIMIT ?3",
+                "SELECT series_id FROM block_due WHERE start_ms = ?1 AND series_id > ?2 ORDER BY series_id LIMIT ?3",
             )?
-            .query_map(params![hour, after, COMPACT_ROWS], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
+            .query_map(params![hour, after, COMPACT_ROWS], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut ticks = Ticks::default();
         let mut points = Vec::new();
-        for (series_id, id, _, _, data) in &rows {
+        for series_id in &due {
             tx.prepare_cached("DELETE FROM block_due WHERE series_id = ?1 AND start_ms = ?2")?
                 .execute(params![series_id, hour])?;
             points.clear();
-            if let (Some(id), Some(data)) = (id, data) {
-                tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;
-                block::decode_into(data, &mut points).map_err(|err| Error::Failed(err.to_string()))?;
+            if let Some((data, _)) = read_block(&tx, &mut ticks, *series_id, hour)? {
+                ticks.decode(&tx, hour, &data, &mut points)?;
             }
             let kind = kinds.get(series_id).copied().unwrap_or(0);
             rollup::refresh_hour(&tx, *series_id, hour, &points, kind)?;
         }
-        // Re-inserted after the deletes: at the end of the table, on full pages.
-        for (series_id, _, end, n, data) in &rows {
-            if let (Some(end), Some(n), Some(data)) = (end, n, data) {
-                tx.prepare_cached(
-                    "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![hour, series_id, end, n, data])?;
-            }
-        }
         tx.commit()?;
-        self.current = match rows.last() {
-            Some((series_id, ..)) if rows.len() == COMPACT_ROWS as usize => Some((hour, *series_id)),
+        self.current = match due.last() {
+            Some(series_id) if due.len() == COMPACT_ROWS as usize => Some((hour, *series_id)),
             _ => None,
         };
         Ok(true)
@@ -624,37 +827,128 @@ impl Compaction {
 }
 
 /// Merges points of one hour into the series' block (stored points win) and marks the block due
-/// for its hour rollup and compaction ([`Compaction`]). An hour whose block has expired but whose
-/// rollups remain gets the points added to its rollups instead ([`rollup::merge_into_expired`]).
+/// for its hour rollup ([`Compaction`]). An hour whose block has expired but whose rollups
+/// remain gets the points added to its rollups instead ([`rollup::merge_into_expired`]). A block
+/// still in the earlier layout's table moves to `series_hour` with them.
 pub(crate) fn merge_block(
     tx: &Transaction<'_>,
+    ticks: &mut Ticks,
     series_id: i64,
     start: i64,
     points: &[(i64, f64)],
 ) -> Result<(), Error> {
-    let stored: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
-        .query_row(params![start, series_id], |r| r.get(0))
-        .optional()?;
-    let merged = match stored {
-        Some(data) => {
-            let old = block::decode(&data).map_err(|err| Error::Failed(err.to_string()))?;
-            block::merge(&old, points)
+    let merged = match read_block(tx, ticks, series_id, start)? {
+        Some((data, old)) => {
+            let mut stored = Vec::new();
+            ticks.decode(tx, start, &data, &mut stored)?;
+            if old {
+                tx.prepare_cached("DELETE FROM sample_block WHERE start_ms = ?1 AND series_id = ?2")?
+                    .execute(params![start, series_id])?;
+            }
+            block::merge(&stored, points)
         }
         // The hour's raw block has expired (its rollups remain): the points go into them.
         None if rollup::merge_into_expired(tx, series_id, start, points)? => return Ok(()),
         None => points.to_vec(),
     };
-    let data = block::encode(&merged).map_err(|err| Error::Failed(err.to_string()))?;
-    let end = merged.last().map_or(start, |p| p.0);
-    tx.prepare_cached(
-        "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(start_ms, series_id) DO UPDATE SET end_ms = excluded.end_ms, n = excluded.n, data = excluded.data",
-    )?
-    .execute(params![start, series_id, end, merged.len() as i64, data])?;
+    write_block(tx, ticks, series_id, start, &merged)?;
     tx.prepare_cached("INSERT OR IGNORE INTO block_due(series_id, start_ms) VALUES (?1, ?2)")?
         .execute(params![series_id, start])?;
     Ok(())
+}
+
+/// Writes the sorted unique points of a series' hour as its block: format 4 referring to the
+/// tick set of the series' agent-hour equal to the timestamps (added to the agent-hour's list
+/// when new), or format 3 when the list is full or the series is unknown.
+fn write_block(
+    tx: &Transaction<'_>,
+    ticks: &mut Ticks,
+    series_id: i64,
+    start: i64,
+    points: &[(i64, f64)],
+) -> Result<(), Error> {
+    if !(0..=MAX_SERIES_ID).contains(&series_id) {
+        return Err(Error::Failed(format!("series id {series_id} does not fit the block layout")));
+    }
+    let mut data = None;
+    if points.len() >= 2
+        && let Some(group) = ticks.group(tx, series_id)?
+    {
+        let id = block_key(start, group);
+        let sets = ticks.sets(tx, id)?;
+        let same = |set: &Vec<i64>| set.len() == points.len() && set.iter().zip(points).all(|(t, p)| *t == p.0);
+        let index = match sets.iter().position(same) {
+            Some(index) => Some(index),
+            None if sets.len() < MAX_TICK_SETS => {
+                sets.push(points.iter().map(|p| p.0).collect());
+                let mut row = Vec::new();
+                for set in &*sets {
+                    let encoded = block::encode_ticks(set).map_err(corrupt)?;
+                    put_varint(&mut row, encoded.len() as u64);
+                    row.extend_from_slice(&encoded);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO tick_hour(id, data) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                )?
+                .execute(params![id, row])?;
+                Some(sets.len() - 1)
+            }
+            None => None,
+        };
+        if let Some(index) = index {
+            let tick = block::TickRef { group: group as u64, index: index as u32 };
+            data = Some(block::encode_ticked(points, tick).map_err(corrupt)?);
+        }
+    }
+    let data = match data {
+        Some(data) => data,
+        None => block::encode(points).map_err(corrupt)?,
+    };
+    tx.prepare_cached(
+        "INSERT INTO series_hour(id, data) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![block_key(start, series_id), data])?;
+    Ok(())
+}
+
+/// Blocks of the earlier layout moved per conversion step.
+const CONVERT_ROWS: i64 = 500;
+
+/// Moves up to [`CONVERT_ROWS`] blocks of the earlier layout's `sample_block` (oldest hours
+/// first, in series order) to `series_hour` in the current format, in one transaction, merged
+/// with a block a seal already wrote there for the same hour (the earlier block's points win, as
+/// the stored ones); drops the table, its index and once empty. Returns whether rows remain.
+///
+/// # Errors
+/// SQLite errors, corrupt blocks (the step rolls back; nothing is lost).
+pub(crate) fn convert_step(conn: &mut rusqlite::Connection) -> Result<bool, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if !old_blocks_exist(&tx)? {
+        return Ok(false);
+    }
+    let rows: Vec<(i64, i64, i64, Vec<u8>)> = tx
+        .prepare("SELECT id, start_ms, series_id, data FROM sample_block ORDER BY start_ms, series_id LIMIT ?1")?
+        .query_map([CONVERT_ROWS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        tx.execute_batch("DROP TABLE sample_block")?;
+        tx.commit()?;
+        return Ok(false);
+    }
+    let mut ticks = Ticks { old: Some(false), ..Ticks::default() };
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for (id, start, series_id, data) in &rows {
+        old.clear();
+        new.clear();
+        block::decode_into(data, &mut old).map_err(corrupt)?;
+        if let Some((data, _)) = read_block(&tx, &mut ticks, *series_id, *start)? {
+            ticks.decode(&tx, *start, &data, &mut new)?;
+        }
+        write_block(&tx, &mut ticks, *series_id, *start, &block::merge(&old, &new))?;
+        tx.prepare_cached("DELETE FROM sample_block WHERE id = ?1")?.execute([id])?;
+    }
+    tx.commit()?;
+    Ok(true)
 }
 
 /// Hours of a series in `[from, to]` whose blocks were written since their hour rollup was
@@ -681,15 +975,13 @@ pub fn block_points(
     to: i64,
     out: &mut Vec<(i64, f64)>,
 ) -> Result<(), Error> {
-    let mut stmt =
-        conn.prepare_cached("SELECT data FROM sample_block WHERE start_ms = ?1 AND series_id = ?2 AND end_ms >= ?3")?;
+    let mut ticks = Ticks::default();
     let mut start = block_start(from);
     let mut scratch = Vec::new();
     while start <= to {
-        let data: Option<Vec<u8>> = stmt.query_row(params![start, series_id, from], |r| r.get(0)).optional()?;
-        if let Some(data) = data {
+        if let Some((data, _)) = read_block(conn, &mut ticks, series_id, start)? {
             scratch.clear();
-            block::decode_into(&data, &mut scratch).map_err(|err| Error::Failed(err.to_string()))?;
+            ticks.decode(conn, start, &data, &mut scratch)?;
             out.extend(scratch.iter().filter(|p| (from..=to).contains(&p.0)));
         }
         start += BLOCK_MS;
@@ -757,7 +1049,7 @@ mod tests {
         let first: Vec<(i64, f64)> = (0..1080).map(|i| (t0 + i * 10_000, i as f64)).collect();
         commit(&mut conn, &head, vec![(7, first.clone())]);
         seal_all(&mut conn, &head);
-        let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("count");
+        let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM series_hour", [], |r| r.get(0)).expect("count");
         assert_eq!(blocks, 3);
         // A backfill hours late, out of order, overlapping stored points with other values.
         let late = vec![(t0 + 5, -1.0), (t0 + 3 * BLOCK_MS + 1, 9.0), (t0 + 10_000, 99.0), (t0 + 5, -2.0)];
@@ -807,17 +1099,16 @@ mod tests {
                 "series {series_id}"
             );
             let data: Vec<u8> = conn
-                .query_row("SELECT data FROM sample_block WHERE series_id = ?1", [series_id], |r| r.get(0))
-                .expect("block");
+                .query_row("SELECT data FROM series_hour WHERE id = ?1", [block_key(t0, series_id)], |r| r.get(0))
+                .expect("block moved to the current layout");
             assert!(data.len() < block::encode_legacy(&want).len(), "series {series_id}: rewritten shorter");
         }
     }
 
-    /// Blocks grown by many seals are rolled up and moved to full pages once their hour is over:
-    /// every point stays readable once, each hour's blocks end up in series order, and the pages
-    /// in use do not grow although the hour rollups are written.
+    /// Blocks grown by many seals get their hour rollups once their hour is over: every point
+    /// stays readable once, the hour rollups are written, and nothing is left due.
     #[test]
-    fn compaction_moves_past_hours_to_full_pages_and_keeps_every_point() {
+    fn compaction_rolls_up_past_hours_and_keeps_every_point() {
         let (_dir, mut conn) = store();
         let head = SharedHead::default();
         let kinds = Kinds::new();
@@ -845,12 +1136,6 @@ mod tests {
             while !seal_step(&mut conn, &head, &mut seal).expect("step") {}
             compaction.touch(&seal.hours);
         }
-        // Pages of the blocks (the rollups written by compaction take pages of their own).
-        let used = |conn: &rusqlite::Connection| -> i64 {
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
-            conn.query_row("SELECT COUNT(*) FROM dbstat WHERE name = 'sample_block'", [], |r| r.get(0)).expect("pages")
-        };
-        let before = used(&conn);
         // No hour is over yet.
         assert!(!compaction.step(&mut conn, &kinds, t0 + BLOCK_MS - 1, true).expect("step"));
         let mut steps = 0;
@@ -861,19 +1146,211 @@ mod tests {
         for (series, points) in &want {
             assert_eq!(&series_points(&conn, &head, *series, t0, t0 + 2 * BLOCK_MS).expect("read"), points);
         }
-        // Moved to full pages: the blocks take fewer pages.
-        let after = used(&conn);
-        assert!(after < before, "pages of the blocks {before} -> {after}");
-        for hour in [t0, t0 + BLOCK_MS] {
-            let (span, count): (i64, i64) = conn
-                .query_row(
-                    "SELECT MAX(id) - MIN(id) + 1, COUNT(*) FROM sample_block WHERE start_ms = ?1",
-                    [hour],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .expect("ids");
-            assert_eq!((span, count), (300, 300), "hour {hour}: blocks moved together");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+        assert_eq!(count("SELECT COUNT(*) FROM block_due"), 0, "nothing left due");
+        assert_eq!(count("SELECT COUNT(*) FROM rollup WHERE tier = 2"), 300, "one day row per series");
+        assert_eq!(count("SELECT COUNT(*) FROM series_hour"), 600, "one block per series and hour");
+    }
+
+    fn add_series(conn: &rusqlite::Connection, agent: &str, ids: std::ops::RangeInclusive<i64>) {
+        for id in ids {
+            conn.execute(
+                "INSERT INTO series(id, agent_id, name, labels, kind) VALUES (?1, ?2, ?3, '', 1)",
+                params![id, agent, format!("s{id}")],
+            )
+            .expect("series");
         }
+    }
+
+    /// The tick set references of an hour's blocks: (series, group, index), `None` for blocks
+    /// holding their own timestamps.
+    fn refs(conn: &rusqlite::Connection, hour: i64) -> Vec<(i64, Option<(u64, u32)>)> {
+        let mut stmt =
+            conn.prepare("SELECT id, data FROM series_hour WHERE id BETWEEN ?1 AND ?2 ORDER BY id").expect("q");
+        stmt.query_map([block_key(hour, 0), block_key(hour, MAX_SERIES_ID)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .expect("rows")
+        .map(|row| {
+            let (id, data) = row.expect("row");
+            (key_parts(id).1, block::tick_ref(&data).expect("ref").map(|t| (t.group, t.index)))
+        })
+        .collect()
+    }
+
+    fn sets(conn: &rusqlite::Connection, hour: i64, group: i64) -> usize {
+        let tx = conn.unchecked_transaction().expect("tx");
+        let n = Ticks::default().sets(&tx, block_key(hour, group)).expect("sets").len();
+        drop(tx);
+        n
+    }
+
+    #[test]
+    fn keys_keep_hours_in_order_and_series_in_the_low_bits() {
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        for (start, series) in [(t0, 1), (t0, MAX_SERIES_ID), (-BLOCK_MS, 5), (0, 0), (t0 + 7 * BLOCK_MS, 12_345)] {
+            assert_eq!(key_parts(block_key(start, series)), (start, series));
+        }
+        assert!(block_key(t0, MAX_SERIES_ID) < block_key(t0 + BLOCK_MS, 0));
+        assert!(block_key(-BLOCK_MS, MAX_SERIES_ID) < block_key(0, 0));
+    }
+
+    /// The series of an agent sampled on its tick share one tick set per hour; a series on other
+    /// timestamps gets a set of its own; another agent has its own sets. Late points (one between
+    /// two ticks, one repeating a stored timestamp with another value) make the block refer to a
+    /// new set, and the blocks referring to the old set read as before, across hours.
+    #[test]
+    fn blocks_of_an_agent_hour_share_tick_sets_and_take_late_points() {
+        let (_dir, mut conn) = store();
+        let head = SharedHead::default();
+        add_series(&conn, "a", 1..=5);
+        add_series(&conn, "b", 6..=8);
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        // Two hours on a 10 s tick with millisecond jitter, the same for every series of the agent.
+        let tick = |k: i64| t0 + k * 10_000 + (k * 7919) % 23;
+        let mut want: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        let mut staged = Vec::new();
+        for series in 1..=8i64 {
+            let points: Vec<(i64, f64)> = (0..720)
+                .map(|k| {
+                    let ts = if series == 5 { t0 + k * 10_000 + 3 } else { tick(k) };
+                    (ts, ((series * 31 + k * 17) % 400) as f64 / 4.0)
+                })
+                .collect();
+            want.insert(series, points.clone());
+            staged.push((series, points));
+        }
+        commit(&mut conn, &head, staged);
+        seal_all(&mut conn, &head);
+        for hour in [t0, t0 + BLOCK_MS] {
+            let expect: Vec<(i64, Option<(u64, u32)>)> = vec![
+                (1, Some((1, 0))),
+                (2, Some((1, 0))),
+                (3, Some((1, 0))),
+                (4, Some((1, 0))),
+                (5, Some((1, 1))),
+                (6, Some((6, 0))),
+                (7, Some((6, 0))),
+                (8, Some((6, 0))),
+            ];
+            assert_eq!(refs(&conn, hour), expect, "hour {hour}");
+            assert_eq!((sets(&conn, hour, 1), sets(&conn, hour, 6)), (2, 1));
+        }
+        let read = |conn: &rusqlite::Connection, head: &SharedHead, series: i64| {
+            series_points(conn, head, series, t0, t0 + 2 * BLOCK_MS).expect("read")
+        };
+        for (series, points) in &want {
+            assert_eq!(&read(&conn, &head, *series), points, "series {series} across two hours");
+        }
+        // Late: a point between two ticks, and a stored timestamp again (the stored value wins).
+        let late = vec![(tick(100) + 1, -7.5), (tick(101), 1e9)];
+        commit(&mut conn, &head, vec![(2, late.clone())]);
+        seal_all(&mut conn, &head);
+        let two = want.get_mut(&2).expect("series 2");
+        *two = block::merge(two, &late);
+        assert_eq!(two.len(), 721);
+        assert_eq!(refs(&conn, t0)[1], (2, Some((1, 2))), "series 2 refers to a new set");
+        assert_eq!(refs(&conn, t0)[0], (1, Some((1, 0))), "series 1 keeps the first");
+        for (series, points) in &want {
+            assert_eq!(&read(&conn, &head, *series), points, "series {series} after the late points");
+        }
+        // The same late points again (a replay): nothing changes.
+        commit(&mut conn, &head, vec![(2, late)]);
+        seal_all(&mut conn, &head);
+        assert_eq!(sets(&conn, t0, 1), 3);
+        assert_eq!(&read(&conn, &head, 2), &want[&2]);
+    }
+
+    /// An agent-hour holds at most MAX_TICK_SETS sets: series on timestamps of their own past
+    /// that keep them in their blocks (format 3) and read back the same.
+    #[test]
+    fn series_beyond_the_tick_set_bound_keep_their_own_timestamps() {
+        let (_dir, mut conn) = store();
+        let head = SharedHead::default();
+        let n = MAX_TICK_SETS as i64 + 8;
+        add_series(&conn, "a", 1..=n);
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        let staged: Vec<(i64, Vec<(i64, f64)>)> =
+            (1..=n).map(|s| (s, (0..360).map(|k| (t0 + k * 10_000 + s, (k % 5) as f64)).collect())).collect();
+        commit(&mut conn, &head, staged.clone());
+        seal_all(&mut conn, &head);
+        let refs = refs(&conn, t0);
+        assert_eq!(refs.iter().filter(|r| r.1.is_some()).count(), MAX_TICK_SETS);
+        assert_eq!(refs.iter().filter(|r| r.1.is_none()).count(), 8);
+        for (series, points) in &staged {
+            assert_eq!(&series_points(&conn, &head, *series, t0, t0 + BLOCK_MS).expect("read"), points);
+        }
+    }
+
+    /// A database of the earlier layout (`sample_block`) keeps every point: reads see the
+    /// unconverted rows, a seal into one of their hours moves that block with the new points, and
+    /// the conversion runs in steps of one transaction each; a stop between steps (`kill -9`)
+    /// loses nothing and doubles nothing, and the table is dropped once empty.
+    #[test]
+    fn blocks_of_the_earlier_layout_are_converted_in_steps_and_read_meanwhile() {
+        let (dir, mut conn) = store();
+        let head = SharedHead::default();
+        let t0 = 1_795_000_000_000 - 1_795_000_000_000 % BLOCK_MS;
+        add_series(&conn, "a", 1..=120);
+        add_series(&conn, "b", 121..=240);
+        let mut want: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        for series in 1..=240i64 {
+            for hour in 0..3 {
+                let start = t0 + hour * BLOCK_MS;
+                let points: Vec<(i64, f64)> = (0..360)
+                    .map(|k| (start + k * 10_000 + (k * 13 + series / 121) % 9, ((series + k) % 50) as f64 * 0.5))
+                    .collect();
+                let data = if series % 2 == 0 { block::encode(&points) } else { Ok(block::encode_legacy(&points)) };
+                conn.execute(
+                    "INSERT INTO sample_block(start_ms, series_id, end_ms, n, data) VALUES (?1, ?2, ?3, 360, ?4)",
+                    params![start, series, points[359].0, data.expect("encode")],
+                )
+                .expect("old block");
+                want.entry(series).or_default().extend(points);
+            }
+        }
+        let check =
+            |conn: &rusqlite::Connection, head: &SharedHead, want: &HashMap<i64, Vec<(i64, f64)>>, what: &str| {
+                for (series, points) in want {
+                    let got = series_points(conn, head, *series, t0, t0 + 3 * BLOCK_MS).expect("read");
+                    assert!(
+                        got.len() == points.len()
+                            && got.iter().zip(points).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()),
+                        "{what}: series {series}"
+                    );
+                }
+            };
+        check(&conn, &head, &want, "before");
+        // A late point for an hour still in the earlier table: the seal moves the block.
+        let late = (t0 + BLOCK_MS + 5, 42.0);
+        commit(&mut conn, &head, vec![(7, vec![late])]);
+        seal_all(&mut conn, &head);
+        let seven = want.get_mut(&7).expect("7");
+        *seven = block::merge(seven, &[late]);
+        let count =
+            |conn: &rusqlite::Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("n") };
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 1, "moved with the late point");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 719);
+        check(&conn, &head, &want, "one block moved");
+        // One step, then a stop without warning; the next start goes on.
+        assert!(convert_step(&mut conn).expect("step"), "more to do");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM sample_block"), 719 - CONVERT_ROWS);
+        drop(conn);
+        let mut conn = crate::store::open_connection(dir.path()).expect("reopen");
+        check(&conn, &head, &want, "between steps");
+        let mut steps = 1;
+        while convert_step(&mut conn).expect("step") {
+            steps += 1;
+            check(&conn, &head, &want, "during");
+        }
+        assert!(steps >= 2);
+        assert!(!old_blocks_exist(&conn).expect("exists"), "table dropped once empty");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM series_hour"), 720);
+        check(&conn, &head, &want, "after");
+        assert_eq!(stored_samples(&conn).expect("n"), 240 * 3 * 360 + 1);
+        // Converted blocks share their agent-hour's tick sets (two shapes of timestamps here).
+        assert!(refs(&conn, t0).iter().all(|r| r.1.is_some()), "all refer to tick sets");
+        assert_eq!((sets(&conn, t0, 1), sets(&conn, t0, 121)), (1, 1));
     }
 
     #[test]
@@ -899,7 +1376,7 @@ mod tests {
         for (series, points) in &want {
             assert_eq!(&series_points(&conn, &head, *series, t0, t0 + BLOCK_MS * 2).expect("read"), points);
         }
-        let stored: i64 = conn.query_row("SELECT SUM(n) FROM sample_block", [], |r| r.get(0)).expect("sum");
+        let stored = stored_samples(&conn).expect("sum");
         assert_eq!(stored as usize, want.len() * 30);
     }
 
@@ -919,7 +1396,7 @@ mod tests {
         let last: i64 = conn.query_row("SELECT MAX(id) FROM sample_pending", [], |r| r.get(0)).expect("max");
         let mut seal = start_seal(&head, last, true).expect("due");
         conn.execute_batch(
-            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON sample_block BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON series_hour BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
         )
         .expect("trigger");
         assert!(seal_step(&mut conn, &head, &mut seal).is_err(), "the step fails");

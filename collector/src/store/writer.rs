@@ -481,6 +481,19 @@ impl Writer {
                         tx.prepare_cached("INSERT INTO series(agent_id, name, labels, kind) VALUES (?1, ?2, ?3, ?4)")?
                             .execute(params![batch.agent_id, series.name, series.labels, series.kind])?;
                         let id = tx.last_insert_rowid();
+                        if id > series::MAX_SERIES_ID {
+                            // The block layout keys rows by series id in 24 bits: the series is
+                            // refused as at the per-agent limit (the agent sees the rejection).
+                            tx.prepare_cached("DELETE FROM series WHERE id = ?1")?.execute([id])?;
+                            tracing::error!(
+                                agent = %batch.agent_id,
+                                series = %series.name,
+                                "series ids are exhausted (the block layout holds {} series ids): new series are refused",
+                                series::MAX_SERIES_ID
+                            );
+                            series_limited.push((series.index, series.telemetry, series.points.len() as u32));
+                            continue;
+                        }
                         self.kinds.insert(id, series.kind);
                         *new_per_agent.entry(batch.agent_id.as_str()).or_default() += 1;
                         new_series.insert(key.clone(), (batch.agent_id.clone(), id));
