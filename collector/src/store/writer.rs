@@ -72,8 +72,10 @@ pub(super) struct Writer {
     /// Ingest was refused as full: the head is sealed now rather than when due, so its pending
     /// rows become blocks that retention can expire.
     seal_now: bool,
-    /// When the store last logged that it is full (once per [`FULL_LOG_EVERY`]).
+    /// When the store last logged that it is full, and that ingest resumed (each once per
+    /// [`FULL_LOG_EVERY`]: near the line ingest may pass it often).
     full_logged: Option<std::time::Instant>,
+    resume_logged: Option<std::time::Instant>,
     /// Bytes of pages a seal step took per byte of head it sealed (the largest recently).
     seal_ratio: f64,
 }
@@ -141,6 +143,7 @@ impl Writer {
             fullness,
             seal_now: false,
             full_logged: None,
+            resume_logged: None,
             seal_ratio: super::SEAL_ROOM_PER_HEAD_BYTE,
         })
     }
@@ -221,7 +224,8 @@ impl Writer {
     fn note_full(&mut self, full: bool, batches: usize) {
         let was = self.fullness.full.swap(full, Ordering::Relaxed);
         if !full {
-            if was {
+            if was && self.resume_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+                self.resume_logged = Some(std::time::Instant::now());
                 tracing::info!("database below max_db_bytes less its upkeep reserve again: ingest resumes");
             }
             return;
