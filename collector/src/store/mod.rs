@@ -437,7 +437,7 @@ pub fn upkeep_reserve(max_db_bytes: u64) -> u64 {
 /// passes a quarter of the bound ([`SEAL_ROOM_SHARE`]) or at [`series::SEAL_BYTES`], so the
 /// reserve stays near a quarter of the bound plus the step's share. Sealing and compaction may
 /// use every page up to the bound; retention may turn raw hours into minute rollups up to the
-/// head's seal room.
+/// head's seal room and half the step's share (the other half is compaction's).
 pub fn ingest_reserve(max_db_bytes: u64, seal_room: u64) -> u64 {
     seal_room.saturating_add(upkeep_reserve(max_db_bytes))
 }

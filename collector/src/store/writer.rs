@@ -72,8 +72,10 @@ pub(super) struct Writer {
     /// Ingest was refused as full: the head is sealed now rather than when due, so its pending
     /// rows become blocks that retention can expire.
     seal_now: bool,
-    /// When the store last logged that it is full (once per [`FULL_LOG_EVERY`]).
+    /// When the store last logged that it is full, and that ingest resumed (each once per
+    /// [`FULL_LOG_EVERY`]: near the line ingest may pass it often).
     full_logged: Option<std::time::Instant>,
+    resume_logged: Option<std::time::Instant>,
     /// Bytes of pages a seal step took per byte of head it sealed (the largest recently).
     seal_ratio: f64,
 }
@@ -87,7 +89,7 @@ struct Room {
     /// A group commit: below `max_db_bytes` less the whole reserve.
     ingest: bool,
     /// Upkeep that grows the database (raw hours turned into minute rollups): below
-    /// `max_db_bytes` less the head's seal room.
+    /// `max_db_bytes` less the head's seal room and half the upkeep step's share.
     grow: bool,
 }
 
@@ -141,6 +143,7 @@ impl Writer {
             fullness,
             seal_now: false,
             full_logged: None,
+            resume_logged: None,
             seal_ratio: super::SEAL_ROOM_PER_HEAD_BYTE,
         })
     }
@@ -191,7 +194,7 @@ impl Writer {
 
     /// What the pages in use leave room for: ingest stops at `max_db_bytes` less
     /// [`super::ingest_reserve`] (the head's seal room and one upkeep step), upkeep that grows the
-    /// database at `max_db_bytes` less the head's seal room; sealing and compaction may use every
+    /// database at `max_db_bytes` less the head's seal room and half a step; sealing and compaction may use every
     /// page up to the bound (`PRAGMA max_page_count` on this connection).
     fn room(&self) -> Result<Room, Error> {
         let (Some((max_pages, page_size)), Some(used)) = (self.bound, self.used_pages()?) else {
@@ -200,9 +203,11 @@ impl Writer {
         let max_bytes = u64::try_from(max_pages * page_size).unwrap_or(0);
         let to_pages = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(512);
         let seal_room = self.seal_room();
-        let seal = to_pages(seal_room);
+        // Growing upkeep leaves half the step's share to compaction, whose steps move blocks
+        // onto full pages and so free the pages retention needs next.
+        let grow = to_pages(seal_room.saturating_add(super::upkeep_reserve(max_bytes) / 2));
         let reserve = to_pages(super::ingest_reserve(max_bytes, seal_room));
-        Ok(Room { ingest: used.saturating_add(reserve) < max_pages, grow: used.saturating_add(seal) < max_pages })
+        Ok(Room { ingest: used.saturating_add(reserve) < max_pages, grow: used.saturating_add(grow) < max_pages })
     }
 
     /// [`Self::room`], or room for everything when the page counts cannot be read (the bound
@@ -219,7 +224,8 @@ impl Writer {
     fn note_full(&mut self, full: bool, batches: usize) {
         let was = self.fullness.full.swap(full, Ordering::Relaxed);
         if !full {
-            if was {
+            if was && self.resume_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+                self.resume_logged = Some(std::time::Instant::now());
                 tracing::info!("database below max_db_bytes less its upkeep reserve again: ingest resumes");
             }
             return;
