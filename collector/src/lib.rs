@@ -66,9 +66,11 @@ const AGENT_REFRESH: Duration = Duration::from_secs(10);
 const CREDENTIAL_LOOKUPS: usize = 2;
 /// How often the collector records that it is alive and recomputes uptime metrics.
 const SLA_REFRESH: Duration = Duration::from_secs(10);
-/// HTTP/2 receive window of an agent stream and connection: a few batches in flight (an agent
-/// batch of 300 series is ~40 KB), so pipelining keeps the writer fed without parking memory.
-const GRPC_WINDOW_BYTES: u32 = 128 * 1024;
+/// HTTP/2 receive window of an agent stream and connection: the next batch waits in it while the
+/// stream's current one is stored (an agent batch of 300 series is ~40 KB), so pipelining keeps the
+/// writer fed without parking memory. 64 KiB rather than 128: 25 MiB less peak RSS under
+/// `make bench-ingest` (200 agents at saturation), the same samples/s.
+const GRPC_WINDOW_BYTES: u32 = 64 * 1024;
 
 /// The collector's wall clock in unix milliseconds. Only edges call it; pure code takes times as
 /// arguments.
