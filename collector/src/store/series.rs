@@ -589,28 +589,30 @@ fn corrupt(err: block::BlockError) -> Error {
     Error::Failed(err.to_string())
 }
 
+/// Reads the tick sets of a `tick_hour` row (empty when there is none).
+fn read_sets(conn: &rusqlite::Connection, id: i64) -> Result<Vec<Vec<i64>>, Error> {
+    let data: Option<Vec<u8>> =
+        conn.prepare_cached("SELECT data FROM tick_hour WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
+    let mut sets = Vec::new();
+    if let Some(data) = data {
+        let mut pos = 0;
+        while pos < data.len() {
+            let len = get_varint(&data, &mut pos).map_err(corrupt)? as usize;
+            let bytes = data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("tick sets: truncated".into()))?;
+            pos += len;
+            sets.push(block::decode_ticks(bytes).map_err(corrupt)?);
+        }
+    }
+    Ok(sets)
+}
+
 impl Ticks {
     /// The tick sets of a `tick_hour` row (empty when there is none).
     fn sets(&mut self, conn: &rusqlite::Connection, id: i64) -> Result<&mut Vec<Vec<i64>>, Error> {
-        if !self.sets.contains_key(&id) {
-            let data: Option<Vec<u8>> = conn
-                .prepare_cached("SELECT data FROM tick_hour WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            let mut sets = Vec::new();
-            if let Some(data) = data {
-                let mut pos = 0;
-                while pos < data.len() {
-                    let len = get_varint(&data, &mut pos).map_err(corrupt)? as usize;
-                    let bytes =
-                        data.get(pos..pos.saturating_add(len)).ok_or(Error::Failed("tick sets: truncated".into()))?;
-                    pos += len;
-                    sets.push(block::decode_ticks(bytes).map_err(corrupt)?);
-                }
-            }
-            self.sets.insert(id, sets);
-        }
-        Ok(self.sets.get_mut(&id).expect("inserted above"))
+        Ok(match self.sets.entry(id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(read_sets(conn, id)?),
+        })
     }
 
     /// Decodes a block of the hour at `start`, resolving its tick set.
