@@ -55,6 +55,8 @@ pub(super) struct Writer {
     last_pending: i64,
     /// The seal in progress.
     seal: Option<Seal>,
+    /// Points moved to blocks by seals since the start.
+    sealed_points: usize,
     /// Hours whose blocks wait to be compacted.
     compaction: series::Compaction,
     /// Conversion of old rows and retention.
@@ -107,6 +109,7 @@ impl Writer {
             kinds,
             last_pending,
             seal: None,
+            sealed_points: 0,
             compaction: series::Compaction::default(),
             upkeep,
             backoff_until: None,
@@ -165,8 +168,10 @@ impl Writer {
             // runs then, and its deletes may make the room they need (a lowered retention).
             let mut full = self.full_until.is_some_and(|until| std::time::Instant::now() < until);
             if let Some(seal) = self.seal.as_mut().filter(|_| !full) {
+                let before = seal.moved;
                 match series::seal_step(&mut self.conn, &self.head, seal) {
                     Ok(done) => {
+                        self.sealed_points += seal.moved - before;
                         if done {
                             self.compaction.touch(&seal.hours);
                             self.seal = None;
@@ -243,8 +248,12 @@ impl Writer {
             // The head over its bound with sealing held back (a step failing and waiting to be
             // retried): agents wait (`Busy`, their spools keep the batches) rather than memory
             // growing.
-            let head_full = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound();
+            let (head_full, held) = {
+                let head = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (head.over_bound(), head.len())
+            };
             let committed = if head_full { Err(Error::Busy) } else { self.commit_group(&batches) };
+            let added = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).len().saturating_sub(held);
             self.step_times.record(super::STEP_COMMIT, started.elapsed());
             match committed {
                 Ok(outcomes) => {
@@ -267,6 +276,15 @@ impl Writer {
             // group, and while the head is over its bound sealing goes first (backpressure: the
             // queue fills and agents wait, rather than memory growing).
             self.background_step();
+            // A running seal keeps pace with ingest: it moves at least twice what this group
+            // added (one step per group falls behind at a high rate, the head growing by hours).
+            let goal = self.sealed_points + 2 * added;
+            while self.seal.is_some() && self.sealed_points < goal {
+                let before = self.sealed_points;
+                if !self.background_step() || self.sealed_points == before {
+                    break;
+                }
+            }
             while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound()
                 && self.background_step()
             {}
