@@ -357,6 +357,8 @@ pub(crate) struct Seal {
     carry_span: Option<(i64, i64)>,
     /// Hours whose blocks this seal wrote.
     pub(crate) hours: Vec<i64>,
+    /// Points moved to blocks so far.
+    pub(crate) moved: usize,
 }
 
 /// Starts a seal when the head is due (see the module docs): the head holds points of closed
@@ -393,7 +395,17 @@ fn start_seal_at(head: &SharedHead, last_pending: i64, force: bool, now: Instant
         .map(|(id, e)| (*id, e.n))
         .collect();
     todo.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
-    Some(Seal { todo, cut, below, recarry, drop_carry, carry: Vec::new(), carry_span: None, hours: Vec::new() })
+    Some(Seal {
+        todo,
+        cut,
+        below,
+        recarry,
+        drop_carry,
+        carry: Vec::new(),
+        carry_span: None,
+        hours: Vec::new(),
+        moved: 0,
+    })
 }
 
 /// Kinds of the series, for rollups (counters roll up as increases).
@@ -512,6 +524,7 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
         tx.commit()?;
     }
     seal.todo.truncate(seal.todo.len() - batch.len());
+    seal.moved += moved;
     seal.carry.extend_from_slice(&carry);
     seal.carry_span = widen(seal.carry_span, carry_span);
     let mut guard = head.write().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -55,6 +55,8 @@ pub(super) struct Writer {
     last_pending: i64,
     /// The seal in progress.
     seal: Option<Seal>,
+    /// Points moved to blocks by seals since the start.
+    sealed_points: usize,
     /// Hours whose blocks wait to be compacted.
     compaction: series::Compaction,
     /// Conversion of old rows and retention.
@@ -134,6 +136,7 @@ impl Writer {
             kinds,
             last_pending,
             seal: None,
+            sealed_points: 0,
             compaction: series::Compaction::default(),
             upkeep,
             backoff_until: None,
@@ -304,8 +307,10 @@ impl Writer {
             let before =
                 if self.seal.is_some() { (self.used_pages().ok().flatten(), self.head_bytes()) } else { (None, 0) };
             if let Some(seal) = self.seal.as_mut().filter(|_| !full) {
+                let moved_before = seal.moved;
                 match series::seal_step(&mut self.conn, &self.head, seal) {
                     Ok(done) => {
+                        self.sealed_points += seal.moved - moved_before;
                         if done {
                             self.compaction.touch(&seal.hours);
                             self.seal = None;
@@ -387,8 +392,12 @@ impl Writer {
             // The head over its bound with sealing held back (a step failing and waiting to be
             // retried): agents wait (`Busy`, their spools keep the batches) rather than memory
             // growing.
-            let head_full = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound();
+            let (head_full, held) = {
+                let head = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (head.over_bound(), head.len())
+            };
             let committed = if head_full { Err(Error::Busy) } else { self.commit_within_reserve(&batches) };
+            let added = self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).len().saturating_sub(held);
             self.step_times.record(super::STEP_COMMIT, started.elapsed());
             match committed {
                 Ok(outcomes) => {
@@ -411,6 +420,15 @@ impl Writer {
             // group, and while the head is over its bound sealing goes first (backpressure: the
             // queue fills and agents wait, rather than memory growing).
             self.background_step();
+            // A running seal keeps pace with ingest: it moves at least twice what this group
+            // added (one step per group falls behind at a high rate, the head growing by hours).
+            let goal = self.sealed_points + 2 * added;
+            while self.seal.is_some() && self.sealed_points < goal {
+                let before = self.sealed_points;
+                if !self.background_step() || self.sealed_points == before {
+                    break;
+                }
+            }
             while self.head.read().unwrap_or_else(std::sync::PoisonError::into_inner).over_bound()
                 && self.background_step()
             {}
