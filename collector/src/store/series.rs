@@ -1474,7 +1474,7 @@ mod tests {
     fn count_rewrites(conn: &rusqlite::Connection) {
         conn.execute_batch(
             "CREATE TEMP TABLE rewrites(n INTEGER NOT NULL); INSERT INTO rewrites VALUES (0);
-             CREATE TEMP TRIGGER rewritten AFTER UPDATE ON sample_block BEGIN UPDATE rewrites SET n = n + 1; END;",
+             CREATE TEMP TRIGGER rewritten AFTER UPDATE ON series_hour BEGIN UPDATE rewrites SET n = n + 1; END;",
         )
         .expect("trigger");
     }
@@ -1519,7 +1519,7 @@ mod tests {
         }
         assert_eq!(seals, 3, "one seal per closed hour");
         assert_eq!(rewrites(&conn), 0, "no block written twice");
-        let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM sample_block", [], |r| r.get(0)).expect("count");
+        let blocks: i64 = conn.query_row("SELECT COUNT(*) FROM series_hour", [], |r| r.get(0)).expect("count");
         assert_eq!(blocks, 3 * 50);
         // The open hour (and the lagging series' last minute) is in the head only.
         let open = head.read().expect("head").len();
@@ -1590,7 +1590,7 @@ mod tests {
         assert_eq!(carry_points(&conn), head.read().expect("head").len(), "the carry holds the head");
         seal_all(&mut conn, &head);
         assert_eq!(carry_points(&conn), 0, "a full seal leaves nothing to carry");
-        let stored: i64 = conn.query_row("SELECT SUM(n) FROM sample_block", [], |r| r.get(0)).expect("sum");
+        let stored = stored_samples(&conn).expect("sum");
         assert_eq!(stored as usize, total, "every point stored once");
         let (fresh, _) = load_head(&conn).expect("load");
         assert!(fresh.is_empty());
