@@ -557,13 +557,15 @@ mod tests {
                     params![series, format!("s{series}")],
                 )
                 .expect("series");
-                series::merge_block(&tx, &mut ticks, series, hour, &[(hour, 1.0), (hour + 60_000, 2.0)]).expect("block");
+                series::merge_block(&tx, &mut ticks, series, hour, &[(hour, 1.0), (hour + 60_000, 2.0)])
+                    .expect("block");
             }
             tx.commit().expect("commit");
         }
         let blocks = |conn: &Connection| -> Vec<i64> {
             let mut stmt = conn.prepare("SELECT id FROM series_hour ORDER BY id").expect("select");
-            let keys: Vec<i64> = stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+            let keys: Vec<i64> =
+                stmt.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
             let mut ids: Vec<i64> = keys.into_iter().map(|key| series::key_parts(key).1).collect();
             ids.sort_unstable();
             ids
