@@ -193,6 +193,20 @@ fn batches_refused_at_the_reserve_leave_every_acked_point_and_the_head_sealable(
         assert_eq!(stored, want, "series m{s:03}: every acked point, nothing of the refused batch {refused}");
     }
     drop(conn);
+    // Still full (a bound below what is kept, nothing expires): an agent that lost the ack of a
+    // stored batch resends it and gets it acked as a duplicate; before, it got `Full` and kept
+    // the batch spooled, resending, until room was made.
+    let (store, _reader, writer) = open(data, Some(bound / 2));
+    for _ in 0..3 {
+        let new = rt.block_on(store.ingest(batch(refused, first_hour)));
+        assert!(matches!(new, Err(Error::Full)), "a new batch at the reserve: {new:?}");
+        for &seq in [acked[0], *acked.last().expect("acked")].iter() {
+            let resent = rt.block_on(store.ingest(batch(seq, first_hour)));
+            assert!(matches!(resent, Ok(Outcome::Duplicate)), "resend of stored batch {seq} at the reserve: {resent:?}");
+        }
+    }
+    drop(store);
+    writer.join();
     // Room made (the bound raised): the agent's resend of the refused batch is stored now.
     let (store, _reader, writer) = open(data, None);
     let outcome = rt.block_on(store.ingest(batch(refused, first_hour)));

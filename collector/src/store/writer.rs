@@ -411,8 +411,16 @@ impl Writer {
                         self.healthy.store(false, Ordering::Release);
                         error!(error = %err, "commit failed: the store refuses writes until restart");
                     }
-                    for (_, reply) in group.drain(..) {
-                        let _ = reply.send(Err(err.clone()));
+                    // A batch refused for want of room (`Busy`, `Full`) that is stored already
+                    // (an agent resending what it lost the ack of) is acked as a duplicate: its
+                    // agent drops it from its spool instead of resending it until room is made.
+                    let stored = if matches!(err, Error::Busy | Error::Full) {
+                        self.stored_before(&batches)
+                    } else {
+                        vec![false; batches.len()]
+                    };
+                    for ((_, reply), stored) in group.drain(..).zip(stored) {
+                        let _ = reply.send(if stored { Ok(Outcome::Duplicate) } else { Err(err.clone()) });
                     }
                 }
             }
@@ -445,6 +453,24 @@ impl Writer {
         let result = if self.room_or_any().ingest { self.commit_group(batches) } else { Err(Error::Full) };
         self.note_full(matches!(result, Err(Error::Full)), batches.len());
         result
+    }
+
+    /// For each batch, whether the same key with the same content is stored (a read, no write).
+    fn stored_before(&self, batches: &[&IngestBatch]) -> Vec<bool> {
+        batches
+            .iter()
+            .map(|batch| {
+                self.conn
+                    .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| {
+                            r.get::<_, Vec<u8>>(0)
+                        })
+                        .optional()
+                    })
+                    .is_ok_and(|hash| hash.is_some_and(|hash| hash == batch.payload_hash))
+            })
+            .collect()
     }
 
     fn commit_group(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
