@@ -202,7 +202,10 @@ fn batches_refused_at_the_reserve_leave_every_acked_point_and_the_head_sealable(
         assert!(matches!(new, Err(Error::Full)), "a new batch at the reserve: {new:?}");
         for &seq in [acked[0], *acked.last().expect("acked")].iter() {
             let resent = rt.block_on(store.ingest(batch(seq, first_hour)));
-            assert!(matches!(resent, Ok(Outcome::Duplicate)), "resend of stored batch {seq} at the reserve: {resent:?}");
+            assert!(
+                matches!(resent, Ok(Outcome::Duplicate)),
+                "resend of stored batch {seq} at the reserve: {resent:?}"
+            );
         }
     }
     drop(store);

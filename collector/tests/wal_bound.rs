@@ -125,7 +125,11 @@ fn the_wal_stays_bounded_while_reports_read_continuously_during_full_ingestion()
     assert!(peak <= WAL_BOUND, "WAL peaked at {peak} B with reports reading continuously");
     drop(store);
     writer.join();
-    eprintln!("T39 continuous reads: stopping took {:.1} s, the writer's last seal {:.1} s", joined.as_secs_f64(), (stopping.elapsed() - joined).as_secs_f64());
+    eprintln!(
+        "T39 continuous reads: stopping took {:.1} s, the writer's last seal {:.1} s",
+        joined.as_secs_f64(),
+        (stopping.elapsed() - joined).as_secs_f64()
+    );
 }
 
 /// One read transaction held open for the whole run (what a report would do if it read in one

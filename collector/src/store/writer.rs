@@ -461,7 +461,9 @@ impl Writer {
             .iter()
             .map(|batch| {
                 self.conn
-                    .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")
+                    .prepare_cached(
+                        "SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3",
+                    )
                     .and_then(|mut stmt| {
                         stmt.query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| {
                             r.get::<_, Vec<u8>>(0)
