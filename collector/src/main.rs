@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use b24watch_collector::config::{self, Config, RawConfig};
-use b24watch_collector::store;
+use b24watch_collector::{i18n, store};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -373,6 +373,17 @@ fn user(cfg: &Config, action: &UserCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Checks `--format` and resolves `--lang` (the configured language without it).
+fn report_lang(cfg: &Config, format: &str, lang: Option<&str>) -> anyhow::Result<i18n::Lang> {
+    if !matches!(format, "html" | "csv" | "json") {
+        anyhow::bail!("--format {format:?}: expected html, csv or json");
+    }
+    match lang {
+        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}")),
+        None => Ok(cfg.sla.language),
+    }
+}
+
 /// `report`: builds the SLA report from the database and writes it.
 fn report(
     cfg: &Config,
@@ -382,14 +393,8 @@ fn report(
     lang: Option<&str>,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use b24watch_collector::{i18n, report, uptime};
-    if !matches!(format, "html" | "csv" | "json") {
-        anyhow::bail!("--format {format:?}: expected html, csv or json");
-    }
-    let lang = match lang {
-        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}"))?,
-        None => cfg.sla.language,
-    };
+    use b24watch_collector::{report, uptime};
+    let lang = report_lang(cfg, format, lang)?;
     let reader = std::sync::Arc::new(reader(cfg)?);
     let now = b24watch_collector::now_ms();
     let service = uptime::Uptime::new(cfg.sla.clone(), reader);
@@ -474,14 +479,8 @@ fn contract_report(
     lang: Option<&str>,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use b24watch_collector::{client_report, i18n, uptime};
-    if !matches!(format, "html" | "csv" | "json") {
-        anyhow::bail!("--format {format:?}: expected html, csv or json");
-    }
-    let lang = match lang {
-        Some(code) => i18n::Lang::parse(code).map_err(|err| anyhow::anyhow!("--lang {err}"))?,
-        None => cfg.sla.language,
-    };
+    use b24watch_collector::{client_report, uptime};
+    let lang = report_lang(cfg, format, lang)?;
     let tz = client
         .and_then(|c| cfg.sla.contracts.client(c))
         .map_or_else(|| cfg.sla.timezone.clone(), |c| c.contract.timezone.clone());
