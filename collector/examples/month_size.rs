@@ -179,28 +179,19 @@ fn main() {
         let ts: Vec<i64> = (hour..hour + HOUR).step_by(step as usize).collect();
         let tasks: Vec<_> = (0..hosts)
             .map(|h| {
-                let batch = IngestBatch {
-                    agent_id: format!("host-{h:04}"),
-                    epoch: 1,
-                    seq,
-                    payload_hash: [0; 32],
-                    received_ms: hour,
-                    created_ms: hour,
-                    agent_version: "month".into(),
-                    series: (0..series)
-                        .map(|s| SeriesIn {
-                            name: format!("m{:02}", s % 40),
-                            labels: format!("i=\"{s}\""),
-                            kind: if s % 4 == 1 { 2 } else { 1 },
-                            points: ts.iter().map(|t| (*t, value(s, *t, h))).collect(),
-                            index: s as u32,
-                            telemetry: false,
-                        })
-                        .collect(),
-                    gaps: Vec::new(),
-                    log_groups: Vec::new(),
-                    checks: Vec::new(),
-                };
+                let series = (0..series)
+                    .map(|s| {
+                        let points = ts.iter().map(|t| (*t, value(s, *t, h))).collect();
+                        SeriesIn::new(
+                            s as u32,
+                            format!("m{:02}", s % 40),
+                            format!("i=\"{s}\""),
+                            if s % 4 == 1 { 2 } else { 1 },
+                            points,
+                        )
+                    })
+                    .collect();
+                let batch = IngestBatch::direct(format!("host-{h:04}"), seq, hour, series);
                 let store = store.clone();
                 rt.spawn(async move {
                     loop {
@@ -258,24 +249,13 @@ fn main() {
         // One point now, as an agent sends: the writer works between batches, and after a failed
         // step it waits for the next batch.
         let keepalive = IngestBatch {
-            agent_id: "host-0000".into(),
             epoch: 2,
-            seq,
-            payload_hash: [0; 32],
-            received_ms: now_ms(),
-            created_ms: now_ms(),
-            agent_version: "month".into(),
-            series: vec![SeriesIn {
-                name: "m00".into(),
-                labels: "i=\"0\"".into(),
-                kind: 1,
-                points: vec![(now_ms(), 1.0)],
-                index: 0,
-                telemetry: false,
-            }],
-            gaps: Vec::new(),
-            log_groups: Vec::new(),
-            checks: Vec::new(),
+            ..IngestBatch::direct(
+                "host-0000",
+                seq,
+                now_ms(),
+                vec![SeriesIn::new(0, "m00", "i=\"0\"", 1, vec![(now_ms(), 1.0)])],
+            )
         };
         match rt.block_on(store.ingest(keepalive)) {
             Err(store::Error::Full) => {

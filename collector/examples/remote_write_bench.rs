@@ -71,11 +71,8 @@ fn start_vm(dir: &Path) -> (Vm, SocketAddr) {
 fn batch(agent: usize, seq: u64, series: usize, points: usize, t0: i64) -> IngestBatch {
     let start = t0 + seq as i64 * points as i64 * 10_000;
     let series = (0..series)
-        .map(|i| SeriesIn {
-            name: if i % 3 == 0 { "bench_bytes_total".into() } else { "bench_ratio".into() },
-            labels: format!("i=\"{i}\""),
-            kind: if i % 3 == 0 { 2 } else { 1 },
-            points: (0..points)
+        .map(|i| {
+            let points = (0..points)
                 .map(|k| {
                     let ts = start + k as i64 * 10_000;
                     let v = if i % 3 == 0 {
@@ -85,27 +82,12 @@ fn batch(agent: usize, seq: u64, series: usize, points: usize, t0: i64) -> Inges
                     };
                     (ts, v)
                 })
-                .collect(),
-            index: i as u32,
-            telemetry: false,
+                .collect();
+            let (name, kind) = if i % 3 == 0 { ("bench_bytes_total", 2) } else { ("bench_ratio", 1) };
+            SeriesIn::new(i as u32, name, format!("i=\"{i}\""), kind, points)
         })
         .collect();
-    let mut hash = [0u8; 32];
-    hash[..8].copy_from_slice(&seq.to_le_bytes());
-    hash[8..16].copy_from_slice(&(agent as u64).to_le_bytes());
-    IngestBatch {
-        agent_id: format!("bench-{agent:04}"),
-        epoch: 1,
-        seq,
-        payload_hash: hash,
-        received_ms: start,
-        created_ms: start,
-        agent_version: "bench".into(),
-        series,
-        gaps: Vec::new(),
-        log_groups: Vec::new(),
-        checks: Vec::new(),
-    }
+    IngestBatch::direct(format!("bench-{agent:04}"), seq, start, series)
 }
 
 #[tokio::main(flavor = "multi_thread")]

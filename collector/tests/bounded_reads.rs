@@ -48,19 +48,7 @@ fn flaps(n: i64, start: i64, step: i64) -> Vec<CheckIn> {
 }
 
 fn batch(seq: u64, now: i64, checks: Vec<CheckIn>) -> IngestBatch {
-    IngestBatch {
-        agent_id: "web-01".into(),
-        epoch: 1,
-        seq,
-        payload_hash: [seq as u8; 32],
-        received_ms: now,
-        created_ms: now,
-        agent_version: "test".into(),
-        series: Vec::new(),
-        gaps: Vec::new(),
-        log_groups: Vec::new(),
-        checks,
-    }
+    IngestBatch { checks, ..IngestBatch::direct("web-01", seq, now, Vec::new()) }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -31,33 +31,13 @@ fn restart(
 }
 
 fn ingest(rt: &tokio::runtime::Runtime, store: &Store, seq: u64, series: Vec<(&str, Vec<(i64, f64)>)>) {
-    let mut hash = [0u8; 32];
-    hash[..8].copy_from_slice(&seq.to_le_bytes());
     let at = series.iter().flat_map(|(_, p)| p.iter().map(|p| p.0)).max().unwrap_or(0);
-    let batch = IngestBatch {
-        agent_id: HOST.into(),
-        epoch: 1,
-        seq,
-        payload_hash: hash,
-        received_ms: at,
-        created_ms: at,
-        agent_version: "test".into(),
-        series: series
-            .into_iter()
-            .enumerate()
-            .map(|(i, (labels, points))| SeriesIn {
-                name: NAME.into(),
-                labels: labels.into(),
-                kind: COUNTER,
-                points,
-                index: i as u32,
-                telemetry: false,
-            })
-            .collect(),
-        gaps: Vec::new(),
-        log_groups: Vec::new(),
-        checks: Vec::new(),
-    };
+    let series = series
+        .into_iter()
+        .enumerate()
+        .map(|(i, (labels, points))| SeriesIn::new(i as u32, NAME, labels, COUNTER, points))
+        .collect();
+    let batch = IngestBatch::direct(HOST, seq, at, series);
     let outcome = rt.block_on(store.ingest(batch)).expect("ingest");
     assert!(matches!(outcome, store::Outcome::Stored { .. }), "{outcome:?}");
 }

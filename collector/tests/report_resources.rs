@@ -74,32 +74,12 @@ fn open(dir: &std::path::Path, retention: Retention) -> (Store, Reader, store::W
 type SeriesPoints<'a> = Vec<(&'a str, &'a str, Vec<(i64, f64)>)>;
 
 fn ingest(rt: &tokio::runtime::Runtime, store: &Store, seq: u64, at: i64, series: SeriesPoints<'_>) {
-    let mut hash = [0u8; 32];
-    hash[..8].copy_from_slice(&seq.to_le_bytes());
-    let batch = IngestBatch {
-        agent_id: HOST.into(),
-        epoch: 1,
-        seq,
-        payload_hash: hash,
-        received_ms: at,
-        created_ms: at,
-        agent_version: "test".into(),
-        series: series
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, labels, points))| SeriesIn {
-                name: name.into(),
-                labels: labels.into(),
-                kind: 1,
-                points,
-                index: i as u32,
-                telemetry: false,
-            })
-            .collect(),
-        gaps: Vec::new(),
-        log_groups: Vec::new(),
-        checks: Vec::new(),
-    };
+    let series = series
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, labels, points))| SeriesIn::new(i as u32, name, labels, 1, points))
+        .collect();
+    let batch = IngestBatch::direct(HOST, seq, at, series);
     let outcome = rt.block_on(store.ingest(batch)).expect("ingest");
     assert!(matches!(outcome, store::Outcome::Stored { .. }), "{outcome:?}");
 }

@@ -46,33 +46,15 @@ impl TestStore {
     fn ingest(&mut self, batch: Batch) {
         self.seq += 1;
         let seq = self.seq;
-        let mut hash = [0u8; 32];
-        hash[..8].copy_from_slice(&seq.to_le_bytes());
-        let series = |name: &str, labels: String, points: Vec<(i64, f64)>, index: u32| SeriesIn {
-            name: name.into(),
-            labels,
-            kind: 1,
-            points,
-            index,
-            telemetry: false,
-        };
         let mut all = Vec::new();
         if !batch.probe.is_empty() {
             let points = batch.probe.iter().map(|(at, up)| (*at, if *up { 1.0 } else { 0.0 })).collect();
-            all.push(series("probe_success", format!("target=\"{URL}\""), points, 0));
+            all.push(SeriesIn::new(0, "probe_success", format!("target=\"{URL}\""), 1, points));
         }
         let ingest = IngestBatch {
-            agent_id: HOST.into(),
-            epoch: 1,
-            seq,
-            payload_hash: hash,
-            received_ms: batch.created,
-            created_ms: batch.created,
-            agent_version: "test".into(),
-            series: all,
             gaps: batch.gaps,
-            log_groups: Vec::new(),
             checks: batch.checks,
+            ..IngestBatch::direct(HOST, seq, batch.created, all)
         };
         let store = self.store.as_ref().expect("store open");
         let outcome = self.rt.block_on(store.ingest(ingest)).expect("ingest");

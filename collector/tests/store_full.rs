@@ -23,37 +23,20 @@ fn now_ms() -> i64 {
 fn batch(seq: u64, first_hour: i64) -> IngestBatch {
     let hour = first_hour + seq as i64 * HOUR;
     let mut rng = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut hash = [0u8; 32];
-    hash[..8].copy_from_slice(&seq.to_le_bytes());
-    IngestBatch {
-        agent_id: AGENT.into(),
-        epoch: 1,
-        seq,
-        payload_hash: hash,
-        received_ms: now_ms(),
-        created_ms: hour,
-        agent_version: "test".into(),
-        series: (0..SERIES)
-            .map(|s| SeriesIn {
-                name: format!("m{s:03}"),
-                labels: String::new(),
-                kind: 1,
-                points: (0..60)
-                    .map(|i| {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        (hour + i * 60_000, (rng >> 11) as f64 / 1e3)
-                    })
-                    .collect(),
-                index: s as u32,
-                telemetry: false,
-            })
-            .collect(),
-        gaps: Vec::new(),
-        log_groups: Vec::new(),
-        checks: Vec::new(),
-    }
+    let series = (0..SERIES)
+        .map(|s| {
+            let points = (0..60)
+                .map(|i| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (hour + i * 60_000, (rng >> 11) as f64 / 1e3)
+                })
+                .collect();
+            SeriesIn::new(s as u32, format!("m{s:03}"), "", 1, points)
+        })
+        .collect();
+    IngestBatch { received_ms: now_ms(), ..IngestBatch::direct(AGENT, seq, hour, series) }
 }
 
 fn open(dir: &Path, max_db_bytes: Option<u64>) -> (Store, store::query::Reader, store::WriterHandle) {

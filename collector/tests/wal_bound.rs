@@ -31,32 +31,15 @@ fn ingest_until(store: Store, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>, t0: i
                 for _ in 0..8 {
                     seq += 1;
                     let base = t0 + seq as i64 * 30_000;
-                    let mut hash = [0u8; 32];
-                    hash[..8].copy_from_slice(&seq.to_le_bytes());
-                    let batch = IngestBatch {
-                        agent_id: HOST.into(),
-                        epoch: 1,
-                        seq,
-                        payload_hash: hash,
-                        received_ms: base,
-                        created_ms: base,
-                        agent_version: "test".into(),
-                        series: (0..100)
-                            .map(|s| SeriesIn {
-                                name: "cpu_usage_ratio".into(),
-                                labels: format!("core=\"{s}\""),
-                                kind: 1,
-                                points: (0..30)
-                                    .map(|i| (base + i * 1_000, ((seq * 31 + i as u64 * 7 + s) % 1000) as f64 / 997.0))
-                                    .collect(),
-                                index: s as u32,
-                                telemetry: false,
-                            })
-                            .collect(),
-                        gaps: Vec::new(),
-                        log_groups: Vec::new(),
-                        checks: Vec::new(),
-                    };
+                    let series = (0..100)
+                        .map(|s| {
+                            let points = (0..30)
+                                .map(|i| (base + i * 1_000, ((seq * 31 + i as u64 * 7 + s) % 1000) as f64 / 997.0))
+                                .collect();
+                            SeriesIn::new(s as u32, "cpu_usage_ratio", format!("core=\"{s}\""), 1, points)
+                        })
+                        .collect();
+                    let batch = IngestBatch::direct(HOST, seq, base, series);
                     let store = store.clone();
                     inflight.push(tokio::spawn(async move { store.ingest(batch).await }));
                 }

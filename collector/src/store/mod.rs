@@ -95,6 +95,19 @@ pub struct SeriesIn {
     pub telemetry: bool,
 }
 
+impl SeriesIn {
+    /// Series `index` of a batch (not telemetry): `name{labels}` of `kind` with `points`.
+    pub fn new(
+        index: u32,
+        name: impl Into<String>,
+        labels: impl Into<String>,
+        kind: Kind,
+        points: Vec<(i64, f64)>,
+    ) -> Self {
+        Self { name: name.into(), labels: labels.into(), kind, points, index, telemetry: false }
+    }
+}
+
 /// A gap the agent reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GapIn {
@@ -175,6 +188,30 @@ pub struct IngestBatch {
     pub log_groups: Vec<LogGroupIn>,
     /// Check results.
     pub checks: Vec<CheckIn>,
+}
+
+impl IngestBatch {
+    /// A batch of samples fed to the store directly (benchmarks, examples, tests), without the
+    /// gRPC layer: epoch 1, built and received at `at_ms`, the collector's version as the
+    /// agent's, and a payload hash made of `seq` (a resend of the same `seq` is a duplicate). Set
+    /// the other fields with struct update syntax.
+    pub fn direct(agent_id: impl Into<String>, seq: u64, at_ms: i64, series: Vec<SeriesIn>) -> Self {
+        let mut payload_hash = [0u8; 32];
+        payload_hash[..8].copy_from_slice(&seq.to_le_bytes());
+        Self {
+            agent_id: agent_id.into(),
+            epoch: 1,
+            seq,
+            payload_hash,
+            received_ms: at_ms,
+            created_ms: at_ms,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            series,
+            gaps: Vec::new(),
+            log_groups: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
 }
 
 /// What the store did with a batch.
