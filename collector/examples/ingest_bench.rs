@@ -4,11 +4,12 @@
 //! agents (default 1,000: each opens its stream and sends one batch, then stays connected) and
 //! lets `AGENTS` of them (default 200) stream time-compressed history over their own gRPC stream
 //! (16 batches in flight, as the agent does): `SERIES` series per agent, `POINTS` points per series
-//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 300: five hours,
-//! aligned; 108 M samples, so the flatness figures reach the hundredth million).
-//! The first two thirds are sent as fast as the collector acks them (saturation); the last third
-//! paced at `PACE_PERCENT` (default 70) % of the measured saturated rate, for the ack latency
-//! below saturation.
+//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 360: six hours,
+//! aligned; 129.6 M samples). All but the last `PACED_BATCHES` (default a sixth: the sixth hour,
+//! with the fifth hour's close) are sent as fast as the collector acks them (saturation: 108 M
+//! samples, so the flatness figure reaches the hundredth million); the last ones paced at
+//! `PACE_PERCENT` (default 70) % of the measured saturated rate, for the ack latency below
+//! saturation.
 //!
 //! ## Series mix
 //! The agent's own series of a Bitrix host with 4 disks, 6 mounts, MySQL, 2 sites and 5 logs, in
@@ -28,8 +29,11 @@
 //! Prints, in one run:
 //!
 //! `samples_per_s=` (stored and acked, saturated), `ack_p50_ms=`, `ack_p99_ms=` (saturated and
-//! `_below_saturation`), the ingest rate of each million and of each ten million samples
-//! (flatness: deviation from the mean and from the first ten million), `bytes_per_sample=`
+//! `_below_saturation`), the ingest rate of each million and of each ten million samples acked
+//! in the saturated phase and `ingest_flatness_pct=` (the largest deviation of a ten million's
+//! rate from their mean, over the ten millions acked while every agent was still sending; from
+//! the first ten million too), with what each ten million's time went to (collector and bench
+//! CPU, the store writer's steps, the head, the WAL), `bytes_per_sample=`
 //! (pages in use after the collector's clean stop, which seals the head, and a WAL checkpoint,
 //! / samples in blocks; the file size too, whose free pages are reused by later writes),
 //! `disk_write_bytes_per_sample=` (`write_bytes` of `/proc/PID/io` of the collector during the
@@ -40,8 +44,9 @@
 //! when `victoria-metrics` is installed, `vm_samples_per_s=` and `vm_bytes_per_sample=` for the
 //! same samples sent through its `/api/v1/import` and force-merged.
 //!
-//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=300 CONNECTED=1000
+//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=360 CONNECTED=1000
 //!   BATCHES=60 NO_VM=1 make bench-ingest                # a quicker run: one hour
+//!   BATCHES=240 PACED_BATCHES=60 NO_VM=1 make bench-ingest  # three hours saturated, one paced
 //!   AGENTS=1 POINTS=360 BATCHES=720 make bench-ingest   # one host, a time-compressed month
 //!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics; NO_PACED=1
 //!   sends everything saturated)
@@ -350,14 +355,15 @@ impl Progress {
 }
 
 /// Streams `batches` (16 in flight, as the agent does); with `pace`, one batch per `pace` at
-/// most (a rate below saturation). Returns the points acked and each batch's ack latency (ms).
+/// most (a rate below saturation). Returns the points acked, each batch's ack latency (ms) and
+/// when its last ack arrived.
 async fn run_agent(
     mut client: IngestClient<tonic::transport::Channel>,
     token: String,
     batches: Vec<Batch>,
     pace: Option<Duration>,
     progress: std::sync::Arc<Progress>,
-) -> (u64, Vec<f64>) {
+) -> (u64, Vec<f64>, Instant) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(16);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
@@ -396,8 +402,9 @@ async fn run_agent(
         progress.add(ack.stored_points);
         window.add_permits(1);
     }
+    let done = Instant::now();
     drop(sender.await);
-    (stored, latencies)
+    (stored, latencies, done)
 }
 
 async fn connect(url: &str) -> IngestClient<tonic::transport::Channel> {
@@ -406,7 +413,8 @@ async fn connect(url: &str) -> IngestClient<tonic::transport::Channel> {
     IngestClient::new(channel).max_encoding_message_size(64 << 20)
 }
 
-/// Runs every agent's batches at once; returns (points acked, sorted ack latencies, seconds).
+/// Runs every agent's batches at once; returns (points acked, sorted ack latencies, seconds, when
+/// the first agent was done: until then every agent was sending).
 fn phase(
     runtime: &tokio::runtime::Runtime,
     clients: &[IngestClient<tonic::transport::Channel>],
@@ -414,9 +422,9 @@ fn phase(
     batches: Vec<Vec<Batch>>,
     pace: Option<Duration>,
     progress: &std::sync::Arc<Progress>,
-) -> (u64, Vec<f64>, f64) {
+) -> (u64, Vec<f64>, f64, Instant) {
     let start = Instant::now();
-    let results: Vec<(u64, Vec<f64>)> = runtime.block_on(async {
+    let results: Vec<(u64, Vec<f64>, Instant)> = runtime.block_on(async {
         let tasks: Vec<_> = batches
             .into_iter()
             .zip(clients.iter().zip(tokens))
@@ -432,9 +440,10 @@ fn phase(
     });
     let elapsed = start.elapsed().as_secs_f64();
     let stored = results.iter().map(|r| r.0).sum();
+    let first_done = results.iter().map(|r| r.2).min().unwrap_or(start);
     let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.1).collect();
     latencies.sort_by(f64::total_cmp);
-    (stored, latencies, elapsed)
+    (stored, latencies, elapsed, first_done)
 }
 
 /// Opens a stream for each idle agent and sends one batch of one point: the agent is then
@@ -483,15 +492,8 @@ fn connect_idle(
 fn store_steps(port: u16) -> Vec<(String, f64, f64)> {
     let Some((_, body)) = http(port, "GET", "/metrics", b"") else { return Vec::new() };
     let text = String::from_utf8_lossy(&body);
-    let read = |metric: &str| -> Vec<(String, f64)> {
-        let prefix = format!("{metric}{{step=\"");
-        text.lines()
-            .filter_map(|l| l.strip_prefix(prefix.as_str())?.split_once("\"} "))
-            .filter_map(|(step, v)| Some((step.to_owned(), v.trim().parse().ok()?)))
-            .collect()
-    };
-    let totals = read("b24watch_collector_store_step_seconds_total");
-    read("b24watch_collector_store_step_max_seconds")
+    let totals = step_metric(&text, "b24watch_collector_store_step_seconds_total");
+    step_metric(&text, "b24watch_collector_store_step_max_seconds")
         .into_iter()
         .map(|(step, max)| {
             let total = totals.iter().find(|t| t.0 == step).map_or(0.0, |t| t.1);
@@ -500,19 +502,50 @@ fn store_steps(port: u16) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
-/// Polls the collector's head gauges every 200 ms; keeps the largest head seen.
-struct HeadWatch {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, u64)>,
+/// One look at the run: CPU seconds of the collector and of the bench (its
+/// agents share the 2 cores), the store writer's busy seconds per step, the head and the WAL.
+#[derive(Clone)]
+struct Snap {
+    at: Instant,
+    collector_cpu: f64,
+    bench_cpu: f64,
+    /// `(step, seconds in all)` from `/metrics`.
+    steps: Vec<(String, f64)>,
+    head_points: u64,
+    head_bytes: u64,
+    wal_bytes: u64,
 }
 
-impl HeadWatch {
-    fn start(port: u16) -> Self {
+/// CPU seconds (user + system) of a process from `/proc/PID/stat` (clock ticks of 10 ms).
+fn cpu_seconds(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> =
+        text.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// Looks at the run every [`Timeline::EVERY`] (one `/metrics` scrape each: the render of every
+/// agent's live series costs the collector some CPU, so not more often).
+struct Timeline {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Snap>>,
+}
+
+impl Timeline {
+    const EVERY: Duration = Duration::from_millis(500);
+
+    fn start(port: u16, pid: u32, wal: PathBuf) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut peak = (0, 0);
+            let mut snaps = Vec::new();
+            let pid = pid.to_string();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = Instant::now();
+                let (collector_cpu, bench_cpu) = (cpu_seconds(&pid), cpu_seconds("self"));
+                let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
                 if let Some((_, body)) = http(port, "GET", "/metrics", b"") {
                     let text = String::from_utf8_lossy(&body);
                     let gauge = |name: &str| -> u64 {
@@ -520,22 +553,106 @@ impl HeadWatch {
                             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
                             .unwrap_or(0)
                     };
-                    let bytes = gauge("b24watch_collector_store_head_bytes");
-                    if bytes > peak.1 {
-                        peak = (gauge("b24watch_collector_store_head_points"), bytes);
-                    }
+                    snaps.push(Snap {
+                        at,
+                        collector_cpu,
+                        bench_cpu,
+                        steps: step_metric(&text, "b24watch_collector_store_step_seconds_total"),
+                        head_points: gauge("b24watch_collector_store_head_points"),
+                        head_bytes: gauge("b24watch_collector_store_head_bytes"),
+                        wal_bytes,
+                    });
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Self::EVERY.saturating_sub(at.elapsed()));
             }
-            peak
+            snaps
         });
-        HeadWatch { stop, thread }
+        Timeline { stop, thread }
     }
 
-    /// `(points, bytes)` of the largest head seen.
-    fn stop(self) -> (u64, u64) {
+    fn stop(self) -> Vec<Snap> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap_or((0, 0))
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The last look taken at or before `at` (the first one when none is).
+fn snap_at(snaps: &[Snap], at: Instant) -> Option<&Snap> {
+    snaps.iter().take_while(|s| s.at <= at).last().or(snaps.first())
+}
+
+/// `(step, value)` of a per-step metric in an exposition.
+fn step_metric(text: &str, metric: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{metric}{{step=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str())?.split_once("\"} "))
+        .filter_map(|(step, v)| Some((step.to_owned(), v.trim().parse().ok()?)))
+        .collect()
+}
+
+/// Prints the ingest rate of each million and of each ten million samples acked in the saturated
+/// phase, counted from its start (`marks[i]`: when the (i+1)-th million was acked), and the
+/// flatness: the largest deviation of a ten million's rate from their mean and from the first,
+/// over the ten millions acked before the first agent was done (`first_done`; after that fewer
+/// agents send, the writer's queue runs dry now and then and the rate is the bench's, not the
+/// collector's), and over all of them. A group commit acks up to ~0.5 M samples at once, so
+/// single millions are noisy; the ten millions are the figure. Then, per ten million, what the
+/// time went to (from `snaps`).
+fn flatness(start: Instant, marks: &[Instant], first_done: Instant, snaps: &[Snap]) {
+    let at = |m: usize| if m == 0 { start } else { marks[m - 1] };
+    let deviation = |rates: &[f64]| -> (f64, f64) {
+        let Some(first) = rates.first() else { return (f64::NAN, f64::NAN) };
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        let worst = rates.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
+        (worst * 100.0, rates.iter().map(|r| (r / first - 1.0).abs()).fold(0.0, f64::max) * 100.0)
+    };
+    for (width, label) in [(1, "million"), (10, "10_million")] {
+        let windows: Vec<(usize, usize)> = (0..marks.len() / width).map(|k| (k * width, (k + 1) * width)).collect();
+        let rates: Vec<f64> =
+            windows.iter().map(|&(a, b)| (b - a) as f64 * 1e6 / (at(b) - at(a)).as_secs_f64()).collect();
+        if rates.is_empty() {
+            continue;
+        }
+        let (worst, from_first) = deviation(&rates);
+        let shown: Vec<String> = rates.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
+        println!(
+            "ingest_k_per_s_per_{label}=[{}] max_deviation_from_mean={worst:.0}% max_deviation_from_first={from_first:.0}%",
+            shown.join(",")
+        );
+        if width != 10 {
+            continue;
+        }
+        let streaming = windows.iter().take_while(|&&(_, b)| at(b) <= first_done).count();
+        let (worst, from_first) = deviation(&rates[..streaming]);
+        let done_at = marks.iter().take_while(|m| **m <= first_done).count();
+        println!(
+            "ingest_flatness_pct={worst:.1} (largest deviation of a ten million's rate from their mean, {from_first:.1} from the first; samples stored and acked per ten million from the start of the saturated phase, millions 0-{} while all agents were sending; the first agent was done at million {done_at} of {})",
+            streaming * 10,
+            marks.len()
+        );
+        for (k, &(a, b)) in windows.iter().enumerate() {
+            let (Some(s0), Some(s1)) = (snap_at(snaps, at(a)), snap_at(snaps, at(b))) else { continue };
+            let secs = (s1.at - s0.at).as_secs_f64().max(1e-3);
+            let step = |s: &Snap, name: &str| s.steps.iter().find(|t| t.0 == name).map_or(0.0, |t| t.1);
+            let busy: Vec<String> = s1
+                .steps
+                .iter()
+                .filter(|(name, _)| step(s1, name) - step(s0, name) > 0.0)
+                .map(|(name, _)| format!("{name}={:.0}%", (step(s1, name) - step(s0, name)) / secs * 100.0))
+                .collect();
+            let inside = snaps.iter().filter(|s| s.at >= s0.at && s.at <= s1.at);
+            let (head, wal) = inside.fold((0, 0), |(h, w), s| (h.max(s.head_points), w.max(s.wal_bytes)));
+            println!(
+                "  ten_million_{k}: k_per_s={:.0}{} collector_cpu={:.0}% bench_cpu={:.0}% (of one core) writer: {} head_max_mpoints={:.1} wal_max_mib={:.0}",
+                rates[k] / 1000.0,
+                if k < streaming { "" } else { " (agents done)" },
+                (s1.collector_cpu - s0.collector_cpu) / secs * 100.0,
+                (s1.bench_cpu - s0.bench_cpu) / secs * 100.0,
+                busy.join(" "),
+                head as f64 / 1e6,
+                wal as f64 / 1048576.0
+            );
+        }
     }
 }
 
@@ -648,11 +765,13 @@ fn main() {
     let agents = env_num("AGENTS", 200) as usize;
     let series = env_num("SERIES", 300) as usize;
     let points = env_num("POINTS", 6) as usize;
-    let batches = env_num("BATCHES", 300) as usize;
+    let batches = env_num("BATCHES", 360) as usize;
     let connected = (env_num("CONNECTED", 1000) as usize).max(agents);
     let pace_share = env_num("PACE_PERCENT", 70) as f64 / 100.0;
-    // The last third of every agent's batches is sent paced below saturation.
-    let paced_batches = if std::env::var_os("NO_PACED").is_some() { 0 } else { batches / 3 };
+    // The last sixth of every agent's batches (one hour of six by default) is sent paced below
+    // saturation; the rest saturated, for the flatness figure.
+    let paced_batches =
+        if std::env::var_os("NO_PACED").is_some() { 0 } else { env_num("PACED_BATCHES", batches as u64 / 6) as usize };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let admin = b24watch_collector::store::admin::Admin::open(&data).expect("database");
@@ -700,16 +819,18 @@ fn main() {
     });
     let paced: Vec<Vec<Batch>> = all.iter_mut().map(|b| b.split_off(b.len() - paced_batches)).collect();
     let io_before = proc_field(pid, "io", "write_bytes:");
-    let head_watch = HeadWatch::start(http_port);
     let progress = std::sync::Arc::new(Progress::default());
-    let (stored, latencies, elapsed) = phase(&runtime, &clients, &tokens[..agents], all, None, &progress);
+    let wal = data.join(format!("{}-wal", b24watch_collector::store::DB_FILE));
+    let timeline = Timeline::start(http_port, pid, wal);
+    let saturated_start = Instant::now();
+    let (stored, latencies, elapsed, first_done) = phase(&runtime, &clients, &tokens[..agents], all, None, &progress);
     let saturated_millions = progress.millions.lock().expect("lock").clone();
     let rate = stored as f64 / elapsed;
     let (paced_stored, paced_latencies, paced_rate) = if paced_batches > 0 {
         // One batch per agent every `pace`: `pace_share` of the saturated rate in all.
         let per_batch = (series * points) as f64;
         let pace = Duration::from_secs_f64(per_batch * agents as f64 / (rate * pace_share));
-        let (n, lat, secs) = phase(&runtime, &clients, &tokens[..agents], paced, Some(pace), &progress);
+        let (n, lat, secs, _) = phase(&runtime, &clients, &tokens[..agents], paced, Some(pace), &progress);
         (n, lat, n as f64 / secs)
     } else {
         (0, Vec::new(), 0.0)
@@ -717,7 +838,9 @@ fn main() {
     let written = proc_field(pid, "io", "write_bytes:").saturating_sub(io_before);
     let rss_kib = proc_field(pid, "status", "VmHWM:");
     let steps = store_steps(http_port);
-    let (head_points, head_bytes) = head_watch.stop();
+    let snaps = timeline.stop();
+    let (head_points, head_bytes) =
+        snaps.iter().map(|s| (s.head_points, s.head_bytes)).max_by_key(|p| p.1).unwrap_or((0, 0));
     drop(idle_streams);
     drop(clients);
     let acked = stored + paced_stored;
@@ -763,24 +886,7 @@ fn main() {
         println!("ack_p50_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.5));
         println!("ack_p99_ms_below_saturation={:.1}", percentile(&paced_latencies, 0.99));
     }
-    // Flatness: the rate of each million acked, and of each ten millions (a group commit acks
-    // up to ~0.5 M samples at once, so single millions are noisy); the first ten millions'
-    // rate against every later one's.
-    for (width, label) in [(1, "million"), (10, "10_million")] {
-        let marks: Vec<&Instant> = saturated_millions.iter().step_by(width).collect();
-        let segments: Vec<f64> = marks.windows(2).map(|w| width as f64 * 1e6 / (*w[1] - *w[0]).as_secs_f64()).collect();
-        let Some(first) = segments.first() else { continue };
-        let mean = segments.iter().sum::<f64>() / segments.len() as f64;
-        let worst = segments.iter().map(|r| (r / mean - 1.0).abs()).fold(0.0, f64::max);
-        let from_first = segments.iter().map(|r| (r / first - 1.0).abs()).fold(0.0, f64::max);
-        let shown: Vec<String> = segments.iter().map(|r| format!("{:.0}", r / 1000.0)).collect();
-        println!(
-            "ingest_k_per_s_per_{label}=[{}] max_deviation_from_mean={:.0}% max_deviation_from_first={:.0}%",
-            shown.join(","),
-            worst * 100.0,
-            from_first * 100.0
-        );
-    }
+    flatness(saturated_start, &saturated_millions, first_done, &snaps);
     println!(
         "bytes_per_sample={:.3} (used pages {used} B after the clean stop and a checkpoint; file {db_bytes} B = {:.3}/sample, {} free pages)",
         per(used),
