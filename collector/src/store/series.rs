@@ -261,12 +261,11 @@ impl Head {
 }
 
 /// Appends one series' points to a row in the pending row encoding.
-fn put_points(data: &mut Vec<u8>, series_id: i64, points: &[(i64, f64)]) -> Result<(), Error> {
-    let encoded = block::encode(points).map_err(|err| Error::Failed(err.to_string()))?;
+fn put_points(data: &mut Vec<u8>, series_id: i64, points: &[(i64, f64)]) {
+    let encoded = block::encode_fast(points);
     put_varint(data, series_id as u64);
     put_varint(data, encoded.len() as u64);
     data.extend_from_slice(&encoded);
-    Ok(())
 }
 
 /// Writes the points of one group commit as one pending row.
@@ -281,7 +280,7 @@ pub(crate) fn write_pending(tx: &Transaction<'_>, staged: &mut [(i64, Vec<(i64, 
     let mut data = Vec::new();
     for (series_id, points) in staged.iter_mut() {
         block::normalize(points);
-        put_points(&mut data, *series_id, points)?;
+        put_points(&mut data, *series_id, points);
     }
     tx.prepare_cached("INSERT INTO sample_pending(data) VALUES (?1)")?.execute([&data])?;
     Ok(Some(tx.last_insert_rowid()))
@@ -483,7 +482,7 @@ pub(crate) fn seal_step(conn: &mut rusqlite::Connection, head: &SharedHead, seal
                 block::normalize(&mut carry_points);
                 let span = (carry_points[0].0, carry_points[carry_points.len() - 1].0);
                 carry_span = widen(carry_span, Some(span));
-                put_points(&mut carry, series_id, &carry_points)?;
+                put_points(&mut carry, series_id, &carry_points);
             }
             moved += sealed.len();
             batch.push(Split { series_id, held: all.len(), sealed, keep, carried });
