@@ -191,6 +191,8 @@ fn batches_refused_at_the_reserve_leave_every_acked_point_and_the_head_sealable(
             );
         }
     }
+    // Only the new batch counts as refused (the metric tells how much agents hold back).
+    assert_eq!(store.fullness().refused_batches, 3, "refused batches counted: the resends were acked");
     drop(store);
     writer.join();
     // Room made (the bound raised): the agent's resend of the refused batch is stored now.

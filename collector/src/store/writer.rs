@@ -222,9 +222,10 @@ impl Writer {
         })
     }
 
-    /// Refuses a group at the reserve: counted, logged once per [`FULL_LOG_EVERY`], and the head
-    /// sealed next. Clears the flag when there is room again.
-    fn note_full(&mut self, full: bool, batches: usize) {
+    /// Refuses a group at the reserve: its `refused` batches (those not stored before) counted,
+    /// logged once per [`FULL_LOG_EVERY`], and the head sealed next. Clears the flag when there
+    /// is room again.
+    fn note_full(&mut self, full: bool, refused: usize) {
         let was = self.fullness.full.swap(full, Ordering::Relaxed);
         if !full {
             if was && self.resume_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
@@ -237,7 +238,7 @@ impl Writer {
         if !was {
             self.upkeep.wake();
         }
-        self.fullness.refused.fetch_add(batches as u64, Ordering::Relaxed);
+        self.fullness.refused.fetch_add(refused as u64, Ordering::Relaxed);
         if self.full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
             self.full_logged = Some(std::time::Instant::now());
             let blocked = self.fullness.retention_blocked.load(Ordering::Relaxed);
@@ -419,6 +420,9 @@ impl Writer {
                     } else {
                         vec![false; batches.len()]
                     };
+                    if matches!(err, Error::Full) {
+                        self.note_full(true, stored.iter().filter(|stored| !**stored).count());
+                    }
                     for ((_, reply), stored) in group.drain(..).zip(stored) {
                         let _ = reply.send(if stored { Ok(Outcome::Duplicate) } else { Err(err.clone()) });
                     }
@@ -448,10 +452,13 @@ impl Writer {
     }
 
     /// Commits the group unless the database is at `max_db_bytes` less the upkeep reserve: then
-    /// nothing of it is stored and every batch gets [`Error::Full`] (its agent keeps it).
+    /// nothing of it is stored and every batch gets [`Error::Full`] (its agent keeps it; the
+    /// caller counts the refusal, [`Self::note_full`], once it knows which were stored before).
     fn commit_within_reserve(&mut self, batches: &[&IngestBatch]) -> Result<Vec<Outcome>, Error> {
         let result = if self.room_or_any().ingest { self.commit_group(batches) } else { Err(Error::Full) };
-        self.note_full(matches!(result, Err(Error::Full)), batches.len());
+        if !matches!(result, Err(Error::Full)) {
+            self.note_full(false, 0);
+        }
         result
     }
 
@@ -459,19 +466,7 @@ impl Writer {
     fn stored_before(&self, batches: &[&IngestBatch]) -> Vec<bool> {
         batches
             .iter()
-            .map(|batch| {
-                self.conn
-                    .prepare_cached(
-                        "SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| {
-                            r.get::<_, Vec<u8>>(0)
-                        })
-                        .optional()
-                    })
-                    .is_ok_and(|hash| hash.is_some_and(|hash| hash == batch.payload_hash))
-            })
+            .map(|batch| stored_hash(&self.conn, batch).is_ok_and(|hash| hash.is_some_and(|h| h == batch.payload_hash)))
             .collect()
     }
 
@@ -486,11 +481,7 @@ impl Writer {
         let mut staged: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
         let mut staged_at: HashMap<i64, usize> = HashMap::new();
         for batch in batches {
-            let stored: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")?
-                .query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| r.get(0))
-                .optional()?;
-            if let Some(hash) = stored {
+            if let Some(hash) = stored_hash(&tx, batch)? {
                 if hash == batch.payload_hash {
                     outcomes.push(Outcome::Duplicate);
                 } else {
@@ -644,6 +635,13 @@ impl Writer {
         }
         Ok(outcomes)
     }
+}
+
+/// The content hash stored under the batch's key `(agent, epoch, seq)`, if any (the dedup check).
+fn stored_hash(conn: &rusqlite::Connection, batch: &IngestBatch) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT payload_hash FROM batch_key WHERE agent_id = ?1 AND epoch = ?2 AND seq = ?3")?
+        .query_row(params![batch.agent_id, batch.epoch as i64, batch.seq as i64], |r| r.get(0))
+        .optional()
 }
 
 fn now_ms() -> i64 {
