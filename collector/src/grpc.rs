@@ -16,7 +16,8 @@
 //! `lib.rs`), and every batch holds its encoded size of the shared [`IngestBudget`]
 //! ([`INGEST_BUDGET_BYTES`]) from validation until its ack; the writer reads the decoded batch
 //! through an `Arc` rather than a copy. A batch that finds the budget spent waits (counted), it is
-//! never refused for it.
+//! never refused for it. The batch waiting is already decoded (its size is known only then):
+//! outside the budget, each stream holds at most that one batch.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,9 @@
 //!
 //! ## Layout
 //! * `sample_pending(id, data)`: one row per group commit, written in the same transaction as the
-//!   batches' dedup keys, holding every point of the group (per series, in block format 1: the quickest to encode). It is the
-//!   write-ahead log of the head: after `kill -9` the rows are read back into the head.
+//!   batches' dedup keys, holding every point of the group (per series, in block format 1: the
+//!   quickest to encode). It is the write-ahead log of the head: after `kill -9` the rows are
+//!   read back into the head.
 //! * `sample_carry(id, min_ts, max_ts, data)`: points a seal kept in the head (an hour still
 //!   open) whose pending rows it deleted, in the pending row encoding, with the span of their
 //!   timestamps. Read back before the pending rows. Remote write never reads them.
