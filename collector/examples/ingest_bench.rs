@@ -4,12 +4,18 @@
 //! agents (default 1,000: each opens its stream and sends one batch, then stays connected) and
 //! lets `AGENTS` of them (default 200) stream time-compressed history over their own gRPC stream
 //! (16 batches in flight, as the agent does): `SERIES` series per agent, `POINTS` points per series
-//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 360: six hours,
-//! aligned; 129.6 M samples). All but the last `PACED_BATCHES` (default a sixth: the sixth hour,
-//! with the fifth hour's close) are sent as fast as the collector acks them (saturation: 108 M
-//! samples, so the flatness figure reaches the hundredth million); the last ones paced at
-//! `PACE_PERCENT` (default 70) % of the measured saturated rate, for the ack latency below
-//! saturation.
+//! per batch at the agent's default 10 s tick, `BATCHES` batches (default 420: seven hours,
+//! aligned; 151.2 M samples), in three phases:
+//! 1. warm-up: the first `WARMUP_BATCHES` (default one hour, 60 at 6 points; none in runs shorter
+//!    than three hours, whose last sixth is paced) as fast as the collector acks them, not
+//!    measured: the store then holds an hour, as a collector up for an hour does, and every
+//!    measured hour has a closed hour to seal (a fresh store's first hour has none and is faster:
+//!    run with `WARMUP_BATCHES=0` to see it);
+//! 2. saturated: all but the last `PACED_BATCHES` (default one hour), as fast as the collector
+//!    acks them (108 M samples by default, so the flatness figure reaches the hundredth million
+//!    before the agents near their end);
+//! 3. paced: the last ones at `PACE_PERCENT` (default 70) % of the measured saturated rate, for
+//!    the ack latency below saturation (this hour's points close the saturated phase's last hour).
 //!
 //! ## Series mix
 //! The agent's own series of a Bitrix host with 4 disks, 6 mounts, MySQL, 2 sites and 5 logs, in
@@ -44,10 +50,10 @@
 //! when `victoria-metrics` is installed, `vm_samples_per_s=` and `vm_bytes_per_sample=` for the
 //! same samples sent through its `/api/v1/import` and force-merged.
 //!
-//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=360 CONNECTED=1000
-//!   BATCHES=60 NO_VM=1 make bench-ingest                # a quicker run: one hour
-//!   BATCHES=240 PACED_BATCHES=60 NO_VM=1 make bench-ingest  # three hours saturated, one paced
-//!   AGENTS=1 POINTS=360 BATCHES=720 make bench-ingest   # one host, a time-compressed month
+//!   make bench-ingest            # AGENTS=200 SERIES=300 POINTS=6 BATCHES=420 CONNECTED=1000
+//!   BATCHES=60 WARMUP_BATCHES=0 NO_VM=1 make bench-ingest   # a quicker run: one hour
+//!   BATCHES=240 PACED_BATCHES=60 NO_VM=1 make bench-ingest  # one hour warm-up, two saturated, one paced
+//!   AGENTS=1 POINTS=360 BATCHES=720 WARMUP_BATCHES=0 make bench-ingest  # one host, a time-compressed month
 //!   (KEEP=1 keeps the database and prints where; NO_VM=1 skips VictoriaMetrics; NO_PACED=1
 //!   sends everything saturated)
 
@@ -336,15 +342,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
-/// Samples acked so far by all agents, and when each million was reached (ingest flatness).
-#[derive(Default)]
+/// Samples acked so far by all agents, and when each million was reached (ingest flatness);
+/// batches acked per agent (how far apart the agents are in data time).
 struct Progress {
     acked: std::sync::atomic::AtomicU64,
     millions: std::sync::Mutex<Vec<Instant>>,
+    batches: Vec<std::sync::atomic::AtomicU64>,
 }
 
 impl Progress {
-    fn add(&self, n: u64) {
+    fn new(agents: usize) -> Self {
+        Progress {
+            acked: std::sync::atomic::AtomicU64::new(0),
+            millions: std::sync::Mutex::new(Vec::new()),
+            batches: (0..agents).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Batches acked by the agent furthest ahead less those of the one furthest behind.
+    fn spread(&self) -> u64 {
+        let acked = self.batches.iter().map(|b| b.load(std::sync::atomic::Ordering::Relaxed));
+        let (low, high) = acked.fold((u64::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+        high.saturating_sub(low)
+    }
+
+    fn add(&self, agent: usize, n: u64) {
+        self.batches[agent].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let before = self.acked.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         let crossed = (before + n) / 1_000_000 - before / 1_000_000;
         if crossed > 0 {
@@ -363,6 +386,7 @@ async fn run_agent(
     batches: Vec<Batch>,
     pace: Option<Duration>,
     progress: std::sync::Arc<Progress>,
+    agent: usize,
 ) -> (u64, Vec<f64>, Instant) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(16);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
@@ -399,7 +423,7 @@ async fn run_agent(
         let at = sent_at.lock().expect("lock").remove(&ack.seq).expect("sent");
         latencies.push(at.elapsed().as_secs_f64() * 1000.0);
         stored += ack.stored_points;
-        progress.add(ack.stored_points);
+        progress.add(agent, ack.stored_points);
         window.add_permits(1);
     }
     let done = Instant::now();
@@ -428,8 +452,10 @@ fn phase(
         let tasks: Vec<_> = batches
             .into_iter()
             .zip(clients.iter().zip(tokens))
-            .map(|(b, (client, token))| {
-                tokio::spawn(run_agent(client.clone(), token.clone(), b, pace, std::sync::Arc::clone(progress)))
+            .enumerate()
+            .map(|(agent, (b, (client, token)))| {
+                let progress = std::sync::Arc::clone(progress);
+                tokio::spawn(run_agent(client.clone(), token.clone(), b, pace, progress, agent))
             })
             .collect();
         let mut out = Vec::new();
@@ -514,6 +540,8 @@ struct Snap {
     head_points: u64,
     head_bytes: u64,
     wal_bytes: u64,
+    /// [`Progress::spread`]: batches between the agent furthest ahead and the one furthest behind.
+    spread: u64,
 }
 
 /// CPU seconds (user + system) of a process from `/proc/PID/stat` (clock ticks of 10 ms).
@@ -536,7 +564,7 @@ struct Timeline {
 impl Timeline {
     const EVERY: Duration = Duration::from_millis(500);
 
-    fn start(port: u16, pid: u32, wal: PathBuf) -> Self {
+    fn start(port: u16, pid: u32, wal: PathBuf, progress: std::sync::Arc<Progress>) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -561,6 +589,7 @@ impl Timeline {
                         head_points: gauge("b24watch_collector_store_head_points"),
                         head_bytes: gauge("b24watch_collector_store_head_bytes"),
                         wal_bytes,
+                        spread: progress.spread(),
                     });
                 }
                 std::thread::sleep(Self::EVERY.saturating_sub(at.elapsed()));
@@ -641,9 +670,10 @@ fn flatness(start: Instant, marks: &[Instant], first_done: Instant, snaps: &[Sna
                 .map(|(name, _)| format!("{name}={:.0}%", (step(s1, name) - step(s0, name)) / secs * 100.0))
                 .collect();
             let inside = snaps.iter().filter(|s| s.at >= s0.at && s.at <= s1.at);
-            let (head, wal) = inside.fold((0, 0), |(h, w), s| (h.max(s.head_points), w.max(s.wal_bytes)));
+            let (head, wal, spread) =
+                inside.fold((0, 0, 0), |(h, w, d), s| (h.max(s.head_points), w.max(s.wal_bytes), d.max(s.spread)));
             println!(
-                "  ten_million_{k}: k_per_s={:.0}{} collector_cpu={:.0}% bench_cpu={:.0}% (of one core) writer: {} head_max_mpoints={:.1} wal_max_mib={:.0}",
+                "  ten_million_{k}: k_per_s={:.0}{} collector_cpu={:.0}% bench_cpu={:.0}% (of one core) writer: {} head_max_mpoints={:.1} wal_max_mib={:.0} agents_apart_max_batches={spread}",
                 rates[k] / 1000.0,
                 if k < streaming { "" } else { " (agents done)" },
                 (s1.collector_cpu - s0.collector_cpu) / secs * 100.0,
@@ -761,17 +791,47 @@ fn victoria(bodies: Vec<Vec<Vec<u8>>>, samples: u64) {
     let _ = vm.wait();
 }
 
+/// The load generator's own allocator: no fastbins (glibc).
+///
+/// The bench builds every batch before the run (gigabytes of small strings and vectors) and frees
+/// each one as it is sent. glibc keeps small freed chunks in fastbins and merges them all at the
+/// next large request: late in a long run one such merge stopped the bench's senders for 1-3 s
+/// (`perf`: `malloc_consolidate`, `unlink_chunk` on a bench thread, the collector idle), a ten
+/// million acked ~40 % slower than the others. Without fastbins frees merge as they happen.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn no_fastbins() {
+    /// From glibc's `malloc.h`.
+    const M_MXFAST: std::ffi::c_int = 1;
+    unsafe extern "C" {
+        /// glibc: sets an allocator parameter; returns 1 on success, 0 on error.
+        safe fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    mallopt(M_MXFAST, 0);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn no_fastbins() {}
+
 fn main() {
+    no_fastbins();
     let agents = env_num("AGENTS", 200) as usize;
     let series = env_num("SERIES", 300) as usize;
     let points = env_num("POINTS", 6) as usize;
-    let batches = env_num("BATCHES", 360) as usize;
+    let batches = env_num("BATCHES", 420) as usize;
     let connected = (env_num("CONNECTED", 1000) as usize).max(agents);
     let pace_share = env_num("PACE_PERCENT", 70) as f64 / 100.0;
-    // The last sixth of every agent's batches (one hour of six by default) is sent paced below
-    // saturation; the rest saturated, for the flatness figure.
-    let paced_batches =
-        if std::env::var_os("NO_PACED").is_some() { 0 } else { env_num("PACED_BATCHES", batches as u64 / 6) as usize };
+    // The last hour of every agent's batches is sent paced below saturation, the first one as a
+    // warm-up; the rest saturated, for the rate and the flatness figure (an hour: 60 batches at
+    // 6 points). Runs shorter than three hours: no warm-up, the last sixth paced.
+    let hour_batches = 3600 / (points * 10).max(1);
+    let (warmup_default, paced_default) =
+        if batches >= 3 * hour_batches { (hour_batches, hour_batches) } else { (0, batches / 6) };
+    let paced_batches = if std::env::var_os("NO_PACED").is_some() {
+        0
+    } else {
+        (env_num("PACED_BATCHES", paced_default as u64) as usize).min(batches)
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let admin = b24watch_collector::store::admin::Admin::open(&data).expect("database");
@@ -818,10 +878,18 @@ fn main() {
         out
     });
     let paced: Vec<Vec<Batch>> = all.iter_mut().map(|b| b.split_off(b.len() - paced_batches)).collect();
+    let warmup_batches = (env_num("WARMUP_BATCHES", warmup_default as u64) as usize).min(batches - paced_batches);
+    let warmup: Vec<Vec<Batch>> = all.iter_mut().map(|b| b.drain(..warmup_batches).collect()).collect();
     let io_before = proc_field(pid, "io", "write_bytes:");
-    let progress = std::sync::Arc::new(Progress::default());
+    let progress = std::sync::Arc::new(Progress::new(agents));
     let wal = data.join(format!("{}-wal", b24watch_collector::store::DB_FILE));
-    let timeline = Timeline::start(http_port, pid, wal);
+    let timeline = Timeline::start(http_port, pid, wal, std::sync::Arc::clone(&progress));
+    let warmed = if warmup_batches > 0 {
+        let unmeasured = std::sync::Arc::new(Progress::new(agents));
+        phase(&runtime, &clients, &tokens[..agents], warmup, None, &unmeasured).0
+    } else {
+        0
+    };
     let saturated_start = Instant::now();
     let (stored, latencies, elapsed, first_done) = phase(&runtime, &clients, &tokens[..agents], all, None, &progress);
     let saturated_millions = progress.millions.lock().expect("lock").clone();
@@ -843,7 +911,7 @@ fn main() {
         snaps.iter().map(|s| (s.head_points, s.head_bytes)).max_by_key(|p| p.1).unwrap_or((0, 0));
     drop(idle_streams);
     drop(clients);
-    let acked = stored + paced_stored;
+    let acked = warmed + stored + paced_stored;
     // A clean stop seals the head into blocks; then the file is what history costs.
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let status = collector.wait().expect("collector exit");
@@ -875,7 +943,7 @@ fn main() {
     let used = (page_count - freelist) * page_size;
     let per = |bytes: i64| bytes as f64 / in_blocks.max(1) as f64;
     println!(
-        "agents={agents} connected={connected} series_per_agent={series} points_per_batch_per_series={points} batches_per_agent={batches} (last {paced_batches} paced)"
+        "agents={agents} connected={connected} series_per_agent={series} points_per_batch_per_series={points} batches_per_agent={batches} (first {warmup_batches} warm-up, last {paced_batches} paced)"
     );
     println!("samples_sent={samples} samples_acked={acked} samples_in_blocks={in_blocks} seconds={elapsed:.1}");
     println!("samples_per_s={rate:.0}");
