@@ -214,8 +214,7 @@ impl Uptime {
         to: Ms,
         now: Ms,
     ) -> Result<BTreeMap<(String, String), Vec<Span>>, Error> {
-        let rows = self.reader.evidence(host, from, now.max(to))?;
-        let before = self.reader.evidence_before(host, from)?;
+        let (rows, before) = self.reader.window_evidence(host, from, now.max(to))?;
         let mut by_signal: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
         for (signal, target, end) in before {
             by_signal.entry((signal, target)).or_default().push(Span { from: end, to: end, state: State::Unknown });
