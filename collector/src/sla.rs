@@ -31,6 +31,14 @@ pub enum State {
     Maintenance,
 }
 
+impl State {
+    /// Up or down, as evidence records it.
+    #[must_use]
+    pub fn of_up(up: bool) -> State {
+        if up { State::Up } else { State::Down }
+    }
+}
+
 /// A half-open interval `[from, to)` in one state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Span {
@@ -135,7 +143,7 @@ pub fn point_evidence(points: &[(Ms, bool)], span: Ms) -> Vec<Span> {
         if let Some(next) = sorted.get(idx + 1) {
             end = end.min(next.0);
         }
-        push_merged(&mut out, Span { from: at, to: end, state: if up { State::Up } else { State::Down } });
+        push_merged(&mut out, Span { from: at, to: end, state: State::of_up(up) });
     }
     out
 }
@@ -577,7 +585,7 @@ mod tests {
             for (gap, len, is_up) in items {
                 let from = cursor + gap * MIN / 10;
                 let to = from + len * MIN / 2;
-                out.push(Span { from, to, state: if is_up { State::Up } else { State::Down } });
+                out.push(Span { from, to, state: State::of_up(is_up) });
                 cursor = to;
             }
             out

@@ -175,6 +175,11 @@ pub struct GapRow {
     pub dropped_points: i64,
 }
 
+/// Column `idx` of a row as text, borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(idx)?.as_str().map_err(rusqlite::Error::from)
+}
+
 /// Series `name` of an agent: `(id, labels)` sorted by labels.
 fn series_of(conn: &Connection, agent_id: &str, name: &str) -> Result<Vec<(i64, String)>, Error> {
     let mut stmt =
@@ -366,11 +371,7 @@ impl Reader {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
-                crate::sla::Span {
-                    from: r.get(3)?,
-                    to: r.get(4)?,
-                    state: if up { crate::sla::State::Up } else { crate::sla::State::Down },
-                },
+                crate::sla::Span { from: r.get(3)?, to: r.get(4)?, state: crate::sla::State::of_up(up) },
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -398,11 +399,7 @@ impl Reader {
                 out.push((agent.to_owned(), signal.to_owned(), target.to_owned(), Vec::new()));
             }
             let up: bool = r.get(3)?;
-            let span = crate::sla::Span {
-                from: r.get(4)?,
-                to: r.get(5)?,
-                state: if up { crate::sla::State::Up } else { crate::sla::State::Down },
-            };
+            let span = crate::sla::Span { from: r.get(4)?, to: r.get(5)?, state: crate::sla::State::of_up(up) };
             out.last_mut().expect("pushed above").3.push(span);
         }
         Ok(out)
@@ -447,16 +444,17 @@ impl Reader {
         let (mut spans, mut ends): WindowEvidence = (Vec::new(), Vec::new());
         let mut rows = stmt.query(params![agent_id, to])?;
         while let Some(row) = rows.next()? {
-            let (signal, target, end): (String, String, i64) = (row.get(0)?, row.get(1)?, row.get(4)?);
+            let end: i64 = row.get(4)?;
             if end > from {
-                let up: bool = row.get(2)?;
-                let state = if up { crate::sla::State::Up } else { crate::sla::State::Down };
-                spans.push((signal, target, crate::sla::Span { from: row.get(3)?, to: end, state }));
-            } else {
-                match ends.last_mut() {
-                    Some(last) if last.0 == signal && last.1 == target => last.2 = last.2.max(end),
-                    _ => ends.push((signal, target, end)),
-                }
+                let state = crate::sla::State::of_up(row.get(2)?);
+                spans.push((row.get(0)?, row.get(1)?, crate::sla::Span { from: row.get(3)?, to: end, state }));
+                continue;
+            }
+            // Spans before the window (most of a long history): names allocated once per signal.
+            let (signal, target) = (text(row, 0)?, text(row, 1)?);
+            match ends.last_mut() {
+                Some(last) if last.0 == signal && last.1 == target => last.2 = last.2.max(end),
+                _ => ends.push((signal.to_owned(), target.to_owned(), end)),
             }
         }
         Ok((spans, ends))

@@ -874,14 +874,13 @@ fn add_point(
         )?
         .query_row(params![agent_id, signal, target, at], |r| r.get(0))
         .optional()?;
-    let state = |up: bool| if up { State::Up } else { State::Down };
     let lo = pred.map_or(at, |p| p.0);
     let hi = succ.unwrap_or_else(|| at.saturating_add(span));
     let mut pieces = Vec::with_capacity(2);
     if let Some((p, p_up)) = pred {
-        pieces.push(Span { from: p, to: p.saturating_add(span).min(at), state: state(p_up) });
+        pieces.push(Span { from: p, to: p.saturating_add(span).min(at), state: State::of_up(p_up) });
     }
-    pieces.push(Span { from: at, to: at.saturating_add(span).min(hi), state: state(up) });
+    pieces.push(Span { from: at, to: at.saturating_add(span).min(hi), state: State::of_up(up) });
     replace_region(tx, agent_id, signal, target, lo, hi, &pieces, false)
 }
 
@@ -913,7 +912,7 @@ fn replace_region(
             if to < lo {
                 break;
             }
-            out.push((id, Span { from, to, state: if up { State::Up } else { State::Down } }));
+            out.push((id, Span { from, to, state: State::of_up(up) }));
         }
         out
     };
